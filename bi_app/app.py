@@ -1,0 +1,79 @@
+"""The composition root: one function builds the Dash app and wires its parts."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+from flask import jsonify
+
+import pages
+from bi_app.components import navbar
+from bi_app.config import Config
+from bi_app.context import CONFIG_KEY, current_config, engine_for
+from data_layer.bootstrap import ensure_demo_database
+from data_layer.engine import DatabaseError, describe_error, ping, safe_url
+
+log = logging.getLogger(__name__)
+
+ASSETS_FOLDER = str(importlib.resources.files("bi_app").joinpath("..", "assets"))
+
+
+def create_app(config: Config | None = None) -> dash.Dash:
+    """Build the Dash app for ``config`` (default: from the environment).
+
+    Dash keeps pages and callbacks in process-wide registries, so build one
+    app per process.
+    """
+    config = config or Config.from_env()
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config.embedded:
+        _seed_embedded_database(config)
+
+    app = dash.Dash(
+        __name__,
+        use_pages=True,
+        pages_folder="",
+        assets_folder=ASSETS_FOLDER,
+        external_stylesheets=[dbc.themes.FLATLY],
+        title="E-commerce BI",
+        suppress_callback_exceptions=True,
+        meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
+    )
+    app.server.config[CONFIG_KEY] = config
+    _register_pages()
+    app.layout = html.Div(
+        [navbar(dash.page_registry.values()), dbc.Container(dash.page_container, fluid=True, className="py-3")]
+    )
+    app.server.add_url_rule("/healthz", "healthz", _healthz)
+    log.info("Serving database %s", safe_url(config.database_url))
+    return app
+
+
+def _register_pages() -> None:
+    """Import every module of ``pages``; each registers itself, its ``layout`` is read after."""
+    for info in pkgutil.iter_modules(pages.__path__):
+        module = importlib.import_module(f"{pages.__name__}.{info.name}")
+        page = dash.page_registry.get(module.__name__)
+        if page is not None and not page.get("supplied_layout"):
+            page["layout"] = module.layout
+
+
+def _healthz():  # noqa: ANN202 - a Flask view
+    config = current_config()
+    try:
+        ping(engine_for(config))
+    except DatabaseError as exc:
+        return jsonify(status="unavailable", database=safe_url(config.database_url), reason=str(exc)), 503
+    return jsonify(status="ok", database=safe_url(config.database_url))
+
+
+def _seed_embedded_database(config: Config) -> None:
+    try:
+        ensure_demo_database(engine_for(config), config.data_dir, config.demo_rows, config.demo_seed)
+    except Exception as exc:  # noqa: BLE001 - the app still starts; /healthz says why
+        log.error("Could not seed the embedded demo database: %s", describe_error(exc, config.database_url))

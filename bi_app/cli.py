@@ -1,0 +1,158 @@
+"""The ``bi-app`` command line: demo data, serving, data checks and database info.
+
+Every error ends as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, TypeVar
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from bi_app.config import Config, ConfigError
+from bi_app.context import engine_for
+from data_layer.bootstrap import load_demo_data
+from data_layer.engine import DatabaseError, describe_error, safe_url
+from data_layer.loader import LoadError, LoadResult
+from data_layer.meta import database_info
+from data_layer.quality import QualityReport, quality_report
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def one_line_errors(func: F) -> F:
+    """Turn the errors a user can cause (bad config, database down) into one clear line."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, DatabaseError, LoadError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except SQLAlchemyError as exc:
+            url = _config_or_none()
+            raise click.ClickException(
+                describe_error(exc, url.database_url if url else None)
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _config_or_none() -> Config | None:
+    try:
+        return Config.from_env()
+    except ConfigError:
+        return None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """E-commerce business intelligence: dashboard, data loading and checks.
+
+    The database comes from BI_DATABASE_URL (or DATABASE_URL); unset, an
+    embedded SQLite file under ./data is used.
+    """
+
+
+@main.command("demo-data")
+@click.option("--rows", default=2000, show_default=True, type=click.IntRange(min=1), help="Orders to generate.")
+@click.option("--seed", default=42, show_default=True, type=int, help="Random seed; the same seed gives the same orders.")
+@click.option("--replace", is_flag=True, help="Replace the stored orders instead of appending to them.")
+@one_line_errors
+def demo_data(rows: int, seed: int, replace: bool) -> None:
+    """Generate realistic demo orders and load them in one transaction."""
+    config = Config.from_env()
+    engine = engine_for(config)
+    click.echo(f"Loading {rows:,} demo orders (seed {seed}, {'replace' if replace else 'append'}) into {safe_url(config.database_url)}")
+    with click.progressbar(length=rows, label="Loading", show_percent=True, show_pos=True, file=sys.stderr) as bar:
+        result = load_demo_data(engine, rows, seed, replace=replace, on_progress=bar.update)
+    _print_load(result)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8050, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Gunicorn worker processes (more than one needs BI_CACHE_URL=redis://...).")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(min=1), help="Threads per worker.")
+@click.option("--debug", is_flag=True, help="Use Dash's development server with hot reload instead of gunicorn.")
+@one_line_errors
+def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None:
+    """Serve the dashboard (gunicorn), seeding the embedded database on first run."""
+    from bi_app.app import create_app
+
+    config = Config.from_env()
+    app = create_app(config)
+    click.echo(f"Dashboard on http://{host}:{port}  (database {safe_url(config.database_url)})")
+    if debug:
+        app.run(host=host, port=port, debug=True)
+        return
+    _run_gunicorn(app.server, host=host, port=port, workers=workers, threads=threads)
+
+
+@main.command()
+@one_line_errors
+def check() -> None:
+    """Run the data-quality report on the stored orders; exit 1 if a check fails."""
+    config = Config.from_env()
+    with engine_for(config).connect() as conn:
+        report = quality_report(conn)
+    _print_report(report)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@main.command()
+@one_line_errors
+def info() -> None:
+    """Show the database in use (password masked), its row counts and data version."""
+    details = database_info(engine_for(Config.from_env()))
+    click.echo(f"Database:      {details['database']}")
+    click.echo(f"Backend:       {details['backend']}")
+    for table, rows in details["tables"].items():  # type: ignore[union-attr]
+        click.echo(f"Table {table + ':':<19} {'(absent)' if rows is None else f'{rows:,} rows'}")
+    click.echo(f"Data version:  {details['data_version'] or '(none: loaded by another tool)'}")
+    if details["loaded_at"]:
+        click.echo(f"Last load:     {details['loaded_at']} ({details['last_load']})")
+
+
+def _print_load(result: LoadResult) -> None:
+    click.echo(
+        f"Loaded {result.rows_in:,} rows ({result.mode}) in {result.seconds:.2f} s: "
+        f"{result.rows_per_second:,.0f} rows/s; {result.rows_stored:,} rows stored"
+    )
+    click.echo(f"Data version {result.data_version}")
+    _print_report(result.quality)
+
+
+def _print_report(report: QualityReport) -> None:
+    span = f"{report.min_date} .. {report.max_date}" if report.min_date else "no rows"
+    click.echo(f"Data quality: {report.row_count:,} rows, order dates {span}")
+    for check_ in report.checks:
+        mark = click.style("ok  ", fg="green") if check_.passed else click.style("FAIL", fg="red")
+        detail = "" if check_.passed else f"  ({check_.failing_rows:,} rows: {check_.detail})"
+        click.echo(f"  {mark} {check_.name}{detail}")
+
+
+def _run_gunicorn(wsgi_app, *, host: str, port: int, workers: int, threads: int) -> None:  # noqa: ANN001
+    from gunicorn.app.base import BaseApplication
+
+    class _Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", threads)
+            self.cfg.set("timeout", 120)
+            self.cfg.set("accesslog", None)
+
+        def load(self):  # noqa: ANN202
+            return wsgi_app
+
+    _Server().run()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,96 @@
+"""Configuration: defaults in code, overridden by environment variables.
+
+Secrets (database passwords) come only from the environment and are masked
+wherever a URL is displayed (see :func:`data_layer.engine.safe_url`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+#: Every setting, its environment variable and what it does (shown in the README).
+SETTINGS_HELP: dict[str, str] = {
+    "BI_DATABASE_URL": "SQLAlchemy URL of the database (DATABASE_URL is accepted too). "
+    "Unset: an embedded SQLite file under BI_DATA_DIR, seeded with demo data on first run.",
+    "BI_DATA_DIR": "Folder for local data such as the embedded SQLite file (default ./data).",
+    "BI_DEMO_ROWS": "Orders generated when the embedded database is first created (default 2000).",
+    "BI_DEMO_SEED": "Random seed of those demo orders (default 42).",
+    "BI_CACHE_URL": "Cache backend: unset for in-process, redis://host:6379/0 to share between workers.",
+    "BI_STATEMENT_TIMEOUT_MS": "PostgreSQL statement timeout for app queries, in ms (default 30000).",
+    "BI_CONNECT_TIMEOUT_S": "Seconds to wait when connecting to PostgreSQL (default 5).",
+    "BI_LOG_LEVEL": "Logging level (default INFO).",
+}
+
+DEFAULT_DATA_DIR = "data"
+EMBEDDED_DB_NAME = "bi_demo.sqlite"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one app or CLI process."""
+
+    database_url: str
+    embedded: bool = False
+    data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA_DIR))
+    demo_rows: int = 2000
+    demo_seed: int = 42
+    cache_url: str | None = None
+    statement_timeout_ms: int = 30_000
+    connect_timeout_s: int = 5
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Config":
+        """Build a config from ``BI_*`` environment variables, then apply ``overrides``."""
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("BI_DATA_DIR") or DEFAULT_DATA_DIR)
+        url = env.get("BI_DATABASE_URL") or env.get("DATABASE_URL") or ""
+        embedded = not url
+        if embedded:
+            url = f"sqlite:///{(data_dir / EMBEDDED_DB_NAME).resolve()}"
+        config = cls(
+            database_url=normalise_database_url(url),
+            embedded=embedded,
+            data_dir=data_dir,
+            demo_rows=_int(env, "BI_DEMO_ROWS", 2000),
+            demo_seed=_int(env, "BI_DEMO_SEED", 42),
+            cache_url=env.get("BI_CACHE_URL") or None,
+            statement_timeout_ms=_int(env, "BI_STATEMENT_TIMEOUT_MS", 30_000),
+            connect_timeout_s=_int(env, "BI_CONNECT_TIMEOUT_S", 5),
+            log_level=(env.get("BI_LOG_LEVEL") or "INFO").upper(),
+        )
+        return replace(config, **overrides) if overrides else config
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the common spellings of a database URL and return SQLAlchemy's.
+
+    ``postgres://`` (Heroku, RDS consoles) becomes ``postgresql://``; everything
+    else, query string included (``?sslmode=require``), is kept as given.
+    """
+    url = url.strip()
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if not url.startswith(("postgresql", "sqlite")):
+        scheme = url.split(":", 1)[0] if ":" in url else url
+        raise ConfigError(
+            f"unsupported database URL scheme {scheme!r}: use postgresql://... or sqlite:///..."
+        )
+    return url
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None

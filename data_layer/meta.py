@@ -1,0 +1,53 @@
+"""The app's key/value metadata: data version, last load. Absent in a seed-made database."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine, delete, func, insert, inspect, select
+
+from data_layer.engine import safe_url
+from data_layer.schema import METADATA_TABLE, bi_metadata, sales
+
+
+def read_meta(conn: Connection) -> dict[str, str]:
+    """All metadata as a dict; empty when the table does not exist."""
+    if not inspect(conn).has_table(METADATA_TABLE):
+        return {}
+    return {key: value for key, value in conn.execute(select(bi_metadata.c.key, bi_metadata.c.value))}
+
+
+def write_meta(conn: Connection, values: dict[str, str]) -> None:
+    """Set the given keys (in the caller's transaction)."""
+    conn.execute(delete(bi_metadata).where(bi_metadata.c.key.in_(list(values))))
+    conn.execute(insert(bi_metadata), [{"key": k, "value": str(v)} for k, v in values.items()])
+
+
+def data_version(conn: Connection) -> str | None:
+    """The version stamped by the last load, or None for a database we never loaded."""
+    return read_meta(conn).get("data_version")
+
+
+def database_info(engine: Engine) -> dict[str, object]:
+    """What ``bi-app info`` shows: the masked URL, backend, row counts and data version."""
+    url = engine.url.render_as_string(hide_password=False)
+    with engine.connect() as conn:
+        meta = read_meta(conn)
+        counts = table_row_counts(conn)
+    return {
+        "database": safe_url(url),
+        "backend": engine.dialect.name,
+        "tables": counts,
+        "data_version": meta.get("data_version"),
+        "loaded_at": meta.get("loaded_at"),
+        "last_load": meta.get("last_load_source"),
+    }
+
+
+def table_row_counts(conn: Connection) -> dict[str, int | None]:
+    """Rows in each of the app's tables; None for a table that does not exist."""
+    existing = set(inspect(conn).get_table_names())
+    return {
+        table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
+        if table.name in existing
+        else None
+        for table in (sales, bi_metadata)
+    }

@@ -1,0 +1,85 @@
+"""The database schema, defined once for SQLite and PostgreSQL.
+
+``advanced_sales_data`` is the seed document's table: the same 20 columns,
+names, types, primary key and 4 indexes, so a database created by the seed's
+own pipeline is readable as is. ``bi_metadata`` is the app's own small
+key/value table (data version, last load); it may be absent in such a
+database, and every reader copes with that.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Date,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+SALES_TABLE = "advanced_sales_data"
+METADATA_TABLE = "bi_metadata"
+
+sales = Table(
+    SALES_TABLE,
+    metadata,
+    Column("order_id", String(20), primary_key=True),
+    Column("customer_id", String(20), nullable=False),
+    Column("order_date", Date, nullable=False),
+    Column("category", String(50), nullable=False),
+    Column("product", String(50), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price", Numeric(10, 2, asdecimal=False), nullable=False),
+    Column("subtotal", Numeric(10, 2, asdecimal=False), nullable=False),
+    Column("discount_rate", Numeric(5, 4, asdecimal=False), server_default="0"),
+    Column("discount_amount", Numeric(10, 2, asdecimal=False), server_default="0"),
+    Column("shipping_cost", Numeric(10, 2, asdecimal=False), server_default="0"),
+    Column("total_amount", Numeric(10, 2, asdecimal=False), nullable=False),
+    Column("region", String(20), nullable=False),
+    Column("customer_segment", String(20), nullable=False),
+    Column("satisfaction_rating", Numeric(2, 1, asdecimal=False), nullable=False),
+    Column("day_of_week", String(10)),
+    Column("month", Integer),
+    Column("quarter", String(5)),
+    Column("is_weekend", Integer, server_default="0"),
+    Column("is_holiday_season", Integer, server_default="0"),
+)
+
+#: The seed's four indexes, by their seed names.
+SALES_INDEXES = (
+    Index("idx_customer_id", sales.c.customer_id),
+    Index("idx_order_date", sales.c.order_date),
+    Index("idx_region", sales.c.region),
+    Index("idx_segment", sales.c.customer_segment),
+)
+
+SALES_COLUMNS: tuple[str, ...] = tuple(c.name for c in sales.columns)
+
+#: Columns that must never be NULL in a usable row (checked by the quality report).
+CRITICAL_COLUMNS: tuple[str, ...] = (
+    "order_id",
+    "customer_id",
+    "order_date",
+    "category",
+    "product",
+    "quantity",
+    "unit_price",
+    "subtotal",
+    "total_amount",
+    "region",
+    "customer_segment",
+    "satisfaction_rating",
+)
+
+bi_metadata = Table(
+    METADATA_TABLE,
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -1,0 +1,39 @@
+"""Overview: the state of the business in four numbers."""
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import html
+
+from bi_app.components import count, error_banner, kpi_card, money
+from bi_app.context import current_engine
+from data_layer.engine import describe_error
+from data_layer.filters import Filters
+from data_layer.queries import kpis
+
+dash.register_page(__name__, path="/", name="Overview", title="Overview · E-commerce BI", order=0)
+
+
+def layout(**_query: str) -> html.Div:
+    try:
+        with current_engine().connect() as conn:
+            figures = kpis(conn, Filters())
+    except Exception as exc:  # noqa: BLE001 - shown to the user, the server keeps serving
+        return html.Div(
+            [html.H2("Overview"), error_banner(f"The database cannot be read: {describe_error(exc)}", banner_id="overview-error")]
+        )
+    satisfaction = (
+        "—" if figures.average_satisfaction is None else f"{figures.average_satisfaction:.2f} / 5"
+    )
+    cards = [
+        kpi_card("Total revenue", money(figures.revenue), card_id="overview-kpi-revenue",
+                 note=f"{count(figures.orders)} orders"),
+        kpi_card("Average order value", money(figures.average_order_value), card_id="overview-kpi-aov"),
+        kpi_card("Unique customers", count(figures.customers), card_id="overview-kpi-customers"),
+        kpi_card("Average satisfaction", satisfaction, card_id="overview-kpi-satisfaction"),
+    ]
+    return html.Div(
+        [
+            html.H2("Overview", className="mb-3"),
+            dbc.Row([dbc.Col(card, xs=12, sm=6, lg=3, className="mb-3") for card in cards]),
+        ]
+    )

@@ -1,0 +1,86 @@
+"""The bi-app command line, run in process with click's runner on real databases."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine
+
+from bi_app.cli import main
+from data_layer.meta import database_info
+from sqlalchemy.engine import make_url
+
+
+@pytest.fixture
+def run(db_url: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("BI_DATABASE_URL", db_url)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+def test_demo_data_loads_and_reports_its_rate(run, engine: Engine) -> None:
+    result = run("demo-data", "--rows", "3000", "--seed", "5", "--replace")
+    assert result.exit_code == 0, result.output
+    assert "Loaded 3,000 rows (replace)" in result.output and "rows/s" in result.output
+    assert "FAIL" not in result.output
+    assert database_info(engine)["tables"]["advanced_sales_data"] == 3000
+    appended = run("demo-data", "--rows", "500")
+    assert appended.exit_code == 0, appended.output
+    assert database_info(engine)["tables"]["advanced_sales_data"] == 3500
+
+
+def test_check_and_info(run, engine: Engine) -> None:
+    run("demo-data", "--rows", "200", "--replace")
+    checked = run("check")
+    assert checked.exit_code == 0 and "rows in" not in checked.output
+    assert "200 rows, order dates 2023-" in checked.output
+    info = run("info")
+    assert info.exit_code == 0
+    assert "advanced_sales_data: 200 rows" in info.output
+    assert database_info(engine)["data_version"] in info.output
+
+
+def test_check_fails_on_bad_rows(run, engine: Engine) -> None:
+    run("demo-data", "--rows", "50", "--replace")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE advanced_sales_data SET total_amount = total_amount + 1 "
+                             "WHERE order_id = 'ORD-00000007'")
+    checked = run("check")
+    assert checked.exit_code == 1
+    assert "FAIL total = subtotal - discount + shipping  (1 rows" in checked.output
+
+
+def with_password(url: str, password: str) -> str:
+    return make_url(url).set(password=password).render_as_string(hide_password=False)
+
+
+def test_info_masks_the_password(postgres_schema_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The test server trusts local connections, so any password gets in: enough to show masking.
+    monkeypatch.setenv("BI_DATABASE_URL", with_password(postgres_schema_url, "Hunter2Secret"))
+    result = CliRunner().invoke(main, ["info"])
+    assert result.exit_code == 0, result.output
+    assert "Hunter2Secret" not in result.output
+    assert "postgres:***@" in result.output
+
+
+@pytest.mark.parametrize("command", [["info"], ["check"], ["demo-data", "--rows", "10"]])
+def test_unreachable_database_is_one_line_and_exit_1(command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BI_DATABASE_URL", "postgresql://bi:Hunter2Secret@127.0.0.1:1/shop")
+    monkeypatch.setenv("BI_CONNECT_TIMEOUT_S", "2")
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1 and "Connection refused" in error_lines[0]
+    assert "Hunter2Secret" not in result.output
+
+
+def test_bad_configuration_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BI_DATABASE_URL", "mysql://root@localhost/shop")
+    result = CliRunner().invoke(main, ["info"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: unsupported database URL scheme 'mysql': use postgresql://... or sqlite:///..."

@@ -1,0 +1,59 @@
+import pytest
+from sqlalchemy import text
+
+from data_layer.bootstrap import load_demo_data
+from data_layer.engine import DatabaseError, describe_error, is_postgres, make_engine, ping, safe_url
+from data_layer.filters import Filters
+from data_layer.queries import kpis
+from tests.support import IN_CI
+
+UNREACHABLE = "postgresql://reporter:Sup3rSecret@127.0.0.1:1/shop"
+
+
+def test_safe_url_masks_the_password() -> None:
+    shown = safe_url("postgresql://reporter:Sup3rSecret@db.internal:5432/shop?sslmode=require")
+    assert "Sup3rSecret" not in shown
+    assert shown == "postgresql://reporter:***@db.internal:5432/shop?sslmode=require"
+
+
+def test_unreachable_database_gives_one_line_without_the_password() -> None:
+    engine = make_engine(UNREACHABLE, connect_timeout_s=2)
+    with pytest.raises(DatabaseError) as caught:
+        ping(engine)
+    message = str(caught.value)
+    assert "Sup3rSecret" not in message
+    assert "\n" not in message
+    assert "127.0.0.1" in message and "***" in message
+
+
+def test_describe_error_scrubs_a_password_echoed_by_the_driver() -> None:
+    error = RuntimeError('password authentication failed for user "reporter" (Sup3rSecret)')
+    assert "Sup3rSecret" not in describe_error(error, UNREACHABLE)
+
+
+def test_is_postgres() -> None:
+    assert is_postgres("postgresql://u@h/db")
+    assert not is_postgres("sqlite:///x.sqlite")
+
+
+def test_url_options_are_kept_beside_the_statement_timeout(postgres_schema_url: str) -> None:
+    engine = make_engine(postgres_schema_url, statement_timeout_ms=1234)
+    with engine.connect() as conn:
+        assert conn.execute(text("SHOW statement_timeout")).scalar_one() == "1234ms"
+        assert conn.execute(text("SELECT current_schema()")).scalar_one().startswith("test_")
+    engine.dispose()
+
+
+def test_sslmode_require_url_works(postgres_schema_url: str, postgres_admin) -> None:  # noqa: ANN001
+    with postgres_admin.connect() as conn:
+        server_has_tls = conn.execute(text("SHOW ssl")).scalar_one() == "on"
+    if not server_has_tls:
+        if IN_CI:
+            pytest.fail("CI turns TLS on in the test PostgreSQL (.ci/postgres-ssl.sh); it is off")
+        pytest.skip("the test PostgreSQL has TLS off (run .ci/postgres-ssl.sh to turn it on)")
+    engine = make_engine(f"{postgres_schema_url}&sslmode=require")
+    load_demo_data(engine, 100, 1, replace=True)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).scalar_one()
+        assert kpis(conn, Filters()).orders == 100
+    engine.dispose()

@@ -1,0 +1,95 @@
+"""Loading on real SQLite and PostgreSQL: counts, quality, versions, all-or-nothing."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from sqlalchemy import Engine, func, inspect, select
+
+from data_layer.bootstrap import load_demo_data
+from data_layer.demo_data import generate_orders, generate_orders_frame
+from data_layer.loader import LoadError, load_orders
+from data_layer.meta import data_version, database_info
+from data_layer.schema import SALES_TABLE, sales
+
+
+def stored(engine: Engine) -> pd.DataFrame:
+    with engine.connect() as conn:
+        return pd.read_sql(select(sales).order_by(sales.c.order_id), conn)
+
+
+def current_version(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return data_version(conn)
+
+
+def test_replace_load_stores_every_row_exactly(engine: Engine) -> None:
+    result = load_demo_data(engine, 2000, 42, replace=True)
+    assert (result.rows_in, result.rows_stored) == (2000, 2000)
+    assert result.quality.ok, result.quality.failures
+    expected = generate_orders_frame(2000, 42)
+    got = stored(engine)
+    assert list(got["order_id"]) == list(expected["order_id"])
+    for column in ("total_amount", "subtotal", "unit_price", "discount_amount", "shipping_cost"):
+        assert ((got[column] - expected[column]).abs() < 0.001).all(), column
+    assert (pd.to_datetime(got["order_date"]) == pd.to_datetime(expected["order_date"])).all()
+    assert (got["customer_segment"] == expected["customer_segment"]).all()
+
+
+def test_schema_has_the_seed_primary_key_and_indexes(engine: Engine) -> None:
+    load_demo_data(engine, 100, 1, replace=True)
+    inspector = inspect(engine)
+    assert inspector.get_pk_constraint(SALES_TABLE)["constrained_columns"] == ["order_id"]
+    indexes = {ix["name"]: ix["column_names"] for ix in inspector.get_indexes(SALES_TABLE)}
+    assert indexes == {
+        "idx_customer_id": ["customer_id"],
+        "idx_order_date": ["order_date"],
+        "idx_region": ["region"],
+        "idx_segment": ["customer_segment"],
+    }
+    assert len(inspector.get_columns(SALES_TABLE)) == 20
+
+
+def test_every_load_changes_the_data_version(engine: Engine) -> None:
+    first = load_demo_data(engine, 300, 1, replace=True)
+    assert current_version(engine) == first.data_version
+    appended = load_demo_data(engine, 200, 2, replace=False)
+    assert appended.data_version != first.data_version
+    assert appended.rows_stored == 500
+    assert current_version(engine) == appended.data_version
+    replaced = load_demo_data(engine, 100, 3, replace=True)
+    assert replaced.rows_stored == 100
+    assert len({first.data_version, appended.data_version, replaced.data_version}) == 3
+    info = database_info(engine)
+    assert info["tables"]["advanced_sales_data"] == 100
+    assert info["data_version"] == replaced.data_version
+
+
+def test_a_failing_row_rolls_back_the_whole_load(engine: Engine) -> None:
+    before = load_demo_data(engine, 500, 1, replace=True)
+    good = next(generate_orders(100, 9, first_order_number=10_000))
+    duplicate = next(generate_orders(1, 9, first_order_number=10_050))  # same id as a row above
+    for mode in ("replace", "append"):
+        with pytest.raises(Exception):
+            load_orders(engine, iter([good, duplicate]), mode=mode)
+        assert len(stored(engine)) == 500, mode
+        assert current_version(engine) == before.data_version
+
+
+def test_rows_failing_the_quality_checks_roll_back(engine: Engine) -> None:
+    before = load_demo_data(engine, 200, 1, replace=True)
+    chunk = next(generate_orders(50, 4, first_order_number=5000)).to_pandas()
+    chunk.loc[0, "total_amount"] += 10  # total no longer = subtotal - discount + shipping
+    with pytest.raises(LoadError, match="total = subtotal - discount \\+ shipping: 1 rows"):
+        load_orders(engine, iter([pa.Table.from_pandas(chunk, preserve_index=False)]), mode="replace")
+    assert len(stored(engine)) == 200
+    assert current_version(engine) == before.data_version
+
+
+def test_progress_is_reported_per_chunk(engine: Engine) -> None:
+    seen: list[int] = []
+    load_orders(engine, generate_orders(2500, 1, chunk_rows=1000), on_progress=seen.append)
+    assert seen == [1000, 1000, 500]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(sales)).scalar_one() == 2500

@@ -1,0 +1,85 @@
+"""A database made by the seed document's own pipeline is readable as is."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, text
+
+from data_layer.demo_data import generate_orders_frame
+from data_layer.filters import Filters
+from data_layer.meta import database_info
+from data_layer.quality import quality_report
+from data_layer.queries import kpis
+
+# The seed's DDL, verbatim.
+SEED_DDL = """
+CREATE TABLE advanced_sales_data (
+    order_id VARCHAR(20) PRIMARY KEY,
+    customer_id VARCHAR(20) NOT NULL,
+    order_date DATE NOT NULL,
+    category VARCHAR(50) NOT NULL,
+    product VARCHAR(50) NOT NULL,
+    quantity INTEGER NOT NULL,
+    unit_price DECIMAL(10,2) NOT NULL,
+    subtotal DECIMAL(10,2) NOT NULL,
+    discount_rate DECIMAL(5,4) DEFAULT 0,
+    discount_amount DECIMAL(10,2) DEFAULT 0,
+    shipping_cost DECIMAL(10,2) DEFAULT 0,
+    total_amount DECIMAL(10,2) NOT NULL,
+    region VARCHAR(20) NOT NULL,
+    customer_segment VARCHAR(20) NOT NULL,
+    satisfaction_rating DECIMAL(2,1) NOT NULL,
+    day_of_week VARCHAR(10),
+    month INTEGER,
+    quarter VARCHAR(5),
+    is_weekend INTEGER DEFAULT 0,
+    is_holiday_season INTEGER DEFAULT 0
+)
+"""
+SEED_INDEXES = [
+    "CREATE INDEX idx_customer_id ON advanced_sales_data(customer_id)",
+    "CREATE INDEX idx_order_date ON advanced_sales_data(order_date)",
+    "CREATE INDEX idx_region ON advanced_sales_data(region)",
+    "CREATE INDEX idx_segment ON advanced_sales_data(customer_segment)",
+]
+
+
+def seed_frame() -> pd.DataFrame:
+    """Orders as the seed's generator holds them: order_date as pandas datetimes."""
+    frame = generate_orders_frame(1000, seed=11)
+    frame["order_date"] = pd.to_datetime(frame["order_date"])
+    return frame
+
+
+@pytest.mark.parametrize("how", ["to_sql-replace", "seed-ddl"])
+def test_seed_made_table_is_readable(plain_engine: Engine, engine: Engine, how: str) -> None:
+    frame = seed_frame()
+    with plain_engine.begin() as conn:
+        if how == "seed-ddl":
+            conn.execute(text(SEED_DDL))
+            for statement in SEED_INDEXES:
+                conn.execute(text(statement))
+            frame.to_sql("advanced_sales_data", conn, if_exists="append", index=False, method="multi")
+        else:  # the seed's upload_to_database: no key, no index, pandas' own column types
+            frame.to_sql("advanced_sales_data", conn, if_exists="replace", index=False, method="multi")
+
+    in_march = Filters(start=date(2024, 3, 1), end=date(2024, 3, 31))
+    march = frame[(frame["order_date"] >= "2024-03-01") & (frame["order_date"] <= "2024-03-31")]
+    with engine.connect() as conn:
+        everything = kpis(conn, Filters())
+        march_kpis = kpis(conn, in_march)
+        report = quality_report(conn, expected_rows=len(frame))
+    assert everything.revenue == pytest.approx(round(frame["total_amount"].sum(), 2), abs=0.005)
+    assert everything.customers == frame["customer_id"].nunique()
+    assert march_kpis.orders == len(march) > 0
+    assert march_kpis.revenue == pytest.approx(round(march["total_amount"].sum(), 2), abs=0.005)
+    assert report.ok, report.failures
+    assert report.min_date == frame["order_date"].min().date()
+    assert report.max_date == frame["order_date"].max().date()
+
+    info = database_info(engine)
+    assert info["tables"] == {"advanced_sales_data": 1000, "bi_metadata": None}
+    assert info["data_version"] is None
