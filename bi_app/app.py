@@ -39,7 +39,6 @@ def create_app(config: Config | None = None) -> dash.Dash:
         use_pages=True,
         pages_folder="",
         assets_folder=ASSETS_FOLDER,
-        external_stylesheets=[dbc.themes.FLATLY],
         title="E-commerce BI",
         suppress_callback_exceptions=True,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],

@@ -200,7 +200,7 @@ def _copy_csv(conn: Connection, csv_bytes: bytes, *, freeze: bool) -> None:
     options = "FORMAT csv, FREEZE true" if freeze else "FORMAT csv"
     cursor = conn.connection.driver_connection.cursor()
     try:
-        cursor.copy_expert(f"COPY {SALES_TABLE} ({columns}) FROM STDIN WITH ({options})", buffer)
+        cursor.copy_expert(f"COPY {SALES_TABLE} ({columns}) FROM STDIN WITH ({options})", buffer, size=1 << 20)
     finally:
         cursor.close()
 
