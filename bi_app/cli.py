@@ -125,6 +125,10 @@ def _print_load(result: LoadResult) -> None:
         f"{result.rows_per_second:,.0f} rows/s; {result.rows_stored:,} rows stored"
     )
     click.echo(f"Data version {result.data_version}")
+    if result.summary_seconds is None:
+        click.echo("Summary tables not rebuilt (see the warning); queries read the raw rows")
+    else:
+        click.echo(f"Summary tables rebuilt in {result.summary_seconds:.2f} s")
     _print_report(result.quality)
 
 

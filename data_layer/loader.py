@@ -7,6 +7,7 @@ and the new data version commit together or not at all.
 from __future__ import annotations
 
 import io
+import logging
 import queue
 import threading
 import time
@@ -19,12 +20,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, func, inspect, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
-from data_layer.engine import is_postgres
+from data_layer.engine import describe_error, is_postgres
 from data_layer.meta import write_meta
 from data_layer.quality import DEFAULT_DATE_BOUNDS, QualityReport, quality_report
 from data_layer.schema import SALES_COLUMNS, SALES_INDEXES, SALES_TABLE, metadata, sales
+from data_layer.summaries import rebuild_summaries
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 LoadMode = Literal["replace", "append"]
@@ -45,6 +50,7 @@ class LoadResult:
     seconds: float
     data_version: str
     quality: QualityReport
+    summary_seconds: float | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -135,13 +141,21 @@ def load_orders(
                 "last_load_source": source,
             },
         )
+    seconds = time.perf_counter() - started
+    try:
+        summary_seconds: float | None = rebuild_summaries(engine)
+    except SQLAlchemyError as exc:
+        # The rows are in and consistent; queries read them directly until a rebuild succeeds.
+        log.warning("Summary tables not rebuilt (%s); queries use the raw rows", describe_error(exc))
+        summary_seconds = None
     return LoadResult(
         mode=mode,
         rows_in=rows_in,
         rows_stored=report.row_count,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         data_version=version,
         quality=report,
+        summary_seconds=summary_seconds,
     )
 
 

@@ -49,5 +49,12 @@ def table_row_counts(conn: Connection) -> dict[str, int | None]:
         table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
         if table.name in existing
         else None
-        for table in (sales, bi_metadata)
+        for table in (sales, bi_metadata, *summary_tables())
     }
+
+
+def summary_tables() -> list:
+    """The summary tables (imported late: summaries depends on this module)."""
+    from data_layer.summaries import customers, daily
+
+    return [daily, customers]

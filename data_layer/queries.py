@@ -1,45 +1,16 @@
-"""Queries that aggregate in the database and return small results."""
+"""Small shared queries and dialect-portable SQL helpers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from datetime import date
 
-from sqlalchemy import Connection, func, inspect, select
+from sqlalchemy import Connection, Date, String, cast, func, inspect, select, type_coerce
+from sqlalchemy.sql import ColumnElement
 
-from data_layer.filters import Filters, conditions
+from data_layer.filters import LIST_PARAMETERS, Filters, conditions
+from data_layer.quality import as_date
 from data_layer.schema import SALES_TABLE, sales
-
-
-@dataclass(frozen=True)
-class Kpis:
-    """The overview's headline figures for one filter."""
-
-    revenue: float
-    orders: int
-    customers: int
-    average_order_value: float | None
-    average_satisfaction: float | None
-
-
-def kpis(conn: Connection, filters: Filters) -> Kpis:
-    """Revenue, orders, unique customers, average order value and satisfaction."""
-    c = sales.c
-    row = conn.execute(
-        select(
-            func.coalesce(func.sum(c.total_amount), 0).label("revenue"),
-            func.count(func.distinct(c.order_id)).label("orders"),
-            func.count(func.distinct(c.customer_id)).label("customers"),
-            func.avg(c.satisfaction_rating).label("satisfaction"),
-        ).where(conditions(filters, sales))
-    ).one()
-    revenue, orders = round(float(row.revenue), 2), int(row.orders)
-    return Kpis(
-        revenue=revenue,
-        orders=orders,
-        customers=int(row.customers),
-        average_order_value=round(revenue / orders, 2) if orders else None,
-        average_satisfaction=float(row.satisfaction) if row.satisfaction is not None else None,
-    )
+from data_layer.summaries import OrderSource
 
 
 def has_sales_data(conn: Connection) -> bool:
@@ -47,4 +18,40 @@ def has_sales_data(conn: Connection) -> bool:
     if not inspect(conn).has_table(SALES_TABLE):
         return False
     return conn.execute(select(sales.c.order_id).limit(1)).first() is not None
+
+
+def date_bounds(conn: Connection, source: OrderSource, filters: Filters) -> tuple[date | None, date | None]:
+    """First and last order date under ``filters`` (None, None when nothing matches)."""
+    column = source.column("order_date")
+    row = conn.execute(
+        select(
+            type_coerce(func.min(column), String).label("lo"),
+            type_coerce(func.max(column), String).label("hi"),
+        ).where(conditions(filters, source.table))
+    ).one()
+    return as_date(row.lo), as_date(row.hi)
+
+
+def dimension_values(conn: Connection, source: OrderSource) -> dict[str, list[str]]:
+    """The distinct values of each list filter (query parameter -> sorted values)."""
+    values: dict[str, list[str]] = {}
+    for parameter, (_name, column_name) in LIST_PARAMETERS.items():
+        column = source.column(column_name)
+        rows = conn.execute(select(column).where(column.isnot(None)).distinct())
+        values[parameter] = sorted(str(v) for (v,) in rows)
+    return values
+
+
+def month_key(conn: Connection, column: ColumnElement) -> ColumnElement:
+    """``'YYYY-MM'`` of a date (or timestamp, or ISO text on SQLite) column."""
+    if conn.dialect.name == "postgresql":
+        return func.to_char(column, "YYYY-MM")
+    return func.strftime("%Y-%m", column)
+
+
+def days_between(conn: Connection, later: ColumnElement, earlier: ColumnElement) -> ColumnElement:
+    """Whole days from ``earlier`` to ``later`` (dates, timestamps or ISO text)."""
+    if conn.dialect.name == "postgresql":
+        return cast(later, Date) - cast(earlier, Date)
+    return func.julianday(later) - func.julianday(earlier)
 

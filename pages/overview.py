@@ -8,7 +8,7 @@ from bi_app.components import count, error_banner, kpi_card, money
 from bi_app.context import current_engine
 from data_layer.engine import describe_error
 from data_layer.filters import Filters
-from data_layer.queries import kpis
+from bi_app.analytics import kpis
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview · E-commerce BI", order=0)
 
@@ -21,14 +21,14 @@ def layout(**_query: str) -> html.Div:
         return html.Div(
             [html.H2("Overview"), error_banner(f"The database cannot be read: {describe_error(exc)}", banner_id="overview-error")]
         )
-    satisfaction = (
-        "—" if figures.average_satisfaction is None else f"{figures.average_satisfaction:.2f} / 5"
-    )
+    value = {name: figures[name]["value"] for name in ("revenue", "orders", "customers",
+                                                       "average_order_value", "average_satisfaction")}
+    satisfaction = "—" if value["average_satisfaction"] is None else f"{value['average_satisfaction']:.2f} / 5"
     cards = [
-        kpi_card("Total revenue", money(figures.revenue), card_id="overview-kpi-revenue",
-                 note=f"{count(figures.orders)} orders"),
-        kpi_card("Average order value", money(figures.average_order_value), card_id="overview-kpi-aov"),
-        kpi_card("Unique customers", count(figures.customers), card_id="overview-kpi-customers"),
+        kpi_card("Total revenue", money(value["revenue"]), card_id="overview-kpi-revenue",
+                 note=f"{count(value['orders'])} orders"),
+        kpi_card("Average order value", money(value["average_order_value"]), card_id="overview-kpi-aov"),
+        kpi_card("Unique customers", count(value["customers"]), card_id="overview-kpi-customers"),
         kpi_card("Average satisfaction", satisfaction, card_id="overview-kpi-satisfaction"),
     ]
     return html.Div(

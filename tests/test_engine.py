@@ -4,7 +4,7 @@ from sqlalchemy import text
 from data_layer.bootstrap import load_demo_data
 from data_layer.engine import DatabaseError, describe_error, is_postgres, make_engine, ping, safe_url
 from data_layer.filters import Filters
-from data_layer.queries import kpis
+from bi_app.analytics import kpis
 from tests.support import IN_CI
 
 UNREACHABLE = "postgresql://reporter:Sup3rSecret@127.0.0.1:1/shop"
@@ -55,5 +55,5 @@ def test_sslmode_require_url_works(postgres_schema_url: str, postgres_admin) -> 
     load_demo_data(engine, 100, 1, replace=True)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).scalar_one()
-        assert kpis(conn, Filters()).orders == 100
+        assert kpis(conn, Filters())["orders"]["value"] == 100
     engine.dispose()

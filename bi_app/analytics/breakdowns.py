@@ -1,0 +1,91 @@
+"""Breakdowns by customer segment, region, product and category."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import Connection
+
+from bi_app.analytics.stats import ratio
+from data_layer.demo_data import PRODUCTS
+from data_layer.filters import Filters
+from data_layer.summaries import distinct_customers, order_source
+
+_ORDER_MEASURES = ("orders", "revenue", "units", "subtotal", "satisfaction_sum", "satisfaction_n")
+
+
+def _by(conn: Connection, filters: Filters, column: str, *extra: str) -> pd.DataFrame:
+    """Order measures and distinct customers per value of ``column``."""
+    source = order_source(conn)
+    keys = tuple(source.column(name) for name in (column, *extra))
+    frame = pd.DataFrame(
+        conn.execute(source.select(filters, *_ORDER_MEASURES, by=keys)).mappings().all(),
+        columns=[column, *extra, *_ORDER_MEASURES],
+    )
+    for name in _ORDER_MEASURES:
+        frame[name] = pd.to_numeric(frame[name]).astype(float)
+    frame["orders"] = frame["orders"].astype(int)
+    frame["units"] = frame["units"].astype(int)
+    customers = pd.DataFrame(
+        conn.execute(distinct_customers(conn, filters, by=column)).all(), columns=[column, "customers"]
+    )
+    frame = frame.merge(customers, on=column, how="left")
+    frame["customers"] = frame["customers"].fillna(0).astype(int)
+    frame["revenue"] = frame["revenue"].round(2)
+    frame["satisfaction"] = [ratio(s, n) for s, n in zip(frame["satisfaction_sum"], frame["satisfaction_n"])]
+    return frame
+
+
+def segments(conn: Connection, filters: Filters) -> pd.DataFrame:
+    """Per customer segment: customers, orders, revenue, average spend per order, satisfaction,
+    items per order and share of revenue; largest revenue first."""
+    frame = _by(conn, filters, "customer_segment")
+    total = frame["revenue"].sum()
+    frame["average_spend"] = (frame["revenue"] / frame["orders"]).round(2)
+    frame["items_per_order"] = frame["units"] / frame["orders"]
+    frame["revenue_share"] = frame["revenue"] / total if total else None
+    columns = ["customer_segment", "customers", "orders", "revenue", "average_spend", "satisfaction",
+               "items_per_order", "revenue_share"]
+    return frame.sort_values("revenue", ascending=False)[columns].rename(
+        columns={"customer_segment": "segment"}
+    ).reset_index(drop=True)
+
+
+def regions(conn: Connection, filters: Filters) -> pd.DataFrame:
+    """Per region: customers, orders, revenue, revenue per customer, satisfaction and share of
+    customers; largest revenue first."""
+    frame = _by(conn, filters, "region")
+    all_customers = conn.execute(distinct_customers(conn, filters)).scalar_one()
+    frame["revenue_per_customer"] = (frame["revenue"] / frame["customers"].where(frame["customers"] > 0)).round(2)
+    frame["customer_share"] = frame["customers"] / all_customers if all_customers else None
+    columns = ["region", "customers", "orders", "revenue", "revenue_per_customer", "satisfaction", "customer_share"]
+    return frame.sort_values("revenue", ascending=False)[columns].reset_index(drop=True)
+
+
+def products(conn: Connection, filters: Filters) -> dict[str, pd.DataFrame]:
+    """Per product and per category: revenue, orders, units, average unit price, estimated margin
+    (catalog margin per unit x units, where the catalog knows the product) and satisfaction."""
+    frame = _by(conn, filters, "product", "category")
+    margin_per_unit = frame["product"].map({name: p.margin for name, p in PRODUCTS.items()})
+    frame["estimated_margin"] = (margin_per_unit * frame["units"]).round(2)
+    by_product = _finish(frame, ["product", "category"])
+    by_category = frame.groupby("category", as_index=False).agg(
+        revenue=("revenue", "sum"),
+        orders=("orders", "sum"),
+        units=("units", "sum"),
+        subtotal=("subtotal", "sum"),
+        satisfaction_sum=("satisfaction_sum", "sum"),
+        satisfaction_n=("satisfaction_n", "sum"),
+        estimated_margin=("estimated_margin", lambda m: m.sum(min_count=len(m))),
+    )
+    by_category["satisfaction"] = [
+        ratio(s, n) for s, n in zip(by_category["satisfaction_sum"], by_category["satisfaction_n"])
+    ]
+    return {"products": by_product, "categories": _finish(by_category, ["category"])}
+
+
+def _finish(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["revenue"] = frame["revenue"].round(2)
+    frame["average_price"] = (frame["subtotal"] / frame["units"].where(frame["units"] > 0)).round(2)
+    columns = [*keys, "revenue", "orders", "units", "average_price", "estimated_margin", "satisfaction"]
+    return frame.sort_values("revenue", ascending=False)[columns].reset_index(drop=True)

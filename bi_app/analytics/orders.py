@@ -1,0 +1,180 @@
+"""Order-level analytics: KPIs, order-value distribution, monthly trend, correlations."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, case, func, literal, select
+
+from bi_app.analytics.stats import change, moments, pearson, ratio
+from data_layer.filters import Filters, conditions
+from data_layer.queries import date_bounds, month_key
+from data_layer.schema import sales
+from data_layer.summaries import CORRELATED, OrderSource, distinct_customers, order_source, pair_measure
+
+KPI_NAMES = ("revenue", "orders", "customers", "average_order_value", "average_satisfaction")
+QUANTILES = {"q1": 0.25, "median": 0.5, "q3": 0.75, "q95": 0.95}
+
+
+def kpis(conn: Connection, filters: Filters) -> dict[str, Any]:
+    """Revenue, orders, unique customers, average order value and satisfaction, with their change.
+
+    The change compares with the previous period of equal length: the filter's
+    date range, or (without one) the span of the matching orders.
+    """
+    source = order_source(conn)
+    lo, hi = date_bounds(conn, source, filters.without_dates())
+    start, end = filters.start or lo, filters.end or hi
+    current = _kpi_values(conn, source, filters)
+    previous: dict[str, float | None] = dict.fromkeys(KPI_NAMES)
+    previous_period = None
+    if start and end:
+        length = (end - start).days + 1
+        previous_period = (start - timedelta(days=length), start - timedelta(days=1))
+        previous = _kpi_values(
+            conn, source, replace(filters, start=previous_period[0], end=previous_period[1])
+        )
+    return {
+        "period": {"start": start, "end": end},
+        "previous_period": {"start": previous_period[0], "end": previous_period[1]}
+        if previous_period
+        else None,
+        **{
+            name: {
+                "value": current[name],
+                "previous": previous[name],
+                "change": change(current[name], previous[name]),
+            }
+            for name in KPI_NAMES
+        },
+    }
+
+
+def _kpi_values(conn: Connection, source: OrderSource, filters: Filters) -> dict[str, float | None]:
+    row = conn.execute(
+        source.select(filters, "revenue", "orders", "satisfaction_sum", "satisfaction_n")
+    ).one()
+    customers = conn.execute(distinct_customers(conn, filters)).scalar_one()
+    revenue, orders = round(float(row.revenue), 2), int(row.orders)
+    return {
+        "revenue": revenue,
+        "orders": orders,
+        "customers": int(customers),
+        "average_order_value": round(revenue / orders, 2) if orders else None,
+        "average_satisfaction": ratio(row.satisfaction_sum, row.satisfaction_n),
+    }
+
+
+def distribution(conn: Connection, filters: Filters, bins: int = 20) -> dict[str, Any]:
+    """Order-value statistics (mean, median, std, quartiles, q95, skewness, kurtosis) and a histogram.
+
+    Quantiles use linear interpolation between the two nearest orders (as
+    pandas does); histogram bins are equal-width from min to max (as numpy).
+    """
+    source = order_source(conn)
+    row = conn.execute(
+        source.select(
+            filters, "orders", "revenue", "revenue_p2", "revenue_p3", "revenue_p4", "revenue_min", "revenue_max"
+        )
+    ).one()
+    n = int(row.orders)
+    stats: dict[str, Any] = {"orders": n, **moments(n, row.revenue, row.revenue_p2, row.revenue_p3, row.revenue_p4)}
+    stats["min"] = float(row.revenue_min) if n else None
+    stats["max"] = float(row.revenue_max) if n else None
+    stats.update(_quantiles(conn, filters, n))
+    stats["histogram"] = _histogram(conn, filters, stats["min"], stats["max"], bins) if n else []
+    return stats
+
+
+def _quantiles(conn: Connection, filters: Filters, n: int) -> dict[str, float | None]:
+    if n == 0:
+        return dict.fromkeys(QUANTILES)
+    where = conditions(filters, sales)
+    total = sales.c.total_amount
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(
+            select(
+                *[func.percentile_cont(q).within_group(total).label(name) for name, q in QUANTILES.items()]
+            ).where(where)
+        ).one()
+        return {name: float(row._mapping[name]) for name in QUANTILES}
+    result = {}
+    for name, q in QUANTILES.items():
+        position = (n - 1) * q
+        below = int(np.floor(position))
+        values = [
+            float(v)
+            for (v,) in conn.execute(select(total).where(where).order_by(total).limit(2).offset(below))
+        ]
+        upper = values[1] if len(values) > 1 else values[0]
+        result[name] = values[0] + (position - below) * (upper - values[0])
+    return result
+
+
+def _histogram(conn: Connection, filters: Filters, lo: float, hi: float, bins: int) -> list[dict[str, Any]]:
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5  # numpy's range for a single value
+    edges = np.linspace(lo, hi, bins + 1)
+    total = sales.c.total_amount
+    # Compare with the float edges, bin by bin, exactly as numpy.histogram does.
+    bin_of = case(
+        *[(total >= literal(float(edges[i])), i) for i in range(bins - 1, 0, -1)], else_=0
+    ).label("bin")
+    counts = dict(
+        conn.execute(
+            select(bin_of, func.count()).where(conditions(filters, sales)).group_by(bin_of)
+        ).all()
+    )
+    return [
+        {"bin_start": float(edges[i]), "bin_end": float(edges[i + 1]), "orders": int(counts.get(i, 0))}
+        for i in range(bins)
+    ]
+
+
+def trend(conn: Connection, filters: Filters) -> dict[str, Any]:
+    """Monthly revenue with month-over-month growth and a 3-month moving average; quarterly seasonality."""
+    source = order_source(conn)
+    month = month_key(conn, source.column("order_date")).label("month")
+    rows = conn.execute(source.select(filters, "revenue", "orders", by=(month,)).order_by(month)).all()
+    monthly = pd.DataFrame(rows, columns=["month", "revenue", "orders"])
+    if monthly.empty:
+        return {"monthly": monthly.assign(growth=[], moving_average_3=[]), "quarterly": pd.DataFrame(), "q4_vs_q1": None}
+    months = pd.period_range(monthly["month"].min(), monthly["month"].max(), freq="M").strftime("%Y-%m")
+    monthly = monthly.set_index("month").reindex(months, fill_value=0).rename_axis("month").reset_index()
+    monthly["revenue"] = monthly["revenue"].astype(float).round(2)
+    monthly["orders"] = monthly["orders"].astype(int)
+    previous = monthly["revenue"].shift(1)
+    monthly["growth"] = (monthly["revenue"] - previous) / previous.where(previous != 0)
+    monthly["moving_average_3"] = monthly["revenue"].rolling(3).mean()
+    quarter = "Q" + ((monthly["month"].str[5:7].astype(int) - 1) // 3 + 1).astype(str)
+    quarterly = (
+        monthly.assign(quarter=quarter)
+        .groupby("quarter", as_index=False)[["revenue", "orders"]]
+        .sum()
+        .round({"revenue": 2})
+    )
+    by_quarter = dict(zip(quarterly["quarter"], quarterly["revenue"]))
+    return {
+        "monthly": monthly,
+        "quarterly": quarterly,
+        "q4_vs_q1": change(by_quarter.get("Q4"), by_quarter.get("Q1")),
+    }
+
+
+def correlations(conn: Connection, filters: Filters) -> pd.DataFrame:
+    """Pearson correlation of total_amount with each numeric column, strongest first."""
+    source = order_source(conn)
+    names = [pair_measure(x, "total_amount", term) for x in CORRELATED for term in ("n", "sx", "sy", "sxx", "syy", "sxy")]
+    row = conn.execute(source.select(filters, *names)).one()._mapping
+    records = []
+    for x in CORRELATED:
+        terms = [row[pair_measure(x, "total_amount", t)] for t in ("n", "sx", "sy", "sxx", "syy", "sxy")]
+        records.append({"column": x, "correlation": pearson(*terms), "pairs": int(terms[0] or 0)})
+    frame = pd.DataFrame(records)
+    order = frame["correlation"].abs().fillna(-1).sort_values(ascending=False).index
+    return frame.loc[order].reset_index(drop=True)
+
