@@ -14,8 +14,11 @@ from flask import jsonify
 import pages
 from bi_app.components import navbar
 from bi_app.config import Config
-from bi_app.context import CONFIG_KEY, current_config, engine_for
+from bi_app.api import api
+from bi_app.context import CACHE_KEY, CONFIG_KEY, current_config, engine_for
+from bi_app.exports import exports
 from data_layer.bootstrap import ensure_demo_database
+from data_layer.cache import ResultCache
 from data_layer.engine import DatabaseError, describe_error, ping, safe_url
 
 log = logging.getLogger(__name__)
@@ -44,12 +47,16 @@ def create_app(config: Config | None = None) -> dash.Dash:
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     app.server.config[CONFIG_KEY] = config
+    app.server.config[CACHE_KEY] = ResultCache.from_url(config.cache_url)
+    app.server.register_blueprint(api)
+    app.server.register_blueprint(exports)
     _register_pages()
     app.layout = html.Div(
         [navbar(dash.page_registry.values()), dbc.Container(dash.page_container, fluid=True, className="py-3")]
     )
     app.server.add_url_rule("/healthz", "healthz", _healthz)
-    log.info("Serving database %s", safe_url(config.database_url))
+    log.info("Serving database %s with the %s cache", safe_url(config.database_url),
+             app.server.config[CACHE_KEY].description)
     return app
 
 

@@ -6,9 +6,11 @@ from flask import current_app
 from sqlalchemy import Engine
 
 from bi_app.config import Config
+from data_layer.cache import ResultCache
 from data_layer.engine import get_engine
 
 CONFIG_KEY = "BI_CONFIG"
+CACHE_KEY = "BI_CACHE"
 
 
 def current_config() -> Config:
@@ -28,3 +30,8 @@ def engine_for(config: Config) -> Engine:
 def current_engine() -> Engine:
     """This process's engine for the database of the app serving this request."""
     return engine_for(current_config())
+
+
+def current_cache() -> ResultCache:
+    """The result cache of the app serving this request."""
+    return current_app.config[CACHE_KEY]

@@ -138,10 +138,9 @@ def parse_filters(
             known = set(known_values.get(parameter, ()))
             unknown = sorted(set(values) - known)
             if unknown:
-                raise FilterError(
-                    parameter,
-                    f"unknown {parameter} {_quote(unknown[0])}; known: {', '.join(sorted(known)) or '(none)'}",
-                )
+                listed = sorted(known)
+                shown = ", ".join(listed[:20]) + (f", ... ({len(listed)} in all)" if len(listed) > 20 else "")
+                raise FilterError(parameter, f"unknown {parameter} {_quote(unknown[0])}; known: {shown or '(none)'}")
         chosen[name] = tuple(values)
     return Filters(start=start, end=end, **chosen)
 

@@ -81,3 +81,37 @@ def plain_engine(db_url: str) -> Iterator[Engine]:
     engine = create_engine(url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a dash.Dash
+    """One app per test session (Dash's page and callback registries are process-wide),
+    on an embedded SQLite database seeded with the 2,000 demo orders (seed 42)."""
+    from bi_app import create_app
+    from bi_app.config import Config
+
+    config = Config.from_env({"BI_DATA_DIR": str(tmp_path_factory.mktemp("embedded"))})
+    assert config.embedded
+    return create_app(config)
+
+
+@pytest.fixture
+def client(app):  # noqa: ANN001, ANN201
+    return app.server.test_client()
+
+
+@pytest.fixture
+def point_app_at(app, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN001, ANN201
+    """Point the session's app at another database (and optionally cache) for one test."""
+    from dataclasses import replace as replace_config
+
+    from bi_app.context import CACHE_KEY, CONFIG_KEY
+    from data_layer.cache import ResultCache
+
+    def point(url: str, cache_url: str | None = None) -> None:
+        config = replace_config(app.server.config[CONFIG_KEY], database_url=url, embedded=False,
+                                cache_url=cache_url, connect_timeout_s=2)
+        monkeypatch.setitem(app.server.config, CONFIG_KEY, config)
+        monkeypatch.setitem(app.server.config, CACHE_KEY, ResultCache.from_url(cache_url))
+
+    return point

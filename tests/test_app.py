@@ -3,31 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
-from typing import Iterator
 
 import dash
-import pandas as pd
 import pytest
 
-from bi_app import create_app
-from bi_app.config import Config
 from bi_app.context import CONFIG_KEY
 from data_layer.demo_data import generate_orders_frame
-
-
-@pytest.fixture(scope="session")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dash.Dash]:
-    """One app per test session (Dash's page and callback registries are process-wide)."""
-    data_dir: Path = tmp_path_factory.mktemp("embedded")
-    config = Config.from_env({"BI_DATA_DIR": str(data_dir)})
-    assert config.embedded
-    yield create_app(config)
-
-
-@pytest.fixture
-def client(app: dash.Dash):
-    return app.server.test_client()
 
 
 def find_text(component: object, component_id: str) -> str | None:

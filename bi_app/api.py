@@ -1,0 +1,126 @@
+"""The JSON API under /api/v1/: one endpoint per analysis, the pages' query parameters.
+
+Bad parameters answer 400 with a JSON body naming the parameter; a database
+that cannot be reached answers 503 with the reason. The OpenAPI description is
+built from the same registry the endpoints use (:data:`bi_app.service.ANALYSES`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from bi_app import service
+from data_layer.engine import describe_error
+from data_layer.filters import FILTER_PARAMETERS, FilterError
+
+log = logging.getLogger(__name__)
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@api.get("/<name>")
+def analysis(name: str) -> Response | tuple[Response, int]:
+    """Run analysis ``name`` for the filters in the query string."""
+    spec = service.ANALYSES.get(name)
+    if spec is None:
+        return error_response(404, "not_found", f"no endpoint {name!r}; see /api/v1/openapi.json")
+    try:
+        filters, parameters = service.parse_request(request.args.to_dict(flat=False), spec.parameters)
+        result = service.run(name, filters, **parameters)
+    except FilterError as exc:
+        return error_response(400, "bad_parameter", exc.message, parameter=exc.parameter)
+    except SQLAlchemyError as exc:
+        log.warning("API %s: database error: %s", name, describe_error(exc))
+        return error_response(503, "database_unavailable", describe_error(exc))
+    return Response(json.dumps({"filters": dict_of_filters(filters), "data": to_jsonable(result)}),
+                    mimetype="application/json")
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3 description of this API."""
+    return jsonify(openapi_document())
+
+
+def error_response(status: int, code: str, message: str, **extra: str) -> tuple[Response, int]:
+    """A JSON error body: ``{"error": {"code", "message", ...}}``."""
+    return jsonify(error={"code": code, "message": message, **extra}), status
+
+
+def dict_of_filters(filters: Any) -> dict[str, Any]:
+    """The filters as the API echoes them back."""
+    return to_jsonable(asdict(filters))
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types from results: DataFrames become lists of records, NaN becomes null."""
+    if isinstance(value, pd.DataFrame):
+        return json.loads(value.to_json(orient="records", date_format="iso", double_precision=15))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if is_dataclass(value):
+        return to_jsonable(asdict(value))
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) or np.isinf(value) else float(value)
+    return value
+
+
+def openapi_document() -> dict[str, Any]:
+    """OpenAPI 3.0 paths for every analysis, sharing the filter parameters."""
+    filter_parameters = [
+        {"name": "start", "in": "query", "schema": {"type": "string", "format": "date"},
+         "description": "First order date to include (YYYY-MM-DD)."},
+        {"name": "end", "in": "query", "schema": {"type": "string", "format": "date"},
+         "description": "Last order date to include (YYYY-MM-DD), on or after start."},
+        *[
+            {"name": name, "in": "query", "style": "form", "explode": True,
+             "schema": {"type": "array", "items": {"type": "string"}},
+             "description": f"Keep only these {name} values; repeat the parameter for several "
+                            f"(?{name}=A&{name}=B). Values must exist in the data."}
+            for name in FILTER_PARAMETERS if name not in ("start", "end")
+        ],
+    ]
+    error = {"type": "object", "properties": {"error": {"type": "object", "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "parameter": {"type": "string"}}}}}
+    paths = {}
+    for name, spec in service.ANALYSES.items():
+        extra = [
+            {"name": p.name, "in": "query", "description": p.description,
+             "schema": {"type": "integer", "minimum": p.minimum, "maximum": p.maximum, "default": p.default}}
+            for p in spec.parameters
+        ]
+        paths[f"/api/v1/{name}"] = {"get": {
+            "operationId": name,
+            "summary": spec.summary,
+            "parameters": filter_parameters + extra,
+            "responses": {
+                "200": {"description": "The answer, with the filters it was computed for.",
+                        "content": {"application/json": {"schema": {"type": "object", "properties": {
+                            "filters": {"type": "object"}, "data": {}}}}}},
+                "400": {"description": "A query parameter is malformed, unknown or names a value not in the data.",
+                        "content": {"application/json": {"schema": error}}},
+                "503": {"description": "The database cannot be reached.",
+                        "content": {"application/json": {"schema": error}}},
+            },
+        }}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "E-commerce BI API", "version": "1",
+                 "description": "Analytics over the orders, under the same filters as the dashboard."},
+        "paths": paths,
+    }

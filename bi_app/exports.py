@@ -1,0 +1,252 @@
+"""Downloads as plain HTTP endpoints under /export/, the same the pages' buttons use.
+
+- ``orders.csv``: the filtered orders, streamed from a server-side cursor in
+  constant memory, whatever their number.
+- ``orders.xlsx``: the same as an Excel sheet, refused with a clear message
+  beyond Excel's 1,048,576-row limit.
+- ``report.xlsx``: a formatted multi-sheet summary of every analysis, with the
+  filters on the first sheet.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import tempfile
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import pandas as pd
+from flask import Blueprint, Response, request, send_file, stream_with_context
+from openpyxl import Workbook
+from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
+from sqlalchemy import Numeric, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from bi_app import service
+from bi_app.api import error_response
+from bi_app.context import current_engine
+from data_layer.engine import describe_error
+from data_layer.filters import FilterError, Filters, conditions
+from data_layer.meta import data_version
+from data_layer.schema import SALES_COLUMNS, sales
+from data_layer.summaries import order_source
+
+log = logging.getLogger(__name__)
+
+exports = Blueprint("exports", __name__, url_prefix="/export")
+
+EXCEL_MAX_DATA_ROWS = 1_048_576 - 1  # one row of the sheet is the header
+STREAM_BATCH_ROWS = 5_000
+_SCALES = {c.name: c.type.scale for c in sales.columns if isinstance(c.type, Numeric)}
+
+
+@exports.errorhandler(FilterError)
+def _bad_filter(exc: FilterError):  # noqa: ANN202
+    return error_response(400, "bad_parameter", exc.message, parameter=exc.parameter)
+
+
+@exports.errorhandler(SQLAlchemyError)
+def _database_down(exc: SQLAlchemyError):  # noqa: ANN202
+    log.warning("Export: database error: %s", describe_error(exc))
+    return error_response(503, "database_unavailable", describe_error(exc))
+
+
+@exports.get("/orders.csv")
+def orders_csv() -> Response:
+    """The filtered orders as CSV, streamed."""
+    filters, _ = service.parse_request(request.args.to_dict(flat=False))
+    rows = _stream_orders(filters)
+    first = next(rows)  # run the query now, so a database error is a 503, not a cut-off file
+
+    def body() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(SALES_COLUMNS)
+        for batch in _chain(first, rows):
+            writer.writerows(_formatted(row) for row in batch)
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue()
+
+    return Response(
+        stream_with_context(body()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="orders.csv"'},
+    )
+
+
+@exports.get("/orders.xlsx")
+def orders_xlsx() -> Response | tuple[Response, int]:
+    """The filtered orders as one Excel sheet, or 422 when they do not fit in one."""
+    filters, _ = service.parse_request(request.args.to_dict(flat=False))
+    with current_engine().connect() as conn:
+        matching = conn.execute(order_source(conn).select(filters, "orders")).scalar_one()
+    if matching > EXCEL_MAX_DATA_ROWS:
+        return error_response(
+            422,
+            "too_many_rows",
+            f"{matching:,} orders match, but an Excel sheet holds at most {EXCEL_MAX_DATA_ROWS:,} rows. "
+            "Narrow the filters, or download CSV (/export/orders.csv), which has no limit.",
+        )
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("Orders")
+    sheet.append(list(SALES_COLUMNS))
+    for batch in _stream_orders(filters):
+        for row in batch:
+            sheet.append(list(row))
+    return _send_workbook(workbook, "orders.xlsx")
+
+
+@exports.get("/report.xlsx")
+def report_xlsx() -> Response:
+    """Every analysis for the filters as a formatted workbook."""
+    filters, _ = service.parse_request(request.args.to_dict(flat=False))
+    results = {name: service.run(name, filters) for name in service.ANALYSES}
+    with current_engine().connect() as conn:
+        version = data_version(conn)
+    workbook = build_report(filters, results, version)
+    return _send_workbook(workbook, "report.xlsx")
+
+
+def build_report(filters: Filters, results: dict[str, Any], version: str | None) -> Workbook:
+    """The report workbook: Summary (filters and KPIs) first, then one sheet per analysis."""
+    workbook = Workbook()
+    summary = workbook.active
+    summary.title = "Summary"
+    summary.append(["E-commerce BI report"])
+    summary["A1"].font = Font(bold=True, size=14)
+    summary.append(["Generated", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")])
+    summary.append(["Data version", version or "(not loaded by bi-app)"])
+    for label, value in filters.describe():
+        summary.append([label, value])
+    summary.append([])
+    kpis = results["kpis"]
+    summary.append(["Period", f"{kpis['period']['start']} to {kpis['period']['end']}"])
+    summary.append(["Metric", "Value", "Previous period", "Change"])
+    header_row = summary.max_row
+    for name in ("revenue", "orders", "customers", "average_order_value", "average_satisfaction"):
+        summary.append([name, kpis[name]["value"], kpis[name]["previous"], kpis[name]["change"]])
+    _style_table(summary, header_row, {"B": "#,##0.00", "C": "#,##0.00", "D": "0.0%"})
+
+    distribution = results["distribution"]
+    stats = pd.DataFrame(
+        [(k, v) for k, v in distribution.items() if k != "histogram"], columns=["statistic", "value"]
+    )
+    trend = results["trend"]
+    lifecycle = pd.DataFrame(list(results["lifecycle"].items()), columns=["metric", "value"])
+    cohorts = results["cohorts"]
+    matrix = (
+        cohorts.pivot(index="cohort", columns="months_since_first", values="retention").reset_index()
+        if not cohorts.empty
+        else cohorts
+    )
+    sheets: list[tuple[str, list[pd.DataFrame]]] = [
+        ("Distribution", [stats, pd.DataFrame(distribution["histogram"])]),
+        ("Segments", [results["segments"]]),
+        ("Regions", [results["regions"]]),
+        ("Products", [results["products"]["products"]]),
+        ("Categories", [results["products"]["categories"]]),
+        ("Trend", [trend["monthly"], trend["quarterly"]]),
+        ("Lifecycle", [lifecycle]),
+        ("Cohorts", [matrix]),
+        ("Correlations", [results["correlations"]]),
+    ]
+    for title, frames in sheets:
+        sheet = workbook.create_sheet(title)
+        for index, frame in enumerate(frames):
+            if index:
+                sheet.append([])
+            _append_frame(sheet, frame, percent_values=title == "Cohorts")
+    return workbook
+
+
+_MONEY = {"revenue", "average_spend", "revenue_per_customer", "average_price", "estimated_margin",
+          "moving_average_3", "bin_start", "bin_end", "previous", "value"}
+_PERCENT = {"revenue_share", "customer_share", "growth", "retention", "change"}
+
+
+def _append_frame(sheet, frame: pd.DataFrame, *, percent_values: bool = False) -> None:  # noqa: ANN001
+    sheet.append([str(c) for c in frame.columns])
+    header_row = sheet.max_row
+    for record in frame.itertuples(index=False):
+        sheet.append([_cell(v) for v in record])
+    formats = {}
+    for i, column in enumerate(frame.columns, start=1):
+        letter = get_column_letter(i)
+        if percent_values and i > 1 or column in _PERCENT:
+            formats[letter] = "0.0%"
+        elif column in _MONEY:
+            formats[letter] = "#,##0.00"
+    _style_table(sheet, header_row, formats)
+
+
+def _style_table(sheet, header_row: int, formats: dict[str, str]) -> None:  # noqa: ANN001
+    for cell in sheet[header_row]:
+        cell.font = Font(bold=True)
+    for letter, number_format in formats.items():
+        for (cell,) in sheet[f"{letter}{header_row + 1}:{letter}{sheet.max_row}"]:
+            if isinstance(cell.value, (int, float)):
+                cell.number_format = number_format
+    for column_cells in sheet.columns:
+        width = max(len(str(c.value)) if c.value is not None else 0 for c in column_cells)
+        sheet.column_dimensions[column_cells[0].column_letter].width = min(max(10, width + 2), 60)
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, (dict, list)):
+        return str(value)
+    return value
+
+
+def _stream_orders(filters: Filters) -> Iterator[list[tuple]]:
+    """Batches of matching order rows, from a server-side cursor (constant memory)."""
+    with current_engine().connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH_ROWS).execute(
+            select(sales).where(conditions(filters, sales)).order_by(sales.c.order_id)
+        )
+        yielded = False
+        for batch in result.partitions():
+            yielded = True
+            yield batch
+        if not yielded:
+            yield []
+
+
+def _chain(first: list[tuple], rest: Iterator[list[tuple]]) -> Iterator[list[tuple]]:
+    yield first
+    yield from rest
+
+
+def _formatted(row: tuple) -> list[Any]:
+    values = []
+    for name, value in zip(SALES_COLUMNS, row):
+        scale = _SCALES.get(name)
+        if value is None:
+            values.append("")
+        elif scale is not None:
+            values.append(f"{float(value):.{scale}f}")
+        elif hasattr(value, "isoformat"):
+            values.append(value.isoformat()[:10] if name == "order_date" else value.isoformat())
+        else:
+            values.append(value)
+    return values
+
+
+def _send_workbook(workbook: Workbook, filename: str) -> Response:
+    spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
+    workbook.save(spool)
+    spool.seek(0)
+    return send_file(
+        spool,
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        as_attachment=True,
+        download_name=filename,
+    )

@@ -1,0 +1,120 @@
+"""One way to answer a question: parse the filters, then run an analysis through the cache.
+
+Pages, the JSON API and the exports all call :func:`run`, so they give the
+same answer for the same filters and data version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from sqlalchemy import Connection
+
+from bi_app import analytics
+from bi_app.context import current_cache, current_engine
+from data_layer.cache import UNVERSIONED_TIMEOUT_S, result_key
+from data_layer.filters import FilterError, Filters, parse_filters
+from data_layer.meta import data_version
+from data_layer.queries import dimension_values
+from data_layer.summaries import order_source
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """An analysis-specific integer query parameter (beyond the filters)."""
+
+    name: str
+    default: int
+    minimum: int
+    maximum: int
+    description: str
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A named analysis: its function of (connection, filters, **parameters) and its docs."""
+
+    function: Callable[..., Any]
+    summary: str
+    parameters: tuple[Parameter, ...] = field(default_factory=tuple)
+
+
+ANALYSES: dict[str, Analysis] = {
+    "kpis": Analysis(analytics.kpis, "Revenue, orders, unique customers, average order value and "
+                     "satisfaction, each with its change against the previous period of equal length."),
+    "distribution": Analysis(
+        analytics.distribution,
+        "Order-value statistics (mean, median, std, quartiles, q95, skewness, kurtosis) and a histogram.",
+        (Parameter("bins", 20, 1, 200, "Number of equal-width histogram bins."),),
+    ),
+    "segments": Analysis(analytics.segments, "Per customer segment: customers, orders, average spend, "
+                         "satisfaction, items per order, revenue share."),
+    "regions": Analysis(analytics.regions, "Per region: customers, revenue, revenue per customer, "
+                        "satisfaction, share of customers."),
+    "products": Analysis(analytics.products, "Per product and per category: revenue, orders, units, "
+                         "average price, estimated margin (catalog), satisfaction."),
+    "trend": Analysis(analytics.trend, "Monthly revenue with month-over-month growth and a 3-month moving "
+                      "average; revenue by quarter and Q4 against Q1."),
+    "correlations": Analysis(analytics.correlations, "Pearson correlation of total_amount with each numeric column."),
+    "lifecycle": Analysis(
+        analytics.lifecycle,
+        "Repeat rate, customer lifetime, churn share and revenue at risk, cross-sell rate, discount analysis.",
+        (Parameter("churn_days", 180, 1, 3650, "A customer with no order in this many days (ending on the "
+                   "latest order date) counts as churned."),),
+    ),
+    "cohorts": Analysis(analytics.cohorts, "Retention by first-order month x months since the first order."),
+}
+
+
+def parse_request(
+    query: Mapping[str, Iterable[str]], parameters: tuple[Parameter, ...] = ()
+) -> tuple[Filters, dict[str, int]]:
+    """Filters and analysis parameters from query parameters; :class:`FilterError` when one is bad."""
+    values = {name: list(v) if not isinstance(v, str) else [v] for name, v in query.items()}
+    chosen: dict[str, int] = {}
+    for parameter in parameters:
+        raw = values.pop(parameter.name, None)
+        chosen[parameter.name] = _parse_int(parameter, raw) if raw else parameter.default
+    filters = parse_filters(values, known_values=known_values())
+    return filters, chosen
+
+
+def run(name: str, filters: Filters, **parameters: int) -> Any:
+    """The result of analysis ``name`` for ``filters``, from the cache when the data is unchanged."""
+    analysis = ANALYSES[name]
+    with current_engine().connect() as conn:
+        version = data_version(conn)
+        key = result_key(name, version, filters.cache_key(), sorted(parameters.items()))
+        return current_cache().get_or_compute(
+            key,
+            lambda: analysis.function(conn, filters, **parameters),
+            timeout=None if version else UNVERSIONED_TIMEOUT_S,
+        )
+
+
+def known_values() -> dict[str, list[str]]:
+    """The regions, segments, categories and products in the data (cached per data version)."""
+    with current_engine().connect() as conn:
+        version = data_version(conn)
+        return current_cache().get_or_compute(
+            result_key("dimension_values", version),
+            lambda: _dimension_values(conn),
+            timeout=None if version else UNVERSIONED_TIMEOUT_S,
+        )
+
+
+def _dimension_values(conn: Connection) -> dict[str, list[str]]:
+    return dimension_values(conn, order_source(conn))
+
+
+def _parse_int(parameter: Parameter, raw: list[str]) -> int:
+    if len(raw) > 1:
+        raise FilterError(parameter.name, "given more than once")
+    text = raw[0].strip()
+    if not text.lstrip("-").isdigit() or len(text) > 9:
+        raise FilterError(parameter.name, f"must be a whole number from {parameter.minimum} to {parameter.maximum}")
+    value = int(text)
+    if not parameter.minimum <= value <= parameter.maximum:
+        raise FilterError(parameter.name, f"must be from {parameter.minimum} to {parameter.maximum}, got {value}")
+    return value

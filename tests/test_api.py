@@ -1,0 +1,215 @@
+"""The JSON API: answers equal pandas, bad input is a 400 naming the parameter, caching is safe."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from datetime import date
+from urllib.parse import quote, urlencode
+
+import pandas as pd
+import pytest
+from sqlalchemy import event
+
+from bi_app import analytics, service
+from bi_app.api import to_jsonable
+from bi_app.context import current_engine
+from data_layer.bootstrap import load_demo_data
+from data_layer.cache import ResultCache
+from data_layer.demo_data import generate_orders_frame
+from data_layer.engine import make_engine
+from data_layer.filters import Filters
+from tests.support import IN_CI
+
+ENDPOINTS = list(service.ANALYSES)
+
+
+@pytest.fixture(scope="module")
+def orders() -> pd.DataFrame:
+    frame = generate_orders_frame(2000, seed=42)
+    frame["order_date"] = pd.to_datetime(frame["order_date"])
+    return frame
+
+
+def test_kpis_for_a_filtered_url_equal_pandas(client, orders: pd.DataFrame) -> None:
+    response = client.get("/api/v1/kpis?region=North&region=East&start=2024-04-01&end=2024-06-30&segment=Premium")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["filters"]["regions"] == ["East", "North"]
+    rows = orders[
+        orders["region"].isin(["North", "East"])
+        & orders["customer_segment"].eq("Premium")
+        & orders["order_date"].between("2024-04-01", "2024-06-30")
+    ]
+    data = body["data"]
+    assert data["revenue"]["value"] == pytest.approx(round(rows["total_amount"].sum(), 2), abs=0.005)
+    assert data["orders"]["value"] == len(rows)
+    assert data["customers"]["value"] == rows["customer_id"].nunique()
+    assert data["average_satisfaction"]["value"] == pytest.approx(rows["satisfaction_rating"].mean())
+
+
+def test_segments_endpoint_equals_pandas(client, orders: pd.DataFrame) -> None:
+    body = client.get("/api/v1/segments?category=Office").get_json()
+    office = orders[orders["category"] == "Office"]
+    expected = office.groupby("customer_segment")["total_amount"].sum().round(2).to_dict()
+    assert {row["segment"]: row["revenue"] for row in body["data"]} == pytest.approx(expected, abs=0.005)
+
+
+@pytest.mark.parametrize("name", ENDPOINTS)
+def test_every_endpoint_answers_what_the_analysis_computes(app, client, name: str) -> None:
+    query = "region=South&start=2023-03-01&end=2024-08-31"
+    response = client.get(f"/api/v1/{name}?{query}")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    filters = Filters(regions=("South",), start=date(2023, 3, 1), end=date(2024, 8, 31))
+    with app.server.test_request_context():
+        with current_engine().connect() as conn:
+            direct = service.ANALYSES[name].function(conn, filters)
+    assert response.get_json()["data"] == to_jsonable(direct)
+
+
+def test_analysis_parameters(client) -> None:
+    histogram = client.get("/api/v1/distribution?bins=7").get_json()["data"]["histogram"]
+    assert len(histogram) == 7 and sum(b["orders"] for b in histogram) == 2000
+    assert client.get("/api/v1/lifecycle?churn_days=30").get_json()["data"]["churn_days"] == 30
+
+
+def hostile_queries() -> list[tuple[str, str]]:
+    """(endpoint, query string) pairs that must each be refused with a 400."""
+    injections = [
+        "North' OR '1'='1", "North'; DROP TABLE advanced_sales_data;--", "1) UNION SELECT version()--",
+        "North\" --", "' OR 1=1 --", "North%", "%", "_", "*", "North OR 1=1", "<script>alert(1)</script>",
+        "${jndi:ldap://x}", "../../etc/passwd", "Nörth", "🙂", "NORTH", "north", " North", "North ",
+        "Laptop\u200b",
+    ]
+    cases: list[str] = []
+    for parameter, value in itertools.product(["region", "segment", "category", "product"], injections):
+        cases.append(urlencode({parameter: value}))
+        # The same value beside valid filters: one bad value spoils the request.
+        cases.append(urlencode([("start", "2023-06-01"), ("region", "North"), (parameter, value)]))
+    bad_dates = ["2024-13-01", "2024-02-30", "20240101", "yesterday", "2024-01-01T00:00", "'; DROP TABLE x;--",
+                 "0000-01-01", "9999-12-31", "2024/01/01", "01-02-2024", "2024-1-1", "NaN", "1e9", "-2024-01-01"]
+    for parameter, value in itertools.product(["start", "end"], bad_dates):
+        cases.append(urlencode({parameter: value}))
+    cases += [
+        "start=2024-05-01&end=2024-01-01",
+        "start=2024-01-01&start=2024-02-01",
+        "end=2024-01-01&end=2024-02-01",
+        "foo=bar", "Region=North", "region%5B%5D=North", "__proto__=x", "select=1", "limit=10",
+        "region=North%00", "region=%0d%0aSet-Cookie:%20x", "product=Laptop%FF", "segment=",
+        "region=" + "A" * 1000, "&".join(["region=North"] * 101), "region=North&regoin=East",
+        "start=2024-01-01%00", "category=Office&category=Offices", "product=" + quote("Laptop' --"),
+    ]
+    pairs = [(ENDPOINTS[i % len(ENDPOINTS)], query) for i, query in enumerate(cases)]
+    numeric = ["0", "-1", "abc", "1e3", "9999999999", "2.5", "", " ", "10&bins=20", "0x10"]
+    pairs += [("distribution", f"bins={quote(v, safe='&=')}") for v in numeric if v.strip()]
+    pairs += [("lifecycle", f"churn_days={quote(v, safe='&=')}") for v in numeric if v.strip()]
+    pairs += [("lifecycle", "churn_days=99999"), ("distribution", "bins=201"), ("kpis", "bins=5"),
+              ("segments", "churn_days=10")]
+    return pairs
+
+
+HOSTILE = hostile_queries()
+
+
+def test_there_are_at_least_200_hostile_queries() -> None:
+    assert len(HOSTILE) >= 200
+    assert len(set(HOSTILE)) == len(HOSTILE)
+
+
+@pytest.mark.parametrize(("endpoint", "query"), HOSTILE)
+def test_hostile_query_is_a_400_naming_the_parameter(client, endpoint: str, query: str) -> None:
+    response = client.get(f"/api/v1/{endpoint}?{query}")
+    assert response.status_code == 400, (query, response.get_data(as_text=True)[:300])
+    error = response.get_json()["error"]
+    assert error["code"] == "bad_parameter" and error["message"] and error["parameter"]
+
+
+def test_openapi_lists_every_endpoint_and_parameter(client) -> None:
+    document = client.get("/api/v1/openapi.json").get_json()
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) == {f"/api/v1/{name}" for name in ENDPOINTS}
+    for path in document["paths"].values():
+        names = {p["name"] for p in path["get"]["parameters"]}
+        assert {"start", "end", "region", "segment", "category", "product"} <= names
+        assert {"200", "400", "503"} <= set(path["get"]["responses"])
+
+
+def test_database_down_is_a_503_with_the_reason(client, point_app_at) -> None:
+    point_app_at("postgresql://bi:Hunter2Secret@127.0.0.1:1/shop")
+    response = client.get("/api/v1/kpis")
+    assert response.status_code == 503
+    assert "Connection refused" in response.get_json()["error"]["message"]
+    assert "Hunter2Secret" not in response.get_data(as_text=True)
+
+
+def count_queries(engine) -> list[str]:  # noqa: ANN001
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    return statements
+
+
+def test_answers_are_cached_and_a_new_load_is_never_served_stale(db_url: str, client, app, point_app_at) -> None:
+    engine = make_engine(db_url)
+    load_demo_data(engine, 500, 1, replace=True)
+    point_app_at(db_url)
+    with app.server.test_request_context():
+        statements = count_queries(current_engine())
+    first = client.get("/api/v1/segments").get_json()["data"]
+    computed = len(statements)
+    again = client.get("/api/v1/segments").get_json()["data"]
+    assert again == first
+    analysis_queries = [s for s in statements[computed:] if "bi_metadata" not in s and "sqlite_master" not in s and s != "BEGIN"
+                        and "pg_catalog" not in s and "pg_class" not in s]
+    assert analysis_queries == [], "the second answer came from the cache"
+
+    load_demo_data(engine, 300, 2, replace=True)  # a new data version
+    fresh = client.get("/api/v1/segments").get_json()["data"]
+    expected = generate_orders_frame(300, seed=2).groupby("customer_segment")["total_amount"].sum().round(2)
+    assert {row["segment"]: row["revenue"] for row in fresh} == pytest.approx(expected.to_dict(), abs=0.005)
+    engine.dispose()
+
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+def redis_cache() -> ResultCache:
+    cache = ResultCache.from_url(REDIS_URL)
+    try:
+        cache.backend._write_client.ping()
+    except Exception as exc:  # noqa: BLE001
+        if IN_CI:
+            pytest.fail(f"Redis not reachable at {REDIS_URL} (CI=true: the Redis tests must run): {exc}")
+        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
+    cache.clear()
+    yield cache
+    cache.clear()
+
+
+def test_redis_cache_is_shared_between_workers(redis_cache: ResultCache) -> None:
+    other_worker = ResultCache.from_url(REDIS_URL)
+    frame = pd.DataFrame({"segment": ["Bulk"], "revenue": [1.5]})
+    assert redis_cache.get_or_compute("k", lambda: frame).equals(frame)
+    assert other_worker.get_or_compute("k", lambda: pytest.fail("should come from Redis")).equals(frame)
+
+
+def test_the_app_serves_from_redis(client, point_app_at, redis_cache: ResultCache, app) -> None:
+    point_app_at(app.server.config["BI_CONFIG"].database_url, cache_url=REDIS_URL)
+    first = client.get("/api/v1/regions").get_json()
+    assert redis_cache.backend._read_client.dbsize() >= 1
+    assert client.get("/api/v1/regions").get_json() == first
+
+
+def test_redis_down_computes_uncached_and_warns(client, point_app_at, app, caplog: pytest.LogCaptureFixture) -> None:
+    point_app_at(app.server.config["BI_CONFIG"].database_url, cache_url="redis://127.0.0.1:1/0")
+    with caplog.at_level(logging.WARNING, logger="data_layer.cache"):
+        response = client.get("/api/v1/kpis")
+    assert response.status_code == 200
+    assert response.get_json()["data"]["orders"]["value"] == 2000
+    assert any("computing without the cache" in r.getMessage() for r in caplog.records)
+
+
+def test_analytics_registry_matches_the_package() -> None:
+    assert {a.function for a in service.ANALYSES.values()} == {
+        getattr(analytics, name) for name in analytics.__all__
+    }

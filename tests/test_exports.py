@@ -1,0 +1,132 @@
+"""Exports: the right rows, streamed CSV, Excel's row limit, and a report that matches the API."""
+
+from __future__ import annotations
+
+import io
+
+import openpyxl
+import pandas as pd
+import pytest
+
+from bi_app import exports
+from data_layer.bootstrap import load_demo_data
+from data_layer.demo_data import generate_orders_frame
+from data_layer.engine import make_engine
+from data_layer.schema import SALES_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def orders() -> pd.DataFrame:
+    return generate_orders_frame(2000, seed=42)
+
+
+def expected_rows(orders: pd.DataFrame) -> pd.DataFrame:
+    day = pd.to_datetime(orders["order_date"])
+    keep = orders["region"].isin(["West", "South"]) & (day >= "2024-01-01") & orders["category"].eq("Electronics")
+    return orders[keep].sort_values("order_id").reset_index(drop=True)
+
+
+QUERY = "region=West&region=South&start=2024-01-01&category=Electronics"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_orders_csv_returns_exactly_the_filtered_rows(
+    backend: str, orders: pd.DataFrame, client, point_app_at, request: pytest.FixtureRequest, tmp_path
+) -> None:
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_schema_url")
+        engine = make_engine(url)
+        load_demo_data(engine, 2000, 42, replace=True)
+        engine.dispose()
+        point_app_at(url)
+    response = client.get(f"/export/orders.csv?{QUERY}")
+    assert response.status_code == 200
+    assert response.is_streamed
+    assert response.headers["Content-Disposition"] == 'attachment; filename="orders.csv"'
+    got = pd.read_csv(io.BytesIO(response.data), dtype={"order_id": str, "customer_id": str})
+    expected = expected_rows(orders)
+    assert list(got.columns) == list(SALES_COLUMNS)
+    assert len(got) == len(expected) > 0
+    assert list(got["order_id"]) == list(expected["order_id"])
+    for column in ("total_amount", "subtotal", "discount_rate", "quantity", "satisfaction_rating"):
+        assert (got[column] - expected[column]).abs().max() < 1e-9, column
+    assert list(got["order_date"]) == [d.isoformat() for d in expected["order_date"]]
+    first_line = response.data.decode().splitlines()[1]
+    assert ",0.00," in first_line or ".00," in first_line or first_line.count(".") >= 6  # cents kept
+
+
+def test_orders_csv_with_no_match_is_just_the_header(client) -> None:
+    response = client.get("/export/orders.csv?start=2030-01-01")
+    assert response.status_code == 200
+    assert response.data.decode().strip() == ",".join(SALES_COLUMNS)
+
+
+def test_orders_xlsx_has_the_filtered_rows(client, orders: pd.DataFrame) -> None:
+    response = client.get(f"/export/orders.xlsx?{QUERY}")
+    assert response.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(response.data), read_only=True)["Orders"]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0] == tuple(SALES_COLUMNS)
+    expected = expected_rows(orders)
+    assert [r[0] for r in rows[1:]] == list(expected["order_id"])
+    assert [r[11] for r in rows[1:]] == pytest.approx(list(expected["total_amount"]))
+
+
+def test_orders_xlsx_beyond_the_sheet_limit_is_a_clear_refusal(client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exports, "EXCEL_MAX_DATA_ROWS", 1000)
+    response = client.get("/export/orders.xlsx")
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "too_many_rows"
+    assert "2,000 orders match" in error["message"] and "/export/orders.csv" in error["message"]
+
+
+@pytest.mark.parametrize("path", ["orders.csv", "orders.xlsx", "report.xlsx"])
+def test_bad_filters_are_a_400_before_any_download(client, path: str) -> None:
+    response = client.get(f"/export/{path}?region=Atlantis")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["parameter"] == "region"
+
+
+def sheet_table(sheet, first_row: int = 1) -> pd.DataFrame:  # noqa: ANN001
+    rows = list(sheet.iter_rows(min_row=first_row, values_only=True))
+    end = next((i for i, row in enumerate(rows) if all(v is None for v in row)), len(rows))
+    return pd.DataFrame(rows[1:end], columns=rows[0])
+
+
+def test_report_opens_and_its_sheets_match_the_api(client) -> None:
+    query = "region=North&region=East&segment=Premium&segment=Regular"
+    response = client.get(f"/export/report.xlsx?{query}")
+    assert response.status_code == 200
+    book = openpyxl.load_workbook(io.BytesIO(response.data))
+    assert book.sheetnames[0] == "Summary"
+    assert {"Distribution", "Segments", "Regions", "Products", "Categories", "Trend", "Lifecycle", "Cohorts",
+            "Correlations"} <= set(book.sheetnames)
+    summary = {row[0]: row[1] for row in book["Summary"].iter_rows(values_only=True) if row and row[0]}
+    assert summary["Regions"] == "East, North" and summary["Segments"] == "Premium, Regular"
+
+    def api(name: str):  # noqa: ANN202
+        return client.get(f"/api/v1/{name}?{query}").get_json()["data"]
+
+    kpi_rows = list(book["Summary"].iter_rows(values_only=True))
+    header = next(i for i, row in enumerate(kpi_rows) if row[0] == "Metric")
+    kpis = {row[0]: row[1] for row in kpi_rows[header + 1 :] if row[0]}
+    for name, value in kpis.items():
+        assert value == pytest.approx(api("kpis")[name]["value"])
+
+    for sheet, records in (("Segments", api("segments")), ("Regions", api("regions")),
+                           ("Products", api("products")["products"]), ("Correlations", api("correlations"))):
+        table = sheet_table(book[sheet])
+        expected = pd.DataFrame(records)
+        assert list(table.columns) == list(expected.columns), sheet
+        pd.testing.assert_frame_equal(table, expected, check_dtype=False, check_exact=False, rtol=1e-12)
+
+    monthly = sheet_table(book["Trend"])
+    assert list(monthly["month"]) == [r["month"] for r in api("trend")["monthly"]]
+    assert list(monthly["revenue"]) == pytest.approx([r["revenue"] for r in api("trend")["monthly"]])
+    lifecycle = dict(sheet_table(book["Lifecycle"]).itertuples(index=False))
+    assert lifecycle["churned_customers"] == api("lifecycle")["churned_customers"]
+    cohorts = sheet_table(book["Cohorts"])
+    first = api("cohorts")[0]
+    row = cohorts[cohorts["cohort"] == first["cohort"]].iloc[0]
+    assert row[str(first["months_since_first"])] == pytest.approx(first["retention"])
