@@ -55,6 +55,6 @@ def table_row_counts(conn: Connection) -> dict[str, int | None]:
 
 def summary_tables() -> list:
     """The summary tables (imported late: summaries depends on this module)."""
-    from data_layer.summaries import customers, daily
+    from data_layer.summaries import daily
 
-    return [daily, customers]
+    return [daily]

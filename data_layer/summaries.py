@@ -1,16 +1,15 @@
-"""Summary tables rebuilt after every load, and the choice between them and the raw rows.
+"""The summary table rebuilt after every load, and the choice between it and the raw rows.
 
 ``bi_daily`` holds one row per day x region x segment x category x product
 with additive partial aggregates (counts, sums, sums of powers and
 cross-products), so revenue, orders, averages, moments and correlations under
 any filter are sums over at most a few hundred thousand rows, whatever the
-number of orders. ``bi_customers`` holds one row per customer x region x
-segment, for customer counts and lifecycle figures when only region and
-segment are filtered.
+number of orders. Customer-level figures (distinct customers, lifecycle,
+cohorts) cannot be added up across days and are computed from the raw rows.
 
 Each query names its measures; :class:`OrderSource` turns a measure into an
-aggregate over the raw table or over ``bi_daily``. The summaries are used only
-when they were built from the current data version, so answers always equal
+aggregate over the raw table or over ``bi_daily``. The summary is used only
+when it was built from the current data version, so answers always equal
 the row-level answer; a database without them (e.g. one made by the seed's
 pipeline) is read from the raw rows.
 """
@@ -30,16 +29,17 @@ from sqlalchemy import (
     Connection,
     Date,
     Engine,
+    Float,
     Index,
     Numeric,
     Select,
     String,
     Table,
     case,
+    cast,
     delete,
     func,
     insert,
-    literal,
     select,
 )
 
@@ -65,24 +65,41 @@ CORRELATION_PAIRS: tuple[tuple[str, str], ...] = tuple((x, "total_amount") for x
     ("discount_rate", "subtotal"),
 )
 
-Aggregate = Callable[[object], ColumnElement]
-
-
 PAIR_TERMS = ("n", "sx", "sy", "sxx", "syy", "sxy")
 
 
-def _pair_sum(x: str, y: str, term: str, c) -> ColumnElement:  # noqa: ANN001 - a column collection
+class Rows:
+    """What a measure is computed over: exact columns, their float versions, and which have no NULLs.
+
+    Powers and cross-products are taken in double precision: exact decimal
+    arithmetic buys nothing for moments and correlations and would dominate
+    the rebuild time.
+    """
+
+    def __init__(self, columns, floats=None, complete: frozenset[str] = frozenset()) -> None:  # noqa: ANN001
+        self.columns = columns
+        self.floats = floats
+        self.complete = complete
+
+    def col(self, name: str) -> ColumnElement:
+        return self.columns[name]
+
+    def f(self, name: str) -> ColumnElement:
+        return self.floats[name] if self.floats is not None else cast(self.columns[name], Float)
+
+
+Aggregate = Callable[[Rows], ColumnElement]
+
+
+def _pair_sum(x: str, y: str, term: str, rows: Rows) -> ColumnElement:
     """Sum of one term of Pearson's formula over the rows where both x and y are present."""
-    values = {
-        "n": literal(1),
-        "sx": c[x],
-        "sy": c[y],
-        "sxx": c[x] * c[x],
-        "syy": c[y] * c[y],
-        "sxy": c[x] * c[y],
-    }
-    complete = c[x].isnot(None) & c[y].isnot(None)
-    return func.sum(case((complete, values[term]), else_=0 if term == "n" else None))
+    fx, fy = rows.f(x), rows.f(y)
+    if {x, y} <= rows.complete:
+        values = {"sx": fx, "sy": fy, "sxx": fx * fx, "syy": fy * fy, "sxy": fx * fy}
+        return func.count() if term == "n" else func.sum(values[term])
+    # x * 0 is NULL where x is NULL: each term skips the rows missing either value.
+    values = {"sx": fx + fy * 0, "sy": fy + fx * 0, "sxx": fx * fx + fy * 0, "syy": fy * fy + fx * 0, "sxy": fx * fy}
+    return func.count(fx * fy) if term == "n" else func.sum(values[term])
 
 
 def pair_measure(x: str, y: str, term: str) -> str:
@@ -90,21 +107,29 @@ def pair_measure(x: str, y: str, term: str) -> str:
     return f"{x}__{y}_{term}"
 
 
-#: Additive measures: how each is aggregated over raw rows (a count or a sum).
+def _power_sum(power: int, rows: Rows) -> ColumnElement:
+    total = rows.f("total_amount")
+    product = total
+    for _ in range(power - 1):
+        product = product * total
+    return func.sum(product)
+
+
+#: Additive measures: how each is aggregated over rows (a count or a sum).
 ADDITIVE: dict[str, Aggregate] = {
-    "orders": lambda c: func.count(),
-    "units": lambda c: func.sum(c.quantity),
-    "revenue": lambda c: func.sum(c.total_amount),
-    "subtotal": lambda c: func.sum(c.subtotal),
-    "discount_amount": lambda c: func.sum(c.discount_amount),
-    "shipping_cost": lambda c: func.sum(c.shipping_cost),
-    "discounted_orders": lambda c: func.sum(case((c.discount_rate > 0, 1), else_=0)),
-    "discount_rate_sum": lambda c: func.sum(c.discount_rate),
-    "satisfaction_sum": lambda c: func.sum(c.satisfaction_rating),
-    "satisfaction_n": lambda c: func.count(c.satisfaction_rating),
-    "revenue_p2": lambda c: func.sum(c.total_amount * c.total_amount),
-    "revenue_p3": lambda c: func.sum(c.total_amount * c.total_amount * c.total_amount),
-    "revenue_p4": lambda c: func.sum(c.total_amount * c.total_amount * c.total_amount * c.total_amount),
+    "orders": lambda r: func.count(),
+    "units": lambda r: func.sum(r.col("quantity")),
+    "revenue": lambda r: func.sum(r.col("total_amount")),
+    "subtotal": lambda r: func.sum(r.col("subtotal")),
+    "discount_amount": lambda r: func.sum(r.col("discount_amount")),
+    "shipping_cost": lambda r: func.sum(r.col("shipping_cost")),
+    "discounted_orders": lambda r: func.sum(case((r.col("discount_rate") > 0, 1), else_=0)),
+    "discount_rate_sum": lambda r: func.sum(r.col("discount_rate")),
+    "satisfaction_sum": lambda r: func.sum(r.col("satisfaction_rating")),
+    "satisfaction_n": lambda r: func.count(r.col("satisfaction_rating")),
+    "revenue_p2": partial(_power_sum, 2),
+    "revenue_p3": partial(_power_sum, 3),
+    "revenue_p4": partial(_power_sum, 4),
     **{
         pair_measure(x, y, term): partial(_pair_sum, x, y, term)
         for x, y in CORRELATION_PAIRS
@@ -113,14 +138,17 @@ ADDITIVE: dict[str, Aggregate] = {
 }
 #: Measures aggregated with min / max.
 EXTREMA: dict[str, tuple[Callable, Aggregate]] = {
-    "revenue_min": (func.min, lambda c: func.min(c.total_amount)),
-    "revenue_max": (func.max, lambda c: func.max(c.total_amount)),
+    "revenue_min": (func.min, lambda r: func.min(r.col("total_amount"))),
+    "revenue_max": (func.max, lambda r: func.max(r.col("total_amount"))),
 }
+_FLOAT_COLUMNS = tuple(sorted({name for pair in CORRELATION_PAIRS for name in pair}))
 
 
 def _measure_type(name: str):  # noqa: ANN202
     if name in ("orders", "discounted_orders") or name.endswith("_n"):
         return BigInteger
+    if name.startswith("revenue_p") or "__" in name:
+        return Float
     return Numeric(asdecimal=False)
 
 
@@ -136,27 +164,8 @@ daily = Table(
     Index("bi_daily_date", "order_date"),
 )
 
-customers = Table(
-    "bi_customers",
-    metadata,
-    Column("customer_id", String(50), nullable=False),
-    Column("region", String(50)),
-    Column("customer_segment", String(50)),
-    Column("first_order_date", Date),
-    Column("last_order_date", Date),
-    Column("orders", BigInteger),
-    Column("units", BigInteger),
-    Column("revenue", Numeric(asdecimal=False)),
-    Column("discount_amount", Numeric(asdecimal=False)),
-    Column("satisfaction_sum", Numeric(asdecimal=False)),
-    Column("satisfaction_n", BigInteger),
-    Column("category_min", String(50)),
-    Column("category_max", String(50)),
-    Index("bi_customers_id", "customer_id"),
-)
-
-#: Per-customer aggregates over (filtered) raw rows, shared by both customer sources.
-CUSTOMER_AGGREGATES: dict[str, Aggregate] = {
+#: Per-customer aggregates over the filtered raw rows.
+CUSTOMER_AGGREGATES: dict[str, Callable] = {
     "first_order_date": lambda c: func.min(c.order_date),
     "last_order_date": lambda c: func.max(c.order_date),
     "orders": lambda c: func.count(),
@@ -168,54 +177,65 @@ CUSTOMER_AGGREGATES: dict[str, Aggregate] = {
     "category_min": lambda c: func.min(c.category),
     "category_max": lambda c: func.max(c.category),
 }
-#: How the per-customer aggregates of bi_customers rows combine again.
-_CUSTOMER_REAGGREGATE: dict[str, Callable] = {
-    "first_order_date": func.min,
-    "last_order_date": func.max,
-    "category_min": func.min,
-    "category_max": func.max,
-}
 
 
 def rebuild_summaries(engine: Engine) -> float:
-    """Rebuild the summary tables from the raw rows in one transaction; return seconds taken.
+    """Rebuild ``bi_daily`` from the raw rows in one transaction; return the seconds taken.
 
-    The new summaries are stamped with the data version they were built from.
+    The new summary is stamped with the data version it was built from.
     """
     started = time.perf_counter()
     with engine.begin() as conn:
-        metadata.create_all(conn, tables=[daily, customers], checkfirst=True)
+        metadata.create_all(conn, tables=[daily], checkfirst=True)
+        if engine.dialect.name == "postgresql":
+            # Room to hash-aggregate the ~100k groups in memory instead of sorting 10M rows.
+            conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         version = read_meta(conn).get("data_version")
         conn.execute(delete(daily))
-        conn.execute(delete(customers))
         c = sales.c
-        dims = [c[name] for name in DIMENSIONS]
-        daily_query = select(
+        # Each column is cast to float once, in a subquery, not once per measure.
+        rows_in = select(
+            *[c[name] for name in DIMENSIONS],
+            *[c[name] for name in SALES_MEASURE_COLUMNS],
+            *[cast(c[name], Float).label(f"f_{name}") for name in _FLOAT_COLUMNS],
+        ).subquery()
+        floats = {name: rows_in.c[f"f_{name}"] for name in _FLOAT_COLUMNS}
+        rows = Rows(rows_in.c, floats, complete=_columns_without_nulls(conn, _FLOAT_COLUMNS))
+        dims = [rows_in.c[name] for name in DIMENSIONS]
+        query = select(
             *dims,
-            *[agg(c).label(name) for name, agg in ADDITIVE.items()],
-            *[agg(c).label(name) for name, (_combine, agg) in EXTREMA.items()],
+            *[agg(rows).label(name) for name, agg in ADDITIVE.items()],
+            *[agg(rows).label(name) for name, (_combine, agg) in EXTREMA.items()],
         ).group_by(*dims)
-        conn.execute(insert(daily).from_select([*DIMENSIONS, *ADDITIVE, *EXTREMA], daily_query))
-        keys = [c.customer_id, c.region, c.customer_segment]
-        customer_query = select(
-            *keys, *[agg(c).label(name) for name, agg in CUSTOMER_AGGREGATES.items()]
-        ).group_by(*keys)
-        conn.execute(
-            insert(customers).from_select(
-                ["customer_id", "region", "customer_segment", *CUSTOMER_AGGREGATES], customer_query
-            )
-        )
+        conn.execute(insert(daily).from_select([*DIMENSIONS, *ADDITIVE, *EXTREMA], query))
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql("ANALYZE bi_daily")
-            conn.exec_driver_sql("ANALYZE bi_customers")
         write_meta(conn, {"summary_version": version or ""})
     seconds = time.perf_counter() - started
-    log.info("Summary tables rebuilt in %.2f s", seconds)
+    log.info("Summary table rebuilt in %.2f s", seconds)
     return seconds
 
 
+SALES_MEASURE_COLUMNS = (
+    "quantity",
+    "total_amount",
+    "subtotal",
+    "discount_amount",
+    "shipping_cost",
+    "discount_rate",
+    "satisfaction_rating",
+)
+
+
+def _columns_without_nulls(conn: Connection, names: tuple[str, ...]) -> frozenset[str]:
+    counts = conn.execute(
+        select(*[(func.count() - func.count(sales.c[name])).label(name) for name in names])
+    ).one()._mapping
+    return frozenset(name for name in names if counts[name] == 0)
+
+
 def summaries_are_current(conn: Connection) -> bool:
-    """True when the summaries were built from the current data version."""
+    """True when the summary was built from the current data version."""
     meta = read_meta(conn)
     version = meta.get("data_version")
     return bool(version) and meta.get("summary_version") == version
@@ -232,8 +252,8 @@ class OrderSource:
         """The aggregate for measure ``name`` (0 instead of NULL for sums over no rows)."""
         if name in EXTREMA:
             combine, aggregate = EXTREMA[name]
-            return combine(self.table.c[name]) if self.summary else aggregate(self.table.c)
-        expr = func.sum(self.table.c[name]) if self.summary else ADDITIVE[name](self.table.c)
+            return combine(self.table.c[name]) if self.summary else aggregate(Rows(self.table.c))
+        expr = func.sum(self.table.c[name]) if self.summary else ADDITIVE[name](Rows(self.table.c))
         return func.coalesce(expr, 0)
 
     def select(self, filters: Filters, *names: str, by: tuple[ColumnElement, ...] = ()) -> Select:
@@ -255,23 +275,8 @@ def order_source(conn: Connection) -> OrderSource:
     return OrderSource(sales, summary=False)
 
 
-def customer_rows(conn: Connection, filters: Filters) -> Select:
-    """One row per customer with their aggregates over the filtered orders (a subquery).
-
-    From ``bi_customers`` when it is current and only region and segment are
-    filtered (the per-customer table cannot split by date or product);
-    otherwise from the raw rows.
-    """
-    if _customer_summary_usable(conn, filters):
-        c = customers.c
-        columns = [
-            _CUSTOMER_REAGGREGATE.get(name, func.sum)(c[name]).label(name) for name in CUSTOMER_AGGREGATES
-        ]
-        return (
-            select(c.customer_id, *columns)
-            .where(conditions(filters, customers))
-            .group_by(c.customer_id)
-        )
+def customer_rows(filters: Filters) -> Select:
+    """One row per customer with their aggregates over the filtered orders (for a subquery)."""
     c = sales.c
     return (
         select(c.customer_id, *[agg(c).label(name) for name, agg in CUSTOMER_AGGREGATES.items()])
@@ -280,21 +285,10 @@ def customer_rows(conn: Connection, filters: Filters) -> Select:
     )
 
 
-def distinct_customers(conn: Connection, filters: Filters, by: str | None = None) -> Select:
+def distinct_customers(filters: Filters, by: str | None = None) -> Select:
     """``count(DISTINCT customer_id)`` under the filters, optionally per dimension ``by``."""
-    usable = _customer_summary_usable(conn, filters) and (by is None or by in customers.c)
-    table = customers if usable else sales
-    keys = (table.c[by],) if by else ()
-    query = select(*keys, func.count(func.distinct(table.c.customer_id)).label("customers")).where(
-        conditions(filters, table)
+    keys = (sales.c[by],) if by else ()
+    query = select(*keys, func.count(func.distinct(sales.c.customer_id)).label("customers")).where(
+        conditions(filters, sales)
     )
     return query.group_by(*keys) if keys else query
-
-
-
-def _customer_summary_usable(conn: Connection, filters: Filters) -> bool:
-    """bi_customers answers exactly only when no date, category or product is filtered."""
-    customer_level = filters.start is None and filters.end is None and not (
-        filters.categories or filters.products
-    )
-    return customer_level and summaries_are_current(conn)

@@ -29,7 +29,7 @@ def lifecycle(conn: Connection, filters: Filters, churn_days: int = DEFAULT_CHUR
         raise ValueError("churn_days must be at least 1")
     source = order_source(conn)
     _first, latest = date_bounds(conn, source, filters)
-    per_customer = customer_rows(conn, filters).subquery()
+    per_customer = customer_rows(filters).subquery()
     c = per_customer.c
     lifetime = days_between(conn, c.last_order_date, c.first_order_date)
     cutoff = latest - timedelta(days=churn_days - 1) if latest else None

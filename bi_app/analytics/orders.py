@@ -58,7 +58,7 @@ def _kpi_values(conn: Connection, source: OrderSource, filters: Filters) -> dict
     row = conn.execute(
         source.select(filters, "revenue", "orders", "satisfaction_sum", "satisfaction_n")
     ).one()
-    customers = conn.execute(distinct_customers(conn, filters)).scalar_one()
+    customers = conn.execute(distinct_customers(filters)).scalar_one()
     revenue, orders = round(float(row.revenue), 2), int(row.orders)
     return {
         "revenue": revenue,
