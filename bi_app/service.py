@@ -16,8 +16,7 @@ from bi_app.context import current_cache, current_engine
 from data_layer.cache import UNVERSIONED_TIMEOUT_S, result_key
 from data_layer.filters import FilterError, Filters, parse_filters
 from data_layer.meta import data_version
-from data_layer.queries import dimension_values
-from data_layer.summaries import order_source
+from data_layer.summaries import dimension_values, order_source, stored_dimension_values
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ def known_values() -> dict[str, list[str]]:
 
 
 def _dimension_values(conn: Connection) -> dict[str, list[str]]:
-    return dimension_values(conn, order_source(conn))
+    return stored_dimension_values(conn) or dimension_values(conn, order_source(conn))
 
 
 def _parse_int(parameter: Parameter, raw: list[str]) -> int:

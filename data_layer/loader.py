@@ -83,6 +83,8 @@ def load_orders(
     postgres = is_postgres(engine)
     with engine.begin() as conn:
         create_schema(conn)
+        if postgres:
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")  # a batch job, not an app query
         rows_before = 0
         primary_key = None
         if mode == "replace":

@@ -7,16 +7,29 @@ from sqlalchemy import Connection, Engine, delete, func, insert, inspect, select
 from data_layer.engine import safe_url
 from data_layer.schema import METADATA_TABLE, bi_metadata, sales
 
+_MEMO_KEY = "bi_metadata_memo"
+
 
 def read_meta(conn: Connection) -> dict[str, str]:
-    """All metadata as a dict; empty when the table does not exist."""
+    """All metadata as a dict; empty when the table does not exist.
+
+    Read once per connection checkout (a request, a CLI command), except inside
+    a transaction that writes it.
+    """
+    memo = conn.info.get(_MEMO_KEY)
+    if memo is not None and memo[0] is conn:
+        return memo[1]
     if not inspect(conn).has_table(METADATA_TABLE):
-        return {}
-    return {key: value for key, value in conn.execute(select(bi_metadata.c.key, bi_metadata.c.value))}
+        values: dict[str, str] = {}
+    else:
+        values = {key: value for key, value in conn.execute(select(bi_metadata.c.key, bi_metadata.c.value))}
+    conn.info[_MEMO_KEY] = (conn, values)
+    return values
 
 
 def write_meta(conn: Connection, values: dict[str, str]) -> None:
     """Set the given keys (in the caller's transaction)."""
+    conn.info.pop(_MEMO_KEY, None)
     conn.execute(delete(bi_metadata).where(bi_metadata.c.key.in_(list(values))))
     conn.execute(insert(bi_metadata), [{"key": k, "value": str(v)} for k, v in values.items()])
 

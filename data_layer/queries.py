@@ -7,7 +7,7 @@ from datetime import date
 from sqlalchemy import Connection, Date, String, cast, func, inspect, select, type_coerce
 from sqlalchemy.sql import ColumnElement
 
-from data_layer.filters import LIST_PARAMETERS, Filters, conditions
+from data_layer.filters import Filters, conditions
 from data_layer.quality import as_date
 from data_layer.schema import SALES_TABLE, sales
 from data_layer.summaries import OrderSource
@@ -30,16 +30,6 @@ def date_bounds(conn: Connection, source: OrderSource, filters: Filters) -> tupl
         ).where(conditions(filters, source.table))
     ).one()
     return as_date(row.lo), as_date(row.hi)
-
-
-def dimension_values(conn: Connection, source: OrderSource) -> dict[str, list[str]]:
-    """The distinct values of each list filter (query parameter -> sorted values)."""
-    values: dict[str, list[str]] = {}
-    for parameter, (_name, column_name) in LIST_PARAMETERS.items():
-        column = source.column(column_name)
-        rows = conn.execute(select(column).where(column.isnot(None)).distinct())
-        values[parameter] = sorted(str(v) for (v,) in rows)
-    return values
 
 
 def month_key(conn: Connection, column: ColumnElement) -> ColumnElement:

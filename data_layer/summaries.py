@@ -16,6 +16,7 @@ pipeline) is read from the raw rows.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from sqlalchemy import (
     select,
 )
 
-from data_layer.filters import Filters, conditions
+from data_layer.filters import LIST_PARAMETERS, Filters, conditions
 from data_layer.meta import read_meta, write_meta
 from data_layer.schema import metadata, sales
 
@@ -188,7 +189,8 @@ def rebuild_summaries(engine: Engine) -> float:
     with engine.begin() as conn:
         metadata.create_all(conn, tables=[daily], checkfirst=True)
         if engine.dialect.name == "postgresql":
-            # Room to hash-aggregate the ~100k groups in memory instead of sorting 10M rows.
+            # A batch job: no app statement timeout; room to hash the ~100k groups in memory.
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         version = read_meta(conn).get("data_version")
         conn.execute(delete(daily))
@@ -210,7 +212,8 @@ def rebuild_summaries(engine: Engine) -> float:
         conn.execute(insert(daily).from_select([*DIMENSIONS, *ADDITIVE, *EXTREMA], query))
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql("ANALYZE bi_daily")
-        write_meta(conn, {"summary_version": version or ""})
+        values = dimension_values(conn, OrderSource(daily, summary=True))
+        write_meta(conn, {"summary_version": version or "", "dimension_values": json.dumps(values)})
     seconds = time.perf_counter() - started
     log.info("Summary table rebuilt in %.2f s", seconds)
     return seconds
@@ -232,6 +235,25 @@ def _columns_without_nulls(conn: Connection, names: tuple[str, ...]) -> frozense
         select(*[(func.count() - func.count(sales.c[name])).label(name) for name in names])
     ).one()._mapping
     return frozenset(name for name in names if counts[name] == 0)
+
+
+def dimension_values(conn: Connection, source: "OrderSource") -> dict[str, list[str]]:
+    """The distinct values of each list filter (query parameter -> sorted values)."""
+    values: dict[str, list[str]] = {}
+    for parameter, (_name, column_name) in LIST_PARAMETERS.items():
+        column = source.column(column_name)
+        rows = conn.execute(select(column).where(column.isnot(None)).distinct())
+        values[parameter] = sorted(str(v) for (v,) in rows)
+    return values
+
+
+def stored_dimension_values(conn: Connection) -> dict[str, list[str]] | None:
+    """The values stored by the last summary rebuild, when the summary is current."""
+    meta = read_meta(conn)
+    if not (meta.get("data_version") and meta.get("summary_version") == meta.get("data_version")):
+        return None
+    raw = meta.get("dimension_values")
+    return json.loads(raw) if raw else None
 
 
 def summaries_are_current(conn: Connection) -> bool:
