@@ -4,23 +4,20 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import html
 
+from bi_app import service
 from bi_app.components import count, error_banner, kpi_card, money
-from bi_app.context import current_engine
 from data_layer.engine import describe_error
 from data_layer.filters import Filters
-from bi_app.analytics import kpis
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview · E-commerce BI", order=0)
 
 
 def layout(**_query: str) -> html.Div:
     try:
-        with current_engine().connect() as conn:
-            figures = kpis(conn, Filters())
+        figures = service.run("kpis", Filters())
     except Exception as exc:  # noqa: BLE001 - shown to the user, the server keeps serving
-        return html.Div(
-            [html.H2("Overview"), error_banner(f"The database cannot be read: {describe_error(exc)}", banner_id="overview-error")]
-        )
+        message = f"The database cannot be read: {describe_error(exc)}"
+        return html.Div([html.H2("Overview"), error_banner(message, banner_id="overview-error")])
     value = {name: figures[name]["value"] for name in ("revenue", "orders", "customers",
                                                        "average_order_value", "average_satisfaction")}
     satisfaction = "—" if value["average_satisfaction"] is None else f"{value['average_satisfaction']:.2f} / 5"
