@@ -15,11 +15,13 @@ import pages
 from bi_app.components import navbar
 from bi_app.config import Config
 from bi_app.api import api
-from bi_app.context import CACHE_KEY, CONFIG_KEY, current_config, engine_for
+from bi_app.context import CACHE_KEY, CONFIG_KEY, current_config, current_replica, engine_for
 from bi_app.exports import exports
 from data_layer.bootstrap import ensure_demo_database
 from data_layer.cache import ResultCache
 from data_layer.engine import DatabaseError, describe_error, ping, safe_url
+from data_layer.meta import data_version
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +73,23 @@ def _register_pages() -> None:
 
 def _healthz():  # noqa: ANN202 - a Flask view
     config = current_config()
+    engine = engine_for(config)
     try:
-        ping(engine_for(config))
-    except DatabaseError as exc:
-        return jsonify(status="unavailable", database=safe_url(config.database_url), reason=str(exc)), 503
-    return jsonify(status="ok", database=safe_url(config.database_url))
+        ping(engine)
+        with engine.connect() as conn:
+            version = data_version(conn)
+    except (DatabaseError, SQLAlchemyError) as exc:
+        reason = str(exc) if isinstance(exc, DatabaseError) else describe_error(exc)
+        return jsonify(status="unavailable", database=safe_url(config.database_url), reason=reason), 503
+    replica = current_replica()
+    if replica is not None:
+        replica.engine_for(version)  # starts the snapshot build if this version has none
+    return jsonify(
+        status="ok",
+        database=safe_url(config.database_url),
+        data_version=version,
+        columnar=replica.status(version) if replica else "off",
+    )
 
 
 def _seed_embedded_database(config: Config) -> None:

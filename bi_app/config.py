@@ -21,6 +21,9 @@ SETTINGS_HELP: dict[str, str] = {
     "BI_CACHE_URL": "Cache backend: unset for in-process, redis://host:6379/0 to share between workers.",
     "BI_STATEMENT_TIMEOUT_MS": "PostgreSQL statement timeout for app queries, in ms (default 30000).",
     "BI_CONNECT_TIMEOUT_S": "Seconds to wait when connecting to PostgreSQL (default 5).",
+    "BI_COLUMNAR": "1 (default) keeps a columnar DuckDB snapshot of each data version under "
+    "BI_DATA_DIR/columnar for fast customer-level analytics; 0 queries the database only.",
+    "BI_COLUMNAR_MEMORY": "Memory limit of the columnar engine per process (default 1GB).",
     "BI_LOG_LEVEL": "Logging level (default INFO).",
 }
 
@@ -41,6 +44,8 @@ class Config:
     statement_timeout_ms: int = 30_000
     connect_timeout_s: int = 5
     log_level: str = "INFO"
+    columnar: bool = True
+    columnar_memory: str = "1GB"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Config":
@@ -61,6 +66,8 @@ class Config:
             statement_timeout_ms=_int(env, "BI_STATEMENT_TIMEOUT_MS", 30_000),
             connect_timeout_s=_int(env, "BI_CONNECT_TIMEOUT_S", 5),
             log_level=(env.get("BI_LOG_LEVEL") or "INFO").upper(),
+            columnar=_flag(env, "BI_COLUMNAR", True),
+            columnar_memory=env.get("BI_COLUMNAR_MEMORY") or "1GB",
         )
         return replace(config, **overrides) if overrides else config
 
@@ -94,3 +101,14 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, got {env.get(name)!r}")

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+
 from flask import current_app
 from sqlalchemy import Engine
 
 from bi_app.config import Config
 from data_layer.cache import ResultCache
-from data_layer.engine import get_engine
+from data_layer.columnar import ColumnarReplica
+from data_layer.engine import get_engine, make_engine
 
 CONFIG_KEY = "BI_CONFIG"
 CACHE_KEY = "BI_CACHE"
+REPLICAS_KEY = "BI_REPLICAS"
+_replica_lock = threading.Lock()
 
 
 def current_config() -> Config:
@@ -35,3 +41,20 @@ def current_engine() -> Engine:
 def current_cache() -> ResultCache:
     """The result cache of the app serving this request."""
     return current_app.config[CACHE_KEY]
+
+
+def current_replica() -> ColumnarReplica | None:
+    """The columnar snapshots of the current database (None when BI_COLUMNAR=0)."""
+    config = current_config()
+    if not config.columnar:
+        return None
+    replicas: dict[str, ColumnarReplica] = current_app.config.setdefault(REPLICAS_KEY, {})
+    with _replica_lock:
+        replica = replicas.get(config.database_url)
+        if replica is None:
+            folder = config.data_dir / "columnar" / hashlib.sha256(config.database_url.encode()).hexdigest()[:12]
+            # Its own engine: snapshot copies are batch work, outside the app's pool and timeout.
+            source = make_engine(config.database_url, statement_timeout_ms=0, connect_timeout_s=config.connect_timeout_s)
+            replica = ColumnarReplica(source, folder.resolve(), config.columnar_memory)
+            replicas[config.database_url] = replica
+        return replica

@@ -34,14 +34,17 @@ def date_bounds(conn: Connection, source: OrderSource, filters: Filters) -> tupl
 
 def month_key(conn: Connection, column: ColumnElement) -> ColumnElement:
     """``'YYYY-MM'`` of a date (or timestamp, or ISO text on SQLite) column."""
-    if conn.dialect.name == "postgresql":
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
         return func.to_char(column, "YYYY-MM")
+    if dialect == "duckdb":
+        return func.strftime(column, "%Y-%m")
     return func.strftime("%Y-%m", column)
 
 
 def days_between(conn: Connection, later: ColumnElement, earlier: ColumnElement) -> ColumnElement:
     """Whole days from ``earlier`` to ``later`` (dates, timestamps or ISO text)."""
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name in ("postgresql", "duckdb"):
         return cast(later, Date) - cast(earlier, Date)
     return func.julianday(later) - func.julianday(earlier)
 

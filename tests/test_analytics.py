@@ -19,6 +19,7 @@ from sqlalchemy import Engine, text
 
 from bi_app import analytics
 from data_layer.bootstrap import load_demo_data
+from data_layer.columnar import ColumnarReplica
 from data_layer.demo_data import PRODUCTS, generate_orders_frame
 from data_layer.engine import make_engine
 from data_layer.filters import Filters
@@ -52,16 +53,26 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         separator = "&" if "?" in postgres_url() else "?"
         engine = make_engine(f"{postgres_url()}{separator}options={quote(f'-csearch_path={schema}')}")
     load_demo_data(engine, ROWS, SEED, replace=True)
+    with engine.connect() as conn:
+        version = read_meta(conn)["data_version"]
+    replica = ColumnarReplica(engine, tmp_path_factory.mktemp("columnar"))
+    replica.build(version)
+    engine.columnar = replica.engine_for(version)  # the snapshot, for the "columnar" path
     yield engine
+    replica.close()
     engine.dispose()
     if schema:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
-@pytest.fixture(params=["summary", "raw"])
+@pytest.fixture(params=["summary", "raw", "columnar"])
 def engine_on_path(request: pytest.FixtureRequest, loaded: Engine) -> Iterator[Engine]:
-    """The loaded database, answering from the summary tables or (forced) from the raw rows."""
+    """The loaded database, answering from the summary table or (forced) from the raw rows,
+    or its columnar DuckDB snapshot."""
+    if request.param == "columnar":
+        yield loaded.columnar
+        return
     with loaded.begin() as conn:
         version = read_meta(conn)["data_version"]
         write_meta(conn, {"summary_version": version if request.param == "summary" else "stale"})

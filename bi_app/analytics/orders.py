@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, case, func, literal, select
+from sqlalchemy import Connection, Float, case, cast, func, literal, select
 
 from bi_app.analytics.stats import change, moments, pearson, ratio
 from data_layer.filters import Filters, conditions
@@ -95,10 +95,11 @@ def _quantiles(conn: Connection, filters: Filters, n: int) -> dict[str, float | 
         return dict.fromkeys(QUANTILES)
     where = conditions(filters, sales)
     total = sales.c.total_amount
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name in ("postgresql", "duckdb"):  # ordered-set aggregates
         row = conn.execute(
             select(
-                *[func.percentile_cont(q).within_group(total).label(name) for name, q in QUANTILES.items()]
+                # In double precision: DuckDB would keep the decimal column's two places.
+                *[func.percentile_cont(q).within_group(cast(total, Float)).label(name) for name, q in QUANTILES.items()]
             ).where(where)
         ).one()
         return {name: float(row._mapping[name]) for name in QUANTILES}

@@ -1,0 +1,215 @@
+"""A columnar read replica of the orders: a DuckDB snapshot per data version, built by each app server.
+
+Customer-level analytics (distinct customers, lifecycle, cohorts) and exact
+quantiles need every matching order; a row store scans them at a few million
+rows a second, DuckDB at hundreds of millions. Each app server keeps a
+snapshot of the current data version under ``<data dir>/columnar/``: the
+orders (sorted by date, so date filters skip most of the file), the summary
+table and the metadata, copied from the database. It is built in a background
+thread when a request first sees a new data version; until it is ready,
+queries go to the database as before, so answers never depend on it.
+
+The same SQLAlchemy Core queries run on it (through duckdb_engine), so there
+is one implementation of each analysis.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import logging
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+from sqlalchemy import Engine, String, create_engine, func, inspect, select, type_coerce
+from sqlalchemy.pool import NullPool
+
+from data_layer.engine import describe_error, is_postgres
+from data_layer.meta import read_meta
+from data_layer.schema import METADATA_TABLE, SALES_COLUMNS, SALES_TABLE, sales
+from data_layer.summaries import daily
+
+log = logging.getLogger(__name__)
+
+#: DuckDB column types of the snapshot: money stays exact decimal.
+_DUCK_TYPES = {
+    "order_id": "VARCHAR",
+    "customer_id": "VARCHAR",
+    "order_date": "DATE",
+    "category": "VARCHAR",
+    "product": "VARCHAR",
+    "quantity": "INTEGER",
+    "unit_price": "DECIMAL(12,2)",
+    "subtotal": "DECIMAL(12,2)",
+    "discount_rate": "DECIMAL(6,4)",
+    "discount_amount": "DECIMAL(12,2)",
+    "shipping_cost": "DECIMAL(12,2)",
+    "total_amount": "DECIMAL(12,2)",
+    "region": "VARCHAR",
+    "customer_segment": "VARCHAR",
+    "satisfaction_rating": "DECIMAL(3,1)",
+    "day_of_week": "VARCHAR",
+    "month": "INTEGER",
+    "quarter": "VARCHAR",
+    "is_weekend": "INTEGER",
+    "is_holiday_season": "INTEGER",
+}
+
+
+class ColumnarReplica:
+    """The snapshots of one source database, kept in ``folder``; thread-safe."""
+
+    def __init__(self, source: Engine, folder: Path, memory_limit: str = "2GB") -> None:
+        self.source = source
+        self.folder = folder
+        self.memory_limit = memory_limit
+        self._engines: dict[str, Engine] = {}
+        self._building: set[str] = set()
+        self._lock = threading.Lock()
+
+    def engine_for(self, version: str | None) -> Engine | None:
+        """A read-only engine on the snapshot of ``version``, or None (and a build starts) if not ready."""
+        if not version:
+            return None
+        with self._lock:
+            engine = self._engines.get(version)
+            if engine is not None:
+                return engine
+            path = self.path(version)
+            if path.exists():
+                engine = self._open(path)
+                self._engines[version] = engine
+                return engine
+            if version not in self._building:
+                self._building.add(version)
+                threading.Thread(target=self._build_in_background, args=(version,), daemon=True,
+                                 name=f"columnar-{version[:8]}").start()
+        return None
+
+    def status(self, version: str | None) -> str:
+        """``ready``, ``building`` or ``absent`` for the snapshot of ``version``."""
+        if version and self.path(version).exists():
+            return "ready"
+        with self._lock:
+            return "building" if version in self._building else "absent"
+
+    def path(self, version: str) -> Path:
+        """Where the snapshot of ``version`` lives."""
+        return self.folder / f"{version}.duckdb"
+
+    def build(self, version: str) -> Path:
+        """Build the snapshot of ``version`` now (no-op if it exists); return its path."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".build.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per folder, across worker processes
+            path = self.path(version)
+            if path.exists():
+                return path
+            started = time.perf_counter()
+            partial = path.with_suffix(".partial")
+            partial.unlink(missing_ok=True)
+            built_version = build_snapshot(self.source, partial, self.memory_limit)
+            if built_version != version:
+                partial.unlink(missing_ok=True)
+                raise RuntimeError(f"data changed to version {built_version} during the snapshot of {version}")
+            os.replace(partial, path)
+            self._remove_old(keep=path)
+            log.info("Columnar snapshot of data version %s built in %.1f s", version, time.perf_counter() - started)
+            return path
+
+    def close(self) -> None:
+        """Dispose every open snapshot engine."""
+        with self._lock:
+            for engine in self._engines.values():
+                engine.dispose()
+            self._engines.clear()
+
+    def _open(self, path: Path) -> Engine:
+        return create_engine(
+            f"duckdb:///{path}",
+            connect_args={"read_only": True, "config": {"memory_limit": self.memory_limit}},
+            poolclass=NullPool,
+        )
+
+    def _build_in_background(self, version: str) -> None:
+        try:
+            self.build(version)
+        except Exception as exc:  # noqa: BLE001 - the database keeps answering meanwhile
+            log.warning("Columnar snapshot of %s not built: %s", version, describe_error(exc))
+        finally:
+            with self._lock:
+                self._building.discard(version)
+
+    def _remove_old(self, keep: Path) -> None:
+        """Forget and delete the snapshots of older versions (queries still reading one keep
+        their open file; the name goes, the data stays until they finish)."""
+        with self._lock:
+            for version in [v for v in self._engines if self.path(v) != keep]:
+                self._engines.pop(version).dispose()
+        for old in self.folder.glob("*.duckdb"):
+            if old != keep:
+                old.unlink(missing_ok=True)
+
+
+def build_snapshot(source: Engine, path: Path, memory_limit: str = "2GB") -> str | None:
+    """Copy the orders, the summary table and the metadata of ``source`` into a DuckDB file.
+
+    Everything is read in one repeatable-read transaction (on PostgreSQL), so the
+    copy is of one data version; that version is returned. ``source`` should have
+    no statement timeout: at millions of orders the copy takes a while.
+    """
+    with tempfile.NamedTemporaryFile("w+b", suffix=".csv", dir=path.parent) as orders_csv:
+        # SQLite reads are already one snapshot inside a transaction.
+        isolation = "REPEATABLE READ" if is_postgres(source) else "SERIALIZABLE"
+        with source.connect().execution_options(isolation_level=isolation) as conn:
+            meta = read_meta(conn)
+            has_summary = inspect(conn).has_table(daily.name)
+            _export_orders(conn, orders_csv)
+            summary = pd.read_sql(select(daily), conn) if has_summary else None
+        orders_csv.flush()
+        duck = duckdb.connect(str(path), config={"memory_limit": memory_limit})
+        try:
+            columns = ", ".join(f"'{name}': '{kind}'" for name, kind in _DUCK_TYPES.items())
+            duck.execute(
+                f"CREATE TABLE {SALES_TABLE} AS SELECT * FROM read_csv(?, header = false, "
+                f"columns = {{{columns}}}) ORDER BY order_date, order_id",
+                [orders_csv.name],
+            )
+            duck.execute(f"CREATE TABLE {METADATA_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
+            if meta:
+                duck.executemany(f"INSERT INTO {METADATA_TABLE} VALUES (?, ?)", list(meta.items()))
+            if summary is not None:
+                duck.register("summary_frame", summary)
+                duck.execute(f"CREATE TABLE {daily.name} AS SELECT * FROM summary_frame")
+            duck.execute("CHECKPOINT")
+        finally:
+            duck.close()
+    return meta.get("data_version")
+
+
+def _export_orders(conn, target) -> None:  # noqa: ANN001
+    """The orders as header-less CSV into the binary file ``target``."""
+    # order_date as a date: tables made by other tools may hold timestamps.
+    columns = ", ".join("CAST(order_date AS date)" if n == "order_date" else n for n in SALES_COLUMNS)
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.copy_expert(f"COPY (SELECT {columns} FROM {SALES_TABLE}) TO STDOUT WITH (FORMAT csv)", target)
+        finally:
+            cursor.close()
+        return
+    text = open(target.fileno(), "w", newline="", closefd=False)  # noqa: SIM115 - same descriptor
+    writer = csv.writer(text)
+    # The date part of what is stored: ISO dates, or timestamps written by other tools.
+    day = type_coerce(func.substr(type_coerce(sales.c.order_date, String), 1, 10), String)
+    selected = [day if n == "order_date" else sales.c[n] for n in SALES_COLUMNS]
+    result = conn.execution_options(yield_per=10_000).execute(select(*selected))
+    for batch in result.partitions():
+        writer.writerows(batch)
+    text.flush()
+

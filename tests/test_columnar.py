@@ -1,0 +1,80 @@
+"""The columnar snapshot: built from either database, used by the service once ready, replaced per version."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, event, text
+
+from bi_app import analytics
+from bi_app.context import current_engine, current_replica
+from data_layer.bootstrap import load_demo_data
+from data_layer.columnar import ColumnarReplica, build_snapshot
+from data_layer.demo_data import generate_orders_frame
+from data_layer.engine import make_engine
+from data_layer.filters import Filters
+from data_layer.meta import data_version
+
+
+def version_of(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return data_version(conn)
+
+
+def test_snapshot_of_a_seed_made_table_with_timestamps(plain_engine: Engine, engine: Engine, tmp_path: Path) -> None:
+    frame = generate_orders_frame(300, seed=4)
+    frame["order_date"] = pd.to_datetime(frame["order_date"])  # pandas writes timestamps
+    with plain_engine.begin() as conn:
+        frame.to_sql("advanced_sales_data", conn, index=False)
+    replica = ColumnarReplica(engine, tmp_path)
+    path = tmp_path / "seed.duckdb"
+    assert build_snapshot(engine, path) is None  # no data version: never loaded by bi-app
+    snapshot = replica._open(path)
+    with snapshot.connect() as conn:
+        got = analytics.kpis(conn, Filters(regions=("North",)))
+    north = frame[frame["region"] == "North"]
+    assert got["orders"]["value"] == len(north)
+    assert got["revenue"]["value"] == pytest.approx(round(north["total_amount"].sum(), 2), abs=0.005)
+    snapshot.dispose()
+
+
+def test_a_new_version_replaces_the_old_snapshot(engine: Engine, tmp_path: Path) -> None:
+    load_demo_data(engine, 200, 1, replace=True)
+    replica = ColumnarReplica(engine, tmp_path)
+    first = version_of(engine)
+    assert replica.engine_for(first) is None  # not built yet: a background build starts
+    deadline = time.monotonic() + 30
+    while replica.engine_for(first) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert replica.engine_for(first) is not None
+    load_demo_data(engine, 100, 2, replace=True)
+    second = version_of(engine)
+    replica.build(second)
+    assert [p.name for p in tmp_path.glob("*.duckdb")] == [f"{second}.duckdb"]
+    with replica.engine_for(second).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM advanced_sales_data")).scalar_one() == 100
+    replica.close()
+
+
+def test_the_service_answers_from_the_snapshot_once_it_is_built(db_url: str, app, client, point_app_at) -> None:
+    source = make_engine(db_url)
+    load_demo_data(source, 500, 3, replace=True)
+    source.dispose()
+    point_app_at(db_url)
+    with app.server.test_request_context():
+        replica = current_replica()
+        replica.build(version_of(current_engine()))
+        statements: list[str] = []
+        event.listen(current_engine(), "before_cursor_execute", lambda *a: statements.append(a[2]))
+    body = client.get("/api/v1/cohorts?region=East").get_json()
+    database_work = [s for s in statements if "advanced_sales_data" in s or "bi_daily" in s]
+    assert database_work == [], "the analysis ran on the snapshot, not the database"
+    orders = generate_orders_frame(500, seed=3)
+    east = orders[orders["region"] == "East"]
+    first_month = pd.to_datetime(east["order_date"]).dt.strftime("%Y-%m")
+    cohort_sizes = east.assign(m=first_month).groupby("customer_id")["m"].min().value_counts()
+    got = {r["cohort"]: r["cohort_size"] for r in body["data"] if r["months_since_first"] == 0}
+    assert got == cohort_sizes.to_dict()
