@@ -55,6 +55,8 @@ def current_replica() -> ColumnarReplica | None:
             folder = config.data_dir / "columnar" / hashlib.sha256(config.database_url.encode()).hexdigest()[:12]
             # Its own engine: snapshot copies are batch work, outside the app's pool and timeout.
             source = make_engine(config.database_url, statement_timeout_ms=0, connect_timeout_s=config.connect_timeout_s)
-            replica = ColumnarReplica(source, folder.resolve(), config.columnar_memory)
+            from bi_app.service import precompute_default_views  # the service imports this module
+
+            replica = ColumnarReplica(source, folder.resolve(), config.columnar_memory, precompute_default_views)
             replicas[config.database_url] = replica
         return replica

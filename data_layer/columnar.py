@@ -10,7 +10,9 @@ thread when a request first sees a new data version; until it is ready,
 queries go to the database as before, so answers never depend on it.
 
 The same SQLAlchemy Core queries run on it (through duckdb_engine), so there
-is one implementation of each analysis.
+is one implementation of each analysis. The answers for the default views
+(no filter) are computed while the snapshot is built and stored in it, so the
+first visitor of a new data version is answered at once.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ import csv
 import fcntl
 import logging
 import os
+import pickle
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import duckdb
 import pandas as pd
-from sqlalchemy import Engine, String, create_engine, func, inspect, select, type_coerce
+from sqlalchemy import Engine, String, create_engine, func, inspect, select, text, type_coerce
 from sqlalchemy.pool import NullPool
 
 from data_layer.engine import describe_error, is_postgres
@@ -35,6 +39,9 @@ from data_layer.schema import METADATA_TABLE, SALES_COLUMNS, SALES_TABLE, sales
 from data_layer.summaries import daily
 
 log = logging.getLogger(__name__)
+
+#: Answers computed when the snapshot is built (the default views), by key.
+RESULTS_TABLE = "bi_precomputed"
 
 #: DuckDB column types of the snapshot: money stays exact decimal.
 _DUCK_TYPES = {
@@ -64,10 +71,17 @@ _DUCK_TYPES = {
 class ColumnarReplica:
     """The snapshots of one source database, kept in ``folder``; thread-safe."""
 
-    def __init__(self, source: Engine, folder: Path, memory_limit: str = "2GB") -> None:
+    def __init__(
+        self,
+        source: Engine,
+        folder: Path,
+        memory_limit: str = "2GB",
+        precompute: Callable[[Engine, str], dict[str, Any]] | None = None,
+    ) -> None:
         self.source = source
         self.folder = folder
         self.memory_limit = memory_limit
+        self.precompute = precompute
         self._engines: dict[str, Engine] = {}
         self._building: set[str] = set()
         self._lock = threading.Lock()
@@ -117,10 +131,37 @@ class ColumnarReplica:
             if built_version != version:
                 partial.unlink(missing_ok=True)
                 raise RuntimeError(f"data changed to version {built_version} during the snapshot of {version}")
+            if self.precompute:
+                self._store_precomputed(partial, version)
             os.replace(partial, path)
             self._remove_old(keep=path)
             log.info("Columnar snapshot of data version %s built in %.1f s", version, time.perf_counter() - started)
             return path
+
+    def precomputed(self, version: str | None, key: str) -> Any | None:
+        """The answer stored under ``key`` in the snapshot of ``version``, if there is one."""
+        engine = self.engine_for(version) if version else None
+        if engine is None:
+            return None
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(RESULTS_TABLE):
+                return None
+            row = conn.execute(
+                text(f"SELECT payload FROM {RESULTS_TABLE} WHERE key = :key"), {"key": key}
+            ).first()
+        return pickle.loads(row[0]) if row else None  # our own file, written by build()
+
+    def _store_precomputed(self, partial: Path, version: str) -> None:
+        engine = create_engine(f"duckdb:///{partial}", poolclass=NullPool)
+        try:
+            results = self.precompute(engine, version)
+            with engine.begin() as conn:
+                conn.execute(text(f"CREATE TABLE {RESULTS_TABLE} (key VARCHAR PRIMARY KEY, payload BLOB NOT NULL)"))
+                for key, value in results.items():
+                    conn.execute(text(f"INSERT INTO {RESULTS_TABLE} VALUES (:key, :payload)"),
+                                 {"key": key, "payload": pickle.dumps(value)})
+        finally:
+            engine.dispose()
 
     def close(self) -> None:
         """Dispose every open snapshot engine."""

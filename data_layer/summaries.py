@@ -30,7 +30,7 @@ from sqlalchemy import (
     Connection,
     Date,
     Engine,
-    Float,
+    Double,
     Index,
     Numeric,
     Select,
@@ -86,7 +86,7 @@ class Rows:
         return self.columns[name]
 
     def f(self, name: str) -> ColumnElement:
-        return self.floats[name] if self.floats is not None else cast(self.columns[name], Float)
+        return self.floats[name] if self.floats is not None else cast(self.columns[name], Double)
 
 
 Aggregate = Callable[[Rows], ColumnElement]
@@ -149,7 +149,7 @@ def _measure_type(name: str):  # noqa: ANN202
     if name in ("orders", "discounted_orders") or name.endswith("_n"):
         return BigInteger
     if name.startswith("revenue_p") or "__" in name:
-        return Float
+        return Double
     return Numeric(asdecimal=False)
 
 
@@ -199,7 +199,7 @@ def rebuild_summaries(engine: Engine) -> float:
         rows_in = select(
             *[c[name] for name in DIMENSIONS],
             *[c[name] for name in SALES_MEASURE_COLUMNS],
-            *[cast(c[name], Float).label(f"f_{name}") for name in _FLOAT_COLUMNS],
+            *[cast(c[name], Double).label(f"f_{name}") for name in _FLOAT_COLUMNS],
         ).subquery()
         floats = {name: rows_in.c[f"f_{name}"] for name in _FLOAT_COLUMNS}
         rows = Rows(rows_in.c, floats, complete=_columns_without_nulls(conn, _FLOAT_COLUMNS))

@@ -78,3 +78,39 @@ def test_the_service_answers_from_the_snapshot_once_it_is_built(db_url: str, app
     cohort_sizes = east.assign(m=first_month).groupby("customer_id")["m"].min().value_counts()
     got = {r["cohort"]: r["cohort_size"] for r in body["data"] if r["months_since_first"] == 0}
     assert got == cohort_sizes.to_dict()
+
+
+def test_default_views_are_precomputed_into_the_snapshot(engine: Engine, tmp_path: Path) -> None:
+    from bi_app.service import ANALYSES, precompute_default_views
+    from bi_app.api import to_jsonable
+    from data_layer.cache import result_key
+
+    load_demo_data(engine, 400, 5, replace=True)
+    version = version_of(engine)
+    replica = ColumnarReplica(engine, tmp_path, precompute=precompute_default_views)
+    replica.build(version)
+    with engine.connect() as conn:
+        for name, analysis in ANALYSES.items():
+            parameters = {p.name: p.default for p in analysis.parameters}
+            key = result_key(name, version, Filters().cache_key(), sorted(parameters.items()))
+            stored = replica.precomputed(version, key)
+            assert stored is not None, name
+            assert_same(to_jsonable(stored), to_jsonable(analysis.function(conn, Filters(), **parameters)), name)
+    assert replica.precomputed(version, "no-such-key") is None
+    replica.close()
+
+
+def assert_same(got: object, expected: object, where: str) -> None:
+    """Equal structures, floats to 1e-9 relative (two engines may round the last digit apart)."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and got.keys() == expected.keys(), where
+        for key in expected:
+            assert_same(got[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), where
+        for i, (a, b) in enumerate(zip(got, expected)):
+            assert_same(a, b, f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), where
+    else:
+        assert got == expected, where

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Float, case, cast, func, literal, select
+from sqlalchemy import Connection, Double, case, cast, func, literal, select
 
 from bi_app.analytics.stats import change, moments, pearson, ratio
 from data_layer.filters import Filters, conditions
@@ -99,7 +99,7 @@ def _quantiles(conn: Connection, filters: Filters, n: int) -> dict[str, float | 
         row = conn.execute(
             select(
                 # In double precision: DuckDB would keep the decimal column's two places.
-                *[func.percentile_cont(q).within_group(cast(total, Float)).label(name) for name, q in QUANTILES.items()]
+                *[func.percentile_cont(q).within_group(cast(total, Double)).label(name) for name, q in QUANTILES.items()]
             ).where(where)
         ).one()
         return {name: float(row._mapping[name]) for name in QUANTILES}
