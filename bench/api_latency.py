@@ -35,7 +35,12 @@ from bi_app.service import ANALYSES  # noqa: E402
 
 BI_APP = str(Path(sys.executable).with_name("bi-app"))
 REDIS_URL = "redis://127.0.0.1:6379/14"
-VIEWS = {"all orders": "", "North, Q4 2024": "region=North&start=2024-10-01&end=2024-12-31"}
+VIEWS = {
+    "all orders": "",
+    # The same orders under a filter that is not precomputed: what computing the default view costs.
+    "all orders, computed": "start=2000-01-01",
+    "North, Q4 2024": "region=North&start=2024-10-01&end=2024-12-31",
+}
 TARGETS_MS = {1_000_000: 150, 10_000_000: 500}
 
 
@@ -93,7 +98,11 @@ def report(size, rows, rss_api, export, rss_export, args) -> str:  # noqa: ANN00
         f"### {size:,} orders\n",
         f"Server: `bi-app serve`, 1 gunicorn worker (8 threads), Redis cache, columnar snapshot ready; {args.uncached} uncached "
         f"(cache flushed before each) and {args.cached} cached requests per row, sequential, over loopback.",
-        f"Targets on this machine: uncached p95 <= {target} ms, cached p95 <= 10 ms.\n",
+        f"Targets on this machine: uncached p95 <= {target} ms, cached p95 <= 10 ms.",
+        "The answers for *all orders* are computed when the server builds its columnar snapshot of a "
+        "data version and stored in it, so an uncached request for that view reads them; *all orders, "
+        "computed* asks for the same orders with a filter (`start=2000-01-01`) that is computed on "
+        "each uncached request, to show what that costs.\n",
         "| endpoint | view | uncached p50 | uncached p95 | cached p50 | cached p95 |",
         "|---|---|---|---|---|---|",
     ]

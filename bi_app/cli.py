@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from typing import Callable, TypeVar
 
 import click
@@ -17,7 +18,7 @@ from bi_app.context import engine_for
 from data_layer.bootstrap import load_demo_data
 from data_layer.engine import DatabaseError, describe_error, safe_url
 from data_layer.loader import LoadError, LoadResult
-from data_layer.meta import database_info
+from data_layer.meta import data_version, database_info
 from data_layer.quality import QualityReport, quality_report
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -117,6 +118,23 @@ def info() -> None:
     click.echo(f"Data version:  {details['data_version'] or '(none: loaded by another tool)'}")
     if details["loaded_at"]:
         click.echo(f"Last load:     {details['loaded_at']} ({details['last_load']})")
+
+
+@main.command()
+@one_line_errors
+def snapshot() -> None:
+    """Build this server's columnar snapshot of the current data (app servers do it by themselves)."""
+    from bi_app.context import replica_for
+
+    config = Config.from_env()
+    replica = replica_for(config, build_in_subprocess=False)
+    with replica.source.connect() as conn:
+        version = data_version(conn)
+    if not version:
+        raise click.ClickException("the data has no version (never loaded by bi-app): load it first")
+    started = time.perf_counter()
+    path = replica.build(version)
+    click.echo(f"Snapshot of data version {version}: {path} ({time.perf_counter() - started:.1f} s)")
 
 
 def _print_load(result: LoadResult) -> None:

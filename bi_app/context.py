@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import threading
 
 from flask import current_app
@@ -52,11 +54,30 @@ def current_replica() -> ColumnarReplica | None:
     with _replica_lock:
         replica = replicas.get(config.database_url)
         if replica is None:
-            folder = config.data_dir / "columnar" / hashlib.sha256(config.database_url.encode()).hexdigest()[:12]
-            # Its own engine: snapshot copies are batch work, outside the app's pool and timeout.
-            source = make_engine(config.database_url, statement_timeout_ms=0, connect_timeout_s=config.connect_timeout_s)
-            from bi_app.service import precompute_default_views  # the service imports this module
-
-            replica = ColumnarReplica(source, folder.resolve(), config.columnar_memory, precompute_default_views)
+            replica = replica_for(config, build_in_subprocess=True)
             replicas[config.database_url] = replica
         return replica
+
+
+def replica_for(config: Config, *, build_in_subprocess: bool) -> ColumnarReplica:
+    """The columnar snapshots of ``config``'s database, under ``BI_DATA_DIR/columnar/<database>``.
+
+    With ``build_in_subprocess`` a new version is copied by ``bi-app snapshot`` in a
+    process of its own (the app server's memory stays flat), else in a thread.
+    """
+    from bi_app.service import precompute_default_views  # the service imports this module
+
+    folder = config.data_dir / "columnar" / hashlib.sha256(config.database_url.encode()).hexdigest()[:12]
+    # Its own engine: snapshot copies are batch work, outside the app's pool and timeout.
+    source = make_engine(config.database_url, statement_timeout_ms=0, connect_timeout_s=config.connect_timeout_s)
+    command = None
+    if build_in_subprocess:
+        env = {
+            **os.environ,
+            "BI_DATABASE_URL": config.database_url,
+            "BI_DATA_DIR": str(config.data_dir.resolve()),
+            "BI_COLUMNAR_MEMORY": config.columnar_memory,
+            "BI_CONNECT_TIMEOUT_S": str(config.connect_timeout_s),
+        }
+        command = ([sys.executable, "-m", "bi_app.cli", "snapshot"], env)
+    return ColumnarReplica(source, folder.resolve(), config.columnar_memory, precompute_default_views, command)

@@ -22,6 +22,7 @@ import fcntl
 import logging
 import os
 import pickle
+import subprocess
 import tempfile
 import threading
 import time
@@ -77,11 +78,15 @@ class ColumnarReplica:
         folder: Path,
         memory_limit: str = "2GB",
         precompute: Callable[[Engine, str], dict[str, Any]] | None = None,
+        build_command: tuple[list[str], dict[str, str]] | None = None,
     ) -> None:
         self.source = source
         self.folder = folder
         self.memory_limit = memory_limit
         self.precompute = precompute
+        # (argv, environment) of a process that builds the current version's snapshot;
+        # without one, background builds run in a thread of this process.
+        self.build_command = build_command
         self._engines: dict[str, Engine] = {}
         self._building: set[str] = set()
         self._lock = threading.Lock()
@@ -179,7 +184,14 @@ class ColumnarReplica:
 
     def _build_in_background(self, version: str) -> None:
         try:
-            self.build(version)
+            if self.build_command:
+                # A process of its own: the copy's memory is returned when it exits.
+                argv, env = self.build_command
+                done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=3600)
+                if done.returncode != 0:
+                    raise RuntimeError((done.stderr or done.stdout).strip().splitlines()[-1:] or "failed")
+            else:
+                self.build(version)
         except Exception as exc:  # noqa: BLE001 - the database keeps answering meanwhile
             log.warning("Columnar snapshot of %s not built: %s", version, describe_error(exc))
         finally:
@@ -213,7 +225,10 @@ def build_snapshot(source: Engine, path: Path, memory_limit: str = "2GB") -> str
             _export_orders(conn, orders_csv)
             summary = pd.read_sql(select(daily), conn) if has_summary else None
         orders_csv.flush()
-        duck = duckdb.connect(str(path), config={"memory_limit": memory_limit})
+        # Beyond the memory limit DuckDB sorts on disk, beside the snapshot.
+        duck = duckdb.connect(
+            str(path), config={"memory_limit": memory_limit, "temp_directory": str(path.parent / ".tmp")}
+        )
         try:
             columns = ", ".join(f"'{name}': '{kind}'" for name, kind in _DUCK_TYPES.items())
             duck.execute(

@@ -114,3 +114,42 @@ def assert_same(got: object, expected: object, where: str) -> None:
         assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), where
     else:
         assert got == expected, where
+
+
+def test_app_servers_build_the_snapshot_in_a_process_of_their_own(db_url: str, tmp_path: Path) -> None:
+    from bi_app.config import Config
+    from bi_app.context import replica_for
+
+    source = make_engine(db_url)
+    load_demo_data(source, 300, 6, replace=True)
+    version = version_of(source)
+    source.dispose()
+    config = Config.from_env({"BI_DATABASE_URL": db_url, "BI_DATA_DIR": str(tmp_path)})
+    replica = replica_for(config, build_in_subprocess=True)
+    assert replica.build_command[0][-1] == "snapshot"
+    assert replica.engine_for(version) is None and replica.status(version) == "building"
+    deadline = time.monotonic() + 90
+    while replica.status(version) != "ready" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert replica.status(version) == "ready"
+    with replica.engine_for(version).connect() as conn:
+        assert analytics.kpis(conn, Filters())["orders"]["value"] == 300
+    replica.close()
+
+
+def test_snapshot_command(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from bi_app.cli import main
+
+    source = make_engine(db_url)
+    monkeypatch.setenv("BI_DATABASE_URL", db_url)
+    monkeypatch.setenv("BI_DATA_DIR", str(tmp_path))
+    empty = CliRunner().invoke(main, ["snapshot"])
+    assert empty.exit_code == 1 and "never loaded by bi-app" in empty.output
+    load_demo_data(source, 100, 7, replace=True)
+    done = CliRunner().invoke(main, ["snapshot"])
+    assert done.exit_code == 0, done.output
+    assert f"Snapshot of data version {version_of(source)}" in done.output
+    assert len(list(tmp_path.glob("columnar/*/*.duckdb"))) == 1
+    source.dispose()
