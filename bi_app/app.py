@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import logging
 import pkgutil
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import html
 from flask import jsonify
+from sqlalchemy.exc import SQLAlchemyError
 
 import pages
+from bi_app.api import api
 from bi_app.components import navbar
 from bi_app.config import Config
-from bi_app.api import api
-from bi_app.context import CACHE_KEY, CONFIG_KEY, current_config, current_replica, engine_for
+from bi_app.context import (
+    CACHE_KEY,
+    CONFIG_KEY,
+    current_config,
+    current_replica,
+    engine_for,
+)
 from bi_app.exports import exports
 from data_layer.bootstrap import ensure_demo_database
 from data_layer.cache import ResultCache
 from data_layer.engine import DatabaseError, describe_error, ping, safe_url
 from data_layer.meta import data_version
-from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
