@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: Answers computed when the snapshot is built (the default views), by key.
 RESULTS_TABLE = "bi_precomputed"
+#: After a failed build, the next attempt waits this long (the database answers meanwhile).
+RETRY_AFTER_S = 60
 
 #: DuckDB column types of the snapshot: money stays exact decimal.
 _DUCK_TYPES = {
@@ -89,6 +91,7 @@ class ColumnarReplica:
         self.build_command = build_command
         self._engines: dict[str, Engine] = {}
         self._building: set[str] = set()
+        self._failed_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def engine_for(self, version: str | None) -> Engine | None:
@@ -104,7 +107,9 @@ class ColumnarReplica:
                 engine = self._open(path)
                 self._engines[version] = engine
                 return engine
-            if version not in self._building:
+            failed = self._failed_at.get(version)
+            retry_due = failed is None or time.monotonic() - failed > RETRY_AFTER_S
+            if version not in self._building and retry_due:
                 self._building.add(version)
                 threading.Thread(target=self._build_in_background, args=(version,), daemon=True,
                                  name=f"columnar-{version[:8]}").start()
@@ -193,7 +198,10 @@ class ColumnarReplica:
             else:
                 self.build(version)
         except Exception as exc:  # noqa: BLE001 - the database keeps answering meanwhile
-            log.warning("Columnar snapshot of %s not built: %s", version, describe_error(exc))
+            log.warning("Columnar snapshot of %s not built (retry in %d s): %s", version, RETRY_AFTER_S,
+                        describe_error(exc))
+            with self._lock:
+                self._failed_at[version] = time.monotonic()
         finally:
             with self._lock:
                 self._building.discard(version)

@@ -153,3 +153,25 @@ def test_snapshot_command(db_url: str, tmp_path: Path, monkeypatch: pytest.Monke
     assert f"Snapshot of data version {version_of(source)}" in done.output
     assert len(list(tmp_path.glob("columnar/*/*.duckdb"))) == 1
     source.dispose()
+
+
+def test_a_failed_build_is_retried_later_not_on_every_request(engine: Engine, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import data_layer.columnar as columnar
+
+    load_demo_data(engine, 50, 8, replace=True)
+    version = version_of(engine)
+    replica = ColumnarReplica(engine, tmp_path, build_command=(["false"], {}))
+    assert replica.engine_for(version) is None
+    deadline = time.monotonic() + 10
+    while replica.status(version) == "building" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert replica.status(version) == "absent"
+    assert replica.engine_for(version) is None and replica.status(version) == "absent", "no retry yet"
+    monkeypatch.setattr(columnar, "RETRY_AFTER_S", 0)
+    replica.build_command = None
+    replica.engine_for(version)
+    while replica.status(version) != "ready" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert replica.status(version) == "ready"
+    replica.close()
