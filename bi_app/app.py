@@ -8,14 +8,13 @@ import logging
 import pkgutil
 
 import dash
-import dash_bootstrap_components as dbc
-from dash import html
 from flask import jsonify
+from flask_compress import Compress
 from sqlalchemy.exc import SQLAlchemyError
 
 import pages
 from bi_app.api import api
-from bi_app.components import navbar
+from bi_app import shell
 from bi_app.config import Config
 from bi_app.context import (
     CACHE_KEY,
@@ -60,9 +59,8 @@ def create_app(config: Config | None = None) -> dash.Dash:
     app.server.register_blueprint(api)
     app.server.register_blueprint(exports)
     _register_pages()
-    app.layout = html.Div(
-        [navbar(dash.page_registry.values()), dbc.Container(dash.page_container, fluid=True, className="py-3")]
-    )
+    app.layout = shell.layout
+    Compress(app.server)
     app.server.add_url_rule("/healthz", "healthz", _healthz)
     log.info("Serving database %s with the %s cache", safe_url(config.database_url),
              app.server.config[CACHE_KEY].description)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 import dash_bootstrap_components as dbc
+import pandas as pd
 from dash import html
 
 
@@ -28,15 +29,60 @@ def navbar(pages: Iterable[Mapping]) -> dbc.Navbar:
     )
 
 
-def kpi_card(title: str, value: str, *, card_id: str, note: str | None = None) -> dbc.Card:
-    """A headline figure: its title, its formatted value and an optional note under it."""
+def kpi_card(
+    title: str, value: str, *, card_id: str, note: str | None = None, change: float | None = None
+) -> dbc.Card:
+    """A headline figure: title, formatted value, its change against the previous period, a note."""
     body = [
         html.Div(title, className="text-muted small text-uppercase"),
         html.Div(value, id=card_id, className="fs-3 fw-semibold kpi-value"),
     ]
+    if change is not None:
+        up = change >= 0
+        body.append(
+            html.Div(
+                f"{'▲' if up else '▼'} {abs(change):.1%} vs previous period",
+                id=f"{card_id}-change",
+                className=f"small fw-semibold {'text-success' if up else 'text-danger'}",
+            )
+        )
+    elif note is None:
+        body.append(html.Div("no previous period to compare", id=f"{card_id}-change", className="small text-muted"))
     if note:
         body.append(html.Div(note, className="small text-muted"))
     return dbc.Card(dbc.CardBody(body), className="h-100 shadow-sm")
+
+
+def section(title: str | None, *children, **kwargs) -> dbc.Card:  # noqa: ANN002, ANN003
+    """A card around a chart or table, with a header when ``title`` is given (charts carry their own)."""
+    parts = [dbc.CardHeader(title, className="fw-semibold")] if title else []
+    return dbc.Card([*parts, dbc.CardBody(list(children), className="p-2")], className="h-100 shadow-sm", **kwargs)
+
+
+def empty_state(message: str = "No orders match these filters. Remove a filter chip to widen the view.") -> dbc.Alert:
+    """What a page shows when the filters leave nothing."""
+    return dbc.Alert(message, color="info", className="empty-state")
+
+
+def table(frame, *, table_id: str, money: tuple[str, ...] = (), percent: tuple[str, ...] = (),  # noqa: ANN001
+          decimals: tuple[str, ...] = ()) -> dbc.Table:
+    """A formatted read-only table of a small DataFrame."""
+    def cell(column: str, value: object) -> str:
+        if value is None or (isinstance(value, float) and value != value):
+            return "—"
+        if column in money:
+            return f"${value:,.2f}"
+        if column in percent:
+            return f"{value:.1%}"
+        if column in decimals:
+            return f"{value:,.2f}"
+        return f"{value:,}" if isinstance(value, int) else str(value)
+
+    header = html.Thead(html.Tr([html.Th(c.replace("_", " ").capitalize()) for c in frame.columns]))
+    rows = [html.Tr([html.Td(cell(c, v)) for c, v in zip(frame.columns, record)])
+            for record in frame.itertuples(index=False)]
+    return dbc.Table([header, html.Tbody(rows)], id=table_id, striped=True, hover=True, size="sm",
+                     responsive=True, className="mb-0")
 
 
 def error_banner(message: str, *, banner_id: str) -> dbc.Alert:
@@ -52,3 +98,20 @@ def money(value: float | None) -> str:
 def count(value: int | None) -> str:
     """A whole number with thousands separators."""
     return "—" if value is None else f"{value:,}"
+
+
+def leader_laggard(frame: pd.DataFrame, key: str, measure: str, label: str, callout_id: str) -> dbc.Alert | None:
+    """Name the best and worst entity by ``measure``, with the numbers that make them so."""
+    ranked = frame.dropna(subset=[measure]).sort_values(measure, ascending=False)
+    if len(ranked) < 2:
+        return None
+    best, worst = ranked.iloc[0], ranked.iloc[-1]
+    gap = 1 - worst[measure] / best[measure] if best[measure] else None
+    return dbc.Alert(
+        [
+            html.Strong(f"Leader: {best[key]}"), f" at ${best[measure]:,.2f} {label}; ",
+            html.Strong(f"laggard: {worst[key]}"), f" at ${worst[measure]:,.2f}",
+            f" ({gap:.0%} below the leader's level)." if gap is not None else ".",
+        ],
+        color="light", id=callout_id, className="border",
+    )

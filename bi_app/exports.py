@@ -79,6 +79,33 @@ def orders_csv() -> Response:
     )
 
 
+#: Analyses whose answer is one table, downloadable as CSV (``/export/<name>.csv``).
+TABLES = {
+    "segments": lambda result: result,
+    "regions": lambda result: result,
+    "products": lambda result: result["products"],
+    "categories": lambda result: result["categories"],
+    "trend": lambda result: result["monthly"],
+    "correlations": lambda result: result,
+    "cohorts": lambda result: result,
+}
+_TABLE_ANALYSIS = {"categories": "products"}
+
+
+@exports.get("/<name>.csv")
+def table_csv(name: str) -> Response | tuple[Response, int]:
+    """The table of analysis ``name`` for the filters, as CSV (what a page shows)."""
+    if name not in TABLES:
+        return error_response(404, "not_found", f"no table {name!r}; tables: orders, {', '.join(TABLES)}")
+    filters, _ = service.parse_request(request.args.to_dict(flat=False))
+    frame = TABLES[name](service.run(_TABLE_ANALYSIS.get(name, name), filters))
+    return Response(
+        frame.to_csv(index=False),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
+
+
 @exports.get("/orders.xlsx")
 def orders_xlsx() -> Response | tuple[Response, int]:
     """The filtered orders as one Excel sheet, or 422 when they do not fit in one."""

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine
 from bi_app import analytics
 from bi_app.context import current_cache, current_engine, current_replica
 from data_layer.cache import UNVERSIONED_TIMEOUT_S, result_key
-from data_layer.filters import FilterError, Filters, parse_filters
+from data_layer.filters import FILTER_PARAMETERS, FilterError, Filters, parse_filters
 from data_layer.meta import data_version
 from data_layer.summaries import dimension_values, order_source, stored_dimension_values
 
@@ -152,3 +152,19 @@ def precompute_default_views(snapshot: Engine, version: str) -> dict[str, Any]:
                 key = result_key(name, version, filters.cache_key(), sorted(parameters.items()))
                 results[key] = analysis.function(conn, filters, **parameters)
     return results
+
+
+def parse_leniently(query: Mapping[str, Iterable[str]]) -> tuple[Filters, list[str]]:
+    """Like :func:`parse_request` for pages: drop each bad parameter, say why, keep the rest."""
+    values = {name: list(v) if not isinstance(v, str) else [v] for name, v in query.items()}
+    notices: list[str] = []
+    for _ in range(len(values) + 1):
+        try:
+            filters, _parameters = parse_request(values)
+            return filters, notices
+        except FilterError as exc:
+            notices.append(f"{exc.parameter}: {exc.message}")
+            if exc.parameter not in values:  # an unreadable name: drop what is not a known parameter
+                values = {k: v for k, v in values.items() if k in FILTER_PARAMETERS}
+            values.pop(exc.parameter, None)
+    return Filters(), notices

@@ -10,7 +10,7 @@ from sqlalchemy.sql import ColumnElement
 from data_layer.filters import Filters, conditions
 from data_layer.quality import as_date
 from data_layer.schema import SALES_TABLE, sales
-from data_layer.summaries import OrderSource
+from data_layer.summaries import OrderSource, order_source
 
 
 def has_sales_data(conn: Connection) -> bool:
@@ -48,3 +48,25 @@ def days_between(conn: Connection, later: ColumnElement, earlier: ColumnElement)
         return cast(later, Date) - cast(earlier, Date)
     return func.julianday(later) - func.julianday(earlier)
 
+
+
+def orders_page(
+    conn: Connection, filters: Filters, *, offset: int, limit: int, sort: list[tuple[str, bool]] = ()
+) -> tuple[list[dict], int]:
+    """One page of matching orders (JSON-ready dicts) and how many match in all.
+
+    ``sort`` is (column, descending) pairs; columns outside the table are ignored,
+    and order_id always breaks ties so pages never overlap.
+    """
+    order_by = [sales.c[name].desc() if descending else sales.c[name].asc()
+                for name, descending in sort if name in sales.c]
+    limit = max(0, min(limit, MAX_PAGE_ROWS))
+    rows = conn.execute(
+        select(sales).where(conditions(filters, sales)).order_by(*order_by, sales.c.order_id)
+        .offset(max(0, offset)).limit(limit)
+    ).mappings().all()
+    total = conn.execute(order_source(conn).select(filters, "orders")).scalar_one()
+    return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} for row in rows], int(total)
+
+
+MAX_PAGE_ROWS = 1000

@@ -1,36 +1,189 @@
-"""Overview: the state of the business in four numbers."""
+"""Overview: the state of the business under the current filters, and the orders behind it."""
+
+from __future__ import annotations
+
+from datetime import date
 
 import dash
+import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
-from dash import html
+import pandas as pd
+from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
-from bi_app import service
-from bi_app.components import count, error_banner, kpi_card, money
-from data_layer.engine import describe_error
-from data_layer.filters import Filters
+from bi_app import figures, service
+from bi_app.components import count, empty_state, kpi_card, money, section
+from bi_app.context import current_engine
+from bi_app.shell import database_banner, filters_of, with_filters
+from data_layer.queries import orders_page
+from data_layer.schema import SALES_COLUMNS
 
-dash.register_page(__name__, path="/", name="Overview", title="Overview · E-commerce BI", order=0)
+dash.register_page(__name__, path="/", name="Overview", title="Overview · E-commerce BI", order=0,
+                   download="orders")
+
+GRID_COLUMNS = [
+    {"field": name, "headerName": name.replace("_", " ").capitalize(), "sortable": True}
+    for name in SALES_COLUMNS
+]
+
+
+def graph(graph_id: str) -> dcc.Loading:
+    return dcc.Loading(dcc.Graph(id=graph_id, config={"displaylogo": False, "responsive": True}),
+                       type="dot", delay_show=300)
 
 
 def layout(**_query: str) -> html.Div:
-    try:
-        figures = service.run("kpis", Filters())
-    except Exception as exc:  # noqa: BLE001 - shown to the user, the server keeps serving
-        message = f"The database cannot be read: {describe_error(exc)}"
-        return html.Div([html.H2("Overview"), error_banner(message, banner_id="overview-error")])
-    value = {name: figures[name]["value"] for name in ("revenue", "orders", "customers",
-                                                       "average_order_value", "average_satisfaction")}
-    satisfaction = "—" if value["average_satisfaction"] is None else f"{value['average_satisfaction']:.2f} / 5"
-    cards = [
-        kpi_card("Total revenue", money(value["revenue"]), card_id="overview-kpi-revenue",
-                 note=f"{count(value['orders'])} orders"),
-        kpi_card("Average order value", money(value["average_order_value"]), card_id="overview-kpi-aov"),
-        kpi_card("Unique customers", count(value["customers"]), card_id="overview-kpi-customers"),
-        kpi_card("Average satisfaction", satisfaction, card_id="overview-kpi-satisfaction"),
-    ]
     return html.Div(
         [
             html.H2("Overview", className="mb-3"),
-            dbc.Row([dbc.Col(card, xs=12, sm=6, lg=3, className="mb-3") for card in cards]),
+            html.Div(id="overview-status"),
+            dcc.Loading(html.Div(id="overview-kpis"), type="dot", delay_show=300),
+            dbc.Row(
+                [
+                    dbc.Col(section(None, graph("overview-trend")), lg=8, className="mb-3"),
+                    dbc.Col(section(None, graph("overview-segments")), lg=4, className="mb-3"),
+                ]
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(section(None, graph("overview-products")), lg=4, className="mb-3"),
+                    dbc.Col(section(None, graph("overview-regions")), lg=4, className="mb-3"),
+                    dbc.Col(section(None, graph("overview-distribution")), lg=4, className="mb-3"),
+                ]
+            ),
+            section(
+                "Transactions",
+                dag.AgGrid(
+                    id="overview-grid",
+                    columnDefs=GRID_COLUMNS,
+                    rowModelType="infinite",
+                    defaultColDef={"resizable": True, "minWidth": 110},
+                    dashGridOptions={"rowBuffer": 0, "cacheBlockSize": 100, "maxBlocksInCache": 5,
+                                     "infiniteInitialRowCount": 100},
+                    style={"height": "420px"},
+                ),
+            ),
         ]
     )
+
+
+@callback(
+    Output("overview-kpis", "children"),
+    Output("overview-status", "children"),
+    Input("url", "search"),
+    Input("db-status", "data"),
+)
+def show_kpis(search: str | None, _db: str) -> tuple:
+    try:
+        filters, _ = filters_of(search)
+        kpis = service.run("kpis", filters)
+    except Exception as exc:  # noqa: BLE001 - a banner, and the page keeps working
+        return None, database_banner(exc)
+    if kpis["orders"]["value"] == 0:
+        return None, empty_state()
+    satisfaction = kpis["average_satisfaction"]["value"]
+    cards = [
+        kpi_card("Total revenue", money(kpis["revenue"]["value"]), card_id="overview-kpi-revenue",
+                 change=kpis["revenue"]["change"]),
+        kpi_card("Average order value", money(kpis["average_order_value"]["value"]), card_id="overview-kpi-aov",
+                 change=kpis["average_order_value"]["change"]),
+        kpi_card("Unique customers", count(kpis["customers"]["value"]), card_id="overview-kpi-customers",
+                 change=kpis["customers"]["change"]),
+        kpi_card("Average satisfaction", "—" if satisfaction is None else f"{satisfaction:.2f} / 5",
+                 card_id="overview-kpi-satisfaction", change=kpis["average_satisfaction"]["change"]),
+    ]
+    period = kpis["period"]
+    caption = html.Div(
+        f"{count(kpis['orders']['value'])} orders from {period['start']} to {period['end']}",
+        id="overview-period", className="text-muted small mb-2",
+    )
+    return [caption, dbc.Row([dbc.Col(card, xs=12, sm=6, lg=3, className="mb-3") for card in cards])], None
+
+
+def _figure(name: str, search: str | None, draw) -> object:  # noqa: ANN001
+    try:
+        filters, _ = filters_of(search)
+        return draw(service.run(name, filters))
+    except Exception:  # noqa: BLE001 - the KPI callback shows the banner
+        return figures.empty("", "The database cannot be reached")
+
+
+@callback(Output("overview-trend", "figure"), Input("url", "search"), Input("db-status", "data"))
+def show_trend(search: str | None, _db: str):  # noqa: ANN201
+    return _figure("trend", search, lambda t: figures.trend(t["monthly"]))
+
+
+@callback(Output("overview-segments", "figure"), Input("url", "search"), Input("db-status", "data"))
+def show_segments(search: str | None, _db: str):  # noqa: ANN201
+    return _figure("segments", search, lambda s: figures.share_pie(s, "segment", "revenue", "Revenue by segment"))
+
+
+@callback(Output("overview-products", "figure"), Input("url", "search"), Input("db-status", "data"))
+def show_products(search: str | None, _db: str):  # noqa: ANN201
+    return _figure("products", search, lambda p: figures.bars(p["products"], "product", "revenue", "Revenue by product"))
+
+
+@callback(Output("overview-regions", "figure"), Input("url", "search"), Input("db-status", "data"))
+def show_regions(search: str | None, _db: str):  # noqa: ANN201
+    return _figure("regions", search, lambda r: figures.bars(r, "region", "revenue", "Revenue by region"))
+
+
+@callback(Output("overview-distribution", "figure"), Input("url", "search"), Input("db-status", "data"))
+def show_distribution(search: str | None, _db: str):  # noqa: ANN201
+    return _figure("distribution", search, lambda d: figures.histogram(d["histogram"], d))
+
+
+@callback(
+    Output("url", "href", allow_duplicate=True),
+    Input("overview-regions", "clickData"),
+    Input("overview-segments", "clickData"),
+    Input("overview-products", "clickData"),
+    Input("overview-trend", "clickData"),
+    State("url", "search"),
+    prevent_initial_call=True,
+)
+def drill_down(region, segment, product, month, search: str | None):  # noqa: ANN001, ANN201
+    """A click on a chart narrows the view: region and segment go to their page."""
+    trigger = dash.ctx.triggered_id
+    clicked = dash.ctx.triggered[0]["value"]
+    if not clicked:
+        return no_update
+    point = clicked["points"][0]
+    if trigger == "overview-regions":
+        return with_filters("/regions", search, region=point["customdata"])
+    if trigger == "overview-segments":
+        return with_filters("/segments", search, segment=point["customdata"])
+    if trigger == "overview-products":
+        return with_filters("/", search, product=point["customdata"])
+    start = date.fromisoformat(f"{point['x']}-01")
+    end = (pd.Timestamp(start) + pd.offsets.MonthEnd(0)).date()
+    return with_filters("/", search, start=start.isoformat(), end=end.isoformat())
+
+
+@callback(
+    Output("overview-grid", "getRowsResponse"),
+    Input("overview-grid", "getRowsRequest"),
+    State("url", "search"),
+    prevent_initial_call=True,
+)
+def grid_rows(request: dict | None, search: str | None) -> dict:
+    """One block of the transactions grid, paged and sorted in the database."""
+    if not request:
+        return no_update
+    filters, _ = filters_of(search)
+    sort = [(s["colId"], s["sort"] == "desc") for s in request.get("sortModel", [])]
+    start, end = request["startRow"], request["endRow"]
+    with current_engine().connect() as conn:
+        rows, total = orders_page(conn, filters, offset=start, limit=end - start, sort=sort)
+    return {"rowData": rows, "rowCount": total}
+
+
+# A new filter empties the grid's block cache, so it asks for its rows again.
+clientside_callback(
+    """function(search) {
+        dash_ag_grid.getApiAsync("overview-grid").then(api => api.purgeInfiniteCache());
+        return window.dash_clientside.no_update;
+    }""",
+    Output("overview-grid", "id"),
+    Input("url", "search"),
+    prevent_initial_call=True,
+)

@@ -1,0 +1,103 @@
+"""Figures as pure functions: small results in, ``go.Figure`` out. No data access here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+PALETTE = ["#2c3e50", "#18bc9c", "#3498db", "#f39c12", "#e74c3c", "#8e44ad", "#16a085", "#7f8c8d"]
+_LAYOUT = dict(
+    margin=dict(l=10, r=10, t=40, b=10),
+    height=320,
+    template="plotly_white",
+    colorway=PALETTE,
+    font=dict(family="system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif", size=12),
+    legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+)
+
+
+def empty(title: str, message: str = "No orders match these filters") -> go.Figure:
+    """A blank figure that says why it is blank."""
+    figure = go.Figure(layout={**_LAYOUT, "title": title})
+    figure.add_annotation(text=message, showarrow=False, font=dict(size=14, color="#7f8c8d"))
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    return figure
+
+
+def trend(monthly: pd.DataFrame) -> go.Figure:
+    """Monthly revenue bars, the 3-month moving average, and month-over-month growth on hover."""
+    if monthly.empty:
+        return empty("Monthly revenue")
+    growth = [f"{g:+.1%}" if pd.notna(g) else "—" for g in monthly["growth"]]
+    figure = go.Figure(layout={**_LAYOUT, "title": "Monthly revenue"})
+    figure.add_bar(
+        x=monthly["month"], y=monthly["revenue"], name="Revenue", customdata=growth,
+        hovertemplate="%{x}<br>$%{y:,.2f}<br>vs previous month: %{customdata}<extra></extra>",
+    )
+    figure.add_scatter(
+        x=monthly["month"], y=monthly["moving_average_3"], name="3-month average", mode="lines",
+        hovertemplate="%{x}<br>3-month average $%{y:,.2f}<extra></extra>",
+    )
+    figure.update_yaxes(tickprefix="$", separatethousands=True)
+    return figure
+
+
+def bars(frame: pd.DataFrame, category: str, value: str, title: str, *, money: bool = True) -> go.Figure:
+    """Horizontal bars of ``value`` per ``category``, largest on top (click one to drill down)."""
+    if frame.empty:
+        return empty(title)
+    ordered = frame.sort_values(value)
+    prefix = "$" if money else ""
+    figure = go.Figure(layout={**_LAYOUT, "title": title})
+    figure.add_bar(
+        x=ordered[value], y=ordered[category], orientation="h", customdata=ordered[category],
+        hovertemplate=f"%{{y}}<br>{prefix}%{{x:,.2f}}<extra></extra>" if money else "%{y}<br>%{x:,}<extra></extra>",
+    )
+    figure.update_xaxes(tickprefix=prefix, separatethousands=True)
+    return figure
+
+
+def share_pie(frame: pd.DataFrame, category: str, value: str, title: str) -> go.Figure:
+    """A donut of ``value`` shares per ``category`` (click a slice to drill down)."""
+    if frame.empty:
+        return empty(title)
+    figure = go.Figure(layout={**_LAYOUT, "title": title,
+                               "legend": dict(orientation="h", yanchor="top", y=-0.05, xanchor="center", x=0.5)})
+    figure.add_pie(labels=frame[category], values=frame[value], hole=0.45, customdata=frame[category],
+                   hovertemplate="%{label}<br>$%{value:,.2f} (%{percent})<extra></extra>", sort=False)
+    return figure
+
+
+def histogram(bins: list[dict[str, Any]], stats: dict[str, Any]) -> go.Figure:
+    """Order-value histogram with the median and mean marked."""
+    if not bins:
+        return empty("Order values")
+    frame = pd.DataFrame(bins)
+    centers = (frame["bin_start"] + frame["bin_end"]) / 2
+    figure = go.Figure(layout={**_LAYOUT, "title": "Order values"})
+    figure.add_bar(
+        x=centers, y=frame["orders"], width=(frame["bin_end"] - frame["bin_start"]) * 0.95, name="Orders",
+        customdata=frame[["bin_start", "bin_end"]],
+        hovertemplate="$%{customdata[0]:,.0f}–$%{customdata[1]:,.0f}<br>%{y:,} orders<extra></extra>",
+    )
+    for name, dash, side in (("median", "dash", "top left"), ("mean", "dot", "top right")):
+        if stats.get(name) is not None:
+            figure.add_vline(x=stats[name], line_dash=dash, annotation_text=f"{name} ${stats[name]:,.0f}",
+                             annotation_position=side)
+    figure.update_xaxes(tickprefix="$", separatethousands=True)
+    return figure
+
+
+def cohort_heatmap(cohorts: pd.DataFrame) -> go.Figure:
+    """Retention by first-order month (rows) and months since (columns)."""
+    if cohorts.empty:
+        return empty("Cohort retention")
+    matrix = cohorts.pivot(index="cohort", columns="months_since_first", values="retention")
+    figure = go.Figure(layout={**_LAYOUT, "title": "Cohort retention", "height": 420})
+    figure.add_heatmap(z=matrix.values, x=matrix.columns, y=matrix.index, colorscale="Teal",
+                       hovertemplate="cohort %{y}, month +%{x}: %{z:.1%}<extra></extra>", zmin=0, zmax=0.5)
+    figure.update_yaxes(autorange="reversed")
+    return figure

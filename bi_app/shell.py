@@ -1,0 +1,237 @@
+"""The page shell: navigation, the global filter bar kept in the URL, filter chips, downloads.
+
+The URL's query string is the one state: the filter bar writes it, every page
+reads it (``Input("url", "search")``), so a link reproduces a view and the
+browser's back and forward buttons work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from bi_app import service
+from bi_app.components import navbar
+from bi_app.context import current_engine
+from data_layer.engine import DatabaseError, describe_error, ping
+from data_layer.filters import LIST_PARAMETERS, Filters
+
+LIST_FILTERS = tuple(LIST_PARAMETERS)  # region, segment, category, product
+LABELS = {"region": "Region", "segment": "Segment", "category": "Category", "product": "Product"}
+PLURALS = {"region": "regions", "segment": "segments", "category": "categories", "product": "products"}
+
+
+def query_of(search: str | None) -> dict[str, list[str]]:
+    """``?a=1&a=2`` -> ``{"a": ["1", "2"]}``."""
+    return parse_qs((search or "").lstrip("?"), keep_blank_values=True)
+
+
+def search_of(filters: Filters) -> str:
+    """The query string (with its ``?``) for ``filters``; empty for no filter."""
+    pairs = filters.to_query()
+    return f"?{urlencode(pairs)}" if pairs else ""
+
+
+def filters_of(search: str | None) -> tuple[Filters, list[str]]:
+    """The filters in a page's query string, and a notice for each parameter that was dropped."""
+    return service.parse_leniently(query_of(search))
+
+
+def layout() -> html.Div:
+    """The shell around every page."""
+    return html.Div(
+        [
+            dcc.Location(id="url", refresh="callback-nav"),
+            # Checks the database every few seconds; pages redraw when it comes back.
+            dcc.Interval(id="db-retry", interval=5000),
+            dcc.Store(id="db-status", data="ok"),
+            navbar(dash.page_registry.values()),
+            dbc.Container(
+                [
+                    filter_bar(),
+                    html.Div(id="filter-notice"),
+                    html.Div(id="filter-chips", className="d-flex flex-wrap gap-2 mb-2"),
+                    html.Div(id="downloads", className="d-flex flex-wrap gap-2 mb-3"),
+                    dash.page_container,
+                ],
+                fluid=True,
+                className="py-3",
+            ),
+        ]
+    )
+
+
+def filter_bar() -> dbc.Card:
+    """Date range and the four list filters; their values mirror the URL."""
+    dropdowns = [
+        dbc.Col(
+            dcc.Dropdown(id=f"filter-{name}", multi=True, placeholder=f"All {PLURALS[name]}",
+                         className="filter-dropdown"),
+            xs=12, sm=6, lg=2,
+        )
+        for name in LIST_FILTERS
+    ]
+    return dbc.Card(
+        dbc.CardBody(
+            dbc.Row(
+                [
+                    dbc.Col(
+                        dcc.DatePickerRange(id="filter-dates", display_format="YYYY-MM-DD", clearable=True,
+                                            start_date_placeholder_text="First day",
+                                            end_date_placeholder_text="Last day", className="w-100"),
+                        xs=12, lg=3,
+                    ),
+                    *dropdowns,
+                    dbc.Col(dbc.Button("Reset", id="filter-reset", color="secondary", outline=True, size="sm"),
+                            xs=12, lg=1, className="d-flex align-items-center"),
+                ],
+                className="g-2",
+            ),
+            className="py-2",
+        ),
+        className="mb-2 shadow-sm",
+    )
+
+
+@callback(
+    Output("url", "search"),
+    Output("filter-dates", "start_date"),
+    Output("filter-dates", "end_date"),
+    *[Output(f"filter-{name}", "value") for name in LIST_FILTERS],
+    *[Output(f"filter-{name}", "options") for name in LIST_FILTERS],
+    Output("filter-notice", "children"),
+    Input("url", "search"),
+    Input("filter-dates", "start_date"),
+    Input("filter-dates", "end_date"),
+    *[Input(f"filter-{name}", "value") for name in LIST_FILTERS],
+    Input("filter-reset", "n_clicks"),
+    Input("db-status", "data"),
+)
+def sync_filters(search: str | None, start: str | None, end: str | None, *values: Any) -> tuple:
+    """Keep the URL and the filter bar in step, whichever of them changed."""
+    lists = values[: len(LIST_FILTERS)]
+    try:
+        options = service.known_values()
+    except Exception as exc:  # noqa: BLE001 - the banner says the database is unreachable
+        return (no_update,) * (3 + 2 * len(LIST_FILTERS)) + (database_banner(exc),)
+    option_lists = [options.get(name, []) for name in LIST_FILTERS]
+    if ctx.triggered_id == "filter-reset":
+        return ("", None, None, *([] for _ in LIST_FILTERS), *option_lists, None)
+    if ctx.triggered_id in (None, "url", "db-status"):
+        filters, notices = filters_of(search)
+        notice = (
+            dbc.Alert(["Some filters in the link were ignored: ", "; ".join(notices)], color="warning",
+                      dismissable=True, id="filter-notice-alert", className="py-2")
+            if notices else None
+        )
+        new_search = search_of(filters)
+        return (
+            new_search if notices else no_update,
+            filters.start.isoformat() if filters.start else None,
+            filters.end.isoformat() if filters.end else None,
+            *[list(getattr(filters, LIST_PARAMETERS[name][0])) for name in LIST_FILTERS],
+            *option_lists,
+            notice,
+        )
+    query: dict[str, list[str]] = {"start": [start[:10]] if start else [], "end": [end[:10]] if end else []}
+    for name, chosen in zip(LIST_FILTERS, lists):
+        query[name] = list(chosen or [])
+    filters, _notices = service.parse_leniently({k: v for k, v in query.items() if v})
+    return (search_of(filters), no_update, no_update, *(no_update for _ in LIST_FILTERS), *option_lists, None)
+
+
+@callback(Output("filter-chips", "children"), Input("url", "search"))
+def show_chips(search: str | None) -> list:
+    """One removable chip per active filter value."""
+    filters, _ = filters_of(search)
+    chips = []
+    for parameter, value in filters.to_query():
+        label = {"start": "From", "end": "To"}.get(parameter, LABELS.get(parameter, parameter))
+        chips.append(
+            dbc.Button(
+                [f"{label}: {value} ", html.Span("×", className="ms-1")],
+                id={"type": "filter-chip", "parameter": parameter, "value": value},
+                color="primary", outline=True, size="sm", className="rounded-pill filter-chip",
+            )
+        )
+    return chips
+
+
+@callback(
+    Output("url", "search", allow_duplicate=True),
+    Input({"type": "filter-chip", "parameter": ALL, "value": ALL}, "n_clicks"),
+    State("url", "search"),
+    prevent_initial_call=True,
+)
+def remove_chip(clicks: list[int | None], search: str | None) -> str:
+    """Drop the clicked chip's value from the URL."""
+    if not ctx.triggered_id or not any(clicks):
+        return no_update
+    removed = ctx.triggered_id
+    query = query_of(search)
+    query[removed["parameter"]] = [v for v in query.get(removed["parameter"], []) if v != removed["value"]]
+    filters, _ = service.parse_leniently({k: v for k, v in query.items() if v})
+    return search_of(filters)
+
+
+@callback(Output("downloads", "children"), Input("url", "search"), Input("url", "pathname"))
+def show_downloads(search: str | None, pathname: str | None) -> list:
+    """Download links for the current filters: the page's data as CSV and the XLSX report."""
+    filters, _ = filters_of(search)
+    query = search_of(filters)
+    page = next((p for p in dash.page_registry.values() if p["path"] == (pathname or "/")), None)
+    table = (page or {}).get("download", "orders")
+    return [
+        html.A(
+            f"Download {table} (CSV)",
+            href=f"/export/{table}.csv{query}", className="btn btn-sm btn-outline-primary",
+            id="download-csv", download="",
+        ),
+        html.A(
+            "Download report (XLSX)", href=f"/export/report.xlsx{query}",
+            className="btn btn-sm btn-outline-primary", id="download-report", download="",
+        ),
+    ]
+
+
+def database_banner(exc: Exception) -> dbc.Alert:
+    """The banner shown while the database cannot be read; pages retry on the next change."""
+    return dbc.Alert(
+        f"The database cannot be reached right now ({describe_error(exc)}). "
+        "The figures will come back by themselves when it does.",
+        color="danger", id="database-banner",
+    )
+
+
+def with_filters(pathname: str, search: str | None, **changes: list[str] | str | None) -> str:
+    """A link to ``pathname`` keeping the current filters, with some parameters replaced."""
+    query = query_of(search)
+    for parameter, value in changes.items():
+        query[parameter] = [] if value is None else ([value] if isinstance(value, str) else list(value))
+    filters, _ = service.parse_leniently({k: v for k, v in query.items() if v})
+    return f"{pathname}{search_of(filters)}"
+
+
+@callback(Output("db-status", "data"), Input("db-retry", "n_intervals"), State("db-status", "data"))
+def watch_database(_ticks: int | None, status: str) -> str:
+    """``ok`` or ``down``; changes only when the database's state does, so pages redraw then."""
+    try:
+        ping(current_engine())
+    except DatabaseError:
+        return "down" if status != "down" else no_update
+    return "ok" if status != "ok" else no_update
+
+
+@callback(
+    Output("navbar-collapse", "is_open"),
+    Input("navbar-toggler", "n_clicks"),
+    State("navbar-collapse", "is_open"),
+    prevent_initial_call=True,
+)
+def toggle_navbar(_clicks: int, is_open: bool) -> bool:
+    """Open and close the menu on narrow screens."""
+    return not is_open

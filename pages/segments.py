@@ -1,0 +1,51 @@
+"""Segments: who the customer segments are, what they spend, and which leads or lags."""
+
+from __future__ import annotations
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, callback, dcc, html
+
+from bi_app import figures, service
+from bi_app.components import empty_state, leader_laggard, section, table
+from bi_app.shell import database_banner, filters_of
+
+dash.register_page(__name__, path="/segments", name="Segments", title="Segments · E-commerce BI", order=1,
+                   download="segments")
+
+
+def layout(**_query: str) -> html.Div:
+    return html.Div(
+        [
+            html.H2("Customer segments", className="mb-3"),
+            dcc.Loading(html.Div(id="segments-content"), type="dot", delay_show=300),
+        ]
+    )
+
+
+@callback(Output("segments-content", "children"), Input("url", "search"), Input("db-status", "data"))
+def show_segments(search: str | None, _db: str):  # noqa: ANN201
+    try:
+        filters, _ = filters_of(search)
+        frame = service.run("segments", filters)
+    except Exception as exc:  # noqa: BLE001
+        return database_banner(exc)
+    if frame.empty:
+        return empty_state()
+    callout = leader_laggard(frame, "segment", "average_spend", "average spend per order", "segments-callout")
+    return [
+        callout,
+        dbc.Row(
+            [
+                dbc.Col(section(None, dcc.Graph(
+                    id="segments-share", figure=figures.share_pie(frame, "segment", "revenue", "Revenue by segment"))),
+                    lg=5, className="mb-3"),
+                dbc.Col(section(None, dcc.Graph(
+                    id="segments-spend",
+                    figure=figures.bars(frame, "segment", "average_spend", "Average spend per order"))),
+                    lg=7, className="mb-3"),
+            ]
+        ),
+        section("Segments", table(frame, table_id="segments-table", money=("revenue", "average_spend"),
+                                  percent=("revenue_share",), decimals=("satisfaction", "items_per_order"))),
+    ]

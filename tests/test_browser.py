@@ -1,0 +1,216 @@
+"""The dashboard in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
+
+Run against `bi-app serve` on the embedded demo database (2,000 orders, seed 42).
+Expected figures come from pandas on the same generated orders. Screenshots of
+every page at desktop and phone width go to test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import pytest
+
+from data_layer.demo_data import generate_orders_frame
+from tests.support import IN_CI
+
+CHROMIUM = os.environ.get("BI_TEST_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+PAGES = {"overview": "/", "segments": "/segments", "regions": "/regions", "clusters": "/clusters",
+         "strategy": "/strategy"}
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def orders() -> pd.DataFrame:
+    frame = generate_orders_frame(2000, seed=42)
+    frame["order_date"] = pd.to_datetime(frame["order_date"])
+    return frame
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`bi-app serve` on the embedded demo database."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("BI_DATABASE_URL", "DATABASE_URL", "BI_CACHE_URL")}
+    env["BI_DATA_DIR"] = str(tmp_path_factory.mktemp("browser-data"))
+    process = subprocess.Popen([str(Path(sys.executable).with_name("bi-app")), "serve", "--port", str(port)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=2).read()
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield base
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():  # noqa: ANN201
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail(f"{CHROMIUM} is missing (CI=true: .ci/run installs Debian's chromium)")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium to run the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Tab:
+    """A page in the browser that records console errors and failed requests."""
+
+    def __init__(self, browser, base: str, width: int = 1280) -> None:  # noqa: ANN001
+        self.context = browser.new_context(viewport={"width": width, "height": 900}, accept_downloads=True)
+        self.page = self.context.new_page()
+        self.base = base
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("response", lambda r: self.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+
+    def open(self, path: str) -> None:
+        self.page.goto(self.base + path)
+        self.settle()
+
+    def settle(self) -> None:
+        """Wait until Dash has no callback in flight."""
+        self.page.wait_for_load_state("networkidle")
+        self.page.wait_for_function(
+            "() => !document.querySelector('[data-dash-is-loading=\"true\"]')", timeout=20_000
+        )
+
+    def text(self, selector: str) -> str:
+        self.page.wait_for_selector(selector, timeout=20_000)
+        return self.page.inner_text(selector).strip()
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def tab(browser, server: str) -> Iterator[Tab]:  # noqa: ANN001
+    opened = Tab(browser, server)
+    yield opened
+    opened.close()
+
+
+def money(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_browser_every_page_renders_without_errors_at_desktop_and_phone_width(browser, server: str, name: str) -> None:  # noqa: ANN001
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for width, label in ((1280, "desktop"), (390, "phone")):
+        tab = Tab(browser, server, width)
+        tab.open(PAGES[name])
+        tab.page.wait_for_selector("h2", timeout=20_000)
+        tab.page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
+        overflow = tab.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width}px"
+        assert tab.errors == [], tab.errors
+        tab.close()
+
+
+def test_browser_filter_change_updates_the_kpis_and_url(tab: Tab, orders: pd.DataFrame) -> None:
+    tab.open("/")
+    assert tab.text("#overview-kpi-revenue") == money(round(orders["total_amount"].sum(), 2))
+    tab.page.click("#filter-region")
+    tab.page.keyboard.type("West")
+    tab.page.keyboard.press("Enter")
+    tab.page.wait_for_url(re.compile(r"region=West"))
+    tab.settle()
+    west = orders[orders["region"] == "West"]
+    tab.page.wait_for_function(
+        "expected => document.querySelector('#overview-kpi-revenue')?.innerText.trim() === expected",
+        arg=money(round(west["total_amount"].sum(), 2)), timeout=20_000,
+    )
+    assert tab.text("#overview-kpi-customers") == f"{west['customer_id'].nunique():,}"
+    assert tab.text("#overview-kpi-aov") == money(round(west["total_amount"].sum() / len(west), 2))
+    tab.page.go_back()
+    tab.page.wait_for_function(
+        "expected => document.querySelector('#overview-kpi-revenue')?.innerText.trim() === expected",
+        arg=money(round(orders["total_amount"].sum(), 2)), timeout=20_000,
+    )
+    assert "region=" not in tab.page.url
+    assert tab.errors == []
+
+
+def test_browser_a_shared_url_reproduces_the_view(tab: Tab, orders: pd.DataFrame) -> None:
+    tab.open("/?region=East&segment=Premium&start=2024-01-01&end=2024-06-30")
+    rows = orders[orders["region"].eq("East") & orders["customer_segment"].eq("Premium")
+                  & orders["order_date"].between("2024-01-01", "2024-06-30")]
+    tab.page.wait_for_function(
+        "expected => document.querySelector('#overview-kpi-revenue')?.innerText.trim() === expected",
+        arg=money(round(rows["total_amount"].sum(), 2)), timeout=20_000,
+    )
+    chips = tab.page.inner_text("#filter-chips")
+    for text in ("Region: East", "Segment: Premium", "From: 2024-01-01", "To: 2024-06-30"):
+        assert text in chips
+    assert "East" in tab.page.inner_text("#filter-region")
+    assert tab.errors == []
+
+
+def test_browser_bad_url_parameters_show_a_notice_and_defaults(tab: Tab, orders: pd.DataFrame) -> None:
+    tab.open("/?region=Atlantis&start=2024-13-45&foo=bar")
+    notice = tab.text("#filter-notice")
+    assert "region" in notice and "start" in notice and "foo" in notice
+    tab.page.wait_for_function(
+        "expected => document.querySelector('#overview-kpi-revenue')?.innerText.trim() === expected",
+        arg=money(round(orders["total_amount"].sum(), 2)), timeout=20_000,
+    )
+
+
+def test_browser_drill_down_from_a_region_bar_lands_on_the_region_page(tab: Tab, orders: pd.DataFrame) -> None:
+    tab.open("/?segment=Bulk")
+    largest = orders[orders["customer_segment"] == "Bulk"].groupby("region")["total_amount"].sum().idxmax()
+    bars = tab.page.locator("#overview-regions g.point path")
+    bars.last.click(force=True)  # bars are drawn smallest first
+    tab.page.wait_for_url(re.compile(r"/regions\?"), timeout=20_000)
+    assert f"region={largest}" in tab.page.url and "segment=Bulk" in tab.page.url
+    tab.settle()
+    assert largest in tab.text("#regions-table")
+    assert tab.errors == []
+
+
+def test_browser_download_has_the_right_rows(tab: Tab, orders: pd.DataFrame) -> None:
+    tab.open("/?region=South&category=Office")
+    with tab.page.expect_download() as download:
+        tab.page.click("#download-csv")
+    content = Path(download.value.path()).read_text()
+    rows = list(csv.DictReader(io.StringIO(content)))
+    expected = orders[orders["region"].eq("South") & orders["category"].eq("Office")]
+    assert len(rows) == len(expected) > 0
+    assert {r["order_id"] for r in rows} == set(expected["order_id"])
+
+
+def test_browser_transactions_grid_pages_and_filters_on_the_server(tab: Tab, orders: pd.DataFrame) -> None:
+    tab.open("/?product=Laptop")
+    tab.page.wait_for_selector("#overview-grid .ag-row", timeout=20_000)
+    first_ids = tab.page.locator("#overview-grid .ag-row [col-id='order_id']").all_inner_texts()
+    laptops = orders[orders["product"] == "Laptop"].sort_values("order_id")
+    assert first_ids[0] == laptops["order_id"].iloc[0]
+    assert set(first_ids) <= set(laptops["order_id"])
