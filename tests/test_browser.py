@@ -140,7 +140,7 @@ def test_browser_filter_change_updates_the_kpis_and_url(tab: Tab, orders: pd.Dat
     assert tab.text("#overview-kpi-revenue") == money(round(orders["total_amount"].sum(), 2))
     tab.page.click("#filter-region")
     tab.page.keyboard.type("West")
-    tab.page.keyboard.press("Enter")
+    tab.page.get_by_role("option", name="West", exact=True).click()
     tab.page.wait_for_url(re.compile(r"region=West"))
     tab.settle()
     west = orders[orders["region"] == "West"]

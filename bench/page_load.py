@@ -1,0 +1,152 @@
+"""Overview page in headless Chromium: time to fully rendered (cold, warm) and to re-render after a filter change.
+
+For each size the demo orders sit in a PostgreSQL schema of their own (loaded
+once, as by bench/api_latency.py); the real server (`bi-app serve`, Redis cache)
+is started and its columnar snapshot awaited. "Fully rendered" means the four
+KPI cards and all five charts drawn and no Dash callback pending.
+
+- cold: a new browser profile (empty HTTP cache) and the server's Redis cache flushed;
+- warm: the same page reloaded in a browser that has it cached, server cache warm;
+- filter change: pick a region in the filter bar (server cache flushed first) until
+  the page has re-rendered with the new figures.
+
+    .venv/bin/python bench/page_load.py [--sizes 2000,1000000,10000000] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import redis
+from playwright.sync_api import sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.api_latency import REDIS_URL, Server, ensure_loaded, pct  # noqa: E402
+from bench.report import write_section  # noqa: E402
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+GRAPHS = ["overview-trend", "overview-segments", "overview-products", "overview-regions", "overview-distribution"]
+RENDERED = """() => {
+    const store = window.dash_stores && window.dash_stores[0];
+    if (!store) return false;
+    const c = store.getState().callbacks;
+    const idle = ['requested', 'prioritized', 'blocked', 'executing', 'watched', 'executed', 'stored']
+        .every(k => (c[k] || []).length === 0);
+    const kpis = document.querySelectorAll('#overview-kpis .kpi-value').length === 4;
+    const graphs = %s.every(id => {
+        const plot = document.getElementById(id)?.querySelector('.js-plotly-plot');
+        return plot && plot._fullData && plot._fullData.length > 0;
+    });
+    return idle && kpis && graphs;
+}""" % GRAPHS
+TARGETS = {1_000_000: {"cold": 2.0, "warm": 1.0, "filter": 0.5}}
+REGIONS = ["North", "East", "South", "West"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="2000,1000000,10000000")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    cache = redis.Redis.from_url(REDIS_URL)
+    sections = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        for size in [int(s) for s in args.sizes.split(",")]:
+            label = f"{size // 1_000_000}m" if size >= 1_000_000 else f"{size // 1000}k"
+            url = f"{args.postgres}?options={quote(f'-csearch_path=bench_api_{label}')}"
+            ensure_loaded(args.postgres, url, size)
+            with Server(url) as server:
+                base = f"http://127.0.0.1:{server.port}"
+                cold, warm, change, weight = measure(browser, base, cache, args.runs)
+            print(f"{size:>10,}: cold p50 {pct(cold, 50):.2f}s p95 {pct(cold, 95):.2f}s | warm p50 {pct(warm, 50):.2f}s "
+                  f"p95 {pct(warm, 95):.2f}s | filter p50 {pct(change, 50):.2f}s p95 {pct(change, 95):.2f}s | "
+                  f"{weight['transferred'] / 1e6:.2f} MB transferred ({weight['decoded'] / 1e6:.2f} MB decoded)")
+            sections.append((size, cold, warm, change, weight))
+        browser.close()
+    write_section(
+        "Overview page in headless Chromium (PostgreSQL)",
+        f"python bench/page_load.py --sizes {args.sizes} --runs {args.runs}",
+        report(sections, args.runs),
+    )
+    print("written to docs/BENCHMARKS.md")
+
+
+def measure(browser, base: str, cache: redis.Redis, runs: int):  # noqa: ANN001, ANN201
+    cold, warm, change = [], [], []
+    weight: dict[str, float] = {}
+    for run in range(runs):
+        cache.flushdb()
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        started = time.perf_counter()
+        page.goto(base + "/")
+        page.wait_for_function(RENDERED, timeout=120_000, polling=20)
+        cold.append(time.perf_counter() - started)
+        if run == 0:
+            weight = page.evaluate("""() => {
+                const entries = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')];
+                return {transferred: entries.reduce((s, e) => s + (e.transferSize || 0), 0),
+                        decoded: entries.reduce((s, e) => s + (e.decodedBodySize || 0), 0)};
+            }""")
+        started = time.perf_counter()
+        page.reload()
+        page.wait_for_function(RENDERED, timeout=120_000, polling=20)
+        warm.append(time.perf_counter() - started)
+
+        region = REGIONS[run % len(REGIONS)]
+        before = page.inner_text("#overview-kpi-revenue")
+        cache.flushdb()
+        page.click("#filter-region")
+        page.keyboard.type(region)
+        option = page.get_by_role("option", name=region, exact=True)
+        option.wait_for()
+        started = time.perf_counter()
+        option.click()
+        page.wait_for_url(f"**region={region}**", timeout=120_000)
+        page.wait_for_function(
+            f"before => document.querySelector('#overview-kpi-revenue')?.innerText !== before && ({RENDERED})()",
+            arg=before, timeout=120_000, polling=20,
+        )
+        change.append(time.perf_counter() - started)
+        context.close()
+    return cold, warm, change, weight
+
+
+def report(sections, runs: int) -> str:  # noqa: ANN001
+    lines = [
+        f"{runs} runs per size; one gunicorn worker, Redis cache, columnar snapshot ready. Timed from navigation "
+        "(or from pressing Enter in the region filter) until the four KPI cards and five charts are drawn and no "
+        "Dash callback is pending. Cold: new browser profile and server cache flushed; warm: reload with both warm; "
+        "filter change: server cache flushed, a region picked in the filter bar.",
+        "",
+        "| orders | cold p50 | cold p95 | warm p50 | warm p95 | filter change p50 | filter change p95 | page weight |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for size, cold, warm, change, weight in sections:
+        lines.append(
+            f"| {size:,} | {pct(cold, 50):.2f} s | {pct(cold, 95):.2f} s | {pct(warm, 50):.2f} s | "
+            f"{pct(warm, 95):.2f} s | {pct(change, 50):.2f} s | {pct(change, 95):.2f} s | "
+            f"{weight['transferred'] / 1e6:.2f} MB sent ({weight['decoded'] / 1e6:.2f} MB unpacked) |"
+        )
+        for kind, values in (("cold", cold), ("warm", warm), ("filter", change)):
+            target = TARGETS.get(size, {}).get(kind)
+            if target is not None:
+                p95 = pct(values, 95)
+                verdicts.append(f"{kind} at {size:,}: p95 {p95:.2f} s against {target:.1f} s "
+                                f"({'met' if p95 <= target else 'missed'})")
+    lines += ["", "Targets: " + "; ".join(verdicts) + ".",
+              f"Median of all runs: {statistics.median([v for s in sections for v in s[1]]):.2f} s cold."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
