@@ -47,7 +47,10 @@ def create_app(config: Config | None = None) -> dash.Dash:
 
     app = dash.Dash(
         __name__,
-        use_pages=True,
+        # Pages register with dash.register_page, but the shell routes them itself:
+        # Dash's page container re-renders the whole page on every query-string
+        # change, which would redraw every chart twice per filter change.
+        use_pages=False,
         pages_folder="",
         assets_folder=ASSETS_FOLDER,
         title="E-commerce BI",

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlencode
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from bi_app import service
 from bi_app.components import navbar
@@ -49,6 +49,7 @@ def layout() -> html.Div:
             # Checks the database every few seconds; pages redraw when it comes back.
             dcc.Interval(id="db-retry", interval=5000),
             dcc.Store(id="db-status", data="ok"),
+            dcc.Store(id="page-titles", data={p["path"]: p["title"] for p in dash.page_registry.values()}),
             navbar(dash.page_registry.values()),
             dbc.Container(
                 [
@@ -56,7 +57,7 @@ def layout() -> html.Div:
                     html.Div(id="filter-notice"),
                     html.Div(id="filter-chips", className="d-flex flex-wrap gap-2 mb-2"),
                     html.Div(id="downloads", className="d-flex flex-wrap gap-2 mb-3"),
-                    dash.page_container,
+                    html.Div(id="page-content"),
                 ],
                 fluid=True,
                 className="py-3",
@@ -141,7 +142,35 @@ def sync_filters(search: str | None, start: str | None, end: str | None, *values
     for name, chosen in zip(LIST_FILTERS, lists):
         query[name] = list(chosen or [])
     filters, _notices = service.parse_leniently({k: v for k, v in query.items() if v})
-    return (search_of(filters), no_update, no_update, *(no_update for _ in LIST_FILTERS), *option_lists, None)
+    return (search_of(filters), no_update, no_update, *(no_update for _ in LIST_FILTERS),
+            *(no_update for _ in LIST_FILTERS), None)
+
+
+@callback(Output("page-content", "children"), Input("url", "pathname"))
+def route(pathname: str | None):  # noqa: ANN201
+    """The registered page for the path (the query string is read by each page's callbacks)."""
+    page = page_for(pathname)
+    if page is None:
+        return html.Div([html.H2("Page not found"), html.P(["Nothing lives at ", html.Code(pathname or ""),
+                         ". ", dcc.Link("Back to the overview", href="/")])], id="not-found")
+    return page["layout"]()
+
+
+def page_for(pathname: str | None) -> dict | None:
+    """The ``dash.page_registry`` entry whose path is ``pathname``."""
+    path = (pathname or "/").rstrip("/") or "/"
+    return next((p for p in dash.page_registry.values() if p["path"] == path), None)
+
+
+clientside_callback(
+    """function(pathname, titles) {
+        document.title = titles[pathname] || titles["/"];
+        return window.dash_clientside.no_update;
+    }""",
+    Output("page-titles", "id"),
+    Input("url", "pathname"),
+    State("page-titles", "data"),
+)
 
 
 @callback(Output("filter-chips", "children"), Input("url", "search"))
@@ -183,8 +212,7 @@ def show_downloads(search: str | None, pathname: str | None) -> list:
     """Download links for the current filters: the page's data as CSV and the XLSX report."""
     filters, _ = filters_of(search)
     query = search_of(filters)
-    page = next((p for p in dash.page_registry.values() if p["path"] == (pathname or "/")), None)
-    table = (page or {}).get("download", "orders")
+    table = (page_for(pathname) or {}).get("download", "orders")
     return [
         html.A(
             f"Download {table} (CSV)",
