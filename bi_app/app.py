@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.resources
 import logging
 import pkgutil
 
 import dash
-from flask import jsonify
+from flask import Response, jsonify
 from flask_compress import Compress
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -65,6 +66,9 @@ def create_app(config: Config | None = None) -> dash.Dash:
     app.layout = shell.layout
     Compress(app.server)
     app.server.add_url_rule("/healthz", "healthz", _healthz)
+    # Dash's Graph loads plotly.js from this fixed path; serve the cartesian bundle
+    # (bar, scatter, pie, heatmap: what our figures use): 1.5 MB instead of 4.8 MB.
+    app.server.add_url_rule(PLOTLY_PATH, "plotly_js", _plotly_js)
     log.info("Serving database %s with the %s cache", safe_url(config.database_url),
              app.server.config[CACHE_KEY].description)
     return app
@@ -77,6 +81,23 @@ def _register_pages() -> None:
         page = dash.page_registry.get(module.__name__)
         if page is not None and not page.get("supplied_layout"):
             page["layout"] = module.layout
+
+
+PLOTLY_PATH = "/_dash-component-suites/plotly/package_data/plotly.min.js"
+PLOTLY_BUNDLE = "plotly-cartesian.min.js"
+
+
+@functools.cache
+def _plotly_bundle() -> bytes:
+    return (importlib.resources.files("bi_app") / "vendor" / PLOTLY_BUNDLE).read_bytes()
+
+
+def _plotly_js():  # noqa: ANN202 - a Flask view
+    # From memory, not a file stream, so flask-compress can compress it (1.5 MB -> ~0.5 MB).
+    response = Response(_plotly_bundle(), mimetype="application/javascript")
+    response.cache_control.public = True
+    response.cache_control.max_age = 86400
+    return response
 
 
 def _healthz():  # noqa: ANN202 - a Flask view

@@ -87,7 +87,8 @@ def histogram(bins: list[dict[str, Any]], stats: dict[str, Any]) -> go.Figure:
         if stats.get(name) is not None:
             figure.add_vline(x=stats[name], line_dash=dash, annotation_text=f"{name} ${stats[name]:,.0f}",
                              annotation_position=side)
-    figure.update_xaxes(tickprefix="$", separatethousands=True)
+    figure.update_xaxes(tickprefix="$", separatethousands=True,
+                        range=[float(frame["bin_start"].min()), float(frame["bin_end"].max())])
     return figure
 
 
