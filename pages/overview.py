@@ -154,7 +154,7 @@ def drill_down(region, segment, product, month, search: str | None):  # noqa: AN
         return with_filters("/segments", search, segment=point["customdata"])
     if trigger == "overview-products":
         return with_filters("/", search, product=point["customdata"])
-    start = date.fromisoformat(f"{point['x']}-01")
+    start = date.fromisoformat(f"{str(point['x'])[:7]}-01")  # plotly reads "2024-03" as a date
     end = (pd.Timestamp(start) + pd.offsets.MonthEnd(0)).date()
     return with_filters("/", search, start=start.isoformat(), end=end.isoformat())
 

@@ -214,3 +214,20 @@ def test_browser_transactions_grid_pages_and_filters_on_the_server(tab: Tab, ord
     laptops = orders[orders["product"] == "Laptop"].sort_values("order_id")
     assert first_ids[0] == laptops["order_id"].iloc[0]
     assert set(first_ids) <= set(laptops["order_id"])
+
+
+def test_browser_drill_down_on_a_product_bar_and_a_month(tab: Tab, orders: pd.DataFrame) -> None:
+    tab.open("/?region=North")
+    north = orders[orders["region"] == "North"]
+    largest = north.groupby("product")["total_amount"].sum().idxmax()
+    tab.page.locator("#overview-products g.point path").last.click(force=True)
+    tab.page.wait_for_url(re.compile(rf"product={largest}"), timeout=20_000)
+    assert "region=North" in tab.page.url and tab.page.url.split("?")[0].endswith("/")
+    tab.settle()
+    tab.page.locator("#overview-trend g.point path").first.click(force=True)  # the first month
+    tab.page.wait_for_url(re.compile(r"end="), timeout=20_000)
+    first_month = north[north["product"] == largest]["order_date"].min().to_period("M")
+    assert f"start={first_month.start_time.date()}" in tab.page.url
+    assert f"end={first_month.end_time.date()}" in tab.page.url
+    assert f"product={largest}" in tab.page.url and "region=North" in tab.page.url
+    assert tab.errors == []
