@@ -123,7 +123,7 @@ def measure(browser, base: str, cache: redis.Redis, runs: int):  # noqa: ANN001,
 def report(sections, runs: int) -> str:  # noqa: ANN001
     lines = [
         f"{runs} runs per size; one gunicorn worker, Redis cache, columnar snapshot ready. Timed from navigation "
-        "(or from pressing Enter in the region filter) until the four KPI cards and five charts are drawn and no "
+        "(or from clicking a region in the filter bar's list) until the four KPI cards and five charts are drawn and no "
         "Dash callback is pending. Cold: new browser profile and server cache flushed; warm: reload with both warm; "
         "filter change: server cache flushed, a region picked in the filter bar.",
         "",
