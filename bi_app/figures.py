@@ -6,21 +6,28 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 
 PALETTE = ["#2c3e50", "#18bc9c", "#3498db", "#f39c12", "#e74c3c", "#8e44ad", "#16a085", "#7f8c8d"]
 _LAYOUT = dict(
     margin=dict(l=10, r=10, t=40, b=10),
     height=320,
-    template="plotly_white",
+    # Expanded once: figures are built unvalidated (15x faster), which leaves a template name unresolved.
+    template=pio.templates["plotly_white"].to_plotly_json(),
     colorway=PALETTE,
     font=dict(family="system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif", size=12),
     legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
 )
 
 
+def _figure(title: str, **layout: Any) -> go.Figure:
+    """A figure with our layout, built without plotly's per-property validation (it cost ~15 ms a figure)."""
+    return go.Figure(layout={**_LAYOUT, "title": title, **layout}, _validate=False)
+
+
 def empty(title: str, message: str = "No orders match these filters") -> go.Figure:
     """A blank figure that says why it is blank."""
-    figure = go.Figure(layout={**_LAYOUT, "title": title})
+    figure = _figure(title)
     figure.add_annotation(text=message, showarrow=False, font=dict(size=14, color="#7f8c8d"))
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
@@ -32,7 +39,7 @@ def trend(monthly: pd.DataFrame) -> go.Figure:
     if monthly.empty:
         return empty("Monthly revenue")
     growth = [f"{g:+.1%}" if pd.notna(g) else "—" for g in monthly["growth"]]
-    figure = go.Figure(layout={**_LAYOUT, "title": "Monthly revenue"})
+    figure = _figure("Monthly revenue")
     figure.add_bar(
         x=monthly["month"], y=monthly["revenue"], name="Revenue", customdata=growth,
         hovertemplate="%{x}<br>$%{y:,.2f}<br>vs previous month: %{customdata}<extra></extra>",
@@ -51,7 +58,7 @@ def bars(frame: pd.DataFrame, category: str, value: str, title: str, *, money: b
         return empty(title)
     ordered = frame.sort_values(value)
     prefix = "$" if money else ""
-    figure = go.Figure(layout={**_LAYOUT, "title": title})
+    figure = _figure(title)
     figure.add_bar(
         x=ordered[value], y=ordered[category], orientation="h", customdata=ordered[category],
         hovertemplate=f"%{{y}}<br>{prefix}%{{x:,.2f}}<extra></extra>" if money else "%{y}<br>%{x:,}<extra></extra>",
@@ -64,8 +71,7 @@ def share_pie(frame: pd.DataFrame, category: str, value: str, title: str) -> go.
     """A donut of ``value`` shares per ``category`` (click a slice to drill down)."""
     if frame.empty:
         return empty(title)
-    figure = go.Figure(layout={**_LAYOUT, "title": title,
-                               "legend": dict(orientation="h", yanchor="top", y=-0.05, xanchor="center", x=0.5)})
+    figure = _figure(title, legend=dict(orientation="h", yanchor="top", y=-0.05, xanchor="center", x=0.5))
     figure.add_pie(labels=frame[category], values=frame[value], hole=0.45, customdata=frame[category],
                    hovertemplate="%{label}<br>$%{value:,.2f} (%{percent})<extra></extra>", sort=False)
     return figure
@@ -77,7 +83,7 @@ def histogram(bins: list[dict[str, Any]], stats: dict[str, Any]) -> go.Figure:
         return empty("Order values")
     frame = pd.DataFrame(bins)
     centers = (frame["bin_start"] + frame["bin_end"]) / 2
-    figure = go.Figure(layout={**_LAYOUT, "title": "Order values"})
+    figure = _figure("Order values")
     figure.add_bar(
         x=centers, y=frame["orders"], width=(frame["bin_end"] - frame["bin_start"]) * 0.95, name="Orders",
         customdata=frame[["bin_start", "bin_end"]],
@@ -97,7 +103,7 @@ def cohort_heatmap(cohorts: pd.DataFrame) -> go.Figure:
     if cohorts.empty:
         return empty("Cohort retention")
     matrix = cohorts.pivot(index="cohort", columns="months_since_first", values="retention")
-    figure = go.Figure(layout={**_LAYOUT, "title": "Cohort retention", "height": 420})
+    figure = _figure("Cohort retention", height=420)
     figure.add_heatmap(z=matrix.values, x=matrix.columns, y=matrix.index, colorscale="Teal",
                        hovertemplate="cohort %{y}, month +%{x}: %{z:.1%}<extra></extra>", zmin=0, zmax=0.5)
     figure.update_yaxes(autorange="reversed")

@@ -173,21 +173,31 @@ clientside_callback(
 )
 
 
-@callback(Output("filter-chips", "children"), Input("url", "search"))
-def show_chips(search: str | None) -> list:
-    """One removable chip per active filter value."""
+@callback(
+    Output("filter-chips", "children"),
+    Output("downloads", "children"),
+    Input("url", "search"),
+    Input("url", "pathname"),
+)
+def show_chips_and_downloads(search: str | None, pathname: str | None) -> tuple[list, list]:
+    """The chips of the active filters and the download links for them (one request for both)."""
     filters, _ = filters_of(search)
-    chips = []
+    return chips(filters), downloads(filters, pathname)
+
+
+def chips(filters: Filters) -> list:
+    """One removable chip per active filter value."""
+    buttons = []
     for parameter, value in filters.to_query():
         label = {"start": "From", "end": "To"}.get(parameter, LABELS.get(parameter, parameter))
-        chips.append(
+        buttons.append(
             dbc.Button(
                 [f"{label}: {value} ", html.Span("×", className="ms-1")],
                 id={"type": "filter-chip", "parameter": parameter, "value": value},
                 color="primary", outline=True, size="sm", className="rounded-pill filter-chip",
             )
         )
-    return chips
+    return buttons
 
 
 @callback(
@@ -207,10 +217,8 @@ def remove_chip(clicks: list[int | None], search: str | None) -> str:
     return search_of(filters)
 
 
-@callback(Output("downloads", "children"), Input("url", "search"), Input("url", "pathname"))
-def show_downloads(search: str | None, pathname: str | None) -> list:
+def downloads(filters: Filters, pathname: str | None) -> list:
     """Download links for the current filters: the page's data as CSV and the XLSX report."""
-    filters, _ = filters_of(search)
     query = search_of(filters)
     table = (page_for(pathname) or {}).get("download", "orders")
     return [

@@ -14,10 +14,11 @@ def read_meta(conn: Connection) -> dict[str, str]:
     """All metadata as a dict; empty when the table does not exist.
 
     Read once per connection checkout (a request, a CLI command), except inside
-    a transaction that writes it.
+    a transaction that writes it; once per connection on a read-only snapshot.
     """
     memo = conn.info.get(_MEMO_KEY)
-    if memo is not None and memo[0] is conn:
+    # A columnar snapshot never changes: its metadata holds for the connection's whole life.
+    if memo is not None and (memo[0] is conn or conn.dialect.name == "duckdb"):
         return memo[1]
     if not inspect(conn).has_table(METADATA_TABLE):
         values: dict[str, str] = {}

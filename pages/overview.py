@@ -12,9 +12,7 @@ from dash import Input, Output, State, callback, clientside_callback, dcc, html,
 
 from bi_app import figures, service
 from bi_app.components import count, empty_state, kpi_card, money, section
-from bi_app.context import current_engine
 from bi_app.shell import database_banner, filters_of, with_filters
-from data_layer.queries import orders_page
 from data_layer.schema import SALES_COLUMNS
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview · E-commerce BI", order=0,
@@ -66,20 +64,40 @@ def layout(**_query: str) -> html.Div:
     )
 
 
+#: What the overview shows, computed in one request (the browser opens at most six
+#: connections to a server: six separate callbacks would queue behind the grid's).
+CHARTS = {
+    "overview-trend": ("trend", lambda t: figures.trend(t["monthly"])),
+    "overview-segments": ("segments", lambda s: figures.share_pie(s, "segment", "revenue", "Revenue by segment")),
+    "overview-products": ("products", lambda p: figures.bars(p["products"], "product", "revenue", "Revenue by product")),
+    "overview-regions": ("regions", lambda r: figures.bars(r, "region", "revenue", "Revenue by region")),
+    "overview-distribution": ("distribution", lambda d: figures.histogram(d["histogram"], d)),
+}
+
+
 @callback(
     Output("overview-kpis", "children"),
     Output("overview-status", "children"),
+    *[Output(graph_id, "figure") for graph_id in CHARTS],
     Input("url", "search"),
     Input("db-status", "data"),
 )
-def show_kpis(search: str | None, _db: str) -> tuple:
+def show_overview(search: str | None, _db: str) -> tuple:
     try:
         filters, _ = filters_of(search)
-        kpis = service.run("kpis", filters)
+        results = service.run_many(["kpis", *(name for name, _draw in CHARTS.values())], filters)
     except Exception as exc:  # noqa: BLE001 - a banner, and the page keeps working
-        return None, database_banner(exc)
+        down = figures.empty("", "The database cannot be reached")
+        return (None, database_banner(exc), *(down for _ in CHARTS))
+    charts = [draw(results[name]) for name, draw in CHARTS.values()]
+    kpis = results["kpis"]
     if kpis["orders"]["value"] == 0:
-        return None, empty_state()
+        return (None, empty_state(), *charts)
+    return (kpi_cards(kpis), None, *charts)
+
+
+def kpi_cards(kpis: dict) -> list:
+    """The period caption and the four KPI cards with their change."""
     satisfaction = kpis["average_satisfaction"]["value"]
     cards = [
         kpi_card("Total revenue", money(kpis["revenue"]["value"]), card_id="overview-kpi-revenue",
@@ -96,40 +114,7 @@ def show_kpis(search: str | None, _db: str) -> tuple:
         f"{count(kpis['orders']['value'])} orders from {period['start']} to {period['end']}",
         id="overview-period", className="text-muted small mb-2",
     )
-    return [caption, dbc.Row([dbc.Col(card, xs=12, sm=6, lg=3, className="mb-3") for card in cards])], None
-
-
-def _figure(name: str, search: str | None, draw) -> object:  # noqa: ANN001
-    try:
-        filters, _ = filters_of(search)
-        return draw(service.run(name, filters))
-    except Exception:  # noqa: BLE001 - the KPI callback shows the banner
-        return figures.empty("", "The database cannot be reached")
-
-
-@callback(Output("overview-trend", "figure"), Input("url", "search"), Input("db-status", "data"))
-def show_trend(search: str | None, _db: str):  # noqa: ANN201
-    return _figure("trend", search, lambda t: figures.trend(t["monthly"]))
-
-
-@callback(Output("overview-segments", "figure"), Input("url", "search"), Input("db-status", "data"))
-def show_segments(search: str | None, _db: str):  # noqa: ANN201
-    return _figure("segments", search, lambda s: figures.share_pie(s, "segment", "revenue", "Revenue by segment"))
-
-
-@callback(Output("overview-products", "figure"), Input("url", "search"), Input("db-status", "data"))
-def show_products(search: str | None, _db: str):  # noqa: ANN201
-    return _figure("products", search, lambda p: figures.bars(p["products"], "product", "revenue", "Revenue by product"))
-
-
-@callback(Output("overview-regions", "figure"), Input("url", "search"), Input("db-status", "data"))
-def show_regions(search: str | None, _db: str):  # noqa: ANN201
-    return _figure("regions", search, lambda r: figures.bars(r, "region", "revenue", "Revenue by region"))
-
-
-@callback(Output("overview-distribution", "figure"), Input("url", "search"), Input("db-status", "data"))
-def show_distribution(search: str | None, _db: str):  # noqa: ANN201
-    return _figure("distribution", search, lambda d: figures.histogram(d["histogram"], d))
+    return [caption, dbc.Row([dbc.Col(card, xs=12, sm=6, lg=3, className="mb-3") for card in cards])]
 
 
 @callback(
@@ -172,8 +157,7 @@ def grid_rows(request: dict | None, search: str | None) -> dict:
     filters, _ = filters_of(search)
     sort = [(s["colId"], s["sort"] == "desc") for s in request.get("sortModel", [])]
     start, end = request["startRow"], request["endRow"]
-    with current_engine().connect() as conn:
-        rows, total = orders_page(conn, filters, offset=start, limit=end - start, sort=sort)
+    rows, total = service.orders_page(filters, offset=start, limit=end - start, sort=sort)
     return {"rowData": rows, "rowCount": total}
 
 

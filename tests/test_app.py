@@ -28,10 +28,10 @@ def find_text(component: object, component_id: str) -> str | None:
 
 def overview(app: dash.Dash, search: str = ""):
     """What the overview's KPI callback renders for ``search`` (cards, status banner)."""
-    from pages.overview import show_kpis
+    from pages.overview import show_overview
 
     with app.server.test_request_context("/"):
-        cards, status = show_kpis(search, "ok")
+        cards, status, *_charts = show_overview(search, "ok")
     return dash.html.Div([status, cards])
 
 
