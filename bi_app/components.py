@@ -85,11 +85,6 @@ def table(frame, *, table_id: str, money: tuple[str, ...] = (), percent: tuple[s
                      responsive=True, className="mb-0")
 
 
-def error_banner(message: str, *, banner_id: str) -> dbc.Alert:
-    """A red banner saying what went wrong, for a page that cannot show its data."""
-    return dbc.Alert(message, id=banner_id, color="danger", className="mb-3")
-
-
 def money(value: float | None) -> str:
     """Dollars with thousands separators and cents, or an em dash for no value."""
     return "—" if value is None else f"${value:,.2f}"
