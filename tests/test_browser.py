@@ -231,3 +231,65 @@ def test_browser_drill_down_on_a_product_bar_and_a_month(tab: Tab, orders: pd.Da
     assert f"end={first_month.end_time.date()}" in tab.page.url
     assert f"product={largest}" in tab.page.url and "region=North" in tab.page.url
     assert tab.errors == []
+
+
+def test_browser_database_outage_shows_a_banner_and_recovers_by_itself(browser, postgres_admin, tmp_path: Path) -> None:  # noqa: ANN001
+    """The app's own database role is locked out and let back in; the page follows on its own."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from data_layer.bootstrap import load_demo_data
+    from data_layer.engine import make_engine
+    from tests.conftest import postgres_url
+
+    role = f"bi_outage_{os.getpid()}"
+    with postgres_admin.begin() as conn:
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(text(f'CREATE SCHEMA "{role}" AUTHORIZATION "{role}"'))
+    base_url = make_url(postgres_url()).set(username=role, password=None).render_as_string(hide_password=False)
+    url = f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{role}"
+    loader = make_engine(url)
+    load_demo_data(loader, 300, 3, replace=True)
+    loader.dispose()
+    expected = money(round(generate_orders_frame(300, seed=3)["total_amount"].sum(), 2))
+
+    def kick_out() -> None:
+        with postgres_admin.begin() as conn:
+            conn.execute(text(f'ALTER ROLE "{role}" NOLOGIN'))
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"), {"r": role})
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "BI_DATABASE_URL": url, "BI_DATA_DIR": str(tmp_path), "BI_COLUMNAR": "0",
+           "BI_CONNECT_TIMEOUT_S": "2"}
+    env.pop("BI_CACHE_URL", None)
+    process = subprocess.Popen([str(Path(sys.executable).with_name("bi-app")), "serve", "--port", str(port)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        tab = Tab(browser, base)
+        tab.open("/")
+        assert tab.text("#overview-kpi-revenue") == expected
+        kick_out()
+        tab.page.wait_for_selector("#database-banner", timeout=30_000)
+        assert "cannot be reached" in tab.page.inner_text("#database-banner")
+        with postgres_admin.begin() as conn:
+            conn.execute(text(f'ALTER ROLE "{role}" LOGIN'))
+        tab.page.wait_for_selector("#database-banner", state="detached", timeout=30_000)
+        assert tab.text("#overview-kpi-revenue") == expected
+        tab.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        kick_out()
+        with postgres_admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{role}" CASCADE'))
+            conn.execute(text(f'DROP ROLE "{role}"'))
