@@ -50,6 +50,10 @@ def days_between(conn: Connection, later: ColumnElement, earlier: ColumnElement)
 
 
 
+#: The most rows one grid request may ask for.
+MAX_PAGE_ROWS = 1000
+
+
 def orders_page(
     conn: Connection, filters: Filters, *, offset: int, limit: int, sort: list[tuple[str, bool]] = ()
 ) -> tuple[list[dict], int]:
@@ -68,5 +72,3 @@ def orders_page(
     total = conn.execute(order_source(conn).select(filters, "orders")).scalar_one()
     return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} for row in rows], int(total)
 
-
-MAX_PAGE_ROWS = 1000

@@ -11,11 +11,6 @@ import csv
 import io
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -23,7 +18,7 @@ import pandas as pd
 import pytest
 
 from data_layer.demo_data import generate_orders_frame
-from tests.support import IN_CI
+from tests.support import IN_CI, served
 
 CHROMIUM = os.environ.get("BI_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
@@ -45,24 +40,11 @@ def orders() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`bi-app serve` on the embedded demo database."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    folder = tmp_path_factory.mktemp("browser-data")
     env = {k: v for k, v in os.environ.items() if k not in ("BI_DATABASE_URL", "DATABASE_URL", "BI_CACHE_URL")}
-    env["BI_DATA_DIR"] = str(tmp_path_factory.mktemp("browser-data"))
-    process = subprocess.Popen([str(Path(sys.executable).with_name("bi-app")), "serve", "--port", str(port)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=2).read()
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield base
-    process.terminate()
-    process.wait(timeout=20)
+    env["BI_DATA_DIR"] = str(folder)
+    with served(env, folder / "server.log") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -258,37 +240,23 @@ def test_browser_database_outage_shows_a_banner_and_recovers_by_itself(browser, 
             conn.execute(text(f'ALTER ROLE "{role}" NOLOGIN'))
             conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"), {"r": role})
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = {**os.environ, "BI_DATABASE_URL": url, "BI_DATA_DIR": str(tmp_path), "BI_COLUMNAR": "0",
            "BI_CONNECT_TIMEOUT_S": "2"}
     env.pop("BI_CACHE_URL", None)
-    process = subprocess.Popen([str(Path(sys.executable).with_name("bi-app")), "serve", "--port", str(port)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(0.2)
-        tab = Tab(browser, base)
-        tab.open("/")
-        assert tab.text("#overview-kpi-revenue") == expected
-        kick_out()
-        tab.page.wait_for_selector("#database-banner", timeout=30_000)
-        assert "cannot be reached" in tab.page.inner_text("#database-banner")
-        with postgres_admin.begin() as conn:
-            conn.execute(text(f'ALTER ROLE "{role}" LOGIN'))
-        tab.page.wait_for_selector("#database-banner", state="detached", timeout=30_000)
-        assert tab.text("#overview-kpi-revenue") == expected
-        tab.close()
+        with served(env, tmp_path / "server.log") as base:
+            tab = Tab(browser, base)
+            tab.open("/")
+            assert tab.text("#overview-kpi-revenue") == expected
+            kick_out()
+            tab.page.wait_for_selector("#database-banner", timeout=30_000)
+            assert "cannot be reached" in tab.page.inner_text("#database-banner")
+            with postgres_admin.begin() as conn:
+                conn.execute(text(f'ALTER ROLE "{role}" LOGIN'))
+            tab.page.wait_for_selector("#database-banner", state="detached", timeout=30_000)
+            assert tab.text("#overview-kpi-revenue") == expected
+            tab.close()
     finally:
-        process.terminate()
-        process.wait(timeout=20)
         kick_out()
         with postgres_admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{role}" CASCADE'))

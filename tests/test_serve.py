@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-BI_APP = str(Path(sys.executable).with_name("bi-app"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from tests.support import served
 
 def get(url: str) -> tuple[int, bytes]:
     try:
@@ -32,41 +23,16 @@ def get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def wait_for(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited early:\n{process.stdout.read()}")
-        try:
-            get(url)
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"server did not answer {url} within {seconds}s")
-
-
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator:
-    processes: list[subprocess.Popen] = []
+    with ExitStack() as servers:
+        numbers = itertools.count()
 
-    def start(**env: str) -> str:
-        port = free_port()
-        process = subprocess.Popen(
-            [BI_APP, "serve", "--port", str(port)],
-            env={**os.environ, "BI_DATA_DIR": str(tmp_path / "data"), **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        processes.append(process)
-        base = f"http://127.0.0.1:{port}"
-        wait_for(f"{base}/healthz", process)
-        return base
+        def start(**env: str) -> str:
+            full_env = {**os.environ, "BI_DATA_DIR": str(tmp_path / "data"), **env}
+            return servers.enter_context(served(full_env, tmp_path / f"server-{next(numbers)}.log"))
 
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=20)
+        yield start
 
 
 @pytest.mark.slow
