@@ -139,17 +139,24 @@ def _parse_int(parameter: Parameter, raw: list[str]) -> int:
     return value
 
 
-#: The views whose answers are computed when a columnar snapshot is built.
-PRECOMPUTED_VIEWS: tuple[Filters, ...] = (Filters(),)
+def precomputed_views(values: Mapping[str, list[str]]) -> list[Filters]:
+    """The views answered when a snapshot is built: no filter, and each single region and segment
+    (the drill-down targets), given the dimension values of the data."""
+    return [
+        Filters(),
+        *(Filters(regions=(region,)) for region in values.get("region", [])),
+        *(Filters(segments=(segment,)) for segment in values.get("segment", [])),
+    ]
 
 
 def precompute_default_views(snapshot: Engine, version: str) -> dict[str, Any]:
-    """Every analysis for each of :data:`PRECOMPUTED_VIEWS`, keyed as :func:`run` looks them up."""
+    """Every analysis for each of :func:`precomputed_views`, keyed as :func:`run` looks them up."""
     results: dict[str, Any] = {}
     with snapshot.connect() as conn:
+        views = precomputed_views(_dimension_values(conn))
         for name, analysis in ANALYSES.items():
             parameters = {p.name: p.default for p in analysis.parameters}
-            for filters in PRECOMPUTED_VIEWS:
+            for filters in views:
                 key = result_key(name, version, filters.cache_key(), sorted(parameters.items()))
                 results[key] = analysis.function(conn, filters, **parameters)
     return results

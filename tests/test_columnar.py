@@ -80,22 +80,30 @@ def test_the_service_answers_from_the_snapshot_once_it_is_built(db_url: str, app
     assert got == cohort_sizes.to_dict()
 
 
-def test_default_views_are_precomputed_into_the_snapshot(engine: Engine, tmp_path: Path) -> None:
+def test_default_and_drill_down_views_are_precomputed_into_the_snapshot(engine: Engine, tmp_path: Path) -> None:
     from bi_app.service import ANALYSES, precompute_default_views
     from bi_app.api import to_jsonable
     from data_layer.cache import result_key
 
     load_demo_data(engine, 400, 5, replace=True)
+    orders = generate_orders_frame(400, seed=5)
     version = version_of(engine)
     replica = ColumnarReplica(engine, tmp_path, precompute=precompute_default_views)
     replica.build(version)
+    views = [Filters(), *(Filters(regions=(r,)) for r in sorted(orders["region"].unique())),
+             *(Filters(segments=(s,)) for s in sorted(orders["customer_segment"].unique()))]
     with engine.connect() as conn:
         for name, analysis in ANALYSES.items():
             parameters = {p.name: p.default for p in analysis.parameters}
-            key = result_key(name, version, Filters().cache_key(), sorted(parameters.items()))
-            stored = replica.precomputed(version, key)
-            assert stored is not None, name
-            assert_same(to_jsonable(stored), to_jsonable(analysis.function(conn, Filters(), **parameters)), name)
+            for filters in views:
+                key = result_key(name, version, filters.cache_key(), sorted(parameters.items()))
+                stored = replica.precomputed(version, key)
+                assert stored is not None, (name, filters)
+                expected = analysis.function(conn, filters, **parameters)
+                assert_same(to_jsonable(stored), to_jsonable(expected), f"{name} {filters.describe()}")
+            two_regions = Filters(regions=tuple(sorted(orders["region"].unique())[:2]))
+            assert replica.precomputed(version, result_key(name, version, two_regions.cache_key(),
+                                                           sorted(parameters.items()))) is None
     assert replica.precomputed(version, "no-such-key") is None
     replica.close()
 

@@ -13,8 +13,8 @@ from data_layer.summaries import distinct_customers, order_source
 _ORDER_MEASURES = ("orders", "revenue", "units", "subtotal", "satisfaction_sum", "satisfaction_n")
 
 
-def _by(conn: Connection, filters: Filters, column: str, *extra: str) -> pd.DataFrame:
-    """Order measures and distinct customers per value of ``column``."""
+def _by(conn: Connection, filters: Filters, column: str, *extra: str, customers: bool = True) -> pd.DataFrame:
+    """Order measures (and, with ``customers``, distinct customers) per value of ``column``."""
     source = order_source(conn)
     keys = tuple(source.column(name) for name in (column, *extra))
     frame = pd.DataFrame(
@@ -25,11 +25,10 @@ def _by(conn: Connection, filters: Filters, column: str, *extra: str) -> pd.Data
         frame[name] = pd.to_numeric(frame[name]).astype(float)
     frame["orders"] = frame["orders"].astype(int)
     frame["units"] = frame["units"].astype(int)
-    customers = pd.DataFrame(
-        conn.execute(distinct_customers(filters, by=column)).all(), columns=[column, "customers"]
-    )
-    frame = frame.merge(customers, on=column, how="left")
-    frame["customers"] = frame["customers"].fillna(0).astype(int)
+    if customers:
+        counts = pd.DataFrame(conn.execute(distinct_customers(filters, by=column)).all(), columns=[column, "customers"])
+        frame = frame.merge(counts, on=column, how="left")
+        frame["customers"] = frame["customers"].fillna(0).astype(int)
     frame["revenue"] = frame["revenue"].round(2)
     frame["satisfaction"] = [ratio(s, n) for s, n in zip(frame["satisfaction_sum"], frame["satisfaction_n"])]
     return frame
@@ -64,7 +63,7 @@ def regions(conn: Connection, filters: Filters) -> pd.DataFrame:
 def products(conn: Connection, filters: Filters) -> dict[str, pd.DataFrame]:
     """Per product and per category: revenue, orders, units, average unit price, estimated margin
     (catalog margin per unit x units, where the catalog knows the product) and satisfaction."""
-    frame = _by(conn, filters, "product", "category")
+    frame = _by(conn, filters, "product", "category", customers=False)
     margin_per_unit = frame["product"].map({name: p.margin for name, p in PRODUCTS.items()})
     frame["estimated_margin"] = (margin_per_unit * frame["units"]).round(2)
     by_product = _finish(frame, ["product", "category"])
