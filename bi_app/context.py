@@ -6,6 +6,8 @@ import hashlib
 import os
 import sys
 import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import current_app
 from sqlalchemy import Engine
@@ -15,9 +17,13 @@ from data_layer.cache import ResultCache
 from data_layer.columnar import ColumnarReplica
 from data_layer.engine import get_engine, make_engine
 
+if TYPE_CHECKING:
+    from bi_app.ml.models import TrainedModels
+
 CONFIG_KEY = "BI_CONFIG"
 CACHE_KEY = "BI_CACHE"
 REPLICAS_KEY = "BI_REPLICAS"
+MODELS_KEY = "BI_MODELS"
 _replica_lock = threading.Lock()
 
 
@@ -59,6 +65,31 @@ def current_replica() -> ColumnarReplica | None:
         return replica
 
 
+def current_models(version: str | None) -> "TrainedModels":
+    """The models trained on data ``version`` (trained now, once across workers, when missing)."""
+    from bi_app.ml.models import ModelStore
+
+    config = current_config()
+    stores: dict[str, ModelStore] = current_app.config.setdefault(MODELS_KEY, {})
+    with _replica_lock:
+        store = stores.get(config.database_url)
+        if store is None:
+            store = stores[config.database_url] = ModelStore(models_folder(config))
+    replica = current_replica()
+    snapshot = replica.engine_for(version) if replica else None
+    return store.get(snapshot or current_engine(), version or "")
+
+
+def models_folder(config: Config) -> Path:
+    """Where the trained models of ``config``'s database are kept."""
+    return config.data_dir / "models" / database_key(config)
+
+
+def database_key(config: Config) -> str:
+    """A short stable name for ``config``'s database (its URL's hash)."""
+    return hashlib.sha256(config.database_url.encode()).hexdigest()[:12]
+
+
 def replica_for(config: Config, *, build_in_subprocess: bool) -> ColumnarReplica:
     """The columnar snapshots of ``config``'s database, under ``BI_DATA_DIR/columnar/<database>``.
 
@@ -67,7 +98,7 @@ def replica_for(config: Config, *, build_in_subprocess: bool) -> ColumnarReplica
     """
     from bi_app.service import precompute_default_views  # the service imports this module
 
-    folder = config.data_dir / "columnar" / hashlib.sha256(config.database_url.encode()).hexdigest()[:12]
+    folder = config.data_dir / "columnar" / database_key(config)
     # Its own engine: snapshot copies are batch work, outside the app's pool and timeout.
     source = make_engine(config.database_url, statement_timeout_ms=0, connect_timeout_s=config.connect_timeout_s)
     command = None

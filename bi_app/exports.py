@@ -132,11 +132,15 @@ def orders_xlsx() -> Response | tuple[Response, int]:
 def report_xlsx() -> Response:
     """Every analysis for the filters as a formatted workbook."""
     filters, _ = service.parse_request(request.args.to_dict(flat=False))
-    results = {name: service.run(name, filters) for name in service.ANALYSES}
+    results = {name: service.run(name, filters) for name in REPORT_ANALYSES}
     with current_engine().connect() as conn:
         version = data_version(conn)
     workbook = build_report(filters, results, version)
     return _send_workbook(workbook, "report.xlsx")
+
+
+REPORT_ANALYSES = ("kpis", "distribution", "segments", "regions", "products", "trend", "lifecycle", "cohorts",
+                   "correlations")
 
 
 def build_report(filters: Filters, results: dict[str, Any], version: str | None) -> Workbook:

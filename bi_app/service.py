@@ -10,11 +10,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from bi_app import analytics
+from bi_app.ml import analyses as ml_analyses
+from bi_app.ml import strategy
 from data_layer import queries
-from bi_app.context import current_cache, current_engine, current_replica
+from bi_app.context import current_cache, current_engine, current_models, current_replica
 from data_layer.cache import UNVERSIONED_TIMEOUT_S, result_key
 from data_layer.filters import FILTER_PARAMETERS, FilterError, Filters, parse_filters
 from data_layer.meta import data_version
@@ -41,6 +44,10 @@ class Analysis:
     function: Callable[..., Any]
     summary: str
     parameters: tuple[Parameter, ...] = field(default_factory=tuple)
+    #: Takes the trained models of the data version (``models=``).
+    needs_models: bool = False
+    #: Answered for the default views when a snapshot is built (customer-level work is too slow to).
+    precompute: bool = True
 
 
 ANALYSES: dict[str, Analysis] = {
@@ -67,6 +74,37 @@ ANALYSES: dict[str, Analysis] = {
                    "latest order date) counts as churned."),),
     ),
     "cohorts": Analysis(analytics.cohorts, "Retention by first-order month x months since the first order."),
+    "clusters": Analysis(
+        ml_analyses.clusters,
+        "K-Means customer segmentation (k from 2..7 by silhouette; inertia, Calinski-Harabasz, Davies-Bouldin, "
+        "stability, feature importance) and the profile of each cluster among the matching customers.",
+        needs_models=True, precompute=False,
+    ),
+    "rfm": Analysis(ml_analyses.rfm, "Recency, frequency and monetary quintile scores, summarised per named "
+                    "RFM segment.", precompute=False),
+    "churn": Analysis(
+        ml_analyses.churn,
+        "The churn model's time-split evaluation (ROC AUC against a recency baseline, top-decile precision and "
+        "recall, calibration) and the matching customers' churn probabilities.",
+        (Parameter("churn_threshold_percent", 90, 1, 99, "Churn probability (%) from which a customer counts as "
+                   "at risk."),),
+        needs_models=True, precompute=False,
+    ),
+    "forecast": Analysis(
+        ml_analyses.forecast,
+        "Monthly revenue forecast (exponential smoothing) with 80% and 95% intervals and the backtest MAPE on "
+        "held-out months.",
+        (Parameter("months", 6, 1, 24, "Months to forecast (also the months held out for the backtest)."),),
+        precompute=False,
+    ),
+    "recommendations": Analysis(
+        strategy.recommendations,
+        "VIP programme, cross-sell, regional expansion, churn prevention and pricing: the numbers behind each "
+        "and its projected impact under the given assumptions.",
+        tuple(Parameter(a.name, a.default, a.minimum, a.maximum, f"{a.label} ({a.unit}).")
+              for a in strategy.ASSUMPTIONS),
+        needs_models=True, precompute=False,
+    ),
 }
 
 
@@ -91,25 +129,45 @@ def run(name: str, filters: Filters, **parameters: int) -> Any:
     """
     analysis = ANALYSES[name]
     parameters = {**{p.name: p.default for p in analysis.parameters}, **parameters}
-    replica = current_replica()
     with current_engine().connect() as conn:
         version = data_version(conn)
         key = result_key(name, version, filters.cache_key(), sorted(parameters.items()))
 
         def compute() -> Any:
-            snapshot = replica.engine_for(version) if replica else None
-            if snapshot is not None:
-                try:
-                    stored = replica.precomputed(version, key)
-                    if stored is not None:
-                        return stored
-                    with snapshot.connect() as columnar:
-                        return analysis.function(columnar, filters, **parameters)
-                except Exception as exc:  # noqa: BLE001 - the database still answers
-                    log.warning("Columnar snapshot failed for %s (%s); asking the database", name, exc)
-            return analysis.function(conn, filters, **parameters)
+            replica = current_replica()
+            stored = replica.precomputed(version, key) if replica else None
+            if stored is not None:
+                return stored
+            arguments = {**parameters, "models": current_models(version)} if analysis.needs_models else parameters
+            return on_fastest_engine(conn, version, name, lambda c: analysis.function(c, filters, **arguments))
 
         return current_cache().get_or_compute(key, compute, timeout=None if version else UNVERSIONED_TIMEOUT_S)
+
+
+def on_fastest_engine(conn: Connection, version: str | None, what: str, query: Callable[[Connection], Any]) -> Any:
+    """``query`` on the columnar snapshot of ``version`` when this server has it ready, else on ``conn``."""
+    replica = current_replica()
+    snapshot = replica.engine_for(version) if replica else None
+    if snapshot is not None:
+        try:
+            with snapshot.connect() as columnar:
+                return query(columnar)
+        except Exception as exc:  # noqa: BLE001 - the database still answers
+            log.warning("Columnar snapshot failed for %s (%s); asking the database", what, exc)
+    return query(conn)
+
+
+def customer_list(filters: Filters, recommendation: str | None = None, **assumptions: int) -> pd.DataFrame:
+    """Every matching customer with cluster, RFM segment and churn probability, or only those
+    ``recommendation`` targets (not cached: lists are large and asked for rarely)."""
+    with current_engine().connect() as conn:
+        version = data_version(conn)
+        models = current_models(version)
+        if recommendation is None:
+            return on_fastest_engine(conn, version, "customers",
+                                     lambda c: ml_analyses.scored_customers(c, filters, models))
+        return on_fastest_engine(conn, version, recommendation, lambda c: strategy.target_customers(
+            c, filters, models, recommendation, **assumptions))
 
 
 def known_values() -> dict[str, list[str]]:
@@ -155,6 +213,8 @@ def precompute_default_views(snapshot: Engine, version: str) -> dict[str, Any]:
     with snapshot.connect() as conn:
         views = precomputed_views(_dimension_values(conn))
         for name, analysis in ANALYSES.items():
+            if not analysis.precompute:
+                continue
             parameters = {p.name: p.default for p in analysis.parameters}
             for filters in views:
                 key = result_key(name, version, filters.cache_key(), sorted(parameters.items()))
@@ -186,13 +246,6 @@ def run_many(names: Iterable[str], filters: Filters) -> dict[str, Any]:
 
 def orders_page(filters: Filters, *, offset: int, limit: int, sort: list[tuple[str, bool]]) -> tuple[list, int]:
     """A page of matching orders for the grid, from the snapshot when ready, else the database."""
-    replica = current_replica()
     with current_engine().connect() as conn:
-        snapshot = replica.engine_for(data_version(conn)) if replica else None
-        if snapshot is not None:
-            try:
-                with snapshot.connect() as columnar:
-                    return queries.orders_page(columnar, filters, offset=offset, limit=limit, sort=sort)
-            except Exception as exc:  # noqa: BLE001 - the database still answers
-                log.warning("Columnar snapshot failed for the grid (%s); asking the database", exc)
-        return queries.orders_page(conn, filters, offset=offset, limit=limit, sort=sort)
+        return on_fastest_engine(conn, data_version(conn), "the grid", lambda c: queries.orders_page(
+            c, filters, offset=offset, limit=limit, sort=sort))

@@ -13,12 +13,13 @@ from sqlalchemy import event
 
 from bi_app import analytics, service
 from bi_app.api import to_jsonable
-from bi_app.context import current_engine
+from bi_app.context import current_engine, current_models
 from data_layer.bootstrap import load_demo_data
 from data_layer.cache import ResultCache
 from data_layer.demo_data import generate_orders_frame
 from data_layer.engine import make_engine
 from data_layer.filters import Filters
+from data_layer.meta import data_version
 from tests.support import IN_CI
 
 ENDPOINTS = list(service.ANALYSES)
@@ -61,9 +62,11 @@ def test_every_endpoint_answers_what_the_analysis_computes(app, client, name: st
     response = client.get(f"/api/v1/{name}?{query}")
     assert response.status_code == 200, response.get_data(as_text=True)
     filters = Filters(regions=("South",), start=date(2023, 3, 1), end=date(2024, 8, 31))
+    analysis = service.ANALYSES[name]
     with app.server.test_request_context():
         with current_engine().connect() as conn:
-            direct = service.ANALYSES[name].function(conn, filters)
+            models = {"models": current_models(data_version(conn))} if analysis.needs_models else {}
+            direct = analysis.function(conn, filters, **models)
     assert response.get_json()["data"] == to_jsonable(direct)
 
 
@@ -209,7 +212,11 @@ def test_redis_down_computes_uncached_and_warns(client, point_app_at, app, caplo
     assert any("computing without the cache" in r.getMessage() for r in caplog.records)
 
 
-def test_analytics_registry_matches_the_package() -> None:
+def test_analytics_registry_matches_the_packages() -> None:
+    from bi_app.ml import analyses, strategy
+
+    ml = {analyses.clusters, analyses.rfm, analyses.churn, analyses.forecast, strategy.recommendations}
     assert {a.function for a in service.ANALYSES.values()} == {
         getattr(analytics, name) for name in analytics.__all__
-    }
+    } | ml
+    assert {name for name, a in service.ANALYSES.items() if a.needs_models} == {"clusters", "churn", "recommendations"}

@@ -95,6 +95,10 @@ def test_default_and_drill_down_views_are_precomputed_into_the_snapshot(engine: 
     with engine.connect() as conn:
         for name, analysis in ANALYSES.items():
             parameters = {p.name: p.default for p in analysis.parameters}
+            if not analysis.precompute:
+                key = result_key(name, version, Filters().cache_key(), sorted(parameters.items()))
+                assert replica.precomputed(version, key) is None, name
+                continue
             for filters in views:
                 key = result_key(name, version, filters.cache_key(), sorted(parameters.items()))
                 stored = replica.precomputed(version, key)

@@ -1,0 +1,121 @@
+"""Churn: will a customer place no order in the next N days? Trained and judged on a time split."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import calibration_curve
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import brier_score_loss, roc_auc_score
+from sqlalchemy import Connection
+
+from bi_app.ml.features import CHURN_FEATURES, customer_features, latest_order_date
+from data_layer.filters import Filters
+
+DEFAULT_HORIZON_DAYS = 180
+#: At least this many labelled customers, with both outcomes, before a model is trained.
+MINIMUM_CUSTOMERS = 50
+
+
+class NotEnoughHistory(ValueError):
+    """The data is too short or too small for a time-split churn model."""
+
+
+def labelled_customers(conn: Connection, filters: Filters, cutoff: date, horizon_days: int) -> pd.DataFrame:
+    """Customers with an order on or before ``cutoff``, their features as of the cutoff, and
+    ``churned``: no order in the ``horizon_days`` days after it."""
+    features = customer_features(conn, filters, as_of=cutoff)
+    later = customer_features(conn, filters, as_of=cutoff + timedelta(days=horizon_days))
+    came_back = later.set_index("customer_id")["last_order_date"].reindex(features["customer_id"])
+    features["churned"] = ~(pd.to_datetime(came_back) > pd.Timestamp(cutoff)).to_numpy()
+    return features
+
+
+class ChurnClassifier(ClassifierMixin, BaseEstimator):
+    """Gradient-boosted trees on the churn features (missing satisfaction is handled natively)."""
+
+    def __init__(self, random_state: int = 42, max_iter: int = 200, learning_rate: float = 0.05) -> None:
+        self.random_state = random_state
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> "ChurnClassifier":  # noqa: N803 - sklearn's name
+        self.model_ = HistGradientBoostingClassifier(
+            random_state=self.random_state, max_iter=self.max_iter, learning_rate=self.learning_rate,
+            early_stopping=False,
+        ).fit(_matrix(X), np.asarray(y, dtype=int))
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        return self.model_.predict_proba(_matrix(X))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        return self.model_.predict(_matrix(X))
+
+    def churn_probability(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """P(no order in the horizon) for each customer."""
+        return self.predict_proba(X)[:, list(self.classes_).index(1)]
+
+
+def _matrix(X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+    return X.loc[:, list(CHURN_FEATURES)].to_numpy(dtype=float)
+
+
+def train_churn(conn: Connection, horizon_days: int = DEFAULT_HORIZON_DAYS,
+                random_state: int = 42) -> tuple[ChurnClassifier, dict[str, Any]]:
+    """A churn model and its evaluation on a time split.
+
+    Trained at cutoff ``latest - 2 x horizon`` (labels from the next horizon),
+    evaluated at ``latest - horizon`` on customers and outcomes it never saw
+    in time, beside a baseline that ranks by recency alone. The model returned
+    is then refitted at the later cutoff, the most recent one with known outcomes.
+    """
+    latest = latest_order_date(conn, Filters())
+    if latest is None:
+        raise NotEnoughHistory("there are no orders")
+    train_cutoff = latest - timedelta(days=2 * horizon_days)
+    test_cutoff = latest - timedelta(days=horizon_days)
+    train = labelled_customers(conn, Filters(), train_cutoff, horizon_days)
+    test = labelled_customers(conn, Filters(), test_cutoff, horizon_days)
+    for name, frame, cutoff in (("training", train, train_cutoff), ("test", test, test_cutoff)):
+        if len(frame) < MINIMUM_CUSTOMERS or frame["churned"].nunique() < 2:
+            raise NotEnoughHistory(
+                f"the {name} cutoff {cutoff} has {len(frame)} customers"
+                f"{'' if frame['churned'].nunique() == 2 else ' all with the same outcome'}; a churn model "
+                f"needs {2 * horizon_days} days of history and at least {MINIMUM_CUSTOMERS} customers"
+            )
+    model = ChurnClassifier(random_state=random_state).fit(train, train["churned"])
+    evaluation = evaluate(model, test)
+    evaluation.update({
+        "horizon_days": horizon_days,
+        "train_cutoff": train_cutoff,
+        "test_cutoff": test_cutoff,
+        "train_customers": len(train),
+        "test_customers": len(test),
+        "train_churn_rate": float(train["churned"].mean()),
+        "test_churn_rate": float(test["churned"].mean()),
+    })
+    final = ChurnClassifier(random_state=random_state).fit(test, test["churned"])
+    return final, evaluation
+
+
+def evaluate(model: ChurnClassifier, test: pd.DataFrame) -> dict[str, Any]:
+    """ROC AUC (model and recency-only baseline), precision and recall in the top decile, calibration."""
+    actual = test["churned"].to_numpy(dtype=int)
+    probability = model.churn_probability(test)
+    top = np.argsort(-probability, kind="stable")[: max(1, len(test) // 10)]
+    bins = min(10, max(2, len(test) // 50))
+    observed, predicted = calibration_curve(actual, probability, n_bins=bins, strategy="quantile")
+    return {
+        "roc_auc": float(roc_auc_score(actual, probability)),
+        "baseline_roc_auc": float(roc_auc_score(actual, test["recency_days"].to_numpy(dtype=float))),
+        "top_decile_precision": float(actual[top].mean()),
+        "top_decile_recall": float(actual[top].sum() / actual.sum()),
+        "brier_score": float(brier_score_loss(actual, probability)),
+        "calibration": [{"predicted": float(p), "observed": float(o)} for p, o in zip(predicted, observed)],
+    }

@@ -1,0 +1,79 @@
+"""The per-customer feature table, aggregated in the database from the filtered orders."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+
+import pandas as pd
+from sqlalchemy import Connection
+
+from data_layer.filters import Filters
+from data_layer.queries import date_bounds
+from data_layer.summaries import customer_rows, order_source
+
+#: The features the segmentation clusters on (the seed's, plus recency).
+SEGMENTATION_FEATURES = (
+    "total_spent",
+    "average_order_value",
+    "order_count",
+    "average_satisfaction",
+    "total_items",
+    "total_discounts",
+    "recency_days",
+)
+#: The churn model also knows how long a customer has been one.
+CHURN_FEATURES = (*SEGMENTATION_FEATURES, "tenure_days")
+FEATURE_LABELS = {
+    "total_spent": "Total spent",
+    "average_order_value": "Average order value",
+    "order_count": "Orders",
+    "average_satisfaction": "Average satisfaction",
+    "total_items": "Items bought",
+    "total_discounts": "Discounts received",
+    "recency_days": "Days since last order",
+    "tenure_days": "Days since first order",
+}
+
+
+def latest_order_date(conn: Connection, filters: Filters) -> date | None:
+    """The last order date under ``filters`` (the "today" that recency is measured from)."""
+    return date_bounds(conn, order_source(conn), filters)[1]
+
+
+def customer_features(conn: Connection, filters: Filters, as_of: date | None = None) -> pd.DataFrame:
+    """One row per customer with an order under ``filters`` up to ``as_of`` (default: the last order).
+
+    Columns: customer_id, the :data:`CHURN_FEATURES`, first/last order date and
+    ``single_category`` (every order in one category).
+    Recency and tenure count days from the last / first order to ``as_of``.
+    Sorted by customer_id, so row order (and rank ties) do not depend on the database.
+    """
+    if as_of is not None and (filters.end is None or as_of < filters.end):
+        filters = replace(filters, end=as_of)
+    as_of = as_of or latest_order_date(conn, filters)
+    query = customer_rows(filters).order_by("customer_id")
+    frame = pd.DataFrame(conn.execute(query).mappings().all())
+    if frame.empty:
+        return pd.DataFrame(columns=["customer_id", *CHURN_FEATURES, "first_order_date", "last_order_date",
+                                     "single_category"])
+    first = pd.to_datetime(frame["first_order_date"])
+    last = pd.to_datetime(frame["last_order_date"])
+    reference = pd.Timestamp(as_of)
+    satisfaction_n = frame["satisfaction_n"].astype(float)
+    revenue = frame["revenue"].astype(float)
+    orders = frame["orders"].astype(int)
+    return pd.DataFrame({
+        "customer_id": frame["customer_id"].astype(str),
+        "total_spent": revenue.round(2),
+        "average_order_value": (revenue / orders).round(2),
+        "order_count": orders,
+        "average_satisfaction": frame["satisfaction_sum"].astype(float) / satisfaction_n.where(satisfaction_n > 0),
+        "total_items": frame["units"].astype(float),
+        "total_discounts": frame["discount_amount"].astype(float).round(2),
+        "recency_days": (reference - last).dt.days.astype(int),
+        "tenure_days": (reference - first).dt.days.astype(int),
+        "first_order_date": first.dt.date,
+        "last_order_date": last.dt.date,
+        "single_category": (frame["category_min"] == frame["category_max"]).to_numpy(),
+    })

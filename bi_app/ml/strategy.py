@@ -1,0 +1,285 @@
+"""The five recommendations, computed from the data under the filters, with projections from
+assumptions the user sets (nothing here is a figure about the business: only defaults for the
+assumptions, which every answer shows beside its projection)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, case, func, select
+
+from bi_app.analytics.breakdowns import regions as regions_breakdown
+from bi_app.analytics.stats import pearson, ratio
+from bi_app.ml.analyses import scored_customers
+from bi_app.ml.churn import DEFAULT_HORIZON_DAYS
+from bi_app.ml.models import TrainedModels
+from data_layer.filters import Filters, conditions
+from data_layer.schema import sales
+from data_layer.summaries import order_source, pair_measure
+
+
+@dataclass(frozen=True)
+class Assumption:
+    """A number the user sets. ``target`` ones change who is targeted (and need the data again);
+    the others only change the projection."""
+
+    name: str
+    recommendation: str
+    label: str
+    default: int
+    minimum: int
+    maximum: int
+    unit: str
+    target: bool = False
+
+
+ASSUMPTIONS: tuple[Assumption, ...] = (
+    Assumption("vip_top_percent", "vip", "VIP customers: top % by spend", 10, 1, 50, "%", target=True),
+    Assumption("vip_uplift_percent", "vip", "Extra spend from VIPs", 10, 0, 100, "%"),
+    Assumption("vip_cost_per_customer", "vip", "Programme cost per VIP", 50, 0, 100_000, "$"),
+    Assumption("cross_sell_response_percent", "cross_sell", "Customers who buy another category", 8, 0, 100, "%"),
+    Assumption("cross_sell_cost_per_customer", "cross_sell", "Campaign cost per customer", 1, 0, 10_000, "$"),
+    Assumption("region_gap_closed_percent", "regional", "Share of the gap closed", 20, 0, 100, "%"),
+    Assumption("region_campaign_cost", "regional", "Campaign cost", 20_000, 0, 100_000_000, "$"),
+    Assumption("churn_threshold_percent", "churn_prevention", "At risk from churn probability", 90, 1, 99, "%",
+               target=True),
+    Assumption("churn_save_percent", "churn_prevention", "Share of the revenue at risk kept", 10, 0, 100, "%"),
+    Assumption("churn_cost_per_customer", "churn_prevention", "Cost per contacted customer", 5, 0, 10_000, "$"),
+    Assumption("pricing_discount_cut_points", "pricing", "Cut in every discount (points)", 2, 0, 50, "pts"),
+    Assumption("pricing_volume_loss_percent", "pricing", "Discounted orders lost", 3, 0, 100, "%"),
+)
+DEFAULTS = {a.name: a.default for a in ASSUMPTIONS}
+TITLES = {
+    "vip": "VIP programme",
+    "cross_sell": "Cross-sell",
+    "regional": "Regional expansion",
+    "churn_prevention": "Churn prevention",
+    "pricing": "Pricing and discounts",
+}
+
+
+def recommendations(conn: Connection, filters: Filters, models: TrainedModels, **assumptions: int) -> dict[str, Any]:
+    """Each recommendation's finding, the numbers behind it, its assumptions and projected impact."""
+    chosen = {**DEFAULTS, **assumptions}
+    customers = scored_customers(conn, filters, models)
+    numbers = {
+        "vip": vip_numbers(customers, chosen["vip_top_percent"]),
+        "cross_sell": cross_sell_numbers(customers),
+        "regional": regional_numbers(conn, filters),
+        "churn_prevention": churn_numbers(customers, models, chosen["churn_threshold_percent"]),
+        "pricing": pricing_numbers(conn, filters),
+    }
+    return {name: describe(name, numbers[name], chosen) for name in TITLES}
+
+
+def describe(name: str, numbers: dict[str, Any], assumptions: dict[str, int]) -> dict[str, Any]:
+    """One recommendation: title, finding, numbers, its assumptions and the projection they give."""
+    own = {a.name: assumptions.get(a.name, a.default) for a in ASSUMPTIONS if a.recommendation == name}
+    available = numbers.get("available", True)
+    return {
+        "name": name,
+        "title": TITLES[name],
+        "available": available,
+        "finding": FINDINGS[name](numbers) if available else numbers["reason"],
+        "numbers": numbers,
+        "assumptions": own,
+        "projection": project(name, numbers, own) if available else None,
+    }
+
+
+def project(name: str, numbers: dict[str, Any], a: dict[str, int]) -> dict[str, Any]:
+    """Projected extra revenue, cost and net effect of one recommendation under assumptions ``a``."""
+    if name == "vip":
+        gain = numbers["revenue"] * a["vip_uplift_percent"] / 100
+        cost = numbers["customers"] * a["vip_cost_per_customer"]
+        how = "VIP revenue × uplift − VIPs × cost per VIP"
+    elif name == "cross_sell":
+        gain = numbers["customers"] * a["cross_sell_response_percent"] / 100 * numbers["average_order_value"]
+        cost = numbers["customers"] * a["cross_sell_cost_per_customer"]
+        how = "single-category customers × response × their average order − customers × cost"
+    elif name == "regional":
+        gain = numbers["laggard_customers"] * numbers["gap_per_customer"] * a["region_gap_closed_percent"] / 100
+        cost = a["region_campaign_cost"]
+        how = "laggard's customers × revenue-per-customer gap × share closed − campaign cost"
+    elif name == "churn_prevention":
+        gain = numbers["expected_revenue_at_risk"] * a["churn_save_percent"] / 100
+        cost = numbers["customers"] * a["churn_cost_per_customer"]
+        how = "expected revenue at risk × share kept − at-risk customers × cost"
+    elif name == "pricing":
+        kept = 1 - a["pricing_volume_loss_percent"] / 100
+        gain = (numbers["discounted_subtotal"] * a["pricing_discount_cut_points"] / 100 * kept
+                - numbers["discounted_revenue"] * (1 - kept))
+        cost = 0.0
+        how = "discounted subtotal × cut × orders kept − discounted revenue × orders lost"
+    else:
+        raise KeyError(name)
+    return {"revenue": round(float(gain), 2), "cost": round(float(cost), 2), "net": round(float(gain - cost), 2),
+            "formula": how}
+
+
+def vip_numbers(customers: pd.DataFrame, top_percent: int) -> dict[str, Any]:
+    total = float(customers["total_spent"].sum())
+    vips = top_customers(customers, top_percent)
+    return {
+        "customers": len(vips),
+        "all_customers": len(customers),
+        "revenue": round(float(vips["total_spent"].sum()), 2),
+        "revenue_share": ratio(vips["total_spent"].sum(), total),
+        "average_spent": float(vips["total_spent"].mean()) if len(vips) else None,
+        "average_spent_all": float(customers["total_spent"].mean()) if len(customers) else None,
+        "available": len(vips) > 0,
+        "reason": "no customer matches the filters",
+    }
+
+
+def top_customers(customers: pd.DataFrame, top_percent: int) -> pd.DataFrame:
+    """The ``top_percent``% of customers with the largest spend (at least one when there are any)."""
+    count = int(np.ceil(len(customers) * top_percent / 100))
+    return customers.sort_values(["total_spent", "customer_id"], ascending=[False, True]).head(count)
+
+
+def cross_sell_numbers(customers: pd.DataFrame) -> dict[str, Any]:
+    single = customers[customers["single_category"].astype(bool)]
+    orders = single["order_count"].sum()
+    return {
+        "customers": len(single),
+        "share": ratio(len(single), len(customers)),
+        "revenue": round(float(single["total_spent"].sum()), 2),
+        "average_order_value": float(single["total_spent"].sum() / orders) if orders else 0.0,
+        "available": len(single) > 0,
+        "reason": "every matching customer already buys from several categories",
+    }
+
+
+def regional_numbers(conn: Connection, filters: Filters) -> dict[str, Any]:
+    frame = regions_breakdown(conn, filters).dropna(subset=["revenue_per_customer"])
+    if len(frame) < 2:
+        return {"available": False, "reason": "fewer than two regions match the filters; nothing to compare"}
+    ranked = frame.sort_values("revenue_per_customer", ascending=False)
+    leader, laggard = ranked.iloc[0], ranked.iloc[-1]
+    return {
+        "available": True,
+        "leader": leader["region"],
+        "leader_revenue_per_customer": float(leader["revenue_per_customer"]),
+        "leader_customers": int(leader["customers"]),
+        "laggard": laggard["region"],
+        "laggard_revenue_per_customer": float(laggard["revenue_per_customer"]),
+        "laggard_customers": int(laggard["customers"]),
+        "gap_per_customer": float(leader["revenue_per_customer"] - laggard["revenue_per_customer"]),
+    }
+
+
+def churn_numbers(customers: pd.DataFrame, models: TrainedModels, threshold_percent: int,
+                  horizon_days: int = DEFAULT_HORIZON_DAYS) -> dict[str, Any]:
+    if models.churn is None:
+        return {"available": False, "reason": "no churn model: " + ("; ".join(models.problems) or "not trained")}
+    at_risk = at_risk_customers(customers, threshold_percent)
+    # Revenue a customer brings in the horizon at their past rate, weighted by the risk of losing it.
+    rate = at_risk["total_spent"] / np.maximum(at_risk["tenure_days"] + 1, horizon_days) * horizon_days
+    return {
+        "available": True,
+        "customers": len(at_risk),
+        "share": ratio(len(at_risk), len(customers)),
+        "threshold": threshold_percent / 100,
+        "horizon_days": horizon_days,
+        "expected_revenue_at_risk": round(float((rate * at_risk["churn_probability"]).sum()), 2),
+        "lifetime_revenue": round(float(at_risk["total_spent"].sum()), 2),
+        "model_roc_auc": models.churn_evaluation["roc_auc"],
+    }
+
+
+def at_risk_customers(customers: pd.DataFrame, threshold_percent: int) -> pd.DataFrame:
+    """Customers whose churn probability is at least ``threshold_percent``%."""
+    return customers[customers["churn_probability"].astype(float) >= threshold_percent / 100]
+
+
+def pricing_numbers(conn: Connection, filters: Filters) -> dict[str, Any]:
+    discounted = sales.c.discount_rate > 0
+    row = conn.execute(
+        select(
+            func.count().label("orders"),
+            func.coalesce(func.sum(sales.c.total_amount), 0).label("revenue"),
+            func.coalesce(func.sum(case((discounted, 1), else_=0)), 0).label("discounted_orders"),
+            func.coalesce(func.sum(case((discounted, sales.c.subtotal), else_=0)), 0).label("discounted_subtotal"),
+            func.coalesce(func.sum(case((discounted, sales.c.total_amount), else_=0)), 0).label("discounted_revenue"),
+            func.coalesce(func.sum(case((discounted, sales.c.discount_rate), else_=0)), 0).label("rate_sum"),
+        ).where(conditions(filters, sales))
+    ).one()
+    pair = [pair_measure("discount_rate", "subtotal", t) for t in ("n", "sx", "sy", "sxx", "syy", "sxy")]
+    terms = conn.execute(order_source(conn).select(filters, *pair)).one()
+    orders, discounted_orders = int(row.orders), int(row.discounted_orders)
+    revenue, discounted_revenue = float(row.revenue), float(row.discounted_revenue)
+    return {
+        "available": discounted_orders > 0,
+        "reason": "no matching order was discounted",
+        "orders": orders,
+        "discounted_orders": discounted_orders,
+        "discounted_share": ratio(discounted_orders, orders),
+        "average_discount_rate": ratio(row.rate_sum, discounted_orders),
+        "discounted_subtotal": round(float(row.discounted_subtotal), 2),
+        "discounted_revenue": round(discounted_revenue, 2),
+        "average_order_discounted": ratio(discounted_revenue, discounted_orders),
+        "average_order_full_price": ratio(revenue - discounted_revenue, orders - discounted_orders),
+        "discount_order_size_correlation": pearson(*terms),
+    }
+
+
+def target_customers(conn: Connection, filters: Filters, models: TrainedModels, name: str,
+                     **assumptions: int) -> pd.DataFrame:
+    """The customers a recommendation targets, scored like every customer export."""
+    chosen = {**DEFAULTS, **assumptions}
+    if name == "regional":
+        numbers = regional_numbers(conn, filters)
+        if not numbers["available"]:
+            return scored_customers(conn, filters, models).head(0)
+        return scored_customers(conn, replace(filters, regions=(numbers["laggard"],)), models)
+    customers = scored_customers(conn, filters, models)
+    if name == "vip":
+        return top_customers(customers, chosen["vip_top_percent"])
+    if name == "cross_sell":
+        return customers[customers["single_category"].astype(bool)]
+    if name == "churn_prevention":
+        return at_risk_customers(customers, chosen["churn_threshold_percent"]) if models.churn else customers.head(0)
+    if name == "pricing":
+        return customers[customers["total_discounts"] > 0]
+    raise KeyError(name)
+
+
+def _money(value: float | None) -> str:
+    return "—" if value is None else f"${value:,.0f}"
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+FINDINGS = {
+    "vip": lambda n: (
+        f"The top {n['customers']:,} of {n['all_customers']:,} customers bring {_money(n['revenue'])}, "
+        f"{_share(n['revenue_share'])} of revenue: {_money(n['average_spent'])} each against "
+        f"{_money(n['average_spent_all'])} for the average customer."
+    ),
+    "cross_sell": lambda n: (
+        f"{n['customers']:,} customers ({_share(n['share'])}) have bought from one category only; "
+        f"their average order is {_money(n['average_order_value'])}."
+    ),
+    "regional": lambda n: (
+        f"{n['leader']} leads with {_money(n['leader_revenue_per_customer'])} of revenue per customer; "
+        f"{n['laggard']} trails at {_money(n['laggard_revenue_per_customer'])} "
+        f"({_money(n['gap_per_customer'])} less) across {n['laggard_customers']:,} customers."
+    ),
+    "churn_prevention": lambda n: (
+        f"{n['customers']:,} customers ({_share(n['share'])}) have a churn probability of {n['threshold']:.0%} "
+        f"or more; at their past rate they would bring {_money(n['expected_revenue_at_risk'])} "
+        f"(risk-weighted) in the next {n['horizon_days']} days. Model ROC AUC {n['model_roc_auc']:.2f}."
+    ),
+    "pricing": lambda n: (
+        f"{_share(n['discounted_share'])} of orders are discounted, by {_share(n['average_discount_rate'])} on "
+        f"average; discounted orders average {_money(n['average_order_discounted'])} against "
+        f"{_money(n['average_order_full_price'])} at full price (discount rate vs order size r = "
+        f"{n['discount_order_size_correlation'] if n['discount_order_size_correlation'] is None else round(n['discount_order_size_correlation'], 2)})."
+    ),
+}
