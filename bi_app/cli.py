@@ -1,4 +1,4 @@
-"""The ``bi-app`` command line: demo data, serving, data checks and database info.
+"""The ``bi-app`` command line: demo data, serving, training, data checks and database info.
 
 Every error ends as one line on stderr and a non-zero exit, never a traceback.
 """
@@ -62,8 +62,10 @@ def main() -> None:
 @click.option("--rows", default=2000, show_default=True, type=click.IntRange(min=1), help="Orders to generate.")
 @click.option("--seed", default=42, show_default=True, type=int, help="Random seed; the same seed gives the same orders.")
 @click.option("--replace", is_flag=True, help="Replace the stored orders instead of appending to them.")
+@click.option("--train/--no-train", default=True, show_default=True,
+              help="Train the customer models on the new data (else on first use).")
 @one_line_errors
-def demo_data(rows: int, seed: int, replace: bool) -> None:
+def demo_data(rows: int, seed: int, replace: bool, train: bool) -> None:
     """Generate realistic demo orders and load them in one transaction."""
     config = Config.from_env()
     engine = engine_for(config)
@@ -71,6 +73,30 @@ def demo_data(rows: int, seed: int, replace: bool) -> None:
     with click.progressbar(length=rows, label="Loading", show_percent=True, show_pos=True, file=sys.stderr) as bar:
         result = load_demo_data(engine, rows, seed, replace=replace, on_progress=bar.update)
     _print_load(result)
+    if train:
+        _train(config)
+
+
+@main.command("train")
+@one_line_errors
+def train_command() -> None:
+    """Train the customer models (segmentation, churn) on the current data and save them."""
+    _train(Config.from_env())
+
+
+def _train(config: Config) -> None:
+    import joblib
+
+    from bi_app.context import models_folder
+    from bi_app.ml.models import ModelStore
+
+    engine = engine_for(config)
+    with engine.connect() as conn:
+        version = data_version(conn) or ""
+    click.echo("Training the customer models ...")
+    started = time.perf_counter()
+    models = joblib.load(ModelStore(models_folder(config)).train(engine, version))
+    _print_models(models, time.perf_counter() - started)
 
 
 @main.command()
@@ -87,6 +113,7 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None
 
     config = Config.from_env()
     app = create_app(config)
+    _train_in_background(config)
     click.echo(f"Dashboard on http://{host}:{port}  (database {safe_url(config.database_url)})")
     if debug:
         app.run(host=host, port=port, debug=True)
@@ -137,6 +164,20 @@ def snapshot() -> None:
     click.echo(f"Snapshot of data version {version}: {path} ({time.perf_counter() - started:.1f} s)")
 
 
+def _train_in_background(config: Config) -> None:
+    """Have the current data's models ready before the first page asks for them.
+
+    A process of its own: a thread here would be forked into the workers
+    holding its locks.
+    """
+    import os
+    import subprocess
+
+    env = {**os.environ, "BI_DATABASE_URL": config.database_url, "BI_DATA_DIR": str(config.data_dir.resolve())}
+    subprocess.Popen([sys.executable, "-m", "bi_app.cli", "train"], env=env,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 def _print_load(result: LoadResult) -> None:
     click.echo(
         f"Loaded {result.rows_in:,} rows ({result.mode}) in {result.seconds:.2f} s: "
@@ -148,6 +189,23 @@ def _print_load(result: LoadResult) -> None:
     else:
         click.echo(f"Summary tables rebuilt in {result.summary_seconds:.2f} s")
     _print_report(result.quality)
+
+
+def _print_models(models, seconds: float) -> None:  # noqa: ANN001
+    click.echo(f"Models for data version {models.data_version or '(unversioned)'} ({models.customers:,} customers, "
+               f"{seconds:.1f} s)")
+    segmentation = models.segmentation
+    if segmentation is not None:
+        metrics = segmentation.metrics_
+        click.echo(f"  segmentation: k={segmentation.k_}, silhouette {metrics['silhouette']:.3f}, "
+                   f"Davies-Bouldin {metrics['davies_bouldin']:.3f}; "
+                   f"clusters: {', '.join(segmentation.names_.values())}")
+    evaluation = models.churn_evaluation
+    if evaluation is not None:
+        click.echo(f"  churn: ROC AUC {evaluation['roc_auc']:.3f} (recency alone {evaluation['baseline_roc_auc']:.3f}), "
+                   f"top-decile precision {evaluation['top_decile_precision']:.2f}")
+    for problem in models.problems:
+        click.echo(f"  not trained: {problem}")
 
 
 def _print_report(report: QualityReport) -> None:

@@ -86,8 +86,10 @@ def table(frame, *, table_id: str, money: tuple[str, ...] = (), percent: tuple[s
 
 
 def money(value: float | None) -> str:
-    """Dollars with thousands separators and cents, or an em dash for no value."""
-    return "—" if value is None else f"${value:,.2f}"
+    """Dollars with thousands separators and cents (−$1.00 below zero), or an em dash for no value."""
+    if value is None:
+        return "—"
+    return f"−${-value:,.2f}" if value < 0 else f"${value:,.2f}"
 
 
 def count(value: int | None) -> str:

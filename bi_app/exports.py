@@ -6,6 +6,9 @@
   beyond Excel's 1,048,576-row limit.
 - ``report.xlsx``: a formatted multi-sheet summary of every analysis, with the
   filters on the first sheet.
+- ``customers.csv`` / ``.xlsx``: every matching customer, scored (cluster, RFM, churn);
+  ``targets/<recommendation>.csv``: the customers a recommendation targets.
+- ``<table>.csv``: the table a page shows (segments, regions, clusters, rfm, ...).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sqlalchemy import Numeric, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service
+from bi_app.ml import strategy
 from bi_app.api import error_response
 from bi_app.context import current_engine
 from data_layer.engine import describe_error
@@ -79,6 +83,45 @@ def orders_csv() -> Response:
     )
 
 
+@exports.get("/customers.csv")
+def customers_csv() -> Response:
+    """Every matching customer with their cluster, RFM segment and churn probability, as CSV."""
+    filters, _ = service.parse_request(request.args.to_dict(flat=False))
+    return _csv(service.customer_list(filters), "customers.csv")
+
+
+@exports.get("/customers.xlsx")
+def customers_xlsx() -> Response | tuple[Response, int]:
+    """The same customers as an Excel sheet (422 beyond a sheet's rows)."""
+    filters, _ = service.parse_request(request.args.to_dict(flat=False))
+    frame = service.customer_list(filters)
+    if len(frame) > EXCEL_MAX_DATA_ROWS:
+        return error_response(422, "too_many_rows", f"{len(frame):,} customers match, but an Excel sheet holds at "
+                              f"most {EXCEL_MAX_DATA_ROWS:,} rows. Narrow the filters, or download CSV.")
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("Customers")
+    sheet.append(list(frame.columns))
+    for record in frame.itertuples(index=False):
+        sheet.append([_cell(v) for v in record])
+    return _send_workbook(workbook, "customers.xlsx")
+
+
+@exports.get("/targets/<name>.csv")
+def targets_csv(name: str) -> Response | tuple[Response, int]:
+    """The customers recommendation ``name`` targets, under the filters and assumptions in the query."""
+    if name not in strategy.TITLES:
+        return error_response(404, "not_found", f"no recommendation {name!r}; "
+                              f"recommendations: {', '.join(strategy.TITLES)}")
+    filters, assumptions = service.parse_request(request.args.to_dict(flat=False),
+                                                 service.ANALYSES["recommendations"].parameters)
+    return _csv(service.customer_list(filters, name, **assumptions), f"{name}-customers.csv")
+
+
+def _csv(frame: pd.DataFrame, filename: str) -> Response:
+    return Response(frame.to_csv(index=False), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
 #: Analyses whose answer is one table, downloadable as CSV (``/export/<name>.csv``).
 TABLES = {
     "segments": lambda result: result,
@@ -88,6 +131,8 @@ TABLES = {
     "trend": lambda result: result["monthly"],
     "correlations": lambda result: result,
     "cohorts": lambda result: result,
+    "clusters": lambda result: result["profiles"] if result["available"] else pd.DataFrame(),
+    "rfm": lambda result: result,
 }
 _TABLE_ANALYSIS = {"categories": "products"}
 
@@ -98,12 +143,7 @@ def table_csv(name: str) -> Response | tuple[Response, int]:
     if name not in TABLES:
         return error_response(404, "not_found", f"no table {name!r}; tables: orders, {', '.join(TABLES)}")
     filters, _ = service.parse_request(request.args.to_dict(flat=False))
-    frame = TABLES[name](service.run(_TABLE_ANALYSIS.get(name, name), filters))
-    return Response(
-        frame.to_csv(index=False),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-    )
+    return _csv(TABLES[name](service.run(_TABLE_ANALYSIS.get(name, name), filters)), f"{name}.csv")
 
 
 @exports.get("/orders.xlsx")

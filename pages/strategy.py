@@ -1,17 +1,144 @@
-"""Strategy: recommendations computed from the data (content arrives with the customer-intelligence work)."""
+"""Strategy: the five recommendations computed from the data, with projections from the user's assumptions."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import html
+from dash import ALL, Input, Output, State, callback, dcc, html
+
+from bi_app import figures, service
+from bi_app.api import to_jsonable
+from bi_app.components import money, section
+from bi_app.ml.strategy import ASSUMPTIONS, TITLES, project
+from bi_app.shell import database_banner, filters_of
 
 dash.register_page(__name__, path="/strategy", name="Strategy", title="Strategy · E-commerce BI", order=4,
-                   download="segments")
+                   download="orders")
+
+TARGETS = [a for a in ASSUMPTIONS if a.target]
 
 
 def layout(**_query: str) -> html.Div:
+    return html.Div(
+        [
+            html.H2("Strategy", className="mb-3"),
+            dcc.Store(id="strategy-numbers"),
+            dcc.Loading(html.Div(id="strategy-forecast", className="mb-3"), type="dot", delay_show=300),
+            dbc.Row([dbc.Col(recommendation_card(name), lg=6, className="mb-3") for name in TITLES]),
+        ]
+    )
+
+
+def recommendation_card(name: str) -> dbc.Card:
+    """A recommendation: its finding (from the data), its assumptions, its projection, its target list."""
+    inputs = [
+        dbc.Col(
+            [
+                dbc.Label(f"{a.label} ({a.unit})", html_for=f"assumption-{a.name}", className="small mb-0"),
+                dbc.Input(id={"type": "assumption", "name": a.name}, type="number", value=a.default,
+                          min=a.minimum, max=a.maximum, step=1, size="sm", debounce=True),
+            ],
+            xs=12, sm=6,
+        )
+        for a in ASSUMPTIONS if a.recommendation == name
+    ]
+    return dbc.Card(
+        [
+            dbc.CardHeader(TITLES[name], className="fw-semibold"),
+            dbc.CardBody([
+                dcc.Loading(html.P(id=f"strategy-finding-{name}", className="mb-2"), type="dot", delay_show=300),
+                dbc.Row(inputs, className="g-2 mb-2"),
+                html.Div(id=f"strategy-projection-{name}", className="mb-2"),
+                html.A("Download target customers (CSV)", id=f"strategy-download-{name}", download="",
+                       className="btn btn-sm btn-outline-primary"),
+            ]),
+        ],
+        className="h-100 shadow-sm",
+        id=f"strategy-{name}",
+    )
+
+
+@callback(
+    Output("strategy-numbers", "data"),
+    Output("strategy-forecast", "children"),
+    *[Output(f"strategy-finding-{name}", "children") for name in TITLES],
+    Input("url", "search"),
+    Input("db-status", "data"),
+    *[Input({"type": "assumption", "name": a.name}, "value") for a in TARGETS],
+)
+def show_recommendations(search: str | None, _db: str, *targets: Any) -> tuple:
+    """The data behind each recommendation (recomputed when the filters or who is targeted change)."""
+    filters, _ = filters_of(search)
+    chosen = {a.name: valid(a, value) for a, value in zip(TARGETS, targets)}
+    try:
+        recommendations = service.run("recommendations", filters, **chosen)
+        forecast = service.run("forecast", filters)
+    except Exception as exc:  # noqa: BLE001 - a banner, and the page keeps working
+        return None, database_banner(exc), *("—" for _ in TITLES)
+    findings = [recommendations[name]["finding"] for name in TITLES]
+    return to_jsonable(recommendations), forecast_section(forecast), *findings
+
+
+@callback(
+    *[Output(f"strategy-projection-{name}", "children") for name in TITLES],
+    *[Output(f"strategy-download-{name}", "href") for name in TITLES],
+    Output({"type": "assumption", "name": ALL}, "invalid"),
+    Input("strategy-numbers", "data"),
+    Input({"type": "assumption", "name": ALL}, "value"),
+    State({"type": "assumption", "name": ALL}, "id"),
+    State("url", "search"),
+)
+def show_projections(numbers: dict | None, values: list, ids: list[dict], search: str | None) -> tuple:
+    """Each projection under the assumptions as they stand (no database work), and the target-list links."""
+    given = {i["name"]: v for i, v in zip(ids, values)}
+    spec = {a.name: a for a in ASSUMPTIONS}
+    chosen = {name: valid(spec[name], value) for name, value in given.items()}
+    invalid = [valid(spec[name], value) != value for name, value in given.items()]
+    filters, _ = filters_of(search)
+    projections, links = [], []
+    for name in TITLES:
+        entry = (numbers or {}).get(name)
+        projections.append(projection_view(name, entry, chosen))
+        targets = {a.name: chosen[a.name] for a in TARGETS if a.recommendation == name}
+        links.append(f"/export/targets/{name}.csv?{urlencode(filters.to_query() + sorted(targets.items()))}")
+    return (*projections, *links, invalid)
+
+
+def valid(assumption, value: Any) -> int:  # noqa: ANN001
+    """The value when it is a whole number in range, else the assumption's default."""
+    if isinstance(value, (int, float)) and float(value).is_integer() and \
+            assumption.minimum <= value <= assumption.maximum:
+        return int(value)
+    return assumption.default
+
+
+def projection_view(name: str, entry: dict | None, chosen: dict[str, int]) -> Any:
+    if not entry:
+        return None
+    if not entry["available"]:
+        return html.Div("No projection: " + entry["finding"], className="text-muted small")
+    own = {k: v for k, v in chosen.items() if k in entry["assumptions"]}
+    result = project(name, entry["numbers"], own)
+    colour = "text-success" if result["net"] >= 0 else "text-danger"
     return html.Div([
-        html.H2("Strategy", className="mb-3"),
-        dbc.Alert("Coming next: VIP, cross-sell, regional, churn-prevention and pricing recommendations with "
-                  "their numbers and projected impact, and the revenue forecast.", color="secondary",
-                  id="strategy-placeholder"),
+        html.Div([html.Span("Projected net impact: "),
+                  html.Strong(money(result["net"]), id=f"strategy-net-{name}", className=colour)]),
+        html.Div(f"{money(result['revenue'])} revenue − {money(result['cost'])} cost · {result['formula']}",
+                 className="text-muted small"),
     ])
+
+
+def forecast_section(forecast: dict) -> Any:
+    if not forecast["available"]:
+        return dbc.Alert(f"No forecast: {forecast['reason']}", color="secondary", id="strategy-forecast-note")
+    backtest = forecast["backtest"]
+    mape = "—" if backtest["mape"] is None else f"{backtest['mape']:.1%}"
+    note = (f"{forecast['method']}. Backtest: refitted without the last {len(backtest['months'])} months, its "
+            f"forecast of them was off by {mape} on average (MAPE).")
+    if forecast["partial_month_left_out"]:
+        note += f" {forecast['partial_month_left_out']} is left out: the data stops before its end."
+    return section(None, dcc.Graph(id="strategy-forecast-chart", figure=figures.forecast(forecast)),
+                   html.P(note, id="strategy-forecast-note", className="small text-muted mb-0"))

@@ -147,7 +147,7 @@ def churn(conn: Connection, filters: Filters, models: TrainedModels,
         "at_risk_share": len(at_risk) / len(customers) if len(customers) else None,
         "at_risk_revenue": round(float(at_risk["total_spent"].sum()), 2),
         "distribution": pd.DataFrame({
-            "band": [f"{i.left:.0%}–{i.right:.0%}" for i in distribution.index],
+            "band": [f"{max(i.left, 0):.0%}–{i.right:.0%}" for i in distribution.index],
             "customers": distribution["customers"].astype(int).to_numpy(),
             "revenue": distribution["revenue"].round(2).to_numpy(),
         }),

@@ -48,7 +48,7 @@ ASSUMPTIONS: tuple[Assumption, ...] = (
                target=True),
     Assumption("churn_save_percent", "churn_prevention", "Share of the revenue at risk kept", 10, 0, 100, "%"),
     Assumption("churn_cost_per_customer", "churn_prevention", "Cost per contacted customer", 5, 0, 10_000, "$"),
-    Assumption("pricing_discount_cut_points", "pricing", "Cut in every discount (points)", 2, 0, 50, "pts"),
+    Assumption("pricing_discount_cut_points", "pricing", "Cut in every discount", 2, 0, 50, "points"),
     Assumption("pricing_volume_loss_percent", "pricing", "Discounted orders lost", 3, 0, 100, "%"),
 )
 DEFAULTS = {a.name: a.default for a in ASSUMPTIONS}
