@@ -24,6 +24,9 @@ CHROMIUM = os.environ.get("BI_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 PAGES = {"overview": "/", "segments": "/segments", "regions": "/regions", "clusters": "/clusters",
          "strategy": "/strategy"}
+#: What shows that a page has drawn its content.
+DRAWN = {"overview": "#overview-kpis .kpi-value", "segments": "#segments-table", "regions": "#regions-table",
+         "clusters": "#clusters-profile", "strategy": "#strategy-net-vip"}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -109,7 +112,8 @@ def test_browser_every_page_renders_without_errors_at_desktop_and_phone_width(br
     for width, label in ((1280, "desktop"), (390, "phone")):
         tab = Tab(browser, server, width)
         tab.open(PAGES[name])
-        tab.page.wait_for_selector("h2", timeout=20_000)
+        tab.page.wait_for_selector(DRAWN[name], timeout=60_000)
+        tab.settle()
         tab.page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
         overflow = tab.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width}px"
@@ -212,6 +216,68 @@ def test_browser_drill_down_on_a_product_bar_and_a_month(tab: Tab, orders: pd.Da
     assert f"start={first_month.start_time.date()}" in tab.page.url
     assert f"end={first_month.end_time.date()}" in tab.page.url
     assert f"product={largest}" in tab.page.url and "region=North" in tab.page.url
+    assert tab.errors == []
+
+
+def test_browser_clusters_profile_follows_the_filter(tab: Tab, orders: pd.DataFrame) -> None:
+    tab.open("/clusters")
+    tab.page.wait_for_selector("#clusters-profile", timeout=60_000)
+    everyone = tab.text("#clusters-profile")
+    assert f"{orders['customer_id'].nunique():,} matching customers" in tab.page.inner_text("#clusters-content")
+    tab.page.click("#filter-region")
+    tab.page.keyboard.type("South")
+    tab.page.get_by_role("option", name="South", exact=True).click()
+    tab.page.wait_for_url(re.compile(r"/clusters\?region=South"))
+    south = orders[orders["region"] == "South"]
+    tab.page.wait_for_function(
+        "expected => document.querySelector('#clusters-content')?.innerText.includes(expected)",
+        arg=f"{south['customer_id'].nunique():,} matching customers", timeout=60_000,
+    )
+    tab.settle()
+    profile = tab.text("#clusters-profile")
+    assert profile != everyone
+    spent = south.groupby("customer_id")["total_amount"].sum()
+    assert money(round(spent.sum(), 2)) not in profile  # split over the clusters, not one row
+    assert tab.errors == []
+
+
+def strategy_tab(tab: Tab, path: str = "/strategy") -> None:
+    tab.open(path)
+    tab.page.wait_for_selector("#strategy-net-vip", timeout=60_000)
+    tab.settle()
+
+
+def test_browser_changing_an_assumption_changes_the_projected_impact(tab: Tab, orders: pd.DataFrame) -> None:
+    strategy_tab(tab)
+    spent = orders.groupby("customer_id")["total_amount"].sum().astype(float).sort_values(ascending=False)
+    vips = spent.head(-(-len(spent) // 10))  # the top 10% by spend, rounded up
+
+    def expected(uplift: int) -> str:
+        return money(round(vips.sum() * uplift / 100 - len(vips) * 50, 2))
+
+    assert tab.text("#strategy-net-vip") == expected(10)
+    tab.page.fill("input[id*='vip_uplift_percent']", "30")
+    tab.page.keyboard.press("Enter")
+    tab.page.wait_for_function(
+        "expected => document.querySelector('#strategy-net-vip')?.innerText.trim() === expected",
+        arg=expected(30), timeout=20_000,
+    )
+    tab.page.fill("input[id*='vip_uplift_percent']", "500")  # out of range: the default applies, input marked
+    tab.page.keyboard.press("Enter")
+    tab.page.wait_for_selector("input[id*='vip_uplift_percent'].is-invalid", timeout=20_000)
+    assert tab.text("#strategy-net-vip") == expected(10)
+    assert tab.errors == []
+
+
+def test_browser_a_recommendations_download_has_its_target_customers(tab: Tab, orders: pd.DataFrame) -> None:
+    strategy_tab(tab, "/strategy?region=West")
+    with tab.page.expect_download() as download:
+        tab.page.click("#strategy-download-cross_sell")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    west = orders[orders["region"] == "West"]
+    single = west.groupby("customer_id")["category"].nunique()
+    assert len(rows) == int((single == 1).sum()) > 0
+    assert {r["customer_id"] for r in rows} == set(single[single == 1].index)
     assert tab.errors == []
 
 

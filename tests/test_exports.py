@@ -130,3 +130,47 @@ def test_report_opens_and_its_sheets_match_the_api(client) -> None:
     first = api("cohorts")[0]
     row = cohorts[cohorts["cohort"] == first["cohort"]].iloc[0]
     assert row[str(first["months_since_first"])] == pytest.approx(first["retention"])
+
+
+def read_csv(response) -> pd.DataFrame:  # noqa: ANN001
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    return pd.read_csv(io.BytesIO(response.data), dtype={"customer_id": str})
+
+
+def test_customers_export_lists_every_matching_customer_scored(client, orders: pd.DataFrame) -> None:
+    csv = read_csv(client.get("/export/customers.csv?segment=Premium&region=North"))
+    matching = orders[(orders["customer_segment"] == "Premium") & (orders["region"] == "North")]
+    assert sorted(csv["customer_id"]) == sorted(matching["customer_id"].unique())
+    spent = matching.groupby("customer_id")["total_amount"].sum().astype(float)
+    assert csv.set_index("customer_id")["total_spent"].to_dict() == pytest.approx(spent.to_dict(), abs=0.005)
+    assert csv["cluster_name"].notna().all() and csv["rfm_segment"].notna().all()
+    assert csv["churn_probability"].between(0, 1).all()
+
+    workbook = openpyxl.load_workbook(io.BytesIO(client.get("/export/customers.xlsx?segment=Premium&region=North").data))
+    assert workbook["Customers"].max_row == len(csv) + 1
+
+
+def test_target_list_download_has_the_recommendations_rows(client) -> None:
+    query = "region=East&vip_top_percent=20"
+    numbers = client.get(f"/api/v1/recommendations?{query}").get_json()["data"]["vip"]["numbers"]
+    csv = read_csv(client.get(f"/export/targets/vip.csv?{query}"))
+    assert len(csv) == numbers["customers"] and numbers["customers"] > 0
+    assert csv["total_spent"].sum() == pytest.approx(numbers["revenue"], abs=0.01)
+    everyone = read_csv(client.get("/export/customers.csv?region=East"))
+    assert csv["total_spent"].min() >= everyone["total_spent"].quantile(0.79)
+
+
+def test_bad_target_list_requests_are_refused_clearly(client) -> None:
+    missing = client.get("/export/targets/coupons.csv")
+    assert missing.status_code == 404 and "vip" in missing.get_json()["error"]["message"]
+    bad = client.get("/export/targets/vip.csv?vip_top_percent=500")
+    assert bad.status_code == 400 and bad.get_json()["error"]["parameter"] == "vip_top_percent"
+
+
+def test_assumptions_change_the_projection_not_the_numbers(client) -> None:
+    default = client.get("/api/v1/recommendations").get_json()["data"]["vip"]
+    bolder = client.get("/api/v1/recommendations?vip_uplift_percent=25").get_json()["data"]["vip"]
+    assert bolder["numbers"] == default["numbers"]
+    revenue = default["numbers"]["revenue"]
+    assert bolder["projection"]["revenue"] == pytest.approx(revenue * 0.25, abs=0.01)
+    assert default["projection"]["revenue"] == pytest.approx(revenue * 0.10, abs=0.01)

@@ -66,7 +66,7 @@ def customer_features(conn: Connection, filters: Filters, as_of: date | None = N
     return pd.DataFrame({
         "customer_id": frame["customer_id"].astype(str),
         "total_spent": revenue.round(2),
-        "average_order_value": (revenue / orders).round(2),
+        "average_order_value": revenue / orders,
         "order_count": orders,
         "average_satisfaction": frame["satisfaction_sum"].astype(float) / satisfaction_n.where(satisfaction_n > 0),
         "total_items": frame["units"].astype(float),

@@ -1,0 +1,315 @@
+"""Customer intelligence checked against independent computations on the same rows.
+
+Each model runs on demo orders loaded into real SQLite and PostgreSQL; the
+reference answers come from scikit-learn, statsmodels and pandas applied
+directly to the generated orders, not from the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, roc_auc_score, silhouette_score
+from sklearn.preprocessing import StandardScaler
+from sqlalchemy import Engine
+from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+from bi_app.ml import analyses, strategy
+from bi_app.ml.churn import labelled_customers
+from bi_app.ml.features import SEGMENTATION_FEATURES, customer_features
+from bi_app.ml.forecast import backtest_revenue, complete_months, forecast_revenue
+from bi_app.ml.models import train_models
+from bi_app.ml.rfm import rfm_scores
+from bi_app.ml.segmentation import CustomerSegmentation
+from data_layer.bootstrap import load_demo_data
+from data_layer.demo_data import generate_orders_frame
+from data_layer.filters import Filters
+
+F = list(SEGMENTATION_FEATURES)
+
+
+def reference_features(orders: pd.DataFrame) -> pd.DataFrame:
+    """The per-customer features computed with pandas from the generated orders."""
+    orders = orders.assign(order_date=pd.to_datetime(orders["order_date"]),
+                           total_amount=orders["total_amount"].astype(float))
+    latest = orders["order_date"].max()
+    grouped = orders.groupby("customer_id")
+    frame = pd.DataFrame({
+        "total_spent": grouped["total_amount"].sum(),
+        "order_count": grouped.size(),
+        "average_satisfaction": grouped["satisfaction_rating"].mean(),
+        "total_items": grouped["quantity"].sum().astype(float),
+        "total_discounts": grouped["discount_amount"].sum().astype(float),
+        "recency_days": (latest - grouped["order_date"].max()).dt.days,
+        "tenure_days": (latest - grouped["order_date"].min()).dt.days,
+        "single_category": grouped["category"].nunique() == 1,
+    })
+    frame["average_order_value"] = frame["total_spent"] / frame["order_count"]
+    return frame.rename_axis("customer_id").reset_index()
+
+
+@pytest.fixture
+def demo(engine: Engine) -> tuple[Engine, pd.DataFrame]:
+    load_demo_data(engine, 3000, 11, replace=True)
+    return engine, generate_orders_frame(3000, seed=11)
+
+
+def test_customer_features_equal_pandas(demo) -> None:  # noqa: ANN001
+    engine, orders = demo
+    with engine.connect() as conn:
+        got = customer_features(conn, Filters()).set_index("customer_id")
+    expected = reference_features(orders).set_index("customer_id")
+    assert sorted(got.index) == sorted(expected.index)
+    for column in [*F, "tenure_days", "single_category"]:
+        pd.testing.assert_series_equal(got[column].astype(float), expected.loc[got.index, column].astype(float),
+                                       check_names=False, rtol=1e-6, obj=column)
+
+
+def scaled(features: pd.DataFrame) -> np.ndarray:
+    values = features[F].astype(float)
+    return StandardScaler().fit_transform(values.fillna(values.median()))
+
+
+def test_segmentation_picks_the_best_silhouette_and_reports_sklearn_metrics(demo) -> None:  # noqa: ANN001
+    engine, _orders = demo
+    with engine.connect() as conn:
+        features = customer_features(conn, Filters())
+    model = CustomerSegmentation(random_state=7).fit(features)
+
+    z = scaled(features)
+    fits = {k: KMeans(n_clusters=k, random_state=7, n_init=10).fit(z) for k in range(2, 8)}
+    silhouettes = {k: silhouette_score(z, fit.labels_) for k, fit in fits.items()}
+    assert model.k_ == max(silhouettes, key=silhouettes.get)
+    assert model.silhouette_by_k_ == pytest.approx(silhouettes, rel=1e-9)
+    chosen = fits[model.k_]
+    assert (model.labels_ == chosen.labels_).all()
+    assert model.metrics_ == pytest.approx({
+        "silhouette": silhouette_score(z, chosen.labels_),
+        "inertia": chosen.inertia_,
+        "calinski_harabasz": calinski_harabasz_score(z, chosen.labels_),
+        "davies_bouldin": davies_bouldin_score(z, chosen.labels_),
+    }, rel=1e-9)
+    assert (model.predict(features) == model.labels_).all()
+
+    # Importance: each feature's between-cluster share of variance, normalised.
+    eta = []
+    for j in range(len(F)):
+        column = z[:, j]
+        between = sum((column[chosen.labels_ == c].mean() - column.mean()) ** 2 * (chosen.labels_ == c).sum()
+                      for c in range(model.k_))
+        eta.append(between / ((column - column.mean()) ** 2).sum())
+    assert list(model.feature_importance_.values()) == pytest.approx(list(np.array(eta) / sum(eta)), rel=1e-9)
+
+    stability = model.stability_
+    assert stability["runs"] == 5 and -1 <= stability["silhouette_mean"] <= 1
+    assert 0 <= stability["adjusted_rand_sd"] and stability["adjusted_rand_mean"] <= 1
+
+    richest = features.groupby(model.labels_)["total_spent"].mean().idxmax()
+    assert model.names_[richest].startswith("High-value")
+    assert len(set(model.names_.values())) == model.k_
+
+
+def test_large_data_path_uses_minibatch_and_a_sampled_silhouette(demo) -> None:  # noqa: ANN001
+    engine, _orders = demo
+    with engine.connect() as conn:
+        features = customer_features(conn, Filters())
+    model = CustomerSegmentation(random_state=3, minibatch_above=500, silhouette_sample=600,
+                                 k_values=(2, 3)).fit(features)
+    assert model.sampled_
+    z = scaled(features)
+    expected = silhouette_score(z, model.labels_, sample_size=600, random_state=3)
+    assert model.metrics_["silhouette"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_rfm_scores_equal_a_pandas_qcut_reference(demo) -> None:  # noqa: ANN001
+    engine, _orders = demo
+    with engine.connect() as conn:
+        features = customer_features(conn, Filters())
+    got = rfm_scores(features)
+
+    def qcut(values: pd.Series, ascending: bool) -> pd.Series:
+        return pd.qcut(values.rank(method="first", ascending=ascending), 5, labels=[1, 2, 3, 4, 5]).astype(int)
+
+    assert (got["r_score"] == qcut(features["recency_days"], ascending=False)).all()
+    assert (got["f_score"] == qcut(features["order_count"], ascending=True)).all()
+    assert (got["m_score"] == qcut(features["total_spent"], ascending=True)).all()
+    grid = {  # recency score -> frequency scores -> segment, as documented
+        5: ["New", "Potential", "Potential", "Champions", "Champions"],
+        4: ["New", "Potential", "Potential", "Champions", "Champions"],
+        3: ["Need attention"] * 3 + ["Loyal"] * 2,
+        2: ["Hibernating"] * 2 + ["At risk"] * 3,
+        1: ["Hibernating"] * 2 + ["At risk"] * 3,
+    }
+    expected = [grid[r][f - 1] for r, f in zip(got["r_score"], got["f_score"])]
+    assert got["rfm_segment"].tolist() == expected
+    assert (got["r_score"].value_counts().sort_index().diff().dropna().abs() <= 1).all()  # equal-sized quintiles
+
+    with engine.connect() as conn:
+        summary = analyses.rfm(conn, Filters()).set_index("segment")
+    counts = pd.Series(expected).value_counts()
+    assert summary["customers"].sum() == len(features)
+    for segment, count in counts.items():
+        assert summary.loc[segment, "customers"] == count
+
+
+def test_churn_labels_and_model_beat_the_recency_baseline(engine: Engine) -> None:
+    load_demo_data(engine, 8000, 5, replace=True)
+    orders = generate_orders_frame(8000, seed=5)
+    models = train_models(engine)
+    evaluation = models.churn_evaluation
+    assert evaluation is not None, models.problems
+
+    # Labels, independently: ordered by the cutoff, and no order in the horizon after it.
+    dates = pd.to_datetime(orders["order_date"])
+    cutoff = pd.Timestamp(evaluation["test_cutoff"])
+    before = set(orders.loc[dates <= cutoff, "customer_id"])
+    came_back = set(orders.loc[(dates > cutoff) & (dates <= cutoff + timedelta(days=180)), "customer_id"])
+    with engine.connect() as conn:
+        test = labelled_customers(conn, Filters(), cutoff.date(), 180)
+    assert set(test["customer_id"]) == before
+    assert dict(zip(test["customer_id"], test["churned"])) == {c: c not in came_back for c in before}
+    assert evaluation["test_customers"] == len(before)
+    assert cutoff.date() == dates.max().date() - timedelta(days=180)
+    assert pd.Timestamp(evaluation["train_cutoff"]) == cutoff - timedelta(days=180)
+
+    # The baseline ranks by recency alone; the model must do better on the held-out window.
+    assert evaluation["baseline_roc_auc"] == pytest.approx(roc_auc_score(test["churned"], test["recency_days"]))
+    print(f"churn ROC AUC {evaluation['roc_auc']:.3f} vs recency baseline {evaluation['baseline_roc_auc']:.3f}")
+    assert evaluation["roc_auc"] > evaluation["baseline_roc_auc"], (
+        f"model AUC {evaluation['roc_auc']:.3f} does not beat recency-only {evaluation['baseline_roc_auc']:.3f}")
+    assert 0 <= evaluation["top_decile_precision"] <= 1 and 0 < evaluation["top_decile_recall"] <= 1
+    assert 0 <= evaluation["brier_score"] <= 0.25
+
+
+def monthly_series(values: list[float]) -> pd.Series:
+    return pd.Series(values, index=pd.date_range("2022-01-01", periods=len(values), freq="MS"))
+
+
+def test_backtest_uses_held_out_months_only() -> None:
+    rng = np.random.default_rng(4)
+    months = np.arange(30)
+    values = 1000 + 20 * months + 150 * np.sin(months * 2 * np.pi / 12) + rng.normal(0, 30, 30)
+    series = monthly_series(list(values))
+    result = backtest_revenue(series, 6)
+
+    fitted = ETSModel(series.iloc[:-6], error="add", trend="add", damped_trend=True, seasonal="add",
+                      seasonal_periods=12).fit(disp=False)
+    predicted = fitted.forecast(6).to_numpy()
+    actual = series.iloc[-6:].to_numpy()
+    assert result["mape"] == pytest.approx(np.mean(np.abs(actual - predicted) / actual), rel=1e-6)
+
+    # Changing the held-out months changes the error but not what was predicted for them.
+    changed = series.copy()
+    changed.iloc[-6:] *= 1.5
+    again = backtest_revenue(changed, 6)
+    assert again["months"]["predicted"].to_numpy() == pytest.approx(result["months"]["predicted"].to_numpy())
+    assert again["mape"] != pytest.approx(result["mape"])
+
+    forecast = forecast_revenue(series, 6)["forecast"]
+    assert len(forecast) == 6 and forecast["month"].iloc[0] == "2024-07"
+    assert (forecast["lower_95"] <= forecast["lower_80"]).all() and (forecast["lower_80"] <= forecast["revenue"]).all()
+    assert (forecast["revenue"] <= forecast["upper_80"]).all() and (forecast["upper_80"] <= forecast["upper_95"]).all()
+
+
+def test_a_month_the_data_stops_short_of_is_left_out() -> None:
+    monthly = pd.DataFrame({"month": ["2024-01", "2024-02", "2024-03"], "revenue": [1.0, 2.0, 0.5]})
+    series, dropped = complete_months(monthly, pd.Timestamp("2024-03-10"))
+    assert dropped == "2024-03" and list(series) == [1.0, 2.0]
+    series, dropped = complete_months(monthly, pd.Timestamp("2024-03-31"))
+    assert dropped is None and len(series) == 3
+
+
+def test_forecast_history_is_the_monthly_revenue(demo) -> None:  # noqa: ANN001
+    engine, orders = demo
+    with engine.connect() as conn:
+        result = analyses.forecast(conn, Filters(regions=("North",)))
+    north = orders[orders["region"] == "North"]
+    expected = north.groupby(pd.to_datetime(north["order_date"]).dt.strftime("%Y-%m"))["total_amount"].sum()
+    expected = expected.astype(float)
+    if result["partial_month_left_out"]:
+        expected = expected.drop(result["partial_month_left_out"])
+    assert result["available"]
+    assert result["history"]["revenue"].tolist() == pytest.approx(expected.tolist(), abs=0.01)
+
+
+def reference_recommendations(orders: pd.DataFrame) -> dict:
+    """What the numbers behind the recommendations are, computed with pandas alone."""
+    features = reference_features(orders)
+    spent = features.sort_values(["total_spent", "customer_id"], ascending=[False, True])["total_spent"]
+    vip = spent.head(math.ceil(len(features) * 0.10))
+    single = features[features["single_category"]]
+    per_region = orders.groupby("region").agg(revenue=("total_amount", "sum"), customers=("customer_id", "nunique"))
+    rpc = (per_region["revenue"].astype(float) / per_region["customers"]).sort_values(ascending=False)
+    discounted = orders[orders["discount_rate"].astype(float) > 0]
+    return {
+        "vip_customers": len(vip),
+        "vip_revenue": float(vip.sum()),
+        "vip_share": float(vip.sum() / features["total_spent"].sum()),
+        "single_category": len(single),
+        "leader": rpc.index[0],
+        "laggard": rpc.index[-1],
+        "gap": float(rpc.iloc[0] - rpc.iloc[-1]),
+        "discounted_share": len(discounted) / len(orders),
+        "discounted_subtotal": float(discounted["subtotal"].astype(float).sum()),
+    }
+
+
+def test_recommendations_follow_the_data_of_a_differently_seeded_dataset(engine: Engine) -> None:
+    answers = {}
+    for seed, rows in ((21, 2500), (99, 3500)):
+        load_demo_data(engine, rows, seed, replace=True)
+        models = train_models(engine)
+        with engine.connect() as conn:
+            result = strategy.recommendations(conn, Filters(), models)
+        expected = reference_recommendations(generate_orders_frame(rows, seed=seed))
+        vip, cross, region, pricing = (result[n]["numbers"] for n in ("vip", "cross_sell", "regional", "pricing"))
+        assert vip["customers"] == expected["vip_customers"]
+        assert vip["revenue"] == pytest.approx(expected["vip_revenue"], abs=0.01)
+        assert vip["revenue_share"] == pytest.approx(expected["vip_share"])
+        assert cross["customers"] == expected["single_category"]
+        assert (region["leader"], region["laggard"]) == (expected["leader"], expected["laggard"])
+        assert region["gap_per_customer"] == pytest.approx(expected["gap"], abs=0.02)
+        assert pricing["discounted_share"] == pytest.approx(expected["discounted_share"])
+        assert pricing["discounted_subtotal"] == pytest.approx(expected["discounted_subtotal"], abs=0.01)
+        assert f"{vip['customers']:,}" in result["vip"]["finding"]
+        answers[seed] = result
+    first, second = answers[21], answers[99]
+    for name in strategy.TITLES:
+        assert first[name]["finding"] != second[name]["finding"], name
+        assert first[name]["projection"] != second[name]["projection"], name
+
+
+def test_projection_follows_the_assumptions() -> None:
+    numbers = {"revenue": 1000.0, "customers": 10}
+    low = strategy.project("vip", numbers, {"vip_uplift_percent": 10, "vip_cost_per_customer": 2})
+    high = strategy.project("vip", numbers, {"vip_uplift_percent": 30, "vip_cost_per_customer": 2})
+    assert (low["revenue"], low["cost"], low["net"]) == (100.0, 20.0, 80.0)
+    assert high["net"] == 280.0
+
+
+def test_target_lists_match_the_numbers(demo) -> None:  # noqa: ANN001
+    engine, orders = demo
+    models = train_models(engine)
+    with engine.connect() as conn:
+        result = strategy.recommendations(conn, Filters(), models, vip_top_percent=5)
+        for name in strategy.TITLES:
+            targets = strategy.target_customers(conn, Filters(), models, name, vip_top_percent=5)
+            numbers = result[name]["numbers"]
+            if name == "regional":
+                assert len(targets) == numbers["laggard_customers"]
+                assert set(targets["customer_id"]) == set(orders.loc[orders["region"] == numbers["laggard"],
+                                                                     "customer_id"])
+            elif name == "pricing":
+                discounted = orders[orders["discount_rate"].astype(float) > 0]
+                assert set(targets["customer_id"]) == set(discounted["customer_id"])
+            else:
+                assert len(targets) == numbers["customers"], name
+    spenders = reference_features(orders).sort_values("total_spent", ascending=False)
+    with engine.connect() as conn:
+        vip = strategy.target_customers(conn, Filters(), models, "vip", vip_top_percent=5)
+    assert set(vip["customer_id"]) == set(spenders["customer_id"].head(math.ceil(len(spenders) * 0.05)))
