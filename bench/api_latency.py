@@ -139,7 +139,7 @@ def ensure_loaded(admin_url: str, url: str, size: int) -> None:
     if f"advanced_sales_data: {size:,} rows" in info.stdout and "bi_daily:" in info.stdout and "(absent)" not in info.stdout:
         return
     print(f"loading {size:,} demo orders into {schema} ...")
-    subprocess.run([BI_APP, "demo-data", "--rows", str(size), "--replace"],
+    subprocess.run([BI_APP, "demo-data", "--rows", str(size), "--replace", "--no-train"],
                    env={**os.environ, "BI_DATABASE_URL": url}, check=True, stdout=subprocess.DEVNULL)
 
 

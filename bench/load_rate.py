@@ -50,7 +50,7 @@ def main() -> None:
     for attempt in range(args.repeat):
         started = time.perf_counter()
         result = subprocess.run(
-            [BI_APP, "demo-data", "--rows", str(args.rows), "--replace"],
+            [BI_APP, "demo-data", "--rows", str(args.rows), "--replace", "--no-train"],
             env={**os.environ, "BI_DATABASE_URL": url},
             capture_output=True,
             text=True,
