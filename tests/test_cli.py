@@ -12,8 +12,9 @@ from sqlalchemy.engine import make_url
 
 
 @pytest.fixture
-def run(db_url: str, monkeypatch: pytest.MonkeyPatch):
+def run(db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path):  # noqa: ANN001
     monkeypatch.setenv("BI_DATABASE_URL", db_url)
+    monkeypatch.setenv("BI_DATA_DIR", str(tmp_path / "data"))
     runner = CliRunner()
 
     def invoke(*args: str):
@@ -31,6 +32,28 @@ def test_demo_data_loads_and_reports_its_rate(run, engine: Engine) -> None:
     appended = run("demo-data", "--rows", "500")
     assert appended.exit_code == 0, appended.output
     assert database_info(engine)["tables"]["advanced_sales_data"] == 3500
+
+
+def test_train_saves_the_models_of_each_data_version(run, engine: Engine, tmp_path) -> None:  # noqa: ANN001
+    import joblib
+
+    from data_layer.meta import data_version
+
+    assert run("demo-data", "--rows", "1500", "--seed", "2", "--replace", "--no-train").exit_code == 0
+    assert not list(tmp_path.glob("data/models/*/*.joblib"))
+    trained = run("train")
+    assert trained.exit_code == 0, trained.output
+    assert "segmentation: k=" in trained.output and "churn: ROC AUC" in trained.output
+    with engine.connect() as conn:
+        first = data_version(conn)
+    [saved] = tmp_path.glob("data/models/*/*.joblib")
+    assert saved.name == f"models-{first}.joblib" and joblib.load(saved).data_version == first
+
+    reloaded = run("demo-data", "--rows", "1500", "--seed", "3", "--replace")  # trains after the load
+    assert "segmentation: k=" in reloaded.output
+    with engine.connect() as conn:
+        second = data_version(conn)
+    assert [p.name for p in tmp_path.glob("data/models/*/*.joblib")] == [f"models-{second}.joblib"]
 
 
 def test_check_and_info(run, engine: Engine) -> None:

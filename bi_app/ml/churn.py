@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -11,10 +12,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import calibration_curve
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import brier_score_loss, roc_auc_score
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from bi_app.ml.features import CHURN_FEATURES, customer_features, latest_order_date
-from data_layer.filters import Filters
+from data_layer.filters import Filters, conditions
+from data_layer.schema import sales
 
 DEFAULT_HORIZON_DAYS = 180
 #: At least this many labelled customers, with both outcomes, before a model is trained.
@@ -29,9 +31,11 @@ def labelled_customers(conn: Connection, filters: Filters, cutoff: date, horizon
     """Customers with an order on or before ``cutoff``, their features as of the cutoff, and
     ``churned``: no order in the ``horizon_days`` days after it."""
     features = customer_features(conn, filters, as_of=cutoff)
-    later = customer_features(conn, filters, as_of=cutoff + timedelta(days=horizon_days))
-    came_back = later.set_index("customer_id")["last_order_date"].reindex(features["customer_id"])
-    features["churned"] = ~(pd.to_datetime(came_back) > pd.Timestamp(cutoff)).to_numpy()
+    window = replace(filters, start=max(filters.start or cutoff, cutoff + timedelta(days=1)),
+                     end=min(filters.end or cutoff + timedelta(days=horizon_days), cutoff + timedelta(days=horizon_days)))
+    returning = {customer for (customer,) in conn.execute(
+        select(sales.c.customer_id).where(conditions(window, sales)).distinct())}
+    features["churned"] = ~features["customer_id"].isin(returning).to_numpy()
     return features
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import date
 
 import pandas as pd
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Double, cast, select
 
 from data_layer.filters import Filters
 from data_layer.queries import date_bounds
@@ -36,6 +36,9 @@ FEATURE_LABELS = {
 }
 
 
+_SUMS = ("revenue", "units", "discount_amount", "satisfaction_sum")
+
+
 def latest_order_date(conn: Connection, filters: Filters) -> date | None:
     """The last order date under ``filters`` (the "today" that recency is measured from)."""
     return date_bounds(conn, order_source(conn), filters)[1]
@@ -52,7 +55,10 @@ def customer_features(conn: Connection, filters: Filters, as_of: date | None = N
     if as_of is not None and (filters.end is None or as_of < filters.end):
         filters = replace(filters, end=as_of)
     as_of = as_of or latest_order_date(conn, filters)
-    query = customer_rows(filters).order_by("customer_id")
+    rows = customer_rows(filters).subquery()
+    # Sums as doubles: a million Decimals from the driver cost more than the query.
+    query = select(*[cast(column, Double).label(column.name) if column.name in _SUMS else column
+                     for column in rows.c]).order_by(rows.c.customer_id)
     frame = pd.DataFrame(conn.execute(query).mappings().all())
     if frame.empty:
         return pd.DataFrame(columns=["customer_id", *CHURN_FEATURES, "first_order_date", "last_order_date",
