@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import subprocess
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,12 +44,26 @@ def machine() -> str:
     )
 
 
+def cpu_check() -> float:
+    """Seconds for a 10-million-step Python loop (best of 3): how fast this shared machine is right now."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def write_section(name: str, command: str, body: str) -> None:
     """Replace (or add) the section ``name`` of docs/BENCHMARKS.md."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         f"<!-- bench:{name} -->\n## {name}\n\n"
-        f"- Command: `{command}`\n- Machine: {machine()}\n- Date: {stamp}\n\n{body.strip()}\n"
+        f"- Command: `{command}`\n- Machine: {machine()}\n- Date: {stamp}\n"
+        f"- CPU check when written: a 10-million-step Python loop took {cpu_check():.2f} s (compare runs by it)\n"
+        f"\n{body.strip()}\n"
         f"<!-- /bench:{name} -->\n"
     )
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
