@@ -209,10 +209,15 @@ def test_browser_drill_down_on_a_product_bar_and_a_month(tab: Tab, orders: pd.Da
     tab.page.locator("#overview-products g.point path").last.click(force=True)
     tab.page.wait_for_url(re.compile(rf"product={largest}"), timeout=20_000)
     assert "region=North" in tab.page.url and tab.page.url.split("?")[0].endswith("/")
+    narrowed = north[north["product"] == largest]
+    tab.page.wait_for_function(  # the page has redrawn for the new filter before the next click
+        "expected => document.querySelector('#overview-kpi-revenue')?.innerText.trim() === expected",
+        arg=money(round(narrowed["total_amount"].sum(), 2)), timeout=20_000,
+    )
     tab.settle()
     tab.page.locator("#overview-trend g.point path").first.click(force=True)  # the first month
     tab.page.wait_for_url(re.compile(r"end="), timeout=20_000)
-    first_month = north[north["product"] == largest]["order_date"].min().to_period("M")
+    first_month = narrowed["order_date"].min().to_period("M")
     assert f"start={first_month.start_time.date()}" in tab.page.url
     assert f"end={first_month.end_time.date()}" in tab.page.url
     assert f"product={largest}" in tab.page.url and "region=North" in tab.page.url
