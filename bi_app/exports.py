@@ -34,8 +34,8 @@ from bi_app.api import error_response
 from bi_app.context import current_engine
 from data_layer.engine import describe_error
 from data_layer.filters import FilterError, Filters, conditions
-from data_layer.meta import data_version
-from data_layer.schema import SALES_COLUMNS, sales
+from data_layer.meta import data_version, stored_columns
+from data_layer.schema import sales
 from data_layer.summaries import order_source
 
 log = logging.getLogger(__name__)
@@ -62,15 +62,15 @@ def _database_down(exc: SQLAlchemyError):  # noqa: ANN202
 def orders_csv() -> Response:
     """The filtered orders as CSV, streamed."""
     filters, _ = service.parse_request(request.args.to_dict(flat=False))
-    rows = _stream_orders(filters)
+    columns, rows = _stream_orders(filters)
     first = next(rows)  # run the query now, so a database error is a 503, not a cut-off file
 
     def body() -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(SALES_COLUMNS)
+        writer.writerow(columns)
         for batch in _chain(first, rows):
-            writer.writerows(_formatted(row) for row in batch)
+            writer.writerows(_formatted(columns, row) for row in batch)
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
@@ -161,8 +161,9 @@ def orders_xlsx() -> Response | tuple[Response, int]:
         )
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Orders")
-    sheet.append(list(SALES_COLUMNS))
-    for batch in _stream_orders(filters):
+    columns, batches = _stream_orders(filters)
+    sheet.append(list(columns))
+    for batch in batches:
         for row in batch:
             sheet.append(list(row))
     return _send_workbook(workbook, "orders.xlsx")
@@ -277,11 +278,18 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _stream_orders(filters: Filters) -> Iterator[list[tuple]]:
-    """Batches of matching order rows, from a server-side cursor (constant memory)."""
+def _stream_orders(filters: Filters) -> tuple[tuple[str, ...], Iterator[list[tuple]]]:
+    """The stored order columns, and batches of matching rows from a server-side cursor."""
+    with current_engine().connect() as conn:
+        columns = stored_columns(conn)
+    return columns, _batches(filters, columns)
+
+
+def _batches(filters: Filters, columns: tuple[str, ...]) -> Iterator[list[tuple]]:
+    key = [sales.c[name] for name in ("order_id", "line_number") if name in columns]
     with current_engine().connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH_ROWS).execute(
-            select(sales).where(conditions(filters, sales)).order_by(sales.c.order_id)
+            select(*[sales.c[name] for name in columns]).where(conditions(filters, sales)).order_by(*key)
         )
         yielded = False
         for batch in result.partitions():
@@ -296,9 +304,9 @@ def _chain(first: list[tuple], rest: Iterator[list[tuple]]) -> Iterator[list[tup
     yield from rest
 
 
-def _formatted(row: tuple) -> list[Any]:
+def _formatted(columns: tuple[str, ...], row: tuple) -> list[Any]:
     values = []
-    for name, value in zip(SALES_COLUMNS, row):
+    for name, value in zip(columns, row):
         scale = _SCALES.get(name)
         if value is None:
             values.append("")

@@ -31,11 +31,11 @@ from typing import Any, Callable
 
 import duckdb
 import pandas as pd
-from sqlalchemy import Engine, String, create_engine, func, inspect, select, text, type_coerce
+from sqlalchemy import Engine, String, create_engine, func, inspect, literal, select, text, type_coerce
 from sqlalchemy.pool import NullPool
 
 from data_layer.engine import describe_error, is_postgres
-from data_layer.meta import read_meta
+from data_layer.meta import read_meta, stored_columns
 from data_layer.schema import METADATA_TABLE, SALES_COLUMNS, SALES_TABLE, sales
 from data_layer.summaries import daily
 
@@ -68,6 +68,7 @@ _DUCK_TYPES = {
     "quarter": "VARCHAR",
     "is_weekend": "INTEGER",
     "is_holiday_season": "INTEGER",
+    "line_number": "INTEGER",
 }
 
 
@@ -266,8 +267,11 @@ def build_snapshot(source: Engine, path: Path, memory_limit: str = "2GB") -> str
 
 def _export_orders(conn, target) -> None:  # noqa: ANN001
     """The orders as header-less CSV into the binary file ``target``."""
-    # order_date as a date: tables made by other tools may hold timestamps.
-    columns = ", ".join("CAST(order_date AS date)" if n == "order_date" else n for n in SALES_COLUMNS)
+    # order_date as a date: tables made by other tools may hold timestamps; a table
+    # without line numbers (seed-made, not loaded by us yet) has one line per order.
+    stored = stored_columns(conn)
+    computed = {"order_date": "CAST(order_date AS date)"} | ({} if "line_number" in stored else {"line_number": "1"})
+    columns = ", ".join(computed.get(n, n) for n in SALES_COLUMNS)
     if conn.dialect.name == "postgresql":
         cursor = conn.connection.driver_connection.cursor()
         try:
@@ -279,7 +283,7 @@ def _export_orders(conn, target) -> None:  # noqa: ANN001
     writer = csv.writer(text)
     # The date part of what is stored: ISO dates, or timestamps written by other tools.
     day = type_coerce(func.substr(type_coerce(sales.c.order_date, String), 1, 10), String)
-    selected = [day if n == "order_date" else sales.c[n] for n in SALES_COLUMNS]
+    selected = [day if n == "order_date" else sales.c[n] if n in stored else literal(1) for n in SALES_COLUMNS]
     result = conn.execution_options(yield_per=10_000).execute(select(*selected))
     for batch in result.partitions():
         writer.writerows(batch)

@@ -293,6 +293,7 @@ def _chunk(
         "quarter": _labels(["Q1", "Q2", "Q3", "Q4"], (month - 1) // 3),
         "is_weekend": pa.array((weekday >= 5).astype(np.int32)),
         "is_holiday_season": pa.array(holiday.astype(np.int32)),
+        "line_number": pa.array(np.ones(n, dtype=np.int32)),  # one line per demo order
     }
     return pa.table(columns)
 

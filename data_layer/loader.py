@@ -19,14 +19,14 @@ from typing import Callable, Iterable, Iterator, Literal, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection, Engine, func, inspect, select
+from sqlalchemy import Connection, Engine, MetaData, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from data_layer.engine import describe_error, is_postgres
-from data_layer.meta import write_meta
+from data_layer.meta import read_meta, write_meta
 from data_layer.quality import DEFAULT_DATE_BOUNDS, QualityReport, quality_report
-from data_layer.schema import SALES_COLUMNS, SALES_INDEXES, SALES_TABLE, metadata, sales
+from data_layer.schema import SALES_COLUMNS, SALES_INDEXES, SALES_TABLE, SCHEMA_VERSION, metadata, sales
 from data_layer.summaries import rebuild_summaries
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,37 @@ class LoadResult:
 
 
 def create_schema(conn: Connection) -> None:
-    """Create the app's tables and indexes where they do not exist yet."""
+    """Create the app's tables and indexes where they do not exist yet; upgrade an older orders table."""
+    if inspect(conn).has_table(SALES_TABLE):
+        upgrade_sales_table(conn)
     metadata.create_all(conn, checkfirst=True)
+
+
+def upgrade_sales_table(conn: Connection) -> None:
+    """Give a seed-made (or older) orders table ``line_number``, the (order_id, line_number) key
+    and nullable customer_id and satisfaction_rating; its rows become line 1 of their order."""
+    columns = {c["name"] for c in inspect(conn).get_columns(SALES_TABLE)}
+    if "line_number" in columns:
+        return
+    log.info("Upgrading %s: adding line_number (every stored order becomes line 1)", SALES_TABLE)
+    if is_postgres(conn.engine):
+        conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ADD COLUMN line_number INTEGER NOT NULL DEFAULT 1")
+        conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ALTER COLUMN customer_id DROP NOT NULL, "
+                             "ALTER COLUMN satisfaction_rating DROP NOT NULL")
+        primary_key = inspect(conn).get_pk_constraint(SALES_TABLE).get("name")
+        if primary_key:
+            conn.exec_driver_sql(f'ALTER TABLE {SALES_TABLE} DROP CONSTRAINT "{primary_key}"')
+        conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ADD PRIMARY KEY (order_id, line_number)")
+        return
+    # SQLite cannot change a key or a NOT NULL in place: copy into a new table.
+    staging = sales.to_metadata(MetaData(), name=f"{SALES_TABLE}__upgrade")
+    staging.create(conn)
+    seed_columns = ", ".join(name for name in SALES_COLUMNS if name in columns)
+    conn.exec_driver_sql(f"INSERT INTO {staging.name} ({seed_columns}) SELECT {seed_columns} FROM {SALES_TABLE}")
+    conn.exec_driver_sql(f"DROP TABLE {SALES_TABLE}")
+    conn.exec_driver_sql(f"ALTER TABLE {staging.name} RENAME TO {SALES_TABLE}")
+    for index in SALES_INDEXES:
+        conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def load_orders(
@@ -103,16 +132,17 @@ def load_orders(
             rows_before = conn.execute(select(func.count()).select_from(sales)).scalar_one()
 
         rows_in = 0
+        lines = _LineWatch()
         if postgres:
             # Arrow writes the next chunk's CSV in a thread while PostgreSQL copies this one.
             freeze = mode == "replace"
-            for csv_bytes, rows in _in_background(_csv_chunks(chunks)):
+            for csv_bytes, rows in _in_background(_csv_chunks(lines.watch(chunks))):
                 _copy_csv(conn, csv_bytes, freeze=freeze)
                 rows_in += rows
                 if on_progress:
                     on_progress(rows)
         else:
-            for chunk in chunks:
+            for chunk in lines.watch(chunks):
                 _insert_chunk(conn, chunk.select(list(SALES_COLUMNS)))
                 rows_in += chunk.num_rows
                 if on_progress:
@@ -120,7 +150,7 @@ def load_orders(
 
         if primary_key:
             conn.exec_driver_sql(
-                f'ALTER TABLE {SALES_TABLE} ADD CONSTRAINT "{primary_key}" PRIMARY KEY (order_id)'
+                f'ALTER TABLE {SALES_TABLE} ADD CONSTRAINT "{primary_key}" PRIMARY KEY (order_id, line_number)'
             )
         if mode == "replace":
             for index in SALES_INDEXES:
@@ -133,10 +163,14 @@ def load_orders(
             problems = "; ".join(f"{c.name}: {c.failing_rows:,} rows" for c in report.failures)
             raise LoadError(f"load rolled back, the data failed its quality checks ({problems})")
         version = uuid.uuid4().hex
+        before = read_meta(conn).get("multi_line_orders") if mode == "append" else "0"
         write_meta(
             conn,
             {
                 "data_version": version,
+                "schema_version": SCHEMA_VERSION,
+                # Only loads with a line beyond the first can add orders of several lines.
+                "multi_line_orders": str(count_multi_line_orders(conn)) if lines.beyond_first else before or "0",
                 "loaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "last_load_mode": mode,
                 "last_load_rows": str(rows_in),
@@ -159,6 +193,25 @@ def load_orders(
         quality=report,
         summary_seconds=summary_seconds,
     )
+
+
+def count_multi_line_orders(conn: Connection) -> int:
+    """How many orders have more than one line."""
+    several = select(sales.c.order_id).group_by(sales.c.order_id).having(func.count() > 1).subquery()
+    return conn.execute(select(func.count()).select_from(several)).scalar_one()
+
+
+class _LineWatch:
+    """Passes chunks through, noting whether any holds a line beyond an order's first."""
+
+    def __init__(self) -> None:
+        self.beyond_first = False
+
+    def watch(self, chunks: Iterable[pa.Table]) -> Iterator[pa.Table]:
+        for chunk in chunks:
+            if chunk.num_rows and not self.beyond_first:
+                self.beyond_first = (pc.max(chunk.column("line_number")).as_py() or 1) > 1
+            yield chunk
 
 
 def _csv_chunks(chunks: Iterable[pa.Table]) -> Iterator[tuple[bytes, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, delete, func, insert, inspect, select
 
 from data_layer.engine import safe_url
-from data_layer.schema import METADATA_TABLE, bi_metadata, sales
+from data_layer.schema import METADATA_TABLE, SALES_COLUMNS, SCHEMA_VERSION, SEED_COLUMNS, bi_metadata, sales
 
 _MEMO_KEY = "bi_metadata_memo"
 
@@ -38,6 +38,16 @@ def write_meta(conn: Connection, values: dict[str, str]) -> None:
 def data_version(conn: Connection) -> str | None:
     """The version stamped by the last load, or None for a database we never loaded."""
     return read_meta(conn).get("data_version")
+
+
+def stored_columns(conn: Connection) -> tuple[str, ...]:
+    """The order columns the table has: all of them once a load upgraded it, else the seed's 20."""
+    return SALES_COLUMNS if read_meta(conn).get("schema_version") == SCHEMA_VERSION else SEED_COLUMNS
+
+
+def has_multi_line_orders(conn: Connection) -> bool:
+    """True when some order has more than one line (order counts must then count distinct orders)."""
+    return int(read_meta(conn).get("multi_line_orders") or 0) > 0
 
 
 def database_info(engine: Engine) -> dict[str, object]:

@@ -9,6 +9,7 @@ from sqlalchemy.sql import ColumnElement
 
 from data_layer.filters import Filters, conditions
 from data_layer.quality import as_date
+from data_layer.meta import stored_columns
 from data_layer.schema import SALES_TABLE, sales
 from data_layer.summaries import OrderSource, order_source
 
@@ -57,18 +58,24 @@ MAX_PAGE_ROWS = 1000
 def orders_page(
     conn: Connection, filters: Filters, *, offset: int, limit: int, sort: list[tuple[str, bool]] = ()
 ) -> tuple[list[dict], int]:
-    """One page of matching orders (JSON-ready dicts) and how many match in all.
+    """One page of matching order lines (JSON-ready dicts) and how many match in all.
 
     ``sort`` is (column, descending) pairs; columns outside the table are ignored,
-    and order_id always breaks ties so pages never overlap.
+    and the key (order_id, line_number) always breaks ties so pages never overlap.
     """
+    stored = stored_columns(conn)
     order_by = [sales.c[name].desc() if descending else sales.c[name].asc()
-                for name, descending in sort if name in sales.c]
+                for name, descending in sort if name in stored]
+    key = [sales.c[name] for name in ("order_id", "line_number") if name in stored]
     limit = max(0, min(limit, MAX_PAGE_ROWS))
     rows = conn.execute(
-        select(sales).where(conditions(filters, sales)).order_by(*order_by, sales.c.order_id)
+        select(*[sales.c[name] for name in stored]).where(conditions(filters, sales)).order_by(*order_by, *key)
         .offset(max(0, offset)).limit(limit)
     ).mappings().all()
-    total = conn.execute(order_source(conn).select(filters, "orders")).scalar_one()
+    source = order_source(conn)
+    total = conn.execute(
+        select(func.count()).where(conditions(filters, sales)) if source.distinct_orders  # lines, not orders
+        else source.select(filters, "orders")
+    ).scalar_one()
     return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} for row in rows], int(total)
 

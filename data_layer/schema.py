@@ -1,8 +1,14 @@
 """The database schema, defined once for SQLite and PostgreSQL.
 
 ``advanced_sales_data`` is the seed document's table: the same 20 columns,
-names, types, primary key and 4 indexes, so a database created by the seed's
-own pipeline is readable as is. ``bi_metadata`` is the app's own small
+names, types and 4 indexes, so a database created by the seed's own pipeline
+is readable as is, plus ``line_number``: a row is an order *line*, and an
+order (one ``order_id``) may have several (imported data; demo and seed-style
+orders have one, line 1). The primary key is (order_id, line_number).
+``customer_id`` may be NULL (guest checkouts) and so may
+``satisfaction_rating`` (not every shop asks). A table without
+``line_number`` (the seed's, or one from an older version of this app) is
+read as is and upgraded by the next load (:func:`data_layer.loader.upgrade_sales_table`). ``bi_metadata`` is the app's own small
 key/value table (data version, last load); it may be absent in such a
 database, and every reader copes with that.
 """
@@ -30,7 +36,7 @@ sales = Table(
     SALES_TABLE,
     metadata,
     Column("order_id", String(20), primary_key=True),
-    Column("customer_id", String(20), nullable=False),
+    Column("customer_id", String(20)),
     Column("order_date", Date, nullable=False),
     Column("category", String(50), nullable=False),
     Column("product", String(50), nullable=False),
@@ -43,12 +49,13 @@ sales = Table(
     Column("total_amount", Numeric(10, 2, asdecimal=False), nullable=False),
     Column("region", String(20), nullable=False),
     Column("customer_segment", String(20), nullable=False),
-    Column("satisfaction_rating", Numeric(2, 1, asdecimal=False), nullable=False),
+    Column("satisfaction_rating", Numeric(2, 1, asdecimal=False)),
     Column("day_of_week", String(10)),
     Column("month", Integer),
     Column("quarter", String(5)),
     Column("is_weekend", Integer, server_default="0"),
     Column("is_holiday_season", Integer, server_default="0"),
+    Column("line_number", Integer, primary_key=True, server_default="1"),
 )
 
 #: The seed's four indexes, by their seed names.
@@ -60,11 +67,14 @@ SALES_INDEXES = (
 )
 
 SALES_COLUMNS: tuple[str, ...] = tuple(c.name for c in sales.columns)
+#: The seed's 20 columns (a table without ``line_number`` has these).
+SEED_COLUMNS: tuple[str, ...] = SALES_COLUMNS[:-1]
+#: Stamped in ``bi_metadata`` by every load: the table has ``line_number`` and the nullable columns.
+SCHEMA_VERSION = "2"
 
 #: Columns that must never be NULL in a usable row (checked by the quality report).
 CRITICAL_COLUMNS: tuple[str, ...] = (
     "order_id",
-    "customer_id",
     "order_date",
     "category",
     "product",
@@ -74,7 +84,6 @@ CRITICAL_COLUMNS: tuple[str, ...] = (
     "total_amount",
     "region",
     "customer_segment",
-    "satisfaction_rating",
 )
 
 bi_metadata = Table(

@@ -45,7 +45,7 @@ from sqlalchemy import (
 )
 
 from data_layer.filters import LIST_PARAMETERS, Filters, conditions
-from data_layer.meta import read_meta, write_meta
+from data_layer.meta import has_multi_line_orders, read_meta, write_meta
 from data_layer.schema import metadata, sales
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ daily = Table(
 CUSTOMER_AGGREGATES: dict[str, Callable] = {
     "first_order_date": lambda c: func.min(c.order_date),
     "last_order_date": lambda c: func.max(c.order_date),
-    "orders": lambda c: func.count(),
+    "orders": lambda c: func.count(func.distinct(c.order_id)),  # an order may have several lines
     "units": lambda c: func.sum(c.quantity),
     "revenue": lambda c: func.sum(c.total_amount),
     "discount_amount": lambda c: func.sum(c.discount_amount),
@@ -265,13 +265,20 @@ def summaries_are_current(conn: Connection) -> bool:
 
 @dataclass(frozen=True)
 class OrderSource:
-    """Where order-level measures come from: the raw table or ``bi_daily``."""
+    """Where order-level measures come from: the raw table or ``bi_daily``.
+
+    With ``distinct_orders`` (some order has several lines) the raw rows are
+    lines, and ``orders`` counts distinct order ids.
+    """
 
     table: Table
     summary: bool
+    distinct_orders: bool = False
 
     def measure(self, name: str) -> ColumnElement:
         """The aggregate for measure ``name`` (0 instead of NULL for sums over no rows)."""
+        if name == "orders" and self.distinct_orders:
+            return func.count(func.distinct(self.table.c.order_id))
         if name in EXTREMA:
             combine, aggregate = EXTREMA[name]
             return combine(self.table.c[name]) if self.summary else aggregate(Rows(self.table.c))
@@ -291,7 +298,13 @@ class OrderSource:
 
 
 def order_source(conn: Connection) -> OrderSource:
-    """``bi_daily`` when it is current, else the raw sales table."""
+    """``bi_daily`` when it is current and every order has one line, else the raw sales table.
+
+    (Orders of several lines cannot be counted by adding up per-product groups:
+    one order would count once per product.)
+    """
+    if has_multi_line_orders(conn):
+        return OrderSource(sales, summary=False, distinct_orders=True)
     if summaries_are_current(conn):
         return OrderSource(daily, summary=True)
     return OrderSource(sales, summary=False)
@@ -302,7 +315,7 @@ def customer_rows(filters: Filters) -> Select:
     c = sales.c
     return (
         select(c.customer_id, *[agg(c).label(name) for name, agg in CUSTOMER_AGGREGATES.items()])
-        .where(conditions(filters, sales))
+        .where(conditions(filters, sales), c.customer_id.isnot(None))  # guests are no customer
         .group_by(c.customer_id)
     )
 
@@ -316,7 +329,7 @@ def distinct_customers(filters: Filters, by: str | None = None) -> Select:
     keys = [sales.c[by]] if by else []
     pairs = (
         select(*keys, sales.c.customer_id)
-        .where(conditions(filters, sales))
+        .where(conditions(filters, sales), sales.c.customer_id.isnot(None))
         .group_by(*keys, sales.c.customer_id)
         .subquery()
     )

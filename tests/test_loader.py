@@ -11,7 +11,7 @@ from data_layer.bootstrap import load_demo_data
 from data_layer.demo_data import generate_orders, generate_orders_frame
 from data_layer.loader import LoadError, load_orders
 from data_layer.meta import data_version, database_info
-from data_layer.schema import SALES_TABLE, sales
+from data_layer.schema import SEED_COLUMNS, SALES_TABLE, sales
 
 
 def stored(engine: Engine) -> pd.DataFrame:
@@ -37,10 +37,10 @@ def test_replace_load_stores_every_row_exactly(engine: Engine) -> None:
     assert (got["customer_segment"] == expected["customer_segment"]).all()
 
 
-def test_schema_has_the_seed_primary_key_and_indexes(engine: Engine) -> None:
+def test_schema_has_the_seed_columns_and_indexes_and_an_order_line_key(engine: Engine) -> None:
     load_demo_data(engine, 100, 1, replace=True)
     inspector = inspect(engine)
-    assert inspector.get_pk_constraint(SALES_TABLE)["constrained_columns"] == ["order_id"]
+    assert inspector.get_pk_constraint(SALES_TABLE)["constrained_columns"] == ["order_id", "line_number"]
     indexes = {ix["name"]: ix["column_names"] for ix in inspector.get_indexes(SALES_TABLE)}
     assert indexes == {
         "idx_customer_id": ["customer_id"],
@@ -48,7 +48,8 @@ def test_schema_has_the_seed_primary_key_and_indexes(engine: Engine) -> None:
         "idx_region": ["region"],
         "idx_segment": ["customer_segment"],
     }
-    assert len(inspector.get_columns(SALES_TABLE)) == 20
+    columns = [c["name"] for c in inspector.get_columns(SALES_TABLE)]
+    assert columns[:20] == list(SEED_COLUMNS) and columns[20:] == ["line_number"]
 
 
 def test_every_load_changes_the_data_version(engine: Engine) -> None:

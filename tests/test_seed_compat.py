@@ -6,8 +6,9 @@ from datetime import date
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
+from data_layer.bootstrap import load_demo_data
 from data_layer.demo_data import generate_orders_frame
 from data_layer.filters import Filters
 from data_layer.meta import database_info
@@ -49,7 +50,7 @@ SEED_INDEXES = [
 
 def seed_frame() -> pd.DataFrame:
     """Orders as the seed's generator holds them: order_date as pandas datetimes."""
-    frame = generate_orders_frame(1000, seed=11)
+    frame = generate_orders_frame(1000, seed=11).drop(columns="line_number")  # the seed's 20 columns
     frame["order_date"] = pd.to_datetime(frame["order_date"])
     return frame
 
@@ -84,3 +85,22 @@ def test_seed_made_table_is_readable(plain_engine: Engine, engine: Engine, how: 
     assert info["tables"]["advanced_sales_data"] == 1000
     assert info["tables"]["bi_metadata"] is None
     assert info["data_version"] is None
+
+
+@pytest.mark.parametrize("how", ["to_sql-replace", "seed-ddl"])
+def test_a_load_upgrades_a_seed_made_table_to_order_lines(plain_engine: Engine, engine: Engine, how: str) -> None:
+    frame = seed_frame()
+    with plain_engine.begin() as conn:
+        if how == "seed-ddl":
+            conn.execute(text(SEED_DDL))
+        frame.to_sql("advanced_sales_data", conn, if_exists="append" if how == "seed-ddl" else "replace",
+                     index=False, method="multi")
+    load_demo_data(engine, 300, 12, replace=False)  # appends after the stored orders
+
+    inspector = inspect(engine)
+    assert [c["name"] for c in inspector.get_columns("advanced_sales_data")][-1] == "line_number"
+    assert inspector.get_pk_constraint("advanced_sales_data")["constrained_columns"] == ["order_id", "line_number"]
+    with engine.connect() as conn:
+        lines = conn.execute(text("SELECT line_number, count(*) FROM advanced_sales_data GROUP BY 1")).all()
+        assert lines == [(1, 1300)]
+        assert kpis(conn, Filters())["orders"]["value"] == 1300

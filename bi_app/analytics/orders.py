@@ -72,64 +72,90 @@ def _kpi_values(conn: Connection, source: OrderSource, filters: Filters) -> dict
 def distribution(conn: Connection, filters: Filters, bins: int = 20) -> dict[str, Any]:
     """Order-value statistics (mean, median, std, quartiles, q95, skewness, kurtosis) and a histogram.
 
-    Quantiles use linear interpolation between the two nearest orders (as
-    pandas does); histogram bins are equal-width from min to max (as numpy).
+    An order's value is the sum of its lines (of the lines that match the
+    filters). Quantiles use linear interpolation between the two nearest
+    orders (as pandas does); histogram bins are equal-width from min to max (as numpy).
     """
     source = order_source(conn)
-    row = conn.execute(
-        source.select(
-            filters, "orders", "revenue", "revenue_p2", "revenue_p3", "revenue_p4", "revenue_min", "revenue_max"
-        )
-    ).one()
+    totals = OrderTotals(filters, per_order=source.distinct_orders)
+    if source.distinct_orders:
+        value = totals.column
+        row = conn.execute(totals.select(
+            func.count().label("orders"), func.coalesce(func.sum(value), 0).label("revenue"),
+            *[func.coalesce(func.sum(_power(cast(value, Double), p)), 0).label(f"revenue_p{p}") for p in (2, 3, 4)],
+            func.min(value).label("revenue_min"), func.max(value).label("revenue_max"),
+        )).one()
+    else:
+        row = conn.execute(
+            source.select(
+                filters, "orders", "revenue", "revenue_p2", "revenue_p3", "revenue_p4", "revenue_min", "revenue_max"
+            )
+        ).one()
     n = int(row.orders)
     stats: dict[str, Any] = {"orders": n, **moments(n, row.revenue, row.revenue_p2, row.revenue_p3, row.revenue_p4)}
     stats["min"] = float(row.revenue_min) if n else None
     stats["max"] = float(row.revenue_max) if n else None
-    stats.update(_quantiles(conn, filters, n))
-    stats["histogram"] = _histogram(conn, filters, stats["min"], stats["max"], bins) if n else []
+    stats.update(_quantiles(conn, totals, n))
+    stats["histogram"] = _histogram(conn, totals, stats["min"], stats["max"], bins) if n else []
     return stats
 
 
-def _quantiles(conn: Connection, filters: Filters, n: int) -> dict[str, float | None]:
+class OrderTotals:
+    """The value of each matching order: a line's total_amount, or the sum of an order's lines."""
+
+    def __init__(self, filters: Filters, *, per_order: bool) -> None:
+        where = conditions(filters, sales)
+        if per_order:
+            grouped = (select(func.sum(sales.c.total_amount).label("total_amount"))
+                       .where(where).group_by(sales.c.order_id).subquery())
+            self.column, self._from, self._where = grouped.c.total_amount, grouped, None
+        else:
+            self.column, self._from, self._where = sales.c.total_amount, sales, where
+
+    def select(self, *columns: Any) -> Any:
+        query = select(*columns).select_from(self._from)
+        return query.where(self._where) if self._where is not None else query
+
+
+def _power(value: Any, power: int) -> Any:
+    product = value
+    for _ in range(power - 1):
+        product = product * value
+    return product
+
+
+def _quantiles(conn: Connection, totals: OrderTotals, n: int) -> dict[str, float | None]:
     if n == 0:
         return dict.fromkeys(QUANTILES)
-    where = conditions(filters, sales)
-    total = sales.c.total_amount
+    total = totals.column
     if conn.dialect.name in ("postgresql", "duckdb"):  # ordered-set aggregates
         row = conn.execute(
-            select(
+            totals.select(
                 # In double precision: DuckDB would keep the decimal column's two places.
                 *[func.percentile_cont(q).within_group(cast(total, Double)).label(name) for name, q in QUANTILES.items()]
-            ).where(where)
+            )
         ).one()
         return {name: float(row._mapping[name]) for name in QUANTILES}
     result = {}
     for name, q in QUANTILES.items():
         position = (n - 1) * q
         below = int(np.floor(position))
-        values = [
-            float(v)
-            for (v,) in conn.execute(select(total).where(where).order_by(total).limit(2).offset(below))
-        ]
+        values = [float(v) for (v,) in conn.execute(totals.select(total).order_by(total).limit(2).offset(below))]
         upper = values[1] if len(values) > 1 else values[0]
         result[name] = values[0] + (position - below) * (upper - values[0])
     return result
 
 
-def _histogram(conn: Connection, filters: Filters, lo: float, hi: float, bins: int) -> list[dict[str, Any]]:
+def _histogram(conn: Connection, totals: OrderTotals, lo: float, hi: float, bins: int) -> list[dict[str, Any]]:
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5  # numpy's range for a single value
     edges = np.linspace(lo, hi, bins + 1)
-    total = sales.c.total_amount
+    total = totals.column
     # Compare with the float edges, bin by bin, exactly as numpy.histogram does.
     bin_of = case(
         *[(total >= literal(float(edges[i])), i) for i in range(bins - 1, 0, -1)], else_=0
     ).label("bin")
-    counts = dict(
-        conn.execute(
-            select(bin_of, func.count()).where(conditions(filters, sales)).group_by(bin_of)
-        ).all()
-    )
+    counts = dict(conn.execute(totals.select(bin_of, func.count()).group_by(bin_of)).all())
     return [
         {"bin_start": float(edges[i]), "bin_end": float(edges[i + 1]), "orders": int(counts.get(i, 0))}
         for i in range(bins)
