@@ -6,6 +6,7 @@ Every error ends as one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 import sys
 import time
 from typing import Callable, TypeVar
@@ -17,6 +18,7 @@ from bi_app.config import Config, ConfigError
 from bi_app.context import engine_for
 from data_layer.bootstrap import load_demo_data
 from data_layer.engine import DatabaseError, describe_error, safe_url
+from data_layer.importer import ImportError_
 from data_layer.loader import LoadError, LoadResult
 from data_layer.meta import data_version, database_info
 from data_layer.quality import QualityReport, quality_report
@@ -31,7 +33,7 @@ def one_line_errors(func: F) -> F:
     def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         try:
             return func(*args, **kwargs)
-        except (ConfigError, DatabaseError, LoadError) as exc:
+        except (ConfigError, DatabaseError, LoadError, ImportError_) as exc:
             raise click.ClickException(str(exc)) from None
         except SQLAlchemyError as exc:
             url = _config_or_none()
@@ -119,6 +121,38 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None
         app.run(host=host, port=port, debug=True)
         return
     _run_gunicorn(app.server, host=host, port=port, workers=workers, threads=threads)
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
+              help="Map a source column to a field (repeatable); overrides the automatic match.")
+@click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help='A JSON file of {"COLUMN": "FIELD", ...}.')
+@click.option("--mode", type=click.Choice(["append", "replace", "upsert"]), default="append", show_default=True,
+              help="append: add the orders; replace: replace all stored orders; upsert: replace the orders the "
+                   "file holds (all their lines) and add the others.")
+@click.option("--skip-invalid", is_flag=True, help="Write the valid rows and list the invalid ones in the rejects "
+                                                   "CSV, instead of rejecting the whole file.")
+@click.option("--dry-run", is_flag=True, help="Read, map and validate, write the report, change nothing.")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the report and rejects CSV go (default: beside FILE).")
+@click.option("--train/--no-train", default=True, show_default=True,
+              help="Retrain the customer models after a successful import (else on first use).")
+@one_line_errors
+def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None, mode: str, skip_invalid: bool,
+                   dry_run: bool, report_dir: Path | None, train: bool) -> None:
+    """Import orders from a CSV (any delimiter, UTF-8 or Latin-1, .gz) or XLSX file, all or nothing."""
+    from bi_app.importing import import_file, parse_map_options
+
+    config = Config.from_env()
+    overrides = parse_map_options(maps, mapping_file)
+    outcome = import_file(engine_for(config), file, overrides, mode=mode, skip_invalid=skip_invalid,
+                          dry_run=dry_run, report_dir=report_dir, echo=click.echo)
+    if outcome.written and train:
+        _train(config)
+    if outcome.failed:
+        raise SystemExit(1)
 
 
 @main.command()

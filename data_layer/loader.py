@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from data_layer.engine import describe_error, is_postgres
-from data_layer.meta import read_meta, write_meta
+from data_layer.meta import data_version, read_meta, write_meta
 from data_layer.quality import DEFAULT_DATE_BOUNDS, QualityReport, quality_report
 from data_layer.schema import SALES_COLUMNS, SALES_INDEXES, SALES_TABLE, SCHEMA_VERSION, metadata, sales
 from data_layer.summaries import rebuild_summaries
@@ -32,8 +32,9 @@ from data_layer.summaries import rebuild_summaries
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-LoadMode = Literal["replace", "append"]
-LOAD_MODES: tuple[LoadMode, ...] = ("replace", "append")
+LoadMode = Literal["replace", "append", "upsert"]
+LOAD_MODES: tuple[LoadMode, ...] = ("replace", "append", "upsert")
+STAGING_TABLE = "bi_staging"
 
 
 class LoadError(RuntimeError):
@@ -51,6 +52,8 @@ class LoadResult:
     data_version: str
     quality: QualityReport
     summary_seconds: float | None = None
+    #: False when an upsert found every order already stored exactly so (nothing was written).
+    changed: bool = True
 
     @property
     def rows_per_second(self) -> float:
@@ -102,14 +105,32 @@ def load_orders(
 ) -> LoadResult:
     """Load Arrow tables of orders in one transaction and stamp a new data version.
 
-    ``replace`` empties the table first; ``append`` adds to it. The indexes are
-    rebuilt after a replace rather than maintained row by row. If any row
-    fails or the quality report finds a problem, nothing is written.
+    ``replace`` empties the table first; ``append`` adds to it; ``upsert``
+    replaces every order whose id the chunks hold (all its lines) and adds the
+    others, and writes nothing at all when those orders are already stored
+    exactly so. The indexes are rebuilt after a replace rather than maintained
+    row by row. If any row fails or the quality report finds a problem,
+    nothing is written.
     """
     if mode not in LOAD_MODES:
         raise ValueError(f"mode must be one of {', '.join(LOAD_MODES)}, got {mode!r}")
     started = time.perf_counter()
     postgres = is_postgres(engine)
+    try:
+        return _load(engine, chunks, mode, source, date_bounds, on_progress, started, postgres)
+    except _Unchanged as unchanged:
+        with engine.connect() as conn:
+            return LoadResult(mode=mode, rows_in=unchanged.rows_in, rows_stored=unchanged.rows_stored,
+                              seconds=time.perf_counter() - started, data_version=data_version(conn) or "",
+                              quality=quality_report(conn, date_bounds=date_bounds), changed=False)
+
+
+class _Unchanged(Exception):
+    def __init__(self, rows_in: int, rows_stored: int) -> None:
+        self.rows_in, self.rows_stored = rows_in, rows_stored
+
+
+def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postgres) -> LoadResult:  # noqa: ANN001, PLR0913
     with engine.begin() as conn:
         create_schema(conn)
         if postgres:
@@ -133,20 +154,29 @@ def load_orders(
 
         rows_in = 0
         lines = _LineWatch()
+        target = SALES_TABLE
+        if mode == "upsert":
+            target = STAGING_TABLE
+            conn.exec_driver_sql(
+                f"CREATE TEMP TABLE {STAGING_TABLE} (LIKE {SALES_TABLE} INCLUDING DEFAULTS) ON COMMIT DROP" if postgres
+                else f"CREATE TEMP TABLE {STAGING_TABLE} AS SELECT * FROM {SALES_TABLE} WHERE 0"
+            )
         if postgres:
             # Arrow writes the next chunk's CSV in a thread while PostgreSQL copies this one.
             freeze = mode == "replace"
             for csv_bytes, rows in _in_background(_csv_chunks(lines.watch(chunks))):
-                _copy_csv(conn, csv_bytes, freeze=freeze)
+                _copy_csv(conn, csv_bytes, freeze=freeze, table=target)
                 rows_in += rows
                 if on_progress:
                     on_progress(rows)
         else:
             for chunk in lines.watch(chunks):
-                _insert_chunk(conn, chunk.select(list(SALES_COLUMNS)))
+                _insert_chunk(conn, chunk.select(list(SALES_COLUMNS)), table=target)
                 rows_in += chunk.num_rows
                 if on_progress:
                     on_progress(chunk.num_rows)
+        if mode == "upsert":
+            rows_before -= _merge_staged(conn, rows_in, rows_before)
 
         if primary_key:
             conn.exec_driver_sql(
@@ -164,6 +194,8 @@ def load_orders(
             raise LoadError(f"load rolled back, the data failed its quality checks ({problems})")
         version = uuid.uuid4().hex
         before = read_meta(conn).get("multi_line_orders") if mode == "append" else "0"
+        if mode == "upsert":  # replaced orders may have had several lines
+            lines.beyond_first = True
         write_meta(
             conn,
             {
@@ -193,6 +225,28 @@ def load_orders(
         quality=report,
         summary_seconds=summary_seconds,
     )
+
+
+def _merge_staged(conn: Connection, rows_in: int, rows_before: int) -> int:
+    """Replace the stored orders the staging table holds by its lines; return the lines deleted.
+
+    Raises :class:`_Unchanged` (rolling everything back) when the staged lines
+    are exactly the stored lines of those orders.
+    """
+    columns = ", ".join(SALES_COLUMNS)
+    stored = f"SELECT {columns} FROM {SALES_TABLE} WHERE order_id IN (SELECT order_id FROM {STAGING_TABLE})"
+    staged = f"SELECT {columns} FROM {STAGING_TABLE}"
+    differences = sum(
+        conn.exec_driver_sql(f"SELECT count(*) FROM ({a} EXCEPT {b}) AS difference").scalar_one()
+        for a, b in ((staged, stored), (stored, staged))
+    )
+    if differences == 0:
+        raise _Unchanged(rows_in, rows_before)
+    deleted = conn.exec_driver_sql(
+        f"DELETE FROM {SALES_TABLE} WHERE order_id IN (SELECT order_id FROM {STAGING_TABLE})"
+    ).rowcount
+    conn.exec_driver_sql(f"INSERT INTO {SALES_TABLE} ({columns}) SELECT {columns} FROM {STAGING_TABLE}")
+    return deleted
 
 
 def count_multi_line_orders(conn: Connection) -> int:
@@ -262,19 +316,19 @@ class _Failure:
     error: BaseException
 
 
-def _copy_csv(conn: Connection, csv_bytes: bytes, *, freeze: bool) -> None:
+def _copy_csv(conn: Connection, csv_bytes: bytes, *, freeze: bool, table: str = SALES_TABLE) -> None:
     buffer = io.BytesIO(csv_bytes)
     columns = ", ".join(SALES_COLUMNS)
     # FREEZE is allowed (and saves a later rewrite) only right after our TRUNCATE.
     options = "FORMAT csv, FREEZE true" if freeze else "FORMAT csv"
     cursor = conn.connection.driver_connection.cursor()
     try:
-        cursor.copy_expert(f"COPY {SALES_TABLE} ({columns}) FROM STDIN WITH ({options})", buffer, size=1 << 20)
+        cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH ({options})", buffer, size=1 << 20)
     finally:
         cursor.close()
 
 
-def _insert_chunk(conn: Connection, chunk: pa.Table) -> None:
+def _insert_chunk(conn: Connection, chunk: pa.Table, table: str = SALES_TABLE) -> None:
     columns = []
     for name in SALES_COLUMNS:
         column = chunk.column(name)
@@ -285,7 +339,7 @@ def _insert_chunk(conn: Connection, chunk: pa.Table) -> None:
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.executemany(
-            f"INSERT INTO {SALES_TABLE} ({', '.join(SALES_COLUMNS)}) VALUES ({placeholders})",
+            f"INSERT INTO {table} ({', '.join(SALES_COLUMNS)}) VALUES ({placeholders})",
             zip(*columns),
         )
     finally:

@@ -1,0 +1,270 @@
+"""Importing messy files: each written for the test, with its expected written and rejected rows,
+and the resulting KPIs checked against pandas on the rows that should have gone in."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from openpyxl import Workbook
+from sqlalchemy import Engine
+
+from bi_app.analytics import kpis
+from bi_app.importing import import_file, parse_map_options
+from data_layer.filters import Filters
+from data_layer.importer import ImportError_, auto_mapping, parse_dates, parse_numbers, read_table
+from data_layer.meta import data_version
+
+HEADER = "InvoiceNo,InvoiceDate,Description,Quantity,UnitPrice,CustomerID,Country"
+GOOD = [  # (order, date, product, quantity, price, customer, country)
+    ("1001", "2024-03-01", "Lamp, desk", 2, 15.50, "C1", "France"),
+    ("1001", "2024-03-01", "Bulb", 4, 1.25, "C1", "France"),
+    ("1002", "2024-03-02", "Chair", 1, 89.99, "C2", "Spain"),
+    ("1003", "2024-03-05", "Desk", 1, 240.00, "", "Spain"),  # a guest
+    ("1004", "2024-04-10", "Lamp, desk", 3, 15.50, "C1", "France"),
+]
+
+
+def good_rows() -> pd.DataFrame:
+    return pd.DataFrame(GOOD, columns=["order", "date", "product", "quantity", "price", "customer", "country"])
+
+
+def csv_text(rows: list[str], header: str = HEADER, newline: str = "\n") -> str:
+    return newline.join([header, *rows]) + newline
+
+
+def line(order: str, day: str, product: str, quantity: object, price: object, customer: str, country: str,
+         sep: str = ",") -> str:
+    product = f'"{product}"' if sep in product else product
+    return sep.join([order, day, product, str(quantity), str(price), customer, country])
+
+
+def good_lines(sep: str = ",", price=lambda p: f"{p:.2f}") -> list[str]:  # noqa: ANN001
+    return [line(o, d, p, q, price(pr), c, r, sep) for o, d, p, q, pr, c, r in GOOD]
+
+
+def expected_kpis(rows: pd.DataFrame) -> dict:
+    revenue = round(float((rows["quantity"] * rows["price"]).sum()), 2)
+    orders = rows["order"].nunique()
+    return {"revenue": revenue, "orders": orders, "customers": rows.loc[rows["customer"] != "", "customer"].nunique(),
+            "aov": round(revenue / orders, 2)}
+
+
+def run(engine: Engine, path: Path, *, mode: str = "append", skip_invalid: bool = False, dry_run: bool = False,
+        overrides: dict[str, str] | None = None):  # noqa: ANN201
+    messages: list[str] = []
+    outcome = import_file(engine, path, overrides or {}, mode=mode, skip_invalid=skip_invalid, dry_run=dry_run,
+                          report_dir=path.parent / "reports", echo=messages.append)
+    return outcome, "\n".join(messages)
+
+
+def assert_kpis(engine: Engine, rows: pd.DataFrame) -> None:
+    expected = expected_kpis(rows)
+    with engine.connect() as conn:
+        got = kpis(conn, Filters())
+    assert got["revenue"]["value"] == pytest.approx(expected["revenue"], abs=0.005)
+    assert got["orders"]["value"] == expected["orders"]
+    assert got["customers"]["value"] == expected["customers"]
+    assert got["average_order_value"]["value"] == pytest.approx(expected["aov"], abs=0.005)
+
+
+MESSY = {
+    # name: (file contents as bytes, file suffix, rows in, written, rejected)
+    "quoted-commas-and-several-lines": (csv_text(good_lines()).encode(), ".csv", 5, 5, 0),
+    "bom-and-crlf": (b"\xef\xbb\xbf" + csv_text(good_lines(), newline="\r\n").encode(), ".csv", 5, 5, 0),
+    "semicolons-decimal-commas": (
+        csv_text(good_lines(";", lambda p: f"{p:.2f}".replace(".", ",")), header=HEADER.replace(",", ";")).encode(),
+        ".csv", 5, 5, 0),
+    "latin-1": (csv_text([*good_lines()[:4], line("1004", "2024-04-10", "Lampe caf\xe9", 3, "15.50", "C1",
+                                                    "France")]).encode("latin-1"), ".csv", 5, 5, 0),
+    "blank-lines-and-extra-columns": (
+        csv_text([f"{row},note {i}" for i, row in enumerate(good_lines())], header=HEADER + ",Note")
+        .replace("\n1002", "\n\n\n1002").encode(), ".csv", 5, 5, 0),
+    "mixed-date-formats": (csv_text([line("1001", "01/03/2024", "Lamp, desk", 2, "15.50", "C1", "France"),
+                                     *good_lines()[1:3], line("1003", "5/3/2024 14:05", "Desk", 1, "240.00", "",
+                                                              "Spain"),
+                                     line("1004", "2024-04-10T09:00:00", "Lamp, desk", 3, "15.50", "C1", "France"),
+                                     line("1005", "31/12/2024", "Bulb", 1, "1.25", "C3", "Spain")]).encode(),
+                           ".csv", 6, 6, 0),
+    "duplicates-and-returns": (csv_text([*good_lines(), good_lines()[2], line("C1002", "2024-03-03", "Chair", -1,
+                                         "89.99", "C2", "Spain"), line("1006", "2024-03-04", "Desk", -1, "240.00",
+                                                                       "C2", "Spain")]).encode(), ".csv", 8, 5, 3),
+}
+
+
+@pytest.mark.parametrize("name", list(MESSY))
+def test_messy_file_imports_with_the_expected_counts_and_kpis(engine: Engine, tmp_path: Path, name: str) -> None:
+    content, suffix, rows_in, written, rejected = MESSY[name]
+    path = tmp_path / f"{name}{suffix}"
+    path.write_bytes(content)
+    outcome, printed = run(engine, path)
+    assert (outcome.rows_in, outcome.written, outcome.rejected) == (rows_in, written, rejected), printed
+    assert f"{rows_in:,} rows in = {written:,} written + {rejected:,} rejected" in printed
+    rows = good_rows()
+    if name == "mixed-date-formats":
+        rows = pd.concat([rows, pd.DataFrame([("1005", "", "Bulb", 1, 1.25, "C3", "Spain")], columns=rows.columns)])
+    assert_kpis(engine, rows)
+
+
+def test_mixed_dates_are_read_day_first_when_a_date_says_so() -> None:
+    parsed = parse_dates(pd.Series(["01/03/2024", "5/3/2024 14:05", "2024-04-10T09:00:00", "31/12/2024", "nope"]))
+    assert [d.date().isoformat() if pd.notna(d) else None for d in parsed] == [
+        "2024-03-01", "2024-03-05", "2024-04-10", "2024-12-31", None]
+    us = parse_dates(pd.Series(["03/01/2024", "12/25/2024"]))
+    assert [d.date().isoformat() for d in us] == ["2024-03-01", "2024-12-25"]
+
+
+def test_numbers_as_shops_write_them() -> None:
+    got = parse_numbers(pd.Series(["$1,234.50", "(12.00)", "€ 7", "", "abc"])).tolist()
+    assert got[:3] == [1234.5, -12.0, 7.0] and pd.isna(got[3]) and pd.isna(got[4])
+    assert parse_numbers(pd.Series(["15%", "15", "0.2"]), percent=True).tolist() == [0.15, 0.15, 0.2]
+    assert parse_numbers(pd.Series(["1.234,50"]), decimal_comma=True).tolist() == [1234.5]
+
+
+def test_gzip_and_xlsx_files(engine: Engine, tmp_path: Path) -> None:
+    gz = tmp_path / "orders.csv.gz"
+    gz.write_bytes(gzip.compress(csv_text(good_lines()[:3]).encode()))
+    assert run(engine, gz)[0].written == 3
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(HEADER.split(","))
+    for order, day, product, quantity, price, customer, country in GOOD[3:]:
+        sheet.append([order, pd.Timestamp(day).to_pydatetime(), product, quantity, price, customer or None, country])
+    xlsx = tmp_path / "more.xlsx"
+    workbook.save(xlsx)
+    assert run(engine, xlsx)[0].written == 2
+    assert_kpis(engine, good_rows())
+
+
+def test_an_invalid_row_rejects_the_whole_file_unless_skipped(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(csv_text([*good_lines(), line("1007", "not a date", "Desk", 1, "240", "C4", "Spain"),
+                              line("1008", "2024-05-01", "Desk", "two", "240", "C4", "Spain"),
+                              line("", "2024-05-01", "Desk", 1, "240", "C4", "Spain")]))
+    with engine.connect() as conn:
+        before = data_version(conn)
+    outcome, printed = run(engine, path)
+    assert outcome.failed and (outcome.written, outcome.rejected) == (0, 8)
+    with engine.connect() as conn:
+        assert data_version(conn) == before  # nothing written
+    report = pd.read_csv(outcome.report)
+    assert report[["line", "column"]].values.tolist() == [[7, "InvoiceDate"], [8, "Quantity"], [9, "InvoiceNo"]]
+    assert "unparseable date 'not a date'" in report["reason"].tolist()
+
+    outcome, printed = run(engine, path, skip_invalid=True)
+    assert (outcome.written, outcome.rejected, outcome.failed) == (5, 3, False)
+    rejects = pd.read_csv(outcome.rejects, dtype=str)
+    assert rejects["line"].tolist() == ["7", "8", "9"] and rejects["InvoiceDate"].iloc[0] == "not a date"
+    assert_kpis(engine, good_rows())
+
+
+def test_upsert_of_the_same_file_changes_nothing_and_of_a_changed_file_replaces_its_orders(
+        engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text(csv_text(good_lines()))
+    run(engine, path)
+    with engine.connect() as conn:
+        version = data_version(conn)
+    outcome, printed = run(engine, path, mode="upsert")
+    assert "nothing changed" in printed and outcome.written == 0
+    with engine.connect() as conn:
+        assert data_version(conn) == version
+    assert_kpis(engine, good_rows())
+
+    # Order 1001 now has one line; 1009 is new; the other stored orders stay.
+    changed = tmp_path / "changed.csv"
+    changed.write_text(csv_text([line("1001", "2024-03-01", "Bulb", 10, "1.25", "C1", "France"),
+                                 line("1009", "2024-06-01", "Chair", 1, "89.99", "C5", "Spain")]))
+    outcome, _ = run(engine, changed, mode="upsert")
+    assert outcome.written == 2
+    rows = good_rows()
+    rows = pd.concat([rows[rows["order"] != "1001"], pd.DataFrame(
+        [("1001", "", "Bulb", 10, 1.25, "C1", "France"), ("1009", "", "Chair", 1, 89.99, "C5", "Spain")],
+        columns=rows.columns)])
+    assert_kpis(engine, rows)
+
+    from data_layer.loader import LoadError
+
+    with pytest.raises(LoadError, match="already stored"):  # append of stored orders: refused, nothing written
+        run(engine, path)
+    assert_kpis(engine, rows)
+
+
+def test_mapping_by_name_and_by_option(tmp_path: Path) -> None:
+    assert auto_mapping(["InvoiceNo", "InvoiceDate", "UnitPrice", "CustomerID", "StockCode", "Description"]) == {
+        "order_id": "InvoiceNo", "order_date": "InvoiceDate", "unit_price": "UnitPrice",
+        "customer_id": "CustomerID", "product": "Description"}
+    assert parse_map_options(["Ref=order_id", "When=order_date"], None) == {"order_id": "Ref", "order_date": "When"}
+    with pytest.raises(ImportError_, match="unknown field"):
+        parse_map_options(["Ref=orderid"], None)
+    path = tmp_path / "plain.csv"
+    path.write_text("Ref;When;What;Paid\n7;2024-01-02;Desk;10\n")
+    table = read_table(path)
+    assert table.delimiter == ";" and table.columns == ["Ref", "When", "What", "Paid"]
+
+
+def test_cli_import_prints_the_mapping_and_the_counts(db_url: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from bi_app.cli import main
+
+    monkeypatch.setenv("BI_DATABASE_URL", db_url)
+    monkeypatch.setenv("BI_DATA_DIR", str(tmp_path / "data"))
+    path = tmp_path / "shop.csv"
+    path.write_text(csv_text(good_lines(), header=HEADER.replace("Description", "Article")))
+    runner = CliRunner()
+    missing = runner.invoke(main, ["import", str(path), "--no-train"])
+    assert missing.exit_code == 1 and "no column for product" in missing.output
+    done = runner.invoke(main, ["import", str(path), "--map", "Article=product", "--no-train"])
+    assert done.exit_code == 0, done.output
+    assert "product              <- Article  (--map)" in done.output
+    assert "5 rows in = 5 written + 0 rejected" in done.output
+
+
+def test_a_killed_import_leaves_the_previous_data_exactly_as_it_was(postgres_schema_url: str, tmp_path: Path) -> None:
+    """`bi-app import --mode replace` killed (SIGKILL) while PostgreSQL is copying its rows."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from sqlalchemy import text
+
+    from data_layer.bootstrap import load_demo_data
+    from data_layer.demo_data import generate_orders_frame
+    from data_layer.engine import make_engine
+    from tests.support import BI_APP
+
+    engine = make_engine(postgres_schema_url)
+    load_demo_data(engine, 500, 1, replace=True)
+    with engine.connect() as conn:
+        before_version, before = data_version(conn), kpis(conn, Filters())
+    big = tmp_path / "big.csv"
+    generate_orders_frame(300_000, seed=2).to_csv(big, index=False)
+
+    process = subprocess.Popen([BI_APP, "import", str(big), "--mode", "replace", "--no-train"],
+                               env={**os.environ, "BI_DATABASE_URL": postgres_schema_url},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    copying = False
+    deadline = time.monotonic() + 120
+    with engine.connect() as watcher:
+        while time.monotonic() < deadline and process.poll() is None:
+            copying = watcher.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'COPY advanced_sales_data%'"
+            )).scalar_one() > 0
+            watcher.rollback()
+            if copying:
+                break
+            time.sleep(0.02)
+    assert copying, "the import never reached its COPY"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+    with engine.connect() as conn:
+        assert data_version(conn) == before_version
+        assert kpis(conn, Filters()) == before
+        assert conn.execute(text("SELECT count(*) FROM advanced_sales_data")).scalar_one() == 500
+    engine.dispose()
