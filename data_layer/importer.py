@@ -377,17 +377,23 @@ def parse_dates(values: pd.Series) -> pd.Series:
 
 def parse_numbers(values: pd.Series, *, decimal_comma: bool = False, percent: bool = False) -> pd.Series:
     """Numbers written as shops write them: $1,234.50, 1.234,50 (with ;-separated files), (12.00), 15%."""
-    cleaned = values.str.replace(r"[\s$€£¥]", "", regex=True)
-    negative = cleaned.str.match(r"^\(.*\)$")
-    cleaned = cleaned.str.strip("()")
-    is_percent = cleaned.str.endswith("%")
-    cleaned = cleaned.str.rstrip("%")
-    if decimal_comma:
-        cleaned = cleaned.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-    else:
-        cleaned = cleaned.str.replace(",", "", regex=False)
-    numbers = pd.to_numeric(cleaned.replace("", None), errors="coerce")
-    numbers = numbers.where(~negative, -numbers)
-    if percent:  # 15% or 15 mean 0.15; 0.15 stays
-        numbers = numbers.where(~(is_percent | (numbers > 1)), numbers / 100)
-    return numbers.astype(float)
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)  # plain numbers, the common case
+    messy = numbers.isna() & (values != "")
+    if messy.any():
+        cleaned = values[messy].str.replace(r"[\s$€£¥]", "", regex=True)
+        negative = cleaned.str.match(r"^\(.*\)$")
+        cleaned = cleaned.str.strip("()")
+        is_percent = cleaned.str.endswith("%")
+        cleaned = cleaned.str.rstrip("%")
+        if decimal_comma:
+            cleaned = cleaned.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        else:
+            cleaned = cleaned.str.replace(",", "", regex=False)
+        fixed = pd.to_numeric(cleaned.replace("", None), errors="coerce").astype(float)
+        fixed = fixed.where(~negative, -fixed)
+        if percent:
+            fixed = fixed.where(~is_percent, fixed / 100)
+        numbers[messy] = fixed
+    if percent:  # 15 means 15%; 0.15 stays
+        numbers = numbers.where(~(numbers > 1), numbers / 100)
+    return numbers
