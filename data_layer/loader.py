@@ -85,6 +85,7 @@ def upgrade_sales_table(conn: Connection) -> None:
         return
     # SQLite cannot change a key or a NOT NULL in place: copy into a new table.
     staging = sales.to_metadata(MetaData(), name=f"{SALES_TABLE}__upgrade")
+    staging.indexes.clear()  # the old table still holds the index names; they are made after the swap
     staging.create(conn)
     seed_columns = ", ".join(name for name in SALES_COLUMNS if name in columns)
     conn.exec_driver_sql(f"INSERT INTO {staging.name} ({seed_columns}) SELECT {seed_columns} FROM {SALES_TABLE}")

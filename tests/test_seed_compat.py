@@ -55,9 +55,8 @@ def seed_frame() -> pd.DataFrame:
     return frame
 
 
-@pytest.mark.parametrize("how", ["to_sql-replace", "seed-ddl"])
-def test_seed_made_table_is_readable(plain_engine: Engine, engine: Engine, how: str) -> None:
-    frame = seed_frame()
+def make_seed_table(plain_engine: Engine, frame: pd.DataFrame, how: str) -> None:
+    """The orders table as the seed's pipeline makes it: its DDL, or pandas' to_sql alone."""
     with plain_engine.begin() as conn:
         if how == "seed-ddl":
             conn.execute(text(SEED_DDL))
@@ -66,6 +65,12 @@ def test_seed_made_table_is_readable(plain_engine: Engine, engine: Engine, how: 
             frame.to_sql("advanced_sales_data", conn, if_exists="append", index=False, method="multi")
         else:  # the seed's upload_to_database: no key, no index, pandas' own column types
             frame.to_sql("advanced_sales_data", conn, if_exists="replace", index=False, method="multi")
+
+
+@pytest.mark.parametrize("how", ["to_sql-replace", "seed-ddl"])
+def test_seed_made_table_is_readable(plain_engine: Engine, engine: Engine, how: str) -> None:
+    frame = seed_frame()
+    make_seed_table(plain_engine, frame, how)
 
     in_march = Filters(start=date(2024, 3, 1), end=date(2024, 3, 31))
     march = frame[(frame["order_date"] >= "2024-03-01") & (frame["order_date"] <= "2024-03-31")]
@@ -89,12 +94,7 @@ def test_seed_made_table_is_readable(plain_engine: Engine, engine: Engine, how: 
 
 @pytest.mark.parametrize("how", ["to_sql-replace", "seed-ddl"])
 def test_a_load_upgrades_a_seed_made_table_to_order_lines(plain_engine: Engine, engine: Engine, how: str) -> None:
-    frame = seed_frame()
-    with plain_engine.begin() as conn:
-        if how == "seed-ddl":
-            conn.execute(text(SEED_DDL))
-        frame.to_sql("advanced_sales_data", conn, if_exists="append" if how == "seed-ddl" else "replace",
-                     index=False, method="multi")
+    make_seed_table(plain_engine, seed_frame(), how)
     load_demo_data(engine, 300, 12, replace=False)  # appends after the stored orders
 
     inspector = inspect(engine)
