@@ -15,7 +15,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app.config import Config, ConfigError
-from bi_app.context import engine_for
+from bi_app.context import engine_for, start_training
 from data_layer.bootstrap import load_demo_data
 from data_layer.engine import DatabaseError, describe_error, safe_url
 from data_layer.importer import ImportError_
@@ -115,7 +115,7 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None
 
     config = Config.from_env()
     app = create_app(config)
-    _train_in_background(config)
+    start_training(config)
     click.echo(f"Dashboard on http://{host}:{port}  (database {safe_url(config.database_url)})")
     if debug:
         app.run(host=host, port=port, debug=True)
@@ -196,20 +196,6 @@ def snapshot() -> None:
     started = time.perf_counter()
     path = replica.build(version)
     click.echo(f"Snapshot of data version {version}: {path} ({time.perf_counter() - started:.1f} s)")
-
-
-def _train_in_background(config: Config) -> None:
-    """Have the current data's models ready before the first page asks for them.
-
-    A process of its own: a thread here would be forked into the workers
-    holding its locks.
-    """
-    import os
-    import subprocess
-
-    env = {**os.environ, "BI_DATABASE_URL": config.database_url, "BI_DATA_DIR": str(config.data_dir.resolve())}
-    subprocess.Popen([sys.executable, "-m", "bi_app.cli", "train"], env=env,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _print_load(result: LoadResult) -> None:

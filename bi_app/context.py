@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -78,6 +79,17 @@ def current_models(version: str | None) -> "TrainedModels":
     replica = current_replica()
     snapshot = replica.engine_for(version) if replica else None
     return store.get(snapshot or current_engine(), version or "")
+
+
+def start_training(config: Config) -> None:
+    """Train the models of ``config``'s current data in a process of its own (``bi-app train``).
+
+    Not a thread: in gunicorn's master it would be forked into the workers
+    holding its locks; in a worker it would compete with requests.
+    """
+    env = {**os.environ, "BI_DATABASE_URL": config.database_url, "BI_DATA_DIR": str(config.data_dir.resolve())}
+    subprocess.Popen([sys.executable, "-m", "bi_app.cli", "train"], env=env,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def models_folder(config: Config) -> Path:

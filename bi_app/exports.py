@@ -29,6 +29,7 @@ from sqlalchemy import Numeric, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service
+from bi_app.importing import upload_folder
 from bi_app.ml import strategy
 from bi_app.api import error_response
 from bi_app.context import current_engine
@@ -115,6 +116,22 @@ def targets_csv(name: str) -> Response | tuple[Response, int]:
     filters, assumptions = service.parse_request(request.args.to_dict(flat=False),
                                                  service.ANALYSES["recommendations"].parameters)
     return _csv(service.customer_list(filters, name, **assumptions), f"{name}-customers.csv")
+
+
+@exports.get("/imports/<upload_id>/<kind>.csv")
+def import_report(upload_id: str, kind: str) -> Response | tuple[Response, int]:
+    """The report or the rejected rows of an import made on the Data page."""
+    if kind not in ("report", "rejects"):
+        return error_response(404, "not_found", "ask for report.csv or rejects.csv")
+    try:
+        folder = upload_folder(upload_id)
+    except ValueError:
+        return error_response(404, "not_found", "no such import")
+    suffix = ".import-report.csv" if kind == "report" else ".rejects.csv"
+    found = sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else []
+    if not found:
+        return error_response(404, "not_found", f"this import has no {kind}")
+    return send_file(found[0], mimetype="text/csv", as_attachment=True, download_name=f"import-{kind}.csv")
 
 
 def _csv(frame: pd.DataFrame, filename: str) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,15 @@ class ImportOutcome:
     rejects: Path | None
 
 
+def upload_folder(upload_id: str) -> Path:
+    """Where an upload on the Data page and its reports are kept: ``BI_DATA_DIR/uploads/<id>``."""
+    from bi_app.context import current_config
+
+    if not re.fullmatch(r"[0-9a-f]{32}", upload_id or ""):
+        raise ValueError("bad upload id")
+    return current_config().data_dir / "uploads" / upload_id
+
+
 def parse_map_options(maps: Iterable[str], mapping_file: Path | None) -> dict[str, str]:
     """``COLUMN=FIELD`` options and a JSON ``{"COLUMN": "FIELD"}`` file -> field -> column."""
     pairs: dict[str, str] = {}
@@ -57,12 +67,20 @@ def parse_map_options(maps: Iterable[str], mapping_file: Path | None) -> dict[st
 
 
 def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: str, skip_invalid: bool,
-                dry_run: bool, report_dir: Path | None, echo: Callable[[str], None]) -> ImportOutcome:
-    """Import ``path`` into ``engine``'s database in one transaction, printing what happens."""
+                dry_run: bool, report_dir: Path | None, echo: Callable[[str], None],
+                without: Iterable[str] = ()) -> ImportOutcome:
+    """Import ``path`` into ``engine``'s database in one transaction, printing what happens.
+
+    ``overrides`` (field -> column) go on top of the automatic mapping; ``without``
+    names fields to leave unmapped even when a column matched.
+    """
     source = read_table(path)
     echo(f"Read {path.name}: {len(source.rows):,} rows, {len(source.columns)} columns "
          f"({source.encoding}{f', delimiter {source.delimiter!r}' if source.delimiter else ''})")
-    mapping = {**{f: c for f, c in auto_mapping(source.columns).items() if c not in overrides.values()}, **overrides}
+    skipped = set(without)
+    automatic = {f: c for f, c in auto_mapping(source.columns).items()
+                 if c not in overrides.values() and f not in skipped}
+    mapping = {**automatic, **overrides}
     echo("Column mapping:")
     for field_name in FIELDS:
         if field_name in mapping:

@@ -74,7 +74,7 @@ def test_unreachable_database_gives_503_and_a_banner(app: dash.Dash, client, mon
 
 def test_navigation_comes_from_the_page_registry(app: dash.Dash) -> None:
     paths = {page["path"] for page in dash.page_registry.values()}
-    assert paths == {"/", "/segments", "/regions", "/clusters", "/strategy"}
+    assert paths == {"/", "/segments", "/regions", "/clusters", "/strategy", "/data"}
     with app.server.test_request_context("/"):
         shell = str(app.layout())
     for page in dash.page_registry.values():

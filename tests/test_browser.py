@@ -22,11 +22,11 @@ from tests.support import IN_CI, served
 
 CHROMIUM = os.environ.get("BI_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-PAGES = {"overview": "/", "segments": "/segments", "regions": "/regions", "clusters": "/clusters",
+PAGES = {"overview": "/", "segments": "/segments", "regions": "/regions", "clusters": "/clusters", "data": "/data",
          "strategy": "/strategy"}
 #: What shows that a page has drawn its content.
 DRAWN = {"overview": "#overview-kpis .kpi-value", "segments": "#segments-table", "regions": "#regions-table",
-         "clusters": "#clusters-profile", "strategy": "#strategy-net-vip"}
+         "clusters": "#clusters-profile", "strategy": "#strategy-net-vip", "data": "#data-file"}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -332,3 +332,59 @@ def test_browser_database_outage_shows_a_banner_and_recovers_by_itself(browser, 
         with postgres_admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{role}" CASCADE'))
             conn.execute(text(f'DROP ROLE "{role}"'))
+
+
+SHOP_CSV = """InvoiceNo,InvoiceDate,Description,Quantity,UnitPrice,CustomerID,Country
+536365,12/1/2010 8:26,WHITE HANGING HEART T-LIGHT HOLDER,6,2.55,17850,United Kingdom
+536365,12/1/2010 8:26,WHITE METAL LANTERN,6,3.39,17850,United Kingdom
+536366,12/1/2010 8:28,HAND WARMER UNION JACK,6,1.85,,United Kingdom
+C536379,12/1/2010 9:41,Discount,-1,27.50,14527,United Kingdom
+536380,12/1/2010 9:45,JUMBO BAG RED RETROSPOT,ten,1.65,17809,France
+536381,12/2/2010 9:41,"BOX OF 6 ASSORTED COLOUR TEASPOONS, GLASS",2,4.25,15311,France
+"""
+
+
+def test_browser_upload_page_maps_validates_and_imports(browser, tmp_path: Path, orders: pd.DataFrame) -> None:  # noqa: ANN001
+    """On a server of its own (the import changes the data)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("BI_DATABASE_URL", "DATABASE_URL", "BI_CACHE_URL")}
+    env["BI_DATA_DIR"] = str(tmp_path / "data")
+    shop = tmp_path / "shop.csv"
+    shop.write_text(SHOP_CSV)
+    with served(env, tmp_path / "server.log") as base:
+        tab = Tab(browser, base)
+        tab.open("/data")
+        tab.page.set_input_files("#data-file input[type=file]", str(shop))
+        summary = tab.text("#data-validation-summary")
+        assert "6 rows: 4 valid, 1 invalid, 1 left out by rule" in summary and "3 orders" in summary
+        assert "non-numeric quantity 'ten'" in tab.text("#data-rejects")
+        assert "WHITE METAL LANTERN" in tab.text("#data-preview")
+
+        product = tab.page.locator("#data-mapping .Select-clear, #data-mapping .dash-dropdown-clear").nth(2)
+        product.click(force=True)  # unmap Description: product is required
+        tab.page.wait_for_function("() => document.querySelector('#data-validation-summary')?.innerText"
+                                   ".includes('no column for product')", timeout=20_000)
+        tab.page.reload()  # start again with the automatic mapping
+        tab.page.set_input_files("#data-file input[type=file]", str(shop))
+        tab.text("#data-validation-summary")
+
+        tab.page.click("#data-import")  # one invalid row: nothing written
+        assert "6 rows in = 0 written + 6 rejected" in tab.text("#data-result-summary")
+        tab.page.check("#data-skip-invalid")
+        tab.page.click("#data-import")
+        tab.page.wait_for_function("() => document.querySelector('#data-result-summary')?.innerText"
+                                   ".includes('4 written')", timeout=30_000)
+        assert "6 rows in = 4 written + 2 rejected" in tab.text("#data-result-summary")
+        with tab.page.expect_download() as download:
+            tab.page.click("#data-report")
+        report = Path(download.value.path()).read_text()
+        assert "non-numeric quantity 'ten'" in report and "return or cancellation" in report
+
+        tab.open("/")
+        revenue = round(orders["total_amount"].sum() + 6 * 2.55 + 6 * 3.39 + 6 * 1.85 + 2 * 4.25, 2)
+        tab.page.wait_for_function(
+            "expected => document.querySelector('#overview-kpi-revenue')?.innerText.trim() === expected",
+            arg=money(revenue), timeout=20_000,
+        )
+        assert f"{len(orders) + 3:,} orders" in tab.text("#overview-period")
+        assert tab.errors == [], tab.errors
+        tab.close()

@@ -1,0 +1,190 @@
+"""Data: upload a CSV or XLSX of orders, check the automatic mapping and the validation, import it."""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from pathlib import Path
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import ALL, Input, Output, State, callback, dcc, html, no_update
+
+from bi_app.context import current_config, current_engine, start_training
+from bi_app.importing import import_file, upload_folder
+from data_layer.importer import FIELDS, ImportError_, auto_mapping, read_table, validate
+from data_layer.loader import LoadError
+
+dash.register_page(__name__, path="/data", name="Data", title="Data · E-commerce BI", order=5, download="orders")
+
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+PREVIEW_ROWS = 8
+SHOWN_REJECTS = 20
+REQUIRED = {"order_id", "order_date", "product"}
+
+
+def layout(**_query: str) -> html.Div:
+    return html.Div(
+        [
+            html.H2("Import orders", className="mb-3"),
+            html.P("Upload a CSV (any delimiter, UTF-8 or Latin-1, .gz) or XLSX file of your orders. Check how its "
+                   "columns were matched and what would be rejected, adjust the matching, then import. Nothing is "
+                   "written until you press Import, and an import is all or nothing.", className="text-muted"),
+            dcc.Store(id="data-upload"),
+            dcc.Upload(
+                id="data-file",
+                children=html.Div(["Drop a file here or ", html.A("choose one", className="link-primary")]),
+                className="upload-zone mb-3", max_size=MAX_UPLOAD_BYTES, multiple=False,
+            ),
+            dcc.Loading(html.Div(id="data-file-info"), type="dot"),
+            html.Div(id="data-mapping"),
+            dcc.Loading(html.Div(id="data-validation"), type="dot"),
+            html.Div(
+                [
+                    dbc.RadioItems(id="data-mode", inline=True, value="append", className="mb-2",
+                                   options=[{"label": "Add the orders (append)", "value": "append"},
+                                            {"label": "Replace their stored versions (upsert)", "value": "upsert"},
+                                            {"label": "Replace all stored orders", "value": "replace"}]),
+                    dbc.Checkbox(id="data-skip-invalid", value=False, className="mb-2",
+                                 label="Import the valid rows and leave out the invalid ones"),
+                    dbc.Button("Import", id="data-import", color="primary", disabled=True),
+                ],
+                id="data-actions", className="mb-3",
+            ),
+            dcc.Loading(html.Div(id="data-result"), type="circle", fullscreen=False),
+        ]
+    )
+
+
+@callback(
+    Output("data-upload", "data"),
+    Output("data-file-info", "children"),
+    Output("data-mapping", "children"),
+    Input("data-file", "contents"),
+    State("data-file", "filename"),
+    prevent_initial_call=True,
+)
+def receive_file(contents: str | None, filename: str | None):  # noqa: ANN201
+    """Keep the uploaded file on the server; show its first rows and the automatic mapping."""
+    if not contents:
+        return no_update, no_update, no_update
+    name = Path(filename or "upload.csv").name
+    upload_id = uuid.uuid4().hex
+    folder = upload_folder(upload_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    path.write_bytes(base64.b64decode(contents.split(",", 1)[1]))
+    try:
+        source = read_table(path)
+    except ImportError_ as exc:
+        return None, dbc.Alert(f"{name}: {exc}", color="danger", id="data-error"), None
+    mapping = auto_mapping(source.columns)
+    preview = dbc.Table(
+        [html.Thead(html.Tr([html.Th(c) for c in source.columns])),
+         html.Tbody([html.Tr([html.Td(v) for v in row]) for row in source.rows[:PREVIEW_ROWS]])],
+        size="sm", striped=True, responsive=True, id="data-preview",
+    )
+    info = [
+        html.P(f"{name}: {len(source.rows):,} rows, {len(source.columns)} columns ({source.encoding}"
+               f"{f', delimiter {source.delimiter!r}' if source.delimiter else ''}); the first "
+               f"{min(PREVIEW_ROWS, len(source.rows))}:", id="data-file-summary"),
+        html.Div(preview, className="mb-3"),
+    ]
+    return {"id": upload_id, "file": path.name, "auto": mapping}, info, mapping_editor(source.columns, mapping)
+
+
+def mapping_editor(columns: list[str], mapping: dict[str, str]) -> dbc.Card:
+    """One dropdown per field, preset to the automatic match."""
+    options = [{"label": c, "value": c} for c in columns]
+    fields = [
+        dbc.Col([
+            dbc.Label(f"{field_name}{' *' if field_name in REQUIRED else ''}", className="small mb-0"),
+            dcc.Dropdown(id={"type": "data-map", "field": field_name}, options=options,
+                         value=mapping.get(field_name), placeholder="not in the file"),
+        ], xs=12, sm=6, lg=3, className="mb-2")
+        for field_name in FIELDS
+    ]
+    return dbc.Card([
+        dbc.CardHeader("Column mapping (* required; an amount, or quantity and unit price, too)"),
+        dbc.CardBody(dbc.Row(fields, className="g-2")),
+    ], className="mb-3 shadow-sm")
+
+
+def chosen_mapping(values: list, ids: list[dict]) -> dict[str, str]:
+    return {i["field"]: v for i, v in zip(ids, values) if v}
+
+
+@callback(
+    Output("data-validation", "children"),
+    Output("data-import", "disabled"),
+    Input({"type": "data-map", "field": ALL}, "value"),
+    State({"type": "data-map", "field": ALL}, "id"),
+    State("data-upload", "data"),
+    prevent_initial_call=True,
+)
+def check_file(values: list, ids: list[dict], upload: dict | None):  # noqa: ANN201
+    """Validate the file under the mapping as it stands: counts and the first rejected rows."""
+    if not upload:
+        return None, True
+    path = upload_folder(upload["id"]) / upload["file"]
+    try:
+        result = validate(read_table(path), chosen_mapping(values, ids))
+    except ImportError_ as exc:
+        return dbc.Alert(str(exc), color="warning", id="data-validation-summary"), True
+    errors = result.errors
+    summary = (f"{result.rows_in:,} rows: {len(result.lines):,} valid, {len(errors):,} invalid, "
+               f"{len(result.rejected) - len(errors):,} left out by rule (returns, cancellations, duplicates); "
+               f"{result.guests:,} guest lines (no customer id); "
+               f"{result.lines['order_id'].nunique() if len(result.lines) else 0:,} orders.")
+    rows = [html.Tr([html.Td(r.line), html.Td(r.column), html.Td(r.reason),
+                     html.Td("invalid" if r.blocking else "left out by rule")])
+            for r in result.rejected[:SHOWN_REJECTS]]
+    rejects = dbc.Table([html.Thead(html.Tr([html.Th("Line"), html.Th("Column"), html.Th("Reason"), html.Th("")])),
+                         html.Tbody(rows)], size="sm", striped=True, id="data-rejects") if rows else None
+    more = (html.P(f"... and {len(result.rejected) - SHOWN_REJECTS:,} more (all in the report after the import).",
+                   className="small text-muted") if len(result.rejected) > SHOWN_REJECTS else None)
+    return [dbc.Alert(summary, color="danger" if errors else "success", id="data-validation-summary"),
+            rejects, more], False
+
+
+@callback(
+    Output("data-result", "children"),
+    Input("data-import", "n_clicks"),
+    State({"type": "data-map", "field": ALL}, "value"),
+    State({"type": "data-map", "field": ALL}, "id"),
+    State("data-upload", "data"),
+    State("data-mode", "value"),
+    State("data-skip-invalid", "value"),
+    prevent_initial_call=True,
+)
+def run_import(_clicks: int, values: list, ids: list[dict], upload: dict | None, mode: str,
+               skip_invalid: bool):  # noqa: ANN201
+    """Import the file in one transaction; say what happened, with the report to download."""
+    if not upload:
+        return no_update
+    folder = upload_folder(upload["id"])
+    messages: list[str] = []
+    chosen = chosen_mapping(values, ids)
+    changed = {f: c for f, c in chosen.items() if upload["auto"].get(f) != c}
+    dropped = set(upload["auto"]) - set(chosen)
+    try:
+        outcome = import_file(current_engine(), folder / upload["file"], changed, mode=mode, without=dropped,
+                              skip_invalid=bool(skip_invalid), dry_run=False, report_dir=folder,
+                              echo=messages.append)
+    except (ImportError_, LoadError) as exc:
+        return dbc.Alert(f"Nothing was written: {exc}", color="danger", id="data-result-summary")
+    if outcome.written:
+        start_training(current_config())
+    links = [html.A("Download the report (CSV)", href=f"/export/imports/{upload['id']}/report.csv",
+                    className="btn btn-sm btn-outline-primary me-2", id="data-report")]
+    if outcome.rejects:
+        links.append(html.A("Download the rejected rows (CSV)", href=f"/export/imports/{upload['id']}/rejects.csv",
+                            className="btn btn-sm btn-outline-primary", id="data-rejected-rows"))
+    colour = "danger" if outcome.failed else "success"
+    return html.Div([
+        dbc.Alert(messages[-1], color=colour, id="data-result-summary"),
+        html.Pre("\n".join(m for m in messages if not m.startswith("Report:")), className="small bg-light p-2",
+                 id="data-log"),
+        html.Div(links),
+    ])
