@@ -147,12 +147,29 @@ def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None,
 
     config = Config.from_env()
     overrides = parse_map_options(maps, mapping_file)
+    def progress(total: int):  # noqa: ANN202 - a click progress bar whose update takes a line count
+        bar = click.progressbar(length=total, label="Loading", show_percent=True, show_pos=True, file=sys.stderr)
+        return _Advance(bar)
+
     outcome = import_file(engine_for(config), file, overrides, mode=mode, skip_invalid=skip_invalid,
-                          dry_run=dry_run, report_dir=report_dir, echo=click.echo)
+                          dry_run=dry_run, report_dir=report_dir, echo=click.echo, progress=progress)
     if outcome.written and train:
         _train(config)
     if outcome.failed:
         raise SystemExit(1)
+
+
+class _Advance:
+    """A click progress bar as a context whose value advances it."""
+
+    def __init__(self, bar) -> None:  # noqa: ANN001
+        self.bar = bar
+
+    def __enter__(self):  # noqa: ANN204
+        return self.bar.__enter__().update
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
 
 
 @main.command()

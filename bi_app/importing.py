@@ -8,7 +8,8 @@ import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from contextlib import nullcontext
+from typing import Callable, ContextManager, Iterable
 
 import psycopg2
 from sqlalchemy import Engine
@@ -68,14 +69,16 @@ def parse_map_options(maps: Iterable[str], mapping_file: Path | None) -> dict[st
 
 def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: str, skip_invalid: bool,
                 dry_run: bool, report_dir: Path | None, echo: Callable[[str], None],
-                without: Iterable[str] = ()) -> ImportOutcome:
+                without: Iterable[str] = (),
+                progress: Callable[[int], ContextManager[Callable[[int], None]]] | None = None) -> ImportOutcome:
     """Import ``path`` into ``engine``'s database in one transaction, printing what happens.
 
     ``overrides`` (field -> column) go on top of the automatic mapping; ``without``
-    names fields to leave unmapped even when a column matched.
+    names fields to leave unmapped even when a column matched. ``progress(total)``
+    gives a context whose value is called with each loaded chunk's line count.
     """
     source = read_table(path)
-    echo(f"Read {path.name}: {len(source.rows):,} rows, {len(source.columns)} columns "
+    echo(f"Read {path.name}: {source.row_count:,} rows, {len(source.columns)} columns "
          f"({source.encoding}{f', delimiter {source.delimiter!r}' if source.delimiter else ''})")
     skipped = set(without)
     automatic = {f: c for f, c in auto_mapping(source.columns).items()
@@ -119,7 +122,8 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     table = result.to_arrow()
     chunks = [table.slice(start, LOAD_CHUNK_ROWS) for start in range(0, table.num_rows, LOAD_CHUNK_ROWS)]
     try:
-        loaded = load_orders(engine, chunks, mode=mode, source=f"import {path.name}")
+        with progress(table.num_rows) if progress else nullcontext(None) as advance:
+            loaded = load_orders(engine, chunks, mode=mode, source=f"import {path.name}", on_progress=advance)
     except (IntegrityError, sqlite3.IntegrityError, psycopg2.IntegrityError):
         raise LoadError("some orders in the file are already stored, so nothing was written; "
                         "use --mode upsert to replace them (or --mode replace to replace everything)") from None
@@ -148,7 +152,7 @@ def write_report(path: Path, source: SourceTable, result: Validation, report_dir
     if not result.rejected:
         return report, None
     rejects = folder / f"{stem}.rejects.csv"
-    by_line = dict(zip(source.line_numbers, source.rows))
+    by_line = source.rows_at(r.line for r in result.rejected)
     with rejects.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["line", "reason", *source.columns])

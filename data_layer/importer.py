@@ -35,6 +35,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from data_layer.schema import SALES_COLUMNS
 
@@ -78,17 +80,25 @@ class ImportError_(ValueError):
 
 @dataclass
 class SourceTable:
-    """A file's rows as text, with the line each row started on."""
+    """A file's rows as text (cells stripped), with the line of the file each row starts on."""
 
-    columns: list[str]
-    rows: list[list[str]]
-    line_numbers: list[int]
+    frame: pd.DataFrame
+    line_numbers: np.ndarray
     encoding: str
     delimiter: str | None
 
     @property
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=self.columns, dtype=str)
+    def columns(self) -> list[str]:
+        return list(self.frame.columns)
+
+    @property
+    def row_count(self) -> int:
+        return len(self.frame)
+
+    def rows_at(self, lines: Iterable[int]) -> dict[int, list[str]]:
+        """The cells of the rows starting on ``lines``."""
+        position = {int(line): i for i, line in enumerate(self.line_numbers)}
+        return {line: self.frame.iloc[position[line]].tolist() for line in lines}
 
 
 @dataclass
@@ -130,18 +140,58 @@ def read_table(path: Path) -> SourceTable:
     name = path.name.lower()
     if name.endswith((".xlsx", ".xlsm")):
         return _read_xlsx(path)
-    raw = gzip.open(path, "rb").read() if name.endswith(".gz") else path.read_bytes()
-    for encoding in ("utf-8-sig", "latin-1"):
-        try:
-            text = raw.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
+    try:
+        raw = gzip.open(path, "rb").read() if name.endswith(".gz") else path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise ImportError_(f"cannot read {path.name}: {exc}") from None
+    encoding = "utf-8"
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        encoding, text = "latin-1", raw.decode("latin-1")  # every byte is a Latin-1 character
+    if not text.strip():
+        raise ImportError_("the file is empty")
     sample = text[:65536]
     try:
         delimiter = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
     except csv.Error:
         delimiter = max(DELIMITERS, key=lambda d: sample.split("\n", 1)[0].count(d))
+    fast = _read_with_arrow(text, delimiter)
+    frame, lines = fast if fast is not None else _read_with_csv_module(text, delimiter)
+    return SourceTable(frame, lines, encoding, delimiter)
+
+
+def _read_with_arrow(text: str, delimiter: str) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """Arrow's CSV reader (fast), or None when its rows cannot be tied to lines of the file:
+    a value holding a line break, or a row with more or fewer cells than the header."""
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(text.encode("utf-8")),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(strings_can_be_null=False, quoted_strings_can_be_null=False,
+                                                 column_types={}, auto_dict_encode=False),
+            read_options=pacsv.ReadOptions(autogenerate_column_names=False, block_size=1 << 24),
+        )
+    except pa.ArrowInvalid:
+        return None
+    columns = []
+    for column in table.columns:
+        column = pc.cast(column, pa.string())
+        if pc.any(pc.match_substring_regex(column, r"[\r\n]")).as_py():
+            return None
+        columns.append(pc.utf8_trim_whitespace(column))
+    names = _unique([name.strip() for name in table.column_names])
+    frame = pa.table(columns, names=names).to_pandas(types_mapper=lambda t: pd.StringDtype("pyarrow"))
+    # With no line break inside a value, rows are the non-blank lines after the header.
+    physical = np.char.strip(np.array(text.splitlines(), dtype=object).astype(str)) != ""
+    lines = np.flatnonzero(physical)[1:] + 1
+    if len(lines) != len(frame):
+        return None
+    return frame, lines
+
+
+def _read_with_csv_module(text: str, delimiter: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Python's csv reader: slower, but it knows where a row with a line break in a value starts."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header: list[str] | None = None
     rows, lines = [], []
@@ -160,7 +210,8 @@ def read_table(path: Path) -> SourceTable:
         raise ImportError_("the file is empty")
     width = len(header)
     rows = [row[:width] + [""] * (width - len(row)) for row in rows]
-    return SourceTable(_unique(header), rows, lines, encoding if encoding != "utf-8-sig" else "utf-8", delimiter)
+    frame = pd.DataFrame(rows, columns=_unique(header), dtype=pd.StringDtype("pyarrow"))
+    return frame, np.asarray(lines, dtype=np.int64)
 
 
 def _read_xlsx(path: Path) -> SourceTable:
@@ -185,7 +236,8 @@ def _read_xlsx(path: Path) -> SourceTable:
     workbook.close()
     if header is None:
         raise ImportError_("the first sheet is empty")
-    return SourceTable(_unique(header), rows, lines, "xlsx", None)
+    frame = pd.DataFrame(rows, columns=_unique(header), dtype=pd.StringDtype("pyarrow"))
+    return SourceTable(frame, np.asarray(lines, dtype=np.int64), "xlsx", None)
 
 
 def _cell_text(value: object) -> str:
@@ -247,7 +299,7 @@ def validate(source: SourceTable, mapping: dict[str, str], *, latest: date | Non
     check_mapping(mapping, source.columns)
     frame = source.frame
     n = len(frame)
-    line = np.asarray(source.line_numbers, dtype=np.int64)
+    line = source.line_numbers
     latest = latest or date.today().replace(year=date.today().year + 1)
     out = _Outcome(n, line, mapping)
 
@@ -294,8 +346,11 @@ def validate(source: SourceTable, mapping: dict[str, str], *, latest: date | Non
     first_of = frame.reset_index().groupby(list(frame.columns), sort=False, dropna=False)["index"].transform("first")
     out.exclude(dupes, "order_id", lambda i: f"duplicate of line {line[first_of.iloc[i]]}")
 
+    amounts = resolve_amounts(quantity, numbers)
+    out.reject(amounts["inconsistent"], mapping.get("total_amount", "total_amount"),
+               "amounts do not add up (total = quantity x unit price - discount + shipping)")
     keep = ~out.dropped
-    lines = _order_lines(keep, order_id, customer, product, when, quantity, numbers, text)
+    lines = _order_lines(keep, order_id, customer, product, when, amounts, numbers, text)
     return Validation(lines=lines, rejected=sorted(out.rejected, key=lambda r: r.line), rows_in=n)
 
 
@@ -319,19 +374,41 @@ class _Outcome:
         self.reject(mask, field_name, reason, blocking=False)
 
 
-def _order_lines(keep, order_id, customer, product, when, quantity, numbers, text) -> pd.DataFrame:  # noqa: ANN001
-    q = quantity[keep].astype(float).fillna(1).astype(np.int64)
-    given_total, price = numbers["total_amount"][keep], numbers["unit_price"][keep]
-    rate = numbers["discount_rate"][keep]
-    discount, shipping = numbers["discount_amount"][keep], numbers["shipping_cost"][keep].fillna(0.0)
-    subtotal = numbers["subtotal"][keep]
-    subtotal = subtotal.fillna((q * price).round(2))
-    # Only a total: it is the subtotal after discount and shipping.
-    subtotal = subtotal.fillna((given_total + discount.fillna(0.0) - shipping).round(2))
-    discount = discount.fillna((subtotal * rate.fillna(0.0)).round(2))
+def resolve_amounts(quantity: pd.Series, numbers: dict[str, pd.Series]) -> pd.DataFrame:
+    """Quantity, unit price, subtotal, discount (and rate), shipping and total of each line, each
+    from its column or, when the file has none, from the others.
+
+    With an amount and quantity x unit price but no discount or shipping column, the
+    difference is a discount (amount below) or shipping (amount above). A line whose given
+    amounts cannot add up is marked ``inconsistent``.
+    """
+    q = quantity.fillna(1.0)
+    price, given_subtotal, total = numbers["unit_price"], numbers["subtotal"], numbers["total_amount"]
+    rate, discount, shipping = numbers["discount_rate"], numbers["discount_amount"], numbers["shipping_cost"]
+    subtotal = given_subtotal.fillna((q * price).round(2))
+    discount = discount.fillna((subtotal * rate).round(2))
+    only_total = subtotal.isna()
+    subtotal = subtotal.fillna((total + discount.fillna(0.0) - shipping.fillna(0.0)).round(2))
+    gap = (subtotal - total).round(2)  # = discount - shipping, where both amounts are known
+    both_unknown = discount.isna() & shipping.isna() & total.notna() & ~only_total
+    discount = discount.where(~both_unknown, gap.clip(lower=0))
+    shipping = shipping.where(~both_unknown, (-gap).clip(lower=0))
+    discount = discount.fillna((gap + shipping).where(total.notna())).fillna(0.0)
+    shipping = shipping.fillna((discount - gap).where(total.notna())).fillna(0.0)
+    total = total.fillna(subtotal - discount + shipping).round(2)
     rate = rate.fillna((discount / subtotal.where(subtotal > 0)).fillna(0.0)).round(4)
-    total = given_total.fillna(subtotal - discount + shipping).round(2)
     price = price.fillna((subtotal / q).round(2))
+    inconsistent = ((total - (subtotal - discount + shipping)).abs() > 0.005) | (discount < -0.005) \
+        | (shipping < -0.005) | ((discount - subtotal * rate).abs() > 0.015 + subtotal.abs() * 0.00005) \
+        | ((subtotal - q * price).abs() > 0.005 * q.abs())
+    return pd.DataFrame({"quantity": q, "unit_price": price.round(2), "subtotal": subtotal.round(2),
+                         "discount_rate": rate, "discount_amount": discount.round(2),
+                         "shipping_cost": shipping.round(2), "total_amount": total,
+                         "inconsistent": inconsistent.fillna(False)})
+
+
+def _order_lines(keep, order_id, customer, product, when, amounts, numbers, text) -> pd.DataFrame:  # noqa: ANN001
+    kept = amounts[keep]
     day = when[keep]
     month = day.dt.month
     frame = pd.DataFrame({
@@ -340,13 +417,13 @@ def _order_lines(keep, order_id, customer, product, when, quantity, numbers, tex
         "order_date": day.dt.date,
         "category": text("category")[keep].replace("", UNKNOWN),
         "product": product[keep],
-        "quantity": q,
-        "unit_price": price.round(2),
-        "subtotal": subtotal.round(2),
-        "discount_rate": rate,
-        "discount_amount": discount.round(2),
-        "shipping_cost": shipping.round(2),
-        "total_amount": total,
+        "quantity": kept["quantity"].astype(np.int64),
+        "unit_price": kept["unit_price"],
+        "subtotal": kept["subtotal"],
+        "discount_rate": kept["discount_rate"],
+        "discount_amount": kept["discount_amount"],
+        "shipping_cost": kept["shipping_cost"],
+        "total_amount": kept["total_amount"],
         "region": text("region")[keep].replace("", UNKNOWN).str.slice(0, MAX_LENGTH["region"]),
         "customer_segment": text("customer_segment")[keep].replace("", UNKNOWN).str.slice(0, 20),
         "satisfaction_rating": numbers["satisfaction_rating"][keep].round(1),

@@ -69,12 +69,15 @@ def quality_report(
         "min_date": func.min(c.order_date),
         "max_date": func.max(c.order_date),
         **{f"null_{name}": count_where(c[name].is_(None)) for name in CRITICAL_COLUMNS},
-        "subtotal": count_where(func.abs(c.subtotal - c.quantity * c.unit_price) > CENT_TOLERANCE),
+        # A unit price is a rounded figure: half a cent per unit of slack.
+        "subtotal": count_where(func.abs(c.subtotal - c.quantity * c.unit_price) > CENT_TOLERANCE * c.quantity),
         "total": count_where(
             func.abs(c.total_amount - (c.subtotal - discount + shipping)) > CENT_TOLERANCE
         ),
         "discount": count_where(
-            func.abs(discount - c.subtotal * func.coalesce(c.discount_rate, 0)) > 0.01 + CENT_TOLERANCE
+            # A rate has four decimals: half a unit of the last one of slack on top of a cent.
+            func.abs(discount - c.subtotal * func.coalesce(c.discount_rate, 0))
+            > 0.01 + CENT_TOLERANCE + func.abs(c.subtotal) * 0.00005
         ),
         "quantity": count_where(c.quantity <= 0),
         "satisfaction": count_where(

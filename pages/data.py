@@ -82,13 +82,13 @@ def receive_file(contents: str | None, filename: str | None):  # noqa: ANN201
     mapping = auto_mapping(source.columns)
     preview = dbc.Table(
         [html.Thead(html.Tr([html.Th(c) for c in source.columns])),
-         html.Tbody([html.Tr([html.Td(v) for v in row]) for row in source.rows[:PREVIEW_ROWS]])],
+         html.Tbody([html.Tr([html.Td(v) for v in row]) for row in source.frame.head(PREVIEW_ROWS).itertuples(index=False)])],
         size="sm", striped=True, responsive=True, id="data-preview",
     )
     info = [
-        html.P(f"{name}: {len(source.rows):,} rows, {len(source.columns)} columns ({source.encoding}"
+        html.P(f"{name}: {source.row_count:,} rows, {len(source.columns)} columns ({source.encoding}"
                f"{f', delimiter {source.delimiter!r}' if source.delimiter else ''}); the first "
-               f"{min(PREVIEW_ROWS, len(source.rows))}:", id="data-file-summary"),
+               f"{min(PREVIEW_ROWS, source.row_count)}:", id="data-file-summary"),
         html.Div(preview, className="mb-3"),
     ]
     return {"id": upload_id, "file": path.name, "auto": mapping}, info, mapping_editor(source.columns, mapping)

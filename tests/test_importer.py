@@ -268,3 +268,26 @@ def test_a_killed_import_leaves_the_previous_data_exactly_as_it_was(postgres_sch
         assert kpis(conn, Filters()) == before
         assert conn.execute(text("SELECT count(*) FROM advanced_sales_data")).scalar_one() == 500
     engine.dispose()
+
+
+def test_amounts_are_completed_from_one_another_and_must_add_up(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "amounts.csv"
+    path.write_text(
+        "Order,Date,Product,Qty,Price,Total,Discount,Shipping\n"
+        "1,2024-01-01,Desk,2,100.00,180.00,,\n"        # total below quantity x price: a discount of 20
+        "2,2024-01-01,Lamp,1,20.00,25.99,,\n"          # above: 5.99 of shipping
+        "3,2024-01-02,Chair,1,50.00,45.00,5.00,\n"     # discount given: no shipping
+        "4,2024-01-02,Bulb,3,2.00,10.00,1.00,2.00\n"   # 6 - 1 + 2 is not 10: rejected
+    )
+    overrides = {"order_id": "Order", "order_date": "Date", "product": "Product", "quantity": "Qty",
+                 "unit_price": "Price", "total_amount": "Total", "discount_amount": "Discount",
+                 "shipping_cost": "Shipping"}
+    outcome, printed = run(engine, path, skip_invalid=True, overrides=overrides)
+    assert (outcome.written, outcome.rejected) == (3, 1), printed
+    assert "line 5, Total: amounts do not add up" in printed
+    with engine.connect() as conn:
+        stored = {row[0]: [float(v) for v in row[1:]] for row in conn.exec_driver_sql(
+            "SELECT order_id, discount_amount, shipping_cost, total_amount, discount_rate FROM advanced_sales_data")}
+    assert stored["1"] == [20.0, 0.0, 180.0, 0.1]
+    assert stored["2"] == [0.0, 5.99, 25.99, 0.0]
+    assert stored["3"] == [5.0, 0.0, 45.0, 0.1]
