@@ -158,6 +158,8 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
         target = SALES_TABLE
         if mode == "upsert":
             target = STAGING_TABLE
+            if not postgres:  # SQLite keeps a temporary table for the connection's life
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{STAGING_TABLE}")
             conn.exec_driver_sql(
                 f"CREATE TEMP TABLE {STAGING_TABLE} (LIKE {SALES_TABLE} INCLUDING DEFAULTS) ON COMMIT DROP" if postgres
                 else f"CREATE TEMP TABLE {STAGING_TABLE} AS SELECT * FROM {SALES_TABLE} WHERE 0"
@@ -247,6 +249,7 @@ def _merge_staged(conn: Connection, rows_in: int, rows_before: int) -> int:
         f"DELETE FROM {SALES_TABLE} WHERE order_id IN (SELECT order_id FROM {STAGING_TABLE})"
     ).rowcount
     conn.exec_driver_sql(f"INSERT INTO {SALES_TABLE} ({columns}) SELECT {columns} FROM {STAGING_TABLE}")
+    conn.exec_driver_sql(f"DROP TABLE {STAGING_TABLE}")
     return deleted
 
 

@@ -291,3 +291,12 @@ def test_amounts_are_completed_from_one_another_and_must_add_up(engine: Engine, 
     assert stored["1"] == [20.0, 0.0, 180.0, 0.1]
     assert stored["2"] == [0.0, 5.99, 25.99, 0.0]
     assert stored["3"] == [5.0, 0.0, 45.0, 0.1]
+
+
+def test_two_upserts_in_one_process_reuse_the_staging_table_name(engine: Engine, tmp_path: Path) -> None:
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text(csv_text(good_lines()[:2]))
+    second.write_text(csv_text(good_lines()[2:]))
+    assert run(engine, first, mode="upsert")[0].written == 2
+    assert run(engine, second, mode="upsert")[0].written == 3
+    assert_kpis(engine, good_rows())
