@@ -134,14 +134,23 @@ def run(name: str, filters: Filters, **parameters: int) -> Any:
         key = result_key(name, version, filters.cache_key(), sorted(parameters.items()))
 
         def compute() -> Any:
-            replica = current_replica()
-            stored = replica.precomputed(version, key) if replica else None
+            stored = _precomputed(version, key)
             if stored is not None:
                 return stored
             arguments = {**parameters, "models": current_models(version)} if analysis.needs_models else parameters
             return on_fastest_engine(conn, version, name, lambda c: analysis.function(c, filters, **arguments))
 
         return current_cache().get_or_compute(key, compute, timeout=None if version else UNVERSIONED_TIMEOUT_S)
+
+
+def _precomputed(version: str | None, key: str) -> Any | None:
+    """The answer stored in this server's snapshot of ``version``, if it holds one."""
+    replica = current_replica()
+    try:
+        return replica.precomputed(version, key) if replica else None
+    except Exception as exc:  # noqa: BLE001 - the answer is computed instead
+        log.warning("Columnar snapshot unreadable (%s); computing the answer", exc)
+        return None
 
 
 def on_fastest_engine(conn: Connection, version: str | None, what: str, query: Callable[[Connection], Any]) -> Any:
