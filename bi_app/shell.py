@@ -18,6 +18,7 @@ from bi_app import service
 from bi_app.components import navbar
 from bi_app.context import current_engine
 from data_layer.engine import DatabaseError, describe_error, ping
+from data_layer.meta import OPTIONAL_FIELDS, absent_fields
 from data_layer.filters import LIST_PARAMETERS, Filters
 
 LIST_FILTERS = tuple(LIST_PARAMETERS)  # region, segment, category, product
@@ -55,6 +56,7 @@ def layout() -> html.Div:
                 [
                     filter_bar(),
                     html.Div(id="filter-notice"),
+                    html.Div(id="data-notice"),
                     html.Div(id="filter-chips", className="d-flex flex-wrap gap-2 mb-2"),
                     html.Div(id="downloads", className="d-flex flex-wrap gap-2 mb-3"),
                     html.Div(id="page-content"),
@@ -176,13 +178,28 @@ clientside_callback(
 @callback(
     Output("filter-chips", "children"),
     Output("downloads", "children"),
+    Output("data-notice", "children"),
     Input("url", "search"),
     Input("url", "pathname"),
 )
-def show_chips_and_downloads(search: str | None, pathname: str | None) -> tuple[list, list]:
-    """The chips of the active filters and the download links for them (one request for both)."""
+def show_chips_and_downloads(search: str | None, pathname: str | None) -> tuple[list, list, object]:
+    """The chips of the active filters, the download links for them, and what the data lacks."""
     filters, _ = filters_of(search)
-    return chips(filters), downloads(filters, pathname)
+    return chips(filters), downloads(filters, pathname), data_notice()
+
+
+def data_notice() -> dbc.Alert | None:
+    """Say which optional fields the data has none of, so their figures are read as absent, not zero."""
+    try:
+        with current_engine().connect() as conn:
+            absent = absent_fields(conn)
+    except Exception:  # noqa: BLE001 - the database banner says it is unreachable
+        return None
+    if not absent:
+        return None
+    return dbc.Alert(f"This data has no {'; no '.join(OPTIONAL_FIELDS[name] for name in absent)}: the figures "
+                     "that need them are left out or marked “—”, and labels read “Unknown”.",
+                     color="info", id="data-notice-alert", className="py-2")
 
 
 def chips(filters: Filters) -> list:

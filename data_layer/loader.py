@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from data_layer.engine import describe_error, is_postgres
-from data_layer.meta import data_version, read_meta, write_meta
+from data_layer.meta import data_version, find_absent_fields, read_meta, write_meta
 from data_layer.quality import DEFAULT_DATE_BOUNDS, QualityReport, quality_report
 from data_layer.schema import SALES_COLUMNS, SALES_INDEXES, SALES_TABLE, SCHEMA_VERSION, metadata, sales
 from data_layer.summaries import rebuild_summaries
@@ -204,6 +204,7 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
             {
                 "data_version": version,
                 "schema_version": SCHEMA_VERSION,
+                "absent_fields": ",".join(find_absent_fields(conn)),
                 # Only loads with a line beyond the first can add orders of several lines.
                 "multi_line_orders": str(count_multi_line_orders(conn)) if lines.beyond_first else before or "0",
                 "loaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -50,6 +50,34 @@ def has_multi_line_orders(conn: Connection) -> bool:
     return int(read_meta(conn).get("multi_line_orders") or 0) > 0
 
 
+#: Optional fields a shop's data may lack, with what is missing when it does (for notices).
+OPTIONAL_FIELDS = {
+    "satisfaction_rating": "satisfaction ratings",
+    "customer_id": "customer ids (every order is a guest checkout)",
+    "region": "regions",
+    "customer_segment": "customer segments",
+    "category": "product categories",
+}
+
+
+def absent_fields(conn: Connection) -> list[str]:
+    """The optional fields no stored row has (stamped by the last load; none for other databases)."""
+    raw = read_meta(conn).get("absent_fields")
+    return [name for name in raw.split(",") if name] if raw else []
+
+
+def find_absent_fields(conn: Connection) -> list[str]:
+    """The optional fields no row has: NULL everywhere, or "Unknown" everywhere for labels."""
+    c = sales.c
+    present = conn.execute(select(
+        func.count(c.satisfaction_rating).label("satisfaction_rating"),
+        func.count(c.customer_id).label("customer_id"),
+        *[func.count().filter(c[name] != "Unknown").label(name) for name in ("region", "customer_segment", "category")],
+        func.count().label("rows"),
+    )).one()._mapping
+    return [name for name in OPTIONAL_FIELDS if present["rows"] and present[name] == 0]
+
+
 def database_info(engine: Engine) -> dict[str, object]:
     """What ``bi-app info`` shows: the masked URL, backend, row counts and data version."""
     url = engine.url.render_as_string(hide_password=False)

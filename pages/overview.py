@@ -107,7 +107,8 @@ def kpi_cards(kpis: dict) -> list:
         kpi_card("Unique customers", count(kpis["customers"]["value"]), card_id="overview-kpi-customers",
                  change=kpis["customers"]["change"]),
         kpi_card("Average satisfaction", "—" if satisfaction is None else f"{satisfaction:.2f} / 5",
-                 card_id="overview-kpi-satisfaction", change=kpis["average_satisfaction"]["change"]),
+                 card_id="overview-kpi-satisfaction", change=kpis["average_satisfaction"]["change"],
+                 note="no ratings in these orders" if satisfaction is None else None),
     ]
     period = kpis["period"]
     caption = html.Div(

@@ -300,3 +300,22 @@ def test_two_upserts_in_one_process_reuse_the_staging_table_name(engine: Engine,
     assert run(engine, first, mode="upsert")[0].written == 2
     assert run(engine, second, mode="upsert")[0].written == 3
     assert_kpis(engine, good_rows())
+
+
+def test_fields_the_file_lacks_are_recorded_for_the_pages(engine: Engine, tmp_path: Path, client, point_app_at,
+                                                          app) -> None:  # noqa: ANN001
+    from data_layer.meta import absent_fields
+
+    path = tmp_path / "plain.csv"
+    path.write_text(csv_text(good_lines()))  # no satisfaction, segment or category columns
+    run(engine, path)
+    with engine.connect() as conn:
+        assert absent_fields(conn) == ["satisfaction_rating", "customer_segment", "category"]
+    point_app_at(engine.url.render_as_string(hide_password=False))
+    from bi_app.shell import data_notice
+
+    with app.server.test_request_context():
+        notice = str(data_notice().children)
+    assert "no satisfaction ratings; no customer segments; no product categories" in notice
+    with engine.connect() as conn:
+        assert kpis(conn, Filters())["average_satisfaction"]["value"] is None
