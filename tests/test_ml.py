@@ -313,3 +313,26 @@ def test_target_lists_match_the_numbers(demo) -> None:  # noqa: ANN001
     with engine.connect() as conn:
         vip = strategy.target_customers(conn, Filters(), models, "vip", vip_top_percent=5)
     assert set(vip["customer_id"]) == set(spenders["customer_id"].head(math.ceil(len(spenders) * 0.05)))
+
+
+def test_one_page_view_builds_the_feature_table_once(demo) -> None:  # noqa: ANN001
+    from sqlalchemy import event
+
+    engine, _orders = demo
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    models = train_models(engine)
+    north = Filters(regions=("North",))
+    with engine.connect() as conn:
+        statements.clear()
+        first = analyses.clusters(conn, north, models)["profiles"]
+        analyses.rfm(conn, north)
+        analyses.churn(conn, north, models)
+        grouped = [s for s in statements if "GROUP BY advanced_sales_data.customer_id" in s]
+        assert len(grouped) == 1, grouped
+        again = analyses.clusters(conn, north, models)["profiles"]
+    pd.testing.assert_frame_equal(first, again)
+    load_demo_data(engine, 500, 12, replace=True)  # a new data version: built again, from the new rows
+    with engine.connect() as conn:
+        assert len(customer_features(conn, north)) == generate_orders_frame(500, seed=12).query(
+            "region == 'North'")["customer_id"].nunique()

@@ -256,6 +256,10 @@ def _share(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
+def _decimal(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
 FINDINGS = {
     "vip": lambda n: (
         f"The top {n['customers']:,} of {n['all_customers']:,} customers bring {_money(n['revenue'])}, "
@@ -279,7 +283,7 @@ FINDINGS = {
     "pricing": lambda n: (
         f"{_share(n['discounted_share'])} of orders are discounted, by {_share(n['average_discount_rate'])} on "
         f"average; discounted orders average {_money(n['average_order_discounted'])} against "
-        f"{_money(n['average_order_full_price'])} at full price (discount rate vs order size r = "
-        f"{n['discount_order_size_correlation'] if n['discount_order_size_correlation'] is None else round(n['discount_order_size_correlation'], 2)})."
+        f"{_money(n['average_order_full_price'])} at full price (discount rate vs order size "
+        f"r = {_decimal(n['discount_order_size_correlation'])})."
     ),
 }
