@@ -373,10 +373,10 @@ def validate(source: SourceTable, mapping: dict[str, str], *, latest: date | Non
     for name in ("unit_price", "subtotal", "discount_amount", "shipping_cost"):
         out.reject(numbers[name] < 0, name, f"negative {name}")
 
-    dupes = _duplicated_rows(frame, mapping["order_id"]) & ~out.dropped
-    if dupes.any():
-        first_of = frame.reset_index().groupby(list(frame.columns), sort=False, dropna=False)["index"].transform("first")
-        out.exclude(dupes, "order_id", lambda i: f"duplicate of line {line[first_of.iloc[i]]}")
+    copies = _earlier_copies(frame, [mapping["order_id"], mapping["product"]])
+    if len(copies):
+        out.exclude(pd.Series(frame.index.isin(copies.index), index=frame.index), "order_id",
+                    lambda i: f"duplicate of line {line[copies[i]]}")
 
     amounts = resolve_amounts(quantity, numbers)
     out.reject(amounts["inconsistent"], mapping.get("total_amount", "total_amount"),
@@ -386,14 +386,18 @@ def validate(source: SourceTable, mapping: dict[str, str], *, latest: date | Non
     return Validation(lines=lines, rejected=sorted(out.rejected, key=lambda r: r.line), rows_in=n)
 
 
-def _duplicated_rows(frame: pd.DataFrame, key: str) -> pd.Series:
-    """Rows equal in every cell to an earlier row. Only rows whose ``key`` cell repeats can be,
-    so the cell-by-cell comparison runs on those alone (none, in a file of one line per order)."""
-    candidates = frame[key].duplicated(keep=False)
-    duplicated = pd.Series(False, index=frame.index)
-    if candidates.any():
-        duplicated[candidates] = frame[candidates].duplicated(keep="first")
-    return duplicated
+def _earlier_copies(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """For each row equal in every cell to an earlier row: the position of the first such row.
+
+    Only rows whose ``keys`` cells repeat together can be copies, so the cell-by-cell
+    comparison runs on those alone (few, even with many lines per order).
+    """
+    candidates = frame[frame[keys].duplicated(keep=False)]
+    if candidates.empty:
+        return pd.Series(dtype=np.int64)
+    group = candidates.groupby(list(candidates.columns), sort=False, dropna=False).ngroup()
+    first = pd.Series(candidates.index, index=candidates.index).groupby(group).transform("first")
+    return first[first != first.index]
 
 
 class _Outcome:

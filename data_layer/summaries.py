@@ -183,7 +183,9 @@ CUSTOMER_AGGREGATES: dict[str, Callable] = {
 def rebuild_summaries(engine: Engine) -> float:
     """Rebuild ``bi_daily`` from the raw rows in one transaction; return the seconds taken.
 
-    The new summary is stamped with the data version it was built from.
+    The new summary is stamped with the data version it was built from. While some
+    order has several lines the summary is never read (see :func:`order_source`), so
+    it is left empty and only the filter values are stored.
     """
     started = time.perf_counter()
     with engine.begin() as conn:
@@ -194,32 +196,40 @@ def rebuild_summaries(engine: Engine) -> float:
             conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         version = read_meta(conn).get("data_version")
         conn.execute(delete(daily))
-        c = sales.c
-        # Each column is cast to float once, in a subquery, not once per measure (a cast from
-        # NUMERIC is costly): OFFSET 0 keeps the database from merging the subquery into the
-        # aggregate, which would repeat every cast in each measure (2.8x slower at 1M rows).
-        rows_in = select(
-            *[c[name] for name in DIMENSIONS],
-            *[c[name] for name in SALES_MEASURE_COLUMNS],
-            *[cast(c[name], Double).label(f"f_{name}") for name in _FLOAT_COLUMNS],
-        ).offset(0).subquery()
-        floats = {name: rows_in.c[f"f_{name}"] for name in _FLOAT_COLUMNS}
-        rows = Rows(rows_in.c, floats, complete=_columns_without_nulls(conn, _FLOAT_COLUMNS))
-        dims = [rows_in.c[name] for name in DIMENSIONS]
-        query = select(
-            *dims,
-            *[agg(rows).label(name) for name, agg in ADDITIVE.items()],
-            *[agg(rows).label(name) for name, (_combine, agg) in EXTREMA.items()],
-        ).group_by(*dims)
-        conn.execute(insert(daily).from_select([*DIMENSIONS, *ADDITIVE, *EXTREMA], query))
-        if engine.dialect.name == "postgresql":
-            # Statistics on what queries filter and group by; the ~70 measure columns need none.
-            conn.exec_driver_sql(f"ANALYZE bi_daily ({', '.join(DIMENSIONS)})")
-        values = dimension_values(conn, OrderSource(daily, summary=True))
+        if has_multi_line_orders(conn):
+            values = dimension_values(conn, OrderSource(sales, summary=False))
+        else:
+            _fill_daily(conn)
+            values = dimension_values(conn, OrderSource(daily, summary=True))
         write_meta(conn, {"summary_version": version or "", "dimension_values": json.dumps(values)})
     seconds = time.perf_counter() - started
     log.info("Summary table rebuilt in %.2f s", seconds)
     return seconds
+
+
+def _fill_daily(conn: Connection) -> None:
+    """Aggregate the raw rows into ``bi_daily`` (emptied by the caller)."""
+    c = sales.c
+    # Each column is cast to float once, in a subquery, not once per measure (a cast from
+    # NUMERIC is costly): OFFSET 0 keeps the database from merging the subquery into the
+    # aggregate, which would repeat every cast in each measure (2.8x slower at 1M rows).
+    rows_in = select(
+        *[c[name] for name in DIMENSIONS],
+        *[c[name] for name in SALES_MEASURE_COLUMNS],
+        *[cast(c[name], Double).label(f"f_{name}") for name in _FLOAT_COLUMNS],
+    ).offset(0).subquery()
+    floats = {name: rows_in.c[f"f_{name}"] for name in _FLOAT_COLUMNS}
+    rows = Rows(rows_in.c, floats, complete=_columns_without_nulls(conn, _FLOAT_COLUMNS))
+    dims = [rows_in.c[name] for name in DIMENSIONS]
+    query = select(
+        *dims,
+        *[agg(rows).label(name) for name, agg in ADDITIVE.items()],
+        *[agg(rows).label(name) for name, (_combine, agg) in EXTREMA.items()],
+    ).group_by(*dims)
+    conn.execute(insert(daily).from_select([*DIMENSIONS, *ADDITIVE, *EXTREMA], query))
+    if conn.dialect.name == "postgresql":
+        # Statistics on what queries filter and group by; the ~70 measure columns need none.
+        conn.exec_driver_sql(f"ANALYZE bi_daily ({', '.join(DIMENSIONS)})")
 
 
 SALES_MEASURE_COLUMNS = (

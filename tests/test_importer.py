@@ -161,6 +161,20 @@ def test_rejected_rows_name_their_line_in_the_file(tmp_path: Path, newline: str,
     assert len(source.frame) == 5 and source.frame.iloc[2, 2].startswith("Chair")
 
 
+def test_a_duplicate_row_names_the_line_it_repeats(tmp_path: Path) -> None:
+    from data_layer.importer import validate
+
+    rows = good_lines()
+    near_copy = rows[2].replace("89.99", "89.98")  # same order and product, another price: not a copy
+    path = tmp_path / "copies.csv"
+    path.write_text(csv_text([*rows, rows[2], near_copy, rows[0]]))  # lines 2-6, then 7, 8, 9
+    source = read_table(path)
+    result = validate(source, auto_mapping(source.columns))
+    assert [(r.line, r.reason, r.blocking) for r in result.rejected] == [
+        (7, "duplicate of line 4", False), (9, "duplicate of line 2", False)]
+    assert len(result.lines) == 6
+
+
 def test_non_blank_lines_count_lines_as_pythons_csv_module_does() -> None:
     import io
     import random
