@@ -33,7 +33,7 @@ SHAPES = {"one line per order": 1, "five lines per order": 5}
 TARGET = 100_000
 PHASES = {  # what the CLI prints -> row of the table
     "reading the file": r"^Read .* in ([\d.]+) s$",
-    "mapping and validation": r"^Validation: .*; ([\d.]+) s$",
+    "mapping and validation": r"^Validation: .*\(checked in ([\d.]+) s\)$",
     "the load's transaction (COPY, key and indexes, quality check)": r"^Loaded .*? in ([\d.]+) s;",
     "summary table rebuild": r"summary tables rebuilt in ([\d.]+) s",
 }

@@ -87,6 +87,12 @@ class Tab:
             "() => !document.querySelector('[data-dash-is-loading=\"true\"]')", timeout=20_000
         )
 
+    def choose(self, dropdown: str, option: str) -> None:
+        """Pick ``option`` in the filter bar's ``dropdown`` (its search box opens a moment after the click)."""
+        self.page.click(f"#{dropdown}")
+        self.page.locator(".dash-dropdown-search").fill(option)
+        self.page.get_by_role("option", name=option, exact=True).click()
+
     def text(self, selector: str) -> str:
         self.page.wait_for_selector(selector, timeout=20_000)
         return self.page.inner_text(selector).strip()
@@ -124,9 +130,7 @@ def test_browser_every_page_renders_without_errors_at_desktop_and_phone_width(br
 def test_browser_filter_change_updates_the_kpis_and_url(tab: Tab, orders: pd.DataFrame) -> None:
     tab.open("/")
     assert tab.text("#overview-kpi-revenue") == money(round(orders["total_amount"].sum(), 2))
-    tab.page.click("#filter-region")
-    tab.page.keyboard.type("West")
-    tab.page.get_by_role("option", name="West", exact=True).click()
+    tab.choose("filter-region", "West")
     tab.page.wait_for_url(re.compile(r"region=West"))
     tab.settle()
     west = orders[orders["region"] == "West"]
@@ -229,9 +233,7 @@ def test_browser_clusters_profile_follows_the_filter(tab: Tab, orders: pd.DataFr
     tab.page.wait_for_selector("#clusters-profile", timeout=60_000)
     everyone = tab.text("#clusters-profile")
     assert f"{orders['customer_id'].nunique():,} matching customers" in tab.page.inner_text("#clusters-content")
-    tab.page.click("#filter-region")
-    tab.page.keyboard.type("South")
-    tab.page.get_by_role("option", name="South", exact=True).click()
+    tab.choose("filter-region", "South")
     tab.page.wait_for_url(re.compile(r"/clusters\?region=South"))
     south = orders[orders["region"] == "South"]
     tab.page.wait_for_function(
