@@ -8,10 +8,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
+#: The height of a chart, in pixels (pages hold this much room for one before it draws).
+HEIGHT = 320
 PALETTE = ["#2c3e50", "#18bc9c", "#3498db", "#f39c12", "#e74c3c", "#8e44ad", "#16a085", "#7f8c8d"]
 _LAYOUT = dict(
     margin=dict(l=10, r=10, t=40, b=10),
-    height=320,
+    height=HEIGHT,
     # Expanded once: figures are built unvalidated (15x faster), which leaves a template name unresolved.
     template=pio.templates["plotly_white"].to_plotly_json(),
     colorway=PALETTE,
@@ -83,16 +85,22 @@ def histogram(bins: list[dict[str, Any]], stats: dict[str, Any]) -> go.Figure:
         return empty("Order values")
     frame = pd.DataFrame(bins)
     centers = (frame["bin_start"] + frame["bin_end"]) / 2
-    figure = _figure("Order values")
+    # The legend (median and mean) goes under the plot: beside the title it covers it in a narrow chart.
+    figure = _figure("Order values", legend=dict(orientation="h", x=0, xanchor="left", y=-0.12, yanchor="top"),
+                     margin=dict(l=10, r=10, t=40, b=40))
     figure.add_bar(
         x=centers, y=frame["orders"], width=(frame["bin_end"] - frame["bin_start"]) * 0.95, name="Orders",
+        showlegend=False,
         customdata=frame[["bin_start", "bin_end"]],
         hovertemplate="$%{customdata[0]:,.0f}–$%{customdata[1]:,.0f}<br>%{y:,} orders<extra></extra>",
     )
-    for name, dash, side in (("median", "dash", "top left"), ("mean", "dot", "top right")):
+    # The median and mean as vertical lines named in the legend (labels beside the lines overlap
+    # each other, or the plot's edge, in a skewed distribution).
+    top = float(frame["orders"].max()) * 1.05
+    for name, dash, color in (("median", "dash", PALETTE[4]), ("mean", "dot", PALETTE[3])):
         if stats.get(name) is not None:
-            figure.add_vline(x=stats[name], line_dash=dash, annotation_text=f"{name} ${stats[name]:,.0f}",
-                             annotation_position=side)
+            figure.add_scatter(x=[stats[name], stats[name]], y=[0, top], mode="lines", name=f"{name} ${stats[name]:,.0f}",
+                               line=dict(dash=dash, color=color, width=2), hoverinfo="skip")
     figure.update_xaxes(tickprefix="$", separatethousands=True,
                         range=[float(frame["bin_start"].min()), float(frame["bin_end"].max())])
     return figure

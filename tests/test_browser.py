@@ -120,6 +120,12 @@ def test_browser_every_page_renders_without_errors_at_desktop_and_phone_width(br
         tab.open(PAGES[name])
         tab.page.wait_for_selector(DRAWN[name], timeout=60_000)
         tab.settle()
+        tab.page.evaluate("window.scrollTo(0, document.body.scrollHeight)")  # what loads on scrolling, too
+        if name == "overview":
+            tab.page.wait_for_function(
+                "() => document.querySelector(\"#overview-grid .ag-row [col-id='order_id']\")?.innerText.trim()",
+                timeout=20_000)
+        tab.settle()
         tab.page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
         overflow = tab.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width}px"
@@ -199,7 +205,12 @@ def test_browser_download_has_the_right_rows(tab: Tab, orders: pd.DataFrame) -> 
 
 def test_browser_transactions_grid_pages_and_filters_on_the_server(tab: Tab, orders: pd.DataFrame) -> None:
     tab.open("/?product=Laptop")
-    tab.page.wait_for_selector("#overview-grid .ag-row", timeout=20_000)
+    tab.page.wait_for_selector("#overview-kpis .kpi-value")
+    assert tab.page.locator("#overview-grid").count() == 0  # below the fold: made when scrolled to
+    tab.page.locator("#overview-grid-slot").scroll_into_view_if_needed()
+    tab.page.wait_for_function(  # rows are drawn empty until their block arrives
+        "() => document.querySelector(\"#overview-grid .ag-row [col-id='order_id']\")?.innerText.trim()",
+        timeout=20_000)
     first_ids = tab.page.locator("#overview-grid .ag-row [col-id='order_id']").all_inner_texts()
     laptops = orders[orders["product"] == "Laptop"].sort_values("order_id")
     assert first_ids[0] == laptops["order_id"].iloc[0]
