@@ -14,7 +14,8 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 HEADER = """# Benchmarks
 
 Written by the scripts in `bench/`; each section says the command, the machine and the date.
-The machine is shared and noisy: compare variants as ratios within one run.
+The machine is shared and noisy: compare variants as ratios within one run
+(`bench/page_compare.py --base REV` does so for the overview page).
 """
 
 
