@@ -91,13 +91,14 @@ def _train(config: Config) -> None:
 
     from bi_app.context import models_folder
     from bi_app.ml.models import ModelStore
+    from bi_app.service import answer_default_view
 
     engine = engine_for(config)
     with engine.connect() as conn:
         version = data_version(conn) or ""
     click.echo("Training the customer models ...")
     started = time.perf_counter()
-    models = joblib.load(ModelStore(models_folder(config)).train(engine, version))
+    models = joblib.load(ModelStore(models_folder(config), answer_default_view).train(engine, version))
     _print_models(models, time.perf_counter() - started)
 
 
@@ -243,6 +244,9 @@ def _print_models(models, seconds: float) -> None:  # noqa: ANN001
                    f"top-decile precision {evaluation['top_decile_precision']:.2f}")
     for problem in models.problems:
         click.echo(f"  not trained: {problem}")
+    if models.answers:
+        names = sorted({key.split(":", 1)[0] for key in models.answers})
+        click.echo(f"  unfiltered view answered ahead: {', '.join(names)} ({models.seconds.get('answers', 0):.1f} s)")
 
 
 def _print_report(report: QualityReport) -> None:

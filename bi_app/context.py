@@ -19,7 +19,7 @@ from data_layer.columnar import ColumnarReplica
 from data_layer.engine import get_engine, make_engine
 
 if TYPE_CHECKING:
-    from bi_app.ml.models import TrainedModels
+    from bi_app.ml.models import ModelStore, TrainedModels
 
 CONFIG_KEY = "BI_CONFIG"
 CACHE_KEY = "BI_CACHE"
@@ -68,17 +68,27 @@ def current_replica() -> ColumnarReplica | None:
 
 def current_models(version: str | None) -> "TrainedModels":
     """The models trained on data ``version`` (trained now, once across workers, when missing)."""
+    replica = current_replica()
+    snapshot = replica.engine_for(version) if replica else None
+    return _model_store().get(snapshot or current_engine(), version or "")
+
+
+def stored_models(version: str) -> "TrainedModels | None":
+    """The models trained on data ``version`` if they are already trained; never trains."""
+    return _model_store().stored(version)
+
+
+def _model_store() -> "ModelStore":
     from bi_app.ml.models import ModelStore
+    from bi_app.service import answer_default_view  # the service imports this module
 
     config = current_config()
     stores: dict[str, ModelStore] = current_app.config.setdefault(MODELS_KEY, {})
     with _replica_lock:
         store = stores.get(config.database_url)
         if store is None:
-            store = stores[config.database_url] = ModelStore(models_folder(config))
-    replica = current_replica()
-    snapshot = replica.engine_for(version) if replica else None
-    return store.get(snapshot or current_engine(), version or "")
+            store = stores[config.database_url] = ModelStore(models_folder(config), answer_default_view)
+        return store
 
 
 def start_training(config: Config) -> None:

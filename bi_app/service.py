@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import pandas as pd
 from sqlalchemy import Connection, Engine
@@ -17,11 +17,14 @@ from bi_app import analytics
 from bi_app.ml import analyses as ml_analyses
 from bi_app.ml import strategy
 from data_layer import queries
-from bi_app.context import current_cache, current_engine, current_models, current_replica
+from bi_app.context import current_cache, current_engine, current_models, current_replica, stored_models
 from data_layer.cache import UNVERSIONED_TIMEOUT_S, result_key
 from data_layer.filters import FILTER_PARAMETERS, FilterError, Filters, parse_filters
 from data_layer.meta import data_version
 from data_layer.summaries import dimension_values, order_source, stored_dimension_values
+
+if TYPE_CHECKING:
+    from bi_app.ml.models import TrainedModels
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,8 @@ class Analysis:
     parameters: tuple[Parameter, ...] = field(default_factory=tuple)
     #: Takes the trained models of the data version (``models=``).
     needs_models: bool = False
-    #: Answered for the default views when a snapshot is built (customer-level work is too slow to).
+    #: Answered for the default views when a snapshot is built. Customer-level work is too slow
+    #: for that: it is answered for the unfiltered view when the models are trained instead.
     precompute: bool = True
 
 
@@ -144,13 +148,18 @@ def run(name: str, filters: Filters, **parameters: int) -> Any:
 
 
 def _precomputed(version: str | None, key: str) -> Any | None:
-    """The answer stored in this server's snapshot of ``version``, if it holds one."""
+    """The answer stored for ``key``: in this server's snapshot of ``version``, or with the models
+    trained on it (never waiting for either to be built)."""
     replica = current_replica()
     try:
-        return replica.precomputed(version, key) if replica else None
+        stored = replica.precomputed(version, key) if replica else None
     except Exception as exc:  # noqa: BLE001 - the answer is computed instead
         log.warning("Columnar snapshot unreadable (%s); computing the answer", exc)
-        return None
+        stored = None
+    if stored is None and version:
+        models = stored_models(version)
+        stored = models.answers.get(key) if models is not None else None
+    return stored
 
 
 def on_fastest_engine(conn: Connection, version: str | None, what: str, query: Callable[[Connection], Any]) -> Any:
@@ -229,6 +238,35 @@ def precompute_default_views(snapshot: Engine, version: str) -> dict[str, Any]:
                 key = result_key(name, version, filters.cache_key(), sorted(parameters.items()))
                 results[key] = analysis.function(conn, filters, **parameters)
     return results
+
+
+def answer_default_view(engine: Engine, models: "TrainedModels") -> dict[str, Any]:
+    """The customer-level analyses (those no snapshot precomputes) for the unfiltered view with
+    their default parameters, keyed as :func:`run` looks them up; saved with ``models``.
+
+    An analysis that fails is left out (a request computes it, and says why); if the data
+    changes meanwhile, nothing is kept.
+    """
+    answers: dict[str, Any] = {}
+    filters = Filters()
+    with engine.connect() as conn:
+        version = data_version(conn)
+        if version != models.data_version:
+            return {}
+        for name, analysis in ANALYSES.items():
+            if analysis.precompute:
+                continue
+            parameters = {p.name: p.default for p in analysis.parameters}
+            arguments = {**parameters, "models": models} if analysis.needs_models else parameters
+            try:
+                answer = analysis.function(conn, filters, **arguments)
+            except Exception as exc:  # noqa: BLE001 - left to the request, which reports it
+                log.warning("%s not answered at training: %s", name, exc)
+                continue
+            answers[result_key(name, version, filters.cache_key(), sorted(parameters.items()))] = answer
+        if data_version(conn) != version:
+            return {}
+    return answers
 
 
 def parse_leniently(query: Mapping[str, Iterable[str]]) -> tuple[Filters, list[str]]:

@@ -336,3 +336,58 @@ def test_one_page_view_builds_the_feature_table_once(demo) -> None:  # noqa: ANN
     with engine.connect() as conn:
         assert len(customer_features(conn, north)) == generate_orders_frame(500, seed=12).query(
             "region == 'North'")["customer_id"].nunique()
+
+
+def test_the_unfiltered_view_is_answered_when_the_models_are_trained(demo, db_url: str, app, point_app_at,  # noqa: ANN001
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training also answers the customer-level analyses for no filter (the slowest view: every
+    customer); a request for that view then reads the answer instead of computing it."""
+    from sqlalchemy import event
+
+    from bi_app import service
+    from bi_app.api import to_jsonable
+    from bi_app.context import current_engine, current_models
+    from data_layer.meta import data_version
+
+    from dataclasses import replace as replace_config
+
+    from bi_app.context import CONFIG_KEY
+
+    point_app_at(db_url)  # and a new, empty result cache
+    # No columnar snapshot: the answers and the direct computations below read the same database.
+    monkeypatch.setitem(app.server.config, CONFIG_KEY, replace_config(app.server.config[CONFIG_KEY], columnar=False))
+    customer_level = {name for name, analysis in service.ANALYSES.items() if not analysis.precompute}
+    with app.server.test_request_context():
+        with current_engine().connect() as conn:
+            version = data_version(conn)
+        models = current_models(version)
+        assert {key.split(":", 1)[0] for key in models.answers} == customer_level
+        statements: list[str] = []
+        event.listen(current_engine(), "before_cursor_execute", lambda *args: statements.append(args[2]))
+        answered = {name: service.run(name, Filters()) for name in sorted(customer_level)}
+        assert not [s for s in statements if "advanced_sales_data" in s or "bi_daily" in s], statements
+        for name, answer in answered.items():
+            analysis = service.ANALYSES[name]
+            with current_engine().connect() as conn:
+                extra = {"models": models} if analysis.needs_models else {}
+                direct = analysis.function(conn, Filters(), **extra)
+            assert_same_answer(to_jsonable(answer), to_jsonable(direct), name)
+        statements.clear()
+        service.run("clusters", Filters(regions=("North",)))  # not answered ahead: computed
+        assert [s for s in statements if "GROUP BY advanced_sales_data.customer_id" in s]
+
+
+def assert_same_answer(got, expected, where: str) -> None:  # noqa: ANN001
+    """Equal JSON-like answers, numbers up to float rounding."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and got.keys() == expected.keys(), where
+        for key in expected:
+            assert_same_answer(got[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), where
+        for index, (a, b) in enumerate(zip(got, expected)):
+            assert_same_answer(a, b, f"{where}[{index}]")
+    elif isinstance(expected, float) and not isinstance(expected, bool):
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-9, nan_ok=True), where
+    else:
+        assert got == expected, where

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import joblib
 from threadpoolctl import threadpool_limits
@@ -43,6 +43,9 @@ class TrainedModels:
     seconds: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     customers: int = 0
+    #: Answers of the customer-level analyses for the unfiltered view, keyed as the result cache:
+    #: the slowest view to compute on request (every customer), computed once with the models.
+    answers: dict[str, Any] = field(default_factory=dict)
 
 
 def train_models(engine: Engine, random_state: int = 42) -> TrainedModels:
@@ -75,10 +78,16 @@ def train_models(engine: Engine, random_state: int = 42) -> TrainedModels:
 
 
 class ModelStore:
-    """The trained models of one database, one joblib file per data version under ``folder``."""
+    """The trained models of one database, one joblib file per data version under ``folder``.
 
-    def __init__(self, folder: Path) -> None:
+    ``answer(engine, models)``, when given, computes the answers saved with the models
+    (:attr:`TrainedModels.answers`).
+    """
+
+    def __init__(self, folder: Path,
+                 answer: Callable[[Engine, TrainedModels], dict[str, Any]] | None = None) -> None:
         self.folder = folder
+        self.answer = answer
         self._loaded: TrainedModels | None = None
 
     def path(self, version: str) -> Path:
@@ -86,11 +95,19 @@ class ModelStore:
 
     def get(self, engine: Engine, version: str) -> TrainedModels:
         """The models of ``version``: in memory, on disk, or trained now (once, across processes)."""
+        stored = self.stored(version)
+        if stored is not None:
+            return stored
+        self.train(engine, version)
+        return self.stored(version)  # type: ignore[return-value]
+
+    def stored(self, version: str) -> TrainedModels | None:
+        """The models of ``version`` if they are trained (in memory or on disk); never trains."""
         if self._loaded is not None and self._loaded.data_version == version:
             return self._loaded
         path = self.path(version)
         if not path.exists():
-            self.train(engine, version)
+            return None
         self._loaded = joblib.load(path)  # our own file, written by train()
         return self._loaded
 
@@ -106,6 +123,10 @@ class ModelStore:
             models = train_models(engine)
             if models.data_version != version:
                 raise RuntimeError(f"data changed to version {models.data_version} while training for {version}")
+            if self.answer is not None:
+                answering = time.perf_counter()
+                models.answers = self.answer(engine, models)
+                models.seconds["answers"] = time.perf_counter() - answering
             partial = path.with_suffix(".partial")
             joblib.dump(models, partial)
             os.replace(partial, path)
