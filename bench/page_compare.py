@@ -32,7 +32,7 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.api_latency import BI_APP, REDIS_URL, ensure_loaded  # noqa: E402
-from bench.page_load import CHROMIUM_ARGS, RENDERED  # noqa: E402
+from bench.page_load import CHROMIUM_ARGS, open_cold, reload_warm  # noqa: E402
 from bench.report import write_section  # noqa: E402
 
 
@@ -97,18 +97,9 @@ def main() -> None:
             context.close()
         for _ in range(args.runs):
             for name, base in servers.items():
-                cache.flushdb()
-                context = browser.new_context(viewport={"width": 1280, "height": 900})
-                page = context.new_page()
-                started = time.perf_counter()
-                page.goto(base + "/")
-                page.wait_for_function(RENDERED, timeout=120_000, polling=20)
-                times[name]["cold"].append(time.perf_counter() - started)
-                for _ in range(2):
-                    started = time.perf_counter()
-                    page.reload()
-                    page.wait_for_function(RENDERED, timeout=120_000, polling=20)
-                    times[name]["warm"].append(time.perf_counter() - started)
+                context, page, seconds = open_cold(browser, base, cache)
+                times[name]["cold"].append(seconds)
+                times[name]["warm"] += [reload_warm(page) for _ in range(2)]
                 context.close()
         browser.close()
     median = {name: {kind: statistics.median(values) for kind, values in kinds.items()} for name, kinds in times.items()}

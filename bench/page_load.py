@@ -92,23 +92,15 @@ def measure(browser, base: str, cache: redis.Redis, runs: int):  # noqa: ANN001,
     cold, warm, change, computed, grid = [], [], [], [], []
     weight: dict[str, float] = {}
     for run in range(runs):
-        cache.flushdb()
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        started = time.perf_counter()
-        page.goto(base + "/")
-        page.wait_for_function(RENDERED, timeout=120_000, polling=20)
-        cold.append(time.perf_counter() - started)
+        context, page, seconds = open_cold(browser, base, cache)
+        cold.append(seconds)
         if run == 0:
             weight = page.evaluate("""() => {
                 const entries = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')];
                 return {transferred: entries.reduce((s, e) => s + (e.transferSize || 0), 0),
                         decoded: entries.reduce((s, e) => s + (e.decodedBodySize || 0), 0)};
             }""")
-        started = time.perf_counter()
-        page.reload()
-        page.wait_for_function(RENDERED, timeout=120_000, polling=20)
-        warm.append(time.perf_counter() - started)
+        warm.append(reload_warm(page))
         grid.append(scroll_to_grid(page))
 
         region = REGIONS[run % len(REGIONS)]
@@ -119,6 +111,25 @@ def measure(browser, base: str, cache: redis.Redis, runs: int):  # noqa: ANN001,
         computed.append(pick_region(page, cache, region))
         context.close()
     return cold, warm, change, computed, grid, weight
+
+
+def open_cold(browser, base: str, cache: redis.Redis):  # noqa: ANN001, ANN201
+    """The overview in a new browser profile with the server cache flushed: (context, page, seconds to rendered)."""
+    cache.flushdb()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    started = time.perf_counter()
+    page.goto(base + "/")
+    page.wait_for_function(RENDERED, timeout=120_000, polling=20)
+    return context, page, time.perf_counter() - started
+
+
+def reload_warm(page) -> float:  # noqa: ANN001
+    """Seconds for the page, reloaded with browser and server caches warm, to render again."""
+    started = time.perf_counter()
+    page.reload()
+    page.wait_for_function(RENDERED, timeout=120_000, polling=20)
+    return time.perf_counter() - started
 
 
 def scroll_to_grid(page) -> float:  # noqa: ANN001

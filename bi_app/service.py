@@ -138,7 +138,7 @@ def run(name: str, filters: Filters, **parameters: int) -> Any:
         key = result_key(name, version, filters.cache_key(), sorted(parameters.items()))
 
         def compute() -> Any:
-            stored = _precomputed(version, key)
+            stored = _precomputed(version, key, with_models=not analysis.precompute)
             if stored is not None:
                 return stored
             arguments = {**parameters, "models": current_models(version)} if analysis.needs_models else parameters
@@ -147,19 +147,22 @@ def run(name: str, filters: Filters, **parameters: int) -> Any:
         return current_cache().get_or_compute(key, compute, timeout=None if version else UNVERSIONED_TIMEOUT_S)
 
 
-def _precomputed(version: str | None, key: str) -> Any | None:
-    """The answer stored for ``key``: in this server's snapshot of ``version``, or with the models
-    trained on it (never waiting for either to be built)."""
-    replica = current_replica()
+def _precomputed(version: str | None, key: str, *, with_models: bool) -> Any | None:
+    """The answer stored for ``key`` in this server's snapshot of ``version`` or, ``with_models``,
+    with the models trained on it; never waiting for either to be built."""
+    if not version:
+        return None
     try:
+        replica = current_replica()
         stored = replica.precomputed(version, key) if replica else None
+        if stored is None and with_models:
+            models = stored_models(version)
+            # A models file saved before answers were kept has none.
+            stored = getattr(models, "answers", {}).get(key) if models is not None else None
+        return stored
     except Exception as exc:  # noqa: BLE001 - the answer is computed instead
-        log.warning("Columnar snapshot unreadable (%s); computing the answer", exc)
-        stored = None
-    if stored is None and version:
-        models = stored_models(version)
-        stored = models.answers.get(key) if models is not None else None
-    return stored
+        log.warning("Stored answer unreadable (%s); computing it", exc)
+        return None
 
 
 def on_fastest_engine(conn: Connection, version: str | None, what: str, query: Callable[[Connection], Any]) -> Any:

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import pytest
+
 #: In CI every test that needs a real service must run, never skip.
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BI_APP = str(Path(sys.executable).with_name("bi-app"))
@@ -47,3 +49,19 @@ def served(env: dict[str, str], log: Path, seconds: float = 60) -> Iterator[str]
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def assert_same(got: object, expected: object, where: str) -> None:
+    """Equal structures, floats to 1e-9 relative (two engines may round the last digit apart)."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and got.keys() == expected.keys(), where
+        for key in expected:
+            assert_same(got[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), where
+        for i, (a, b) in enumerate(zip(got, expected)):
+            assert_same(a, b, f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), where
+    else:
+        assert got == expected, where

@@ -17,6 +17,7 @@ from data_layer.demo_data import generate_orders_frame
 from data_layer.engine import make_engine
 from data_layer.filters import Filters
 from data_layer.meta import data_version
+from tests.support import assert_same
 
 
 def version_of(engine: Engine) -> str | None:
@@ -110,22 +111,6 @@ def test_default_and_drill_down_views_are_precomputed_into_the_snapshot(engine: 
                                                            sorted(parameters.items()))) is None
     assert replica.precomputed(version, "no-such-key") is None
     replica.close()
-
-
-def assert_same(got: object, expected: object, where: str) -> None:
-    """Equal structures, floats to 1e-9 relative (two engines may round the last digit apart)."""
-    if isinstance(expected, dict):
-        assert isinstance(got, dict) and got.keys() == expected.keys(), where
-        for key in expected:
-            assert_same(got[key], expected[key], f"{where}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(got, list) and len(got) == len(expected), where
-        for i, (a, b) in enumerate(zip(got, expected)):
-            assert_same(a, b, f"{where}[{i}]")
-    elif isinstance(expected, float):
-        assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), where
-    else:
-        assert got == expected, where
 
 
 def test_app_servers_build_the_snapshot_in_a_process_of_their_own(db_url: str, tmp_path: Path) -> None:

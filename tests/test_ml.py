@@ -29,6 +29,7 @@ from bi_app.ml.segmentation import CustomerSegmentation
 from data_layer.bootstrap import load_demo_data
 from data_layer.demo_data import generate_orders_frame
 from data_layer.filters import Filters
+from tests.support import assert_same
 
 F = list(SEGMENTATION_FEATURES)
 
@@ -371,23 +372,38 @@ def test_the_unfiltered_view_is_answered_when_the_models_are_trained(demo, db_ur
             with current_engine().connect() as conn:
                 extra = {"models": models} if analysis.needs_models else {}
                 direct = analysis.function(conn, Filters(), **extra)
-            assert_same_answer(to_jsonable(answer), to_jsonable(direct), name)
+            assert_same(to_jsonable(answer), to_jsonable(direct), name)
         statements.clear()
         service.run("clusters", Filters(regions=("North",)))  # not answered ahead: computed
         assert [s for s in statements if "GROUP BY advanced_sales_data.customer_id" in s]
 
 
-def assert_same_answer(got, expected, where: str) -> None:  # noqa: ANN001
-    """Equal JSON-like answers, numbers up to float rounding."""
-    if isinstance(expected, dict):
-        assert isinstance(got, dict) and got.keys() == expected.keys(), where
-        for key in expected:
-            assert_same_answer(got[key], expected[key], f"{where}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(got, list) and len(got) == len(expected), where
-        for index, (a, b) in enumerate(zip(got, expected)):
-            assert_same_answer(a, b, f"{where}[{index}]")
-    elif isinstance(expected, float) and not isinstance(expected, bool):
-        assert got == pytest.approx(expected, rel=1e-9, abs=1e-9, nan_ok=True), where
-    else:
-        assert got == expected, where
+def test_a_models_file_saved_before_answers_were_kept_still_serves(demo, db_url: str, app, point_app_at,  # noqa: ANN001
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Model files written by an earlier release have no answers: every page computes as before."""
+    from dataclasses import replace as replace_config
+
+    import joblib
+
+    from bi_app import service
+    from bi_app.api import to_jsonable
+    from bi_app.context import CONFIG_KEY, MODELS_KEY, current_engine, current_models
+    from data_layer.meta import data_version
+
+    point_app_at(db_url)
+    monkeypatch.setitem(app.server.config, CONFIG_KEY, replace_config(app.server.config[CONFIG_KEY], columnar=False))
+    with app.server.test_request_context():
+        with current_engine().connect() as conn:
+            version = data_version(conn)
+        current_models(version)
+        store = app.server.config[MODELS_KEY][db_url]
+        older = joblib.load(store.path(version))
+        del older.answers
+        joblib.dump(older, store.path(version))
+        store._loaded = None  # noqa: SLF001 - read the file again, as a new worker would
+        clusters = service.run("clusters", Filters())
+        kpis = service.run("kpis", Filters())
+        with current_engine().connect() as conn:
+            assert_same(to_jsonable(clusters), to_jsonable(analyses.clusters(conn, Filters(), current_models(version))),
+                        "clusters")
+            assert to_jsonable(kpis) == to_jsonable(service.ANALYSES["kpis"].function(conn, Filters()))
