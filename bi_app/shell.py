@@ -7,12 +7,15 @@ browser's back and forward buttons work.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service
 from bi_app.components import navbar
@@ -21,6 +24,7 @@ from data_layer.engine import DatabaseError, describe_error, ping
 from data_layer.meta import OPTIONAL_FIELDS, absent_fields
 from data_layer.filters import LIST_PARAMETERS, Filters
 
+log = logging.getLogger(__name__)
 LIST_FILTERS = tuple(LIST_PARAMETERS)  # region, segment, category, product
 LABELS = {"region": "Region", "segment": "Segment", "category": "Category", "product": "Product"}
 PLURALS = {"region": "regions", "segment": "segments", "category": "categories", "product": "products"}
@@ -120,7 +124,7 @@ def sync_filters(search: str | None, start: str | None, end: str | None, *values
     try:
         options = service.known_values()
     except Exception as exc:  # noqa: BLE001 - the banner says the database is unreachable
-        return (no_update,) * (3 + 2 * len(LIST_FILTERS)) + (database_banner(exc),)
+        return (no_update,) * (3 + 2 * len(LIST_FILTERS)) + (error_banner(exc),)
     option_lists = [options.get(name, []) for name in LIST_FILTERS]
     if ctx.triggered_id == "filter-reset":
         return ("", None, None, *([] for _ in LIST_FILTERS), *option_lists, None)
@@ -251,12 +255,21 @@ def downloads(filters: Filters, pathname: str | None) -> list:
     ]
 
 
-def database_banner(exc: Exception) -> dbc.Alert:
-    """The banner shown while the database cannot be read; pages retry on the next change."""
+def error_banner(exc: Exception) -> dbc.Alert:
+    """What a page shows when its figures could not be computed: that the database cannot be
+    reached (the page redraws by itself when it can), or, for any other failure, that this view
+    failed (logged with its traceback); the rest of the app keeps working either way."""
+    if isinstance(exc, (SQLAlchemyError, DatabaseError)):
+        return dbc.Alert(
+            f"The database cannot be reached right now ({describe_error(exc)}). "
+            "The figures will come back by themselves when it does.",
+            color="danger", id="database-banner",
+        )
+    log.error("A view could not be computed", exc_info=exc)
     return dbc.Alert(
-        f"The database cannot be reached right now ({describe_error(exc)}). "
-        "The figures will come back by themselves when it does.",
-        color="danger", id="database-banner",
+        f"This view could not be computed ({type(exc).__name__}: {describe_error(exc)}). The error is logged; "
+        "other filters and pages keep working.",
+        color="danger", id="error-banner",
     )
 
 

@@ -9,7 +9,7 @@ from dash import Input, Output, callback, dcc, html
 from bi_app import figures, service
 from bi_app.components import empty_state, kpi_card, section, table
 from bi_app.ml.features import SEGMENTATION_FEATURES
-from bi_app.shell import database_banner, filters_of, search_of
+from bi_app.shell import error_banner, filters_of, search_of
 
 dash.register_page(__name__, path="/clusters", name="Clusters", title="Clusters · E-commerce BI", order=3,
                    download="clusters")
@@ -45,7 +45,7 @@ def show_clusters(search: str | None, _db: str):  # noqa: ANN201
     try:
         results = service.run_many(["clusters", "rfm", "churn"], filters)
     except Exception as exc:  # noqa: BLE001 - a banner, and the page keeps working
-        return database_banner(exc), links
+        return error_banner(exc), links
     clusters = results["clusters"]
     if not clusters["available"]:
         return dbc.Alert(f"No segmentation model for this data: {clusters['reason']}", color="warning"), links

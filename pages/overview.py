@@ -12,7 +12,7 @@ from dash import Input, Output, State, callback, clientside_callback, dcc, html,
 
 from bi_app import figures, service
 from bi_app.components import count, empty_state, kpi_card, money, section
-from bi_app.shell import database_banner, filters_of, with_filters
+from bi_app.shell import error_banner, filters_of, with_filters
 from data_layer.schema import SALES_COLUMNS
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview · E-commerce BI", order=0,
@@ -128,8 +128,8 @@ def show_overview(search: str | None, _db: str) -> tuple:
         filters, _ = filters_of(search)
         results = service.run_many(["kpis", *(name for name, _draw in CHARTS.values())], filters)
     except Exception as exc:  # noqa: BLE001 - a banner, and the page keeps working
-        down = figures.empty("", "The database cannot be reached")
-        return (None, database_banner(exc), *(down for _ in CHARTS))
+        down = figures.empty("", "No figures: see the message above")
+        return (None, error_banner(exc), *(down for _ in CHARTS))
     charts = [draw(results[name]) for name, draw in CHARTS.values()]
     kpis = results["kpis"]
     if kpis["orders"]["value"] == 0:

@@ -8,7 +8,7 @@ from dash import Input, Output, callback, dcc, html
 
 from bi_app import figures, service
 from bi_app.components import empty_state, leader_laggard, section, table
-from bi_app.shell import database_banner, filters_of
+from bi_app.shell import error_banner, filters_of
 
 dash.register_page(__name__, path="/segments", name="Segments", title="Segments · E-commerce BI", order=1,
                    download="segments")
@@ -29,7 +29,7 @@ def show_segments(search: str | None, _db: str):  # noqa: ANN201
         filters, _ = filters_of(search)
         frame = service.run("segments", filters)
     except Exception as exc:  # noqa: BLE001
-        return database_banner(exc)
+        return error_banner(exc)
     if frame.empty:
         return empty_state()
     callout = leader_laggard(frame, "segment", "average_spend", "average spend per order", "segments-callout")

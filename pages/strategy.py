@@ -13,7 +13,7 @@ from bi_app import figures, service
 from bi_app.api import to_jsonable
 from bi_app.components import money, section
 from bi_app.ml.strategy import ASSUMPTIONS, TITLES, project
-from bi_app.shell import database_banner, filters_of
+from bi_app.shell import error_banner, filters_of
 
 dash.register_page(__name__, path="/strategy", name="Strategy", title="Strategy · E-commerce BI", order=4,
                    download="orders")
@@ -77,7 +77,7 @@ def show_recommendations(search: str | None, _db: str, *targets: Any) -> tuple:
         recommendations = service.run("recommendations", filters, **chosen)
         forecast = service.run("forecast", filters)
     except Exception as exc:  # noqa: BLE001 - a banner, and the page keeps working
-        return None, database_banner(exc), *("—" for _ in TITLES)
+        return None, error_banner(exc), *("—" for _ in TITLES)
     findings = [recommendations[name]["finding"] for name in TITLES]
     return to_jsonable(recommendations), forecast_section(forecast), *findings
 

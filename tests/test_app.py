@@ -72,6 +72,21 @@ def test_unreachable_database_gives_503_and_a_banner(app: dash.Dash, client, mon
     assert banner.startswith("The database cannot be reached right now") and "Hunter2Secret" not in banner
 
 
+def test_a_failure_that_is_not_the_database_says_so(app: dash.Dash, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    from bi_app import service
+
+    def broken(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise ValueError("a bug in an analysis")
+
+    monkeypatch.setattr(service, "run_many", broken)
+    layout = overview(app)
+    assert find_text(layout, "database-banner") is None
+    banner = find_text(layout, "error-banner")
+    assert banner.startswith("This view could not be computed (ValueError: a bug in an analysis)")
+    assert "a bug in an analysis" in caplog.text  # logged with its traceback
+
+
 def test_navigation_comes_from_the_page_registry(app: dash.Dash) -> None:
     paths = {page["path"] for page in dash.page_registry.values()}
     assert paths == {"/", "/segments", "/regions", "/clusters", "/strategy", "/data"}
