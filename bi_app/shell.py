@@ -14,7 +14,6 @@ from urllib.parse import parse_qs, urlencode
 import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
-
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service

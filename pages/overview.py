@@ -54,7 +54,7 @@ def layout(**_query: str) -> html.Div:
             section(
                 "Transactions",
                 # The grid is made when this slot comes into view: below the fold, it would
-                # otherwise add a quarter to the page's drawing time for rows nobody sees yet.
+                # otherwise add about a fifth to the page's drawing time for rows nobody sees yet.
                 html.Div(html.Div("The matching orders appear here.", className="text-muted small p-3"),
                          id="overview-grid-slot", style={"minHeight": GRID_HEIGHT}),
             ),
