@@ -82,7 +82,6 @@ def main() -> None:
         f"python bench/api_latency.py --sizes {args.sizes} --uncached {args.uncached} --cached {args.cached}",
         "\n".join(sections),
     )
-    print("written to docs/BENCHMARKS.md")
 
 
 def pct(values: list[float], q: int) -> float:

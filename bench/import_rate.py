@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.api_latency import BI_APP  # noqa: E402
-from bench.report import write_section  # noqa: E402
+from bench.report import publish  # noqa: E402
 from data_layer.demo_data import generate_orders_frame  # noqa: E402
 
 SCHEMA = "bench_import"
@@ -111,10 +111,7 @@ def main() -> None:
         "several lines; queries read the raw rows), and duplicate rows are looked for among lines",
         "sharing an order id and product.",
     ]
-    print("\n".join(lines))
-    write_section("Importing a CSV (PostgreSQL)", f"python bench/import_rate.py --lines {args.lines}",
-                  "\n".join(lines) + "\n")
-    print("written to docs/BENCHMARKS.md")
+    publish("Importing a CSV (PostgreSQL)", f"python bench/import_rate.py --lines {args.lines}", lines)
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ Baseline in the same run: the seed's `DataFrame.to_sql(method="multi")` loads {s
 (on {args.seed_rows:,} rows); the COPY loader is **{median_rate / seed_rate:.0f}x** faster.
 """
     write_section(f"Load rate, {args.rows:,} orders (bi-app demo-data into PostgreSQL)", f"python bench/load_rate.py --rows {args.rows} --repeat {args.repeat}", body)
-    print(f"median {median_rate:,.0f} rows/s; written to docs/BENCHMARKS.md")
+    print(f"median {median_rate:,.0f} rows/s")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.api_latency import BI_APP, REDIS_URL, ensure_loaded  # noqa: E402
 from bench.page_load import CHROMIUM_ARGS, open_cold, reload_warm  # noqa: E402
-from bench.report import write_section  # noqa: E402
+from bench.report import publish  # noqa: E402
 
 
 @contextmanager
@@ -114,10 +114,8 @@ def main() -> None:
         f"Working tree against {args.base}: cold {median['working tree']['cold'] / median[args.base]['cold']:.2f}x, "
         f"warm {median['working tree']['warm'] / median[args.base]['warm']:.2f}x.",
     ]
-    print("\n".join(lines))
-    write_section("Overview, two versions compared", f"python bench/page_compare.py --base {args.base} "
-                  f"--size {args.size} --runs {args.runs}", "\n".join(lines) + "\n")
-    print("written to docs/BENCHMARKS.md")
+    publish("Overview, two versions compared",
+            f"python bench/page_compare.py --base {args.base} --size {args.size} --runs {args.runs}", lines)
 
 
 if __name__ == "__main__":

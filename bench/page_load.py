@@ -85,7 +85,6 @@ def main() -> None:
         f"python bench/page_load.py --sizes {args.sizes} --runs {args.runs}",
         report(sections, args.runs),
     )
-    print("written to docs/BENCHMARKS.md")
 
 
 def measure(browser, base: str, cache: redis.Redis, runs: int):  # noqa: ANN001, ANN201

@@ -72,3 +72,10 @@ def write_section(name: str, command: str, body: str) -> None:
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else f"{text.rstrip()}\n\n{section}"
     BENCHMARKS.parent.mkdir(parents=True, exist_ok=True)
     BENCHMARKS.write_text(text)
+    print(f"written to {BENCHMARKS.relative_to(BENCHMARKS.parent.parent)} ({name})")
+
+
+def publish(name: str, command: str, lines: list[str]) -> None:
+    """Print ``lines`` and write them as the section ``name`` of docs/BENCHMARKS.md."""
+    print("\n".join(lines))
+    write_section(name, command, "\n".join(lines) + "\n")

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.api_latency import BI_APP  # noqa: E402
-from bench.report import write_section  # noqa: E402
+from bench.report import publish  # noqa: E402
 from bi_app.ml.analyses import scored_customers  # noqa: E402
 from bi_app.ml.models import train_models  # noqa: E402
 from bi_app.ml.segmentation import MINIBATCH_ABOVE, SILHOUETTE_SAMPLE  # noqa: E402
@@ -78,10 +78,7 @@ def main() -> None:
         f"{churn['baseline_roc_auc']:.3f} for recency alone ({churn['test_customers']:,} test customers). "
         f"{len(scored):,} customers scored.",
     ]
-    print("\n".join(lines))
-    write_section("Training the customer models (PostgreSQL)", f"python bench/train.py --orders {args.orders}",
-                  "\n".join(lines) + "\n")
-    print("written to docs/BENCHMARKS.md")
+    publish("Training the customer models (PostgreSQL)", f"python bench/train.py --orders {args.orders}", lines)
 
 
 if __name__ == "__main__":
