@@ -97,11 +97,8 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     started = time.perf_counter()
     result = validate(source, mapping)
     errors = result.errors
-    excluded = len(result.rejected) - len(errors)
     report, rejects = write_report(path, source, result, report_dir)
-    echo(f"Validation: {result.rows_in:,} rows: {len(result.lines):,} valid, {len(errors):,} invalid, "
-         f"{excluded:,} left out by rule (returns, cancellations, duplicates); "
-         f"{result.guests:,} guest lines (no customer id) (checked in {time.perf_counter() - started:.2f} s)")
+    echo(f"Validation: {result.summary()} (checked in {time.perf_counter() - started:.2f} s)")
     for rejected in result.rejected[:SHOWN_REJECTS]:
         echo(f"  line {rejected.line}, {rejected.column}: {rejected.reason}")
     if len(result.rejected) > SHOWN_REJECTS:

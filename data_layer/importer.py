@@ -127,6 +127,13 @@ class Validation:
     def guests(self) -> int:
         return int(self.lines["customer_id"].isna().sum()) if len(self.lines) else 0
 
+    def summary(self) -> str:
+        """One sentence: rows in, valid, invalid, left out by rule, guest lines."""
+        errors = len(self.errors)
+        return (f"{self.rows_in:,} rows: {len(self.lines):,} valid, {errors:,} invalid, "
+                f"{len(self.rejected) - errors:,} left out by rule (returns, cancellations, duplicates); "
+                f"{self.guests:,} guest lines (no customer id)")
+
     def to_arrow(self) -> pa.Table:
         """The lines as the loader takes them."""
         frame = self.lines[list(SALES_COLUMNS)]

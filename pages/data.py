@@ -133,10 +133,7 @@ def check_file(values: list, ids: list[dict], upload: dict | None):  # noqa: ANN
     except ImportError_ as exc:
         return dbc.Alert(str(exc), color="warning", id="data-validation-summary"), True
     errors = result.errors
-    summary = (f"{result.rows_in:,} rows: {len(result.lines):,} valid, {len(errors):,} invalid, "
-               f"{len(result.rejected) - len(errors):,} left out by rule (returns, cancellations, duplicates); "
-               f"{result.guests:,} guest lines (no customer id); "
-               f"{result.lines['order_id'].nunique() if len(result.lines) else 0:,} orders.")
+    summary = f"{result.summary()}; {result.lines['order_id'].nunique() if len(result.lines) else 0:,} orders."
     rows = [html.Tr([html.Td(r.line), html.Td(r.column), html.Td(r.reason),
                      html.Td("invalid" if r.blocking else "left out by rule")])
             for r in result.rejected[:SHOWN_REJECTS]]
