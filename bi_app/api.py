@@ -41,7 +41,8 @@ def analysis(name: str) -> Response | tuple[Response, int]:
     except SQLAlchemyError as exc:
         log.warning("API %s: database error: %s", name, describe_error(exc))
         return error_response(503, "database_unavailable", describe_error(exc))
-    return Response(json.dumps({"filters": dict_of_filters(filters), "data": to_jsonable(result)}),
+    return Response(json.dumps({"filters": dict_of_filters(filters), "currency": service.money_format().currency,
+                                "data": to_jsonable(result)}),
                     mimetype="application/json")
 
 
@@ -111,7 +112,9 @@ def openapi_document() -> dict[str, Any]:
             "responses": {
                 "200": {"description": "The answer, with the filters it was computed for.",
                         "content": {"application/json": {"schema": {"type": "object", "properties": {
-                            "filters": {"type": "object"}, "data": {}}}}}},
+                            "filters": {"type": "object"},
+                            "currency": {"type": "string", "description": "ISO 4217 code of every money figure"},
+                            "data": {}}}}}},
                 "400": {"description": "A query parameter is malformed, unknown or names a value not in the data.",
                         "content": {"application/json": {"schema": error}}},
                 "503": {"description": "The database cannot be reached.",

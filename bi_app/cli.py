@@ -129,7 +129,19 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None
 @click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
               help="Map a source column to a field (repeatable); overrides the automatic match.")
 @click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help='A JSON file of {"COLUMN": "FIELD", ...}.')
+              help='A JSON file of {"COLUMN": "FIELD", ...}, or of {"columns": {...}, "statuses": {"STATUS": '
+                   '"counted"}, "date_order": "dmy", "decimal": ",", "encoding": "cp1252", "drop_identical": true}.')
+@click.option("--date-order", type=click.Choice(["dmy", "mdy", "ymd"]),
+              help="How the file writes dates like 01/02/2024 (default: decided from all the dates, or asked).")
+@click.option("--decimal", type=click.Choice([".", ","]),
+              help="The file's decimal mark (default: decided from all the numbers, or asked).")
+@click.option("--encoding", help="The file's text encoding, e.g. utf-8, cp1252, utf-16 (default: detected).")
+@click.option("--status-map", "status_maps", multiple=True, metavar="STATUS=CLASS",
+              help="How a status counts: counted, excluded or refunded (repeatable); for statuses the built-in "
+                   "vocabulary does not know, or to change its word.")
+@click.option("--drop-identical", is_flag=True,
+              help="Leave out lines identical in every cell to an earlier line (default: keep them; a shop may "
+                   "sell the same item twice in a day).")
 @click.option("--mode", type=click.Choice(["append", "replace", "upsert"]), default="append", show_default=True,
               help="append: add the orders; replace: replace all stored orders; upsert: replace the orders the "
                    "file holds (all their lines) and add the others.")
@@ -141,23 +153,40 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None
 @click.option("--train/--no-train", default=True, show_default=True,
               help="Retrain the customer models after a successful import (else on first use).")
 @one_line_errors
-def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None, mode: str, skip_invalid: bool,
-                   dry_run: bool, report_dir: Path | None, train: bool) -> None:
-    """Import orders from a CSV (any delimiter, UTF-8 or Latin-1, .gz) or XLSX file, all or nothing."""
-    from bi_app.importing import import_file, parse_map_options
+def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None, date_order: str | None,
+                   decimal: str | None, encoding: str | None, status_maps: tuple[str, ...], drop_identical: bool,
+                   mode: str, skip_invalid: bool, dry_run: bool, report_dir: Path | None, train: bool) -> None:
+    """Import orders from a CSV (any delimiter and encoding, .gz) or XLSX file, all or nothing."""
+    from bi_app.importing import import_file, parse_choices, parse_map_options
 
     config = Config.from_env()
     overrides = parse_map_options(maps, mapping_file)
+    choices = parse_choices(mapping_file, date_order=date_order, decimal=decimal, encoding=encoding,
+                            status_maps=status_maps, drop_identical=drop_identical, timezone=config.timezone)
     def progress(total: int):  # noqa: ANN202 - a click progress bar whose update takes a line count
         bar = click.progressbar(length=total, label="Loading", show_percent=True, show_pos=True, file=sys.stderr)
         return _Advance(bar)
 
     outcome = import_file(engine_for(config), file, overrides, mode=mode, skip_invalid=skip_invalid,
-                          dry_run=dry_run, report_dir=report_dir, echo=click.echo, progress=progress)
+                          dry_run=dry_run, report_dir=report_dir, echo=click.echo, progress=progress,
+                          choices=choices)
+    for question in outcome.questions:
+        click.echo(f"Answer with {ANSWERS[question.setting](question)}")
+    if outcome.failed and not outcome.questions and not skip_invalid:
+        click.echo("--skip-invalid imports the valid rows only.")
     if outcome.written and train:
         _train(config)
     if outcome.failed:
         raise SystemExit(1)
+
+
+#: How each kind of question is answered on the command line.
+ANSWERS = {
+    "date_order": lambda q: "--date-order dmy (day first) or --date-order mdy (month first)",
+    "decimal": lambda q: "--decimal , (decimal comma) or --decimal . (decimal point)",
+    "status": lambda q: " ".join(f"--status-map '{value}=CLASS'" for value in q.examples)
+    + " (CLASS: counted, excluded or refunded), or \"statuses\" in the --mapping file",
+}
 
 
 class _Advance:

@@ -8,6 +8,8 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import html
 
+from bi_app.money import DEFAULT_FORMAT, MoneyFormat
+
 
 def navbar(pages: Iterable[Mapping]) -> dbc.Navbar:
     """The top navigation, one link per registered page in ``order``."""
@@ -30,13 +32,17 @@ def navbar(pages: Iterable[Mapping]) -> dbc.Navbar:
 
 
 def kpi_card(
-    title: str, value: str, *, card_id: str, note: str | None = None, change: float | None = None
+    title: str, value: str, *, card_id: str, note: str | None = None, change: float | None = None,
+    detail: str | None = None,
 ) -> dbc.Card:
-    """A headline figure: title, formatted value, its change against the previous period, a note."""
+    """A headline figure: title, formatted value, what it is made of (``detail``), its change against
+    the previous period, a note (which stands in for the change when there is none)."""
     body = [
         html.Div(title, className="text-muted small text-uppercase"),
         html.Div(value, id=card_id, className="fs-3 fw-semibold kpi-value"),
     ]
+    if detail:
+        body.append(html.Div(detail, id=f"{card_id}-detail", className="small text-muted"))
     if change is not None:
         up = change >= 0
         body.append(
@@ -65,13 +71,13 @@ def empty_state(message: str = "No orders match these filters. Remove a filter c
 
 
 def table(frame, *, table_id: str, money: tuple[str, ...] = (), percent: tuple[str, ...] = (),  # noqa: ANN001
-          decimals: tuple[str, ...] = ()) -> dbc.Table:
-    """A formatted read-only table of a small DataFrame."""
+          decimals: tuple[str, ...] = (), currency: MoneyFormat = DEFAULT_FORMAT) -> dbc.Table:
+    """A formatted read-only table of a small DataFrame (``money`` columns written in ``currency``)."""
     def cell(column: str, value: object) -> str:
         if value is None or (isinstance(value, float) and value != value):
             return "—"
         if column in money:
-            return f"${value:,.2f}"
+            return currency(value)
         if column in percent:
             return f"{value:.1%}"
         if column in decimals:
@@ -85,11 +91,9 @@ def table(frame, *, table_id: str, money: tuple[str, ...] = (), percent: tuple[s
                      responsive=True, className="mb-0")
 
 
-def money(value: float | None) -> str:
-    """Dollars with thousands separators and cents (−$1.00 below zero), or an em dash for no value."""
-    if value is None:
-        return "—"
-    return f"−${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+def money(value: float | None, currency: MoneyFormat = DEFAULT_FORMAT) -> str:
+    """An amount in ``currency`` with separators and cents, or an em dash for no value."""
+    return currency(value)
 
 
 def count(value: int | None) -> str:
@@ -97,7 +101,8 @@ def count(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
-def leader_laggard(frame: pd.DataFrame, key: str, measure: str, label: str, callout_id: str) -> dbc.Alert | None:
+def leader_laggard(frame: pd.DataFrame, key: str, measure: str, label: str, callout_id: str,
+                   currency: MoneyFormat = DEFAULT_FORMAT) -> dbc.Alert | None:
     """Name the best and worst entity by ``measure``, with the numbers that make them so."""
     ranked = frame.dropna(subset=[measure]).sort_values(measure, ascending=False)
     if len(ranked) < 2:
@@ -106,8 +111,8 @@ def leader_laggard(frame: pd.DataFrame, key: str, measure: str, label: str, call
     gap = 1 - worst[measure] / best[measure] if best[measure] else None
     return dbc.Alert(
         [
-            html.Strong(f"Leader: {best[key]}"), f" at ${best[measure]:,.2f} {label}; ",
-            html.Strong(f"laggard: {worst[key]}"), f" at ${worst[measure]:,.2f}",
+            html.Strong(f"Leader: {best[key]}"), f" at {currency(best[measure])} {label}; ",
+            html.Strong(f"laggard: {worst[key]}"), f" at {currency(worst[measure])}",
             f" ({gap:.0%} below the leader's level)." if gap is not None else ".",
         ],
         color="light", id=callout_id, className="border",

@@ -25,6 +25,11 @@ SETTINGS_HELP: dict[str, str] = {
     "BI_DATA_DIR/columnar for fast customer-level analytics; 0 queries the database only.",
     "BI_COLUMNAR_MEMORY": "Memory limit of the columnar engine per process (default 1GB).",
     "BI_LOG_LEVEL": "Logging level (default INFO).",
+    "BI_CURRENCY": "ISO 4217 code of the data's currency when the imported data has no currency column "
+    "(default USD).",
+    "BI_LOCALE": "Locale that money and numbers are written in, e.g. en_GB or de_DE (default en_US).",
+    "BI_TIMEZONE": "IANA time zone (e.g. Europe/Paris) that imported timestamps with a UTC offset are put on "
+    "their day in. Unset: each on the calendar day it was written with.",
 }
 
 DEFAULT_DATA_DIR = "data"
@@ -46,6 +51,9 @@ class Config:
     log_level: str = "INFO"
     columnar: bool = True
     columnar_memory: str = "1GB"
+    currency: str = "USD"
+    locale: str = "en_US"
+    timezone: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Config":
@@ -68,6 +76,9 @@ class Config:
             log_level=(env.get("BI_LOG_LEVEL") or "INFO").upper(),
             columnar=_flag(env, "BI_COLUMNAR", True),
             columnar_memory=env.get("BI_COLUMNAR_MEMORY") or "1GB",
+            currency=_currency(env.get("BI_CURRENCY") or "USD"),
+            locale=_locale(env.get("BI_LOCALE") or "en_US"),
+            timezone=_timezone(env.get("BI_TIMEZONE") or None),
         )
         return replace(config, **overrides) if overrides else config
 
@@ -91,6 +102,37 @@ def normalise_database_url(url: str) -> str:
             f"unsupported database URL scheme {scheme!r}: use postgresql://... or sqlite:///..."
         )
     return url
+
+
+def _currency(code: str) -> str:
+    from babel.numbers import list_currencies
+
+    code = code.strip().upper()
+    if code not in list_currencies():
+        raise ConfigError(f"BI_CURRENCY must be an ISO 4217 code such as EUR, GBP or USD, got {code!r}")
+    return code
+
+
+def _locale(name: str) -> str:
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        Locale.parse(name)
+    except (ValueError, UnknownLocaleError):
+        raise ConfigError(f"BI_LOCALE must be a locale such as en_US, en_GB or de_DE, got {name!r}") from None
+    return name
+
+
+def _timezone(name: str | None) -> str | None:
+    if name is None:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"BI_TIMEZONE must be an IANA time zone such as Europe/Paris, got {name!r}") from None
+    return name
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -32,7 +32,9 @@ from bi_app import service
 from bi_app.importing import upload_folder
 from bi_app.ml import strategy
 from bi_app.api import error_response
+from bi_app.analytics.orders import KPI_NAMES
 from bi_app.context import current_engine
+from bi_app.money import DEFAULT_FORMAT, MoneyFormat
 from data_layer.engine import describe_error
 from data_layer.filters import FilterError, Filters, conditions
 from data_layer.meta import data_version, stored_columns
@@ -193,7 +195,7 @@ def report_xlsx() -> Response:
     results = {name: service.run(name, filters) for name in REPORT_ANALYSES}
     with current_engine().connect() as conn:
         version = data_version(conn)
-    workbook = build_report(filters, results, version)
+    workbook = build_report(filters, results, version, service.money_format())
     return _send_workbook(workbook, "report.xlsx")
 
 
@@ -201,8 +203,10 @@ REPORT_ANALYSES = ("kpis", "distribution", "segments", "regions", "products", "t
                    "correlations")
 
 
-def build_report(filters: Filters, results: dict[str, Any], version: str | None) -> Workbook:
-    """The report workbook: Summary (filters and KPIs) first, then one sheet per analysis."""
+def build_report(filters: Filters, results: dict[str, Any], version: str | None,
+                 money: MoneyFormat = DEFAULT_FORMAT) -> Workbook:
+    """The report workbook: Summary (filters, currency and KPIs: net revenue with its gross sales,
+    returns and adjustments) first, then one sheet per analysis; money in ``money``'s currency."""
     workbook = Workbook()
     summary = workbook.active
     summary.title = "Summary"
@@ -210,6 +214,7 @@ def build_report(filters: Filters, results: dict[str, Any], version: str | None)
     summary["A1"].font = Font(bold=True, size=14)
     summary.append(["Generated", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")])
     summary.append(["Data version", version or "(not loaded by bi-app)"])
+    summary.append(["Currency", money.currency])
     for label, value in filters.describe():
         summary.append([label, value])
     summary.append([])
@@ -217,9 +222,15 @@ def build_report(filters: Filters, results: dict[str, Any], version: str | None)
     summary.append(["Period", f"{kpis['period']['start']} to {kpis['period']['end']}"])
     summary.append(["Metric", "Value", "Previous period", "Change"])
     header_row = summary.max_row
-    for name in ("revenue", "orders", "customers", "average_order_value", "average_satisfaction"):
+    money_rows = []
+    for name in KPI_NAMES:  # named as in the API; "revenue" is net revenue (see the README's Measures)
         summary.append([name, kpis[name]["value"], kpis[name]["previous"], kpis[name]["change"]])
+        if name in MONEY_KPIS:
+            money_rows.append(summary.max_row)
     _style_table(summary, header_row, {"B": "#,##0.00", "C": "#,##0.00", "D": "0.0%"})
+    for row in money_rows:
+        for column in "BC":
+            summary[f"{column}{row}"].number_format = money.excel()
 
     distribution = results["distribution"]
     stats = pd.DataFrame(
@@ -249,16 +260,20 @@ def build_report(filters: Filters, results: dict[str, Any], version: str | None)
         for index, frame in enumerate(frames):
             if index:
                 sheet.append([])
-            _append_frame(sheet, frame, percent_values=title == "Cohorts")
+            _append_frame(sheet, frame, money, percent_values=title == "Cohorts")
     return workbook
 
 
 _MONEY = {"revenue", "average_spend", "revenue_per_customer", "average_price", "estimated_margin",
-          "moving_average_3", "bin_start", "bin_end", "previous", "value"}
+          "moving_average_3", "bin_start", "bin_end", "gross_sales", "returns", "adjustments"}
+#: Columns that mix money and other figures (the statistic/value and metric/value tables).
+_NUMBERS = {"value", "previous"}
+MONEY_KPIS = ("revenue", "gross_sales", "returns", "adjustments", "average_order_value")
 _PERCENT = {"revenue_share", "customer_share", "growth", "retention", "change"}
 
 
-def _append_frame(sheet, frame: pd.DataFrame, *, percent_values: bool = False) -> None:  # noqa: ANN001
+def _append_frame(sheet, frame: pd.DataFrame, money: MoneyFormat, *, percent_values: bool = False  # noqa: ANN001
+                  ) -> None:
     sheet.append([str(c) for c in frame.columns])
     header_row = sheet.max_row
     for record in frame.itertuples(index=False):
@@ -269,6 +284,8 @@ def _append_frame(sheet, frame: pd.DataFrame, *, percent_values: bool = False) -
         if percent_values and i > 1 or column in _PERCENT:
             formats[letter] = "0.0%"
         elif column in _MONEY:
+            formats[letter] = money.excel()
+        elif column in _NUMBERS:
             formats[letter] = "#,##0.00"
     _style_table(sheet, header_row, formats)
 

@@ -8,6 +8,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from bi_app.money import DEFAULT_FORMAT, MoneyFormat
+
 #: The height of a chart, in pixels (pages hold this much room for one before it draws).
 HEIGHT = 320
 PALETTE = ["#2c3e50", "#18bc9c", "#3498db", "#f39c12", "#e74c3c", "#8e44ad", "#16a085", "#7f8c8d"]
@@ -36,50 +38,53 @@ def empty(title: str, message: str = "No orders match these filters") -> go.Figu
     return figure
 
 
-def trend(monthly: pd.DataFrame) -> go.Figure:
-    """Monthly revenue bars, the 3-month moving average, and month-over-month growth on hover."""
+def trend(monthly: pd.DataFrame, money: MoneyFormat = DEFAULT_FORMAT) -> go.Figure:
+    """Monthly net revenue bars, the 3-month moving average, and month-over-month growth on hover."""
     if monthly.empty:
         return empty("Monthly revenue")
     growth = [f"{g:+.1%}" if pd.notna(g) else "—" for g in monthly["growth"]]
-    figure = _figure("Monthly revenue")
+    figure = _figure("Monthly net revenue", separators=money.separators)
     figure.add_bar(
-        x=monthly["month"], y=monthly["revenue"], name="Revenue", customdata=growth,
-        hovertemplate="%{x}<br>$%{y:,.2f}<br>vs previous month: %{customdata}<extra></extra>",
+        x=monthly["month"], y=monthly["revenue"], name="Net revenue", customdata=growth,
+        hovertemplate=f"%{{x}}<br>{money.hover('y')}<br>vs previous month: %{{customdata}}<extra></extra>",
     )
     figure.add_scatter(
         x=monthly["month"], y=monthly["moving_average_3"], name="3-month average", mode="lines",
-        hovertemplate="%{x}<br>3-month average $%{y:,.2f}<extra></extra>",
+        hovertemplate=f"%{{x}}<br>3-month average {money.hover('y')}<extra></extra>",
     )
-    figure.update_yaxes(tickprefix="$", separatethousands=True)
+    figure.update_yaxes(**money.axis())
     return figure
 
 
-def bars(frame: pd.DataFrame, category: str, value: str, title: str, *, money: bool = True) -> go.Figure:
-    """Horizontal bars of ``value`` per ``category``, largest on top (click one to drill down)."""
+def bars(frame: pd.DataFrame, category: str, value: str, title: str, *,
+         money: MoneyFormat | None = DEFAULT_FORMAT) -> go.Figure:
+    """Horizontal bars of ``value`` per ``category``, largest on top (click one to drill down);
+    ``money`` writes the values in a currency (None: counts)."""
     if frame.empty:
         return empty(title)
     ordered = frame.sort_values(value)
-    prefix = "$" if money else ""
-    figure = _figure(title)
+    figure = _figure(title, **({"separators": money.separators} if money else {}))
     figure.add_bar(
         x=ordered[value], y=ordered[category], orientation="h", customdata=ordered[category],
-        hovertemplate=f"%{{y}}<br>{prefix}%{{x:,.2f}}<extra></extra>" if money else "%{y}<br>%{x:,}<extra></extra>",
+        hovertemplate=f"%{{y}}<br>{money.hover('x')}<extra></extra>" if money else "%{y}<br>%{x:,}<extra></extra>",
     )
-    figure.update_xaxes(tickprefix=prefix, separatethousands=True)
+    figure.update_xaxes(**(money.axis() if money else {"separatethousands": True}))
     return figure
 
 
-def share_pie(frame: pd.DataFrame, category: str, value: str, title: str) -> go.Figure:
+def share_pie(frame: pd.DataFrame, category: str, value: str, title: str, money: MoneyFormat = DEFAULT_FORMAT
+              ) -> go.Figure:
     """A donut of ``value`` shares per ``category`` (click a slice to drill down)."""
     if frame.empty:
         return empty(title)
-    figure = _figure(title, legend=dict(orientation="h", yanchor="top", y=-0.05, xanchor="center", x=0.5))
+    figure = _figure(title, legend=dict(orientation="h", yanchor="top", y=-0.05, xanchor="center", x=0.5),
+                     separators=money.separators)
     figure.add_pie(labels=frame[category], values=frame[value], hole=0.45, customdata=frame[category],
-                   hovertemplate="%{label}<br>$%{value:,.2f} (%{percent})<extra></extra>", sort=False)
+                   hovertemplate=f"%{{label}}<br>{money.hover('value')} (%{{percent}})<extra></extra>", sort=False)
     return figure
 
 
-def histogram(bins: list[dict[str, Any]], stats: dict[str, Any]) -> go.Figure:
+def histogram(bins: list[dict[str, Any]], stats: dict[str, Any], money: MoneyFormat = DEFAULT_FORMAT) -> go.Figure:
     """Order-value histogram with the median and mean marked."""
     if not bins:
         return empty("Order values")
@@ -87,21 +92,22 @@ def histogram(bins: list[dict[str, Any]], stats: dict[str, Any]) -> go.Figure:
     centers = (frame["bin_start"] + frame["bin_end"]) / 2
     # The legend (median and mean) goes under the plot: beside the title it covers it in a narrow chart.
     figure = _figure("Order values", legend=dict(orientation="h", x=0, xanchor="left", y=-0.12, yanchor="top"),
-                     margin=dict(l=10, r=10, t=40, b=40))
+                     margin=dict(l=10, r=10, t=40, b=40), separators=money.separators)
     figure.add_bar(
         x=centers, y=frame["orders"], width=(frame["bin_end"] - frame["bin_start"]) * 0.95, name="Orders",
         showlegend=False,
         customdata=frame[["bin_start", "bin_end"]],
-        hovertemplate="$%{customdata[0]:,.0f}–$%{customdata[1]:,.0f}<br>%{y:,} orders<extra></extra>",
+        hovertemplate=f"{money.hover('customdata[0]', 0)}–{money.hover('customdata[1]', 0)}<br>%{{y:,}} orders"
+                      "<extra></extra>",
     )
     # The median and mean as vertical lines named in the legend (labels beside the lines overlap
     # each other, or the plot's edge, in a skewed distribution).
     top = float(frame["orders"].max()) * 1.05
     for name, dash, color in (("median", "dash", PALETTE[4]), ("mean", "dot", PALETTE[3])):
         if stats.get(name) is not None:
-            figure.add_scatter(x=[stats[name], stats[name]], y=[0, top], mode="lines", name=f"{name} ${stats[name]:,.0f}",
+            figure.add_scatter(x=[stats[name], stats[name]], y=[0, top], mode="lines", name=f"{name} {money(stats[name], whole=True)}",
                                line=dict(dash=dash, color=color, width=2), hoverinfo="skip")
-    figure.update_xaxes(tickprefix="$", separatethousands=True,
+    figure.update_xaxes(**money.axis(),
                         range=[float(frame["bin_start"].min()), float(frame["bin_end"].max())])
     return figure
 
@@ -154,20 +160,20 @@ def projection(points: pd.DataFrame) -> go.Figure:
     return figure
 
 
-def forecast(result: dict[str, Any]) -> go.Figure:
+def forecast(result: dict[str, Any], money: MoneyFormat = DEFAULT_FORMAT) -> go.Figure:
     """Revenue history, the forecast and its 80% and 95% intervals."""
     history, ahead = result["history"], result["forecast"]
-    figure = _figure("Revenue forecast")
+    figure = _figure("Revenue forecast", separators=money.separators)
     for level, colour in ((95, "rgba(52,152,219,0.15)"), (80, "rgba(52,152,219,0.3)")):
         figure.add_scatter(x=ahead["month"], y=ahead[f"upper_{level}"], mode="lines", line=dict(width=0),
                            showlegend=False, hoverinfo="skip")
         figure.add_scatter(x=ahead["month"], y=ahead[f"lower_{level}"], mode="lines", line=dict(width=0),
                            fill="tonexty", fillcolor=colour, name=f"{level}% interval", hoverinfo="skip")
     figure.add_scatter(x=history["month"], y=history["revenue"], mode="lines+markers", name="Revenue",
-                       hovertemplate="%{x}: $%{y:,.0f}<extra></extra>")
+                       hovertemplate=f"%{{x}}: {money.hover('y', 0)}<extra></extra>")
     figure.add_scatter(x=ahead["month"], y=ahead["revenue"], mode="lines+markers", name="Forecast",
-                       line=dict(dash="dash"), hovertemplate="%{x}: $%{y:,.0f} forecast<extra></extra>")
-    figure.update_yaxes(tickprefix="$", separatethousands=True)
+                       line=dict(dash="dash"), hovertemplate=f"%{{x}}: {money.hover('y', 0)} forecast<extra></extra>")
+    figure.update_yaxes(**money.axis())
     return figure
 
 

@@ -16,8 +16,19 @@ import psycopg2
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from data_layer.importer import FIELDS, ImportError_, SourceTable, Validation, auto_mapping, read_table, validate
+from data_layer.importer import (
+    FIELDS,
+    STATUS_CLASSES,
+    ImportChoices,
+    ImportError_,
+    SourceTable,
+    Validation,
+    auto_mapping,
+    read_table,
+    validate,
+)
 from data_layer.loader import LoadError, load_orders
+from data_layer.parsing import DATE_ORDERS, DECIMAL_MARKS, Question
 
 LOAD_CHUNK_ROWS = 100_000
 SHOWN_REJECTS = 15
@@ -25,7 +36,7 @@ SHOWN_REJECTS = 15
 
 @dataclass(frozen=True)
 class ImportOutcome:
-    """What an import did: rows in = written + rejected, always."""
+    """What an import did: rows in = written + rejected, always; ``questions`` stopped it."""
 
     rows_in: int
     written: int
@@ -33,6 +44,7 @@ class ImportOutcome:
     failed: bool
     report: Path | None
     rejects: Path | None
+    questions: tuple[Question, ...] = ()
 
 
 def upload_folder(upload_id: str) -> Path:
@@ -44,17 +56,61 @@ def upload_folder(upload_id: str) -> Path:
     return current_config().data_dir / "uploads" / upload_id
 
 
+MAPPING_FILE_KEYS = ("columns", "statuses", "date_order", "decimal", "encoding", "drop_identical")
+
+
+def read_mapping_file(mapping_file: Path | None) -> dict:
+    """A mapping file: ``{"COLUMN": "FIELD", ...}``, or an object with any of
+    :data:`MAPPING_FILE_KEYS` (``columns`` as before, ``statuses`` as ``{"STATUS": "counted"}``)."""
+    if mapping_file is None:
+        return {}
+    try:
+        loaded = json.loads(mapping_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ImportError_(f"cannot read the mapping file {mapping_file}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ImportError_('the mapping file must be a JSON object {"COLUMN": "FIELD", ...}')
+    if not set(loaded) & set(MAPPING_FILE_KEYS):
+        loaded = {"columns": loaded}
+    unknown = sorted(set(loaded) - set(MAPPING_FILE_KEYS))
+    if unknown:
+        raise ImportError_(f"the mapping file has unknown key(s) {', '.join(unknown)}; "
+                           f"keys: {', '.join(MAPPING_FILE_KEYS)}")
+    for key in ("columns", "statuses"):
+        value = loaded.get(key, {})
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ImportError_(f'"{key}" in the mapping file must be an object of text values')
+    return loaded
+
+
+def parse_choices(mapping_file: Path | None = None, *, date_order: str | None = None, decimal: str | None = None,
+                  encoding: str | None = None, status_maps: Iterable[str] = (), drop_identical: bool = False,
+                  timezone: str | None = None) -> ImportChoices:
+    """The import choices of the command line's options on top of the mapping file's."""
+    loaded = read_mapping_file(mapping_file)
+    statuses = dict(loaded.get("statuses", {}))
+    for option in status_maps:
+        status, separator, kind = option.rpartition("=")
+        if not separator:
+            raise ImportError_(f"--status-map {option!r}: write it as STATUS=CLASS")
+        statuses[status] = kind
+    for status, kind in statuses.items():
+        if kind not in STATUS_CLASSES:
+            raise ImportError_(f"status {status!r}: {kind!r} is not one of {', '.join(STATUS_CLASSES)}")
+    date_order = date_order or loaded.get("date_order")
+    decimal = decimal or loaded.get("decimal")
+    if date_order is not None and date_order not in DATE_ORDERS:
+        raise ImportError_(f"date order {date_order!r}: use one of {', '.join(DATE_ORDERS)}")
+    if decimal is not None and decimal not in DECIMAL_MARKS:
+        raise ImportError_(f"decimal mark {decimal!r}: use . or ,")
+    return ImportChoices(date_order=date_order, decimal=decimal, encoding=encoding or loaded.get("encoding"),
+                         statuses=statuses, drop_identical=drop_identical or bool(loaded.get("drop_identical")),
+                         timezone=timezone)
+
+
 def parse_map_options(maps: Iterable[str], mapping_file: Path | None) -> dict[str, str]:
-    """``COLUMN=FIELD`` options and a JSON ``{"COLUMN": "FIELD"}`` file -> field -> column."""
-    pairs: dict[str, str] = {}
-    if mapping_file is not None:
-        try:
-            loaded = json.loads(mapping_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise ImportError_(f"cannot read the mapping file {mapping_file}: {exc}") from None
-        if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
-            raise ImportError_('the mapping file must be a JSON object {"COLUMN": "FIELD", ...}')
-        pairs.update(loaded)
+    """``COLUMN=FIELD`` options and a mapping file's columns -> field -> column."""
+    pairs: dict[str, str] = dict(read_mapping_file(mapping_file).get("columns", {}))
     for option in maps:
         column, separator, field_name = option.rpartition("=")
         if not separator or not column or not field_name:
@@ -70,16 +126,18 @@ def parse_map_options(maps: Iterable[str], mapping_file: Path | None) -> dict[st
 
 def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: str, skip_invalid: bool,
                 dry_run: bool, report_dir: Path | None, echo: Callable[[str], None],
-                without: Iterable[str] = (),
+                without: Iterable[str] = (), choices: ImportChoices = ImportChoices(),
                 progress: Callable[[int], ContextManager[Callable[[int], None]]] | None = None) -> ImportOutcome:
     """Import ``path`` into ``engine``'s database in one transaction, printing what happens.
 
     ``overrides`` (field -> column) go on top of the automatic mapping; ``without``
-    names fields to leave unmapped even when a column matched. ``progress(total)``
-    gives a context whose value is called with each loaded chunk's line count.
+    names fields to leave unmapped even when a column matched; ``choices`` answer what
+    the file cannot tell (the outcome's ``questions`` say what is left to answer).
+    ``progress(total)`` gives a context whose value is called with each loaded chunk's
+    line count.
     """
     started = time.perf_counter()
-    source = read_table(path)
+    source = read_table(path, choices.encoding)
     echo(f"Read {path.name}: {source.row_count:,} rows, {len(source.columns)} columns "
          f"({source.encoding}{f', delimiter {source.delimiter!r}' if source.delimiter else ''}) "
          f"in {time.perf_counter() - started:.2f} s")
@@ -95,9 +153,20 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     if unused:
         echo(f"  not used: {', '.join(unused)}")
     started = time.perf_counter()
-    result = validate(source, mapping)
+    result = validate(source, mapping, choices)
     errors = result.errors
     report, rejects = write_report(path, source, result, report_dir)
+    echo("How the file was read:")
+    for decision in result.decisions:
+        echo(f"  {decision}")
+    if result.currency:
+        echo(f"  currency: {result.currency}")
+    if result.questions:
+        echo("The file cannot be imported until these are answered:")
+        for question in result.questions:
+            echo(f"  {question.message}")
+        echo(f"Nothing written ({result.rows_in:,} rows in).")
+        return ImportOutcome(result.rows_in, 0, 0, True, report, None, tuple(result.questions))
     echo(f"Validation: {result.summary()} (checked in {time.perf_counter() - started:.2f} s)")
     for rejected in result.rejected[:SHOWN_REJECTS]:
         echo(f"  line {rejected.line}, {rejected.column}: {rejected.reason}")
@@ -111,23 +180,26 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
         return ImportOutcome(result.rows_in, written if how == "written" else 0, rejected, failed, report, rejects)
 
     if errors and not skip_invalid:
-        echo(f"Nothing written: {len(errors):,} invalid rows. Fix them, or import the valid rows "
-             "with --skip-invalid.")
+        echo(f"Nothing written: {len(errors):,} invalid row{'s' if len(errors) != 1 else ''}. Fix "
+             f"{'them' if len(errors) != 1 else 'it'}, or import the valid rows only.")
         return outcome(0, failed=True)
     if dry_run:
         echo("Dry run: nothing written.")
         return outcome(len(result.lines), failed=False, how="to write")
-    if result.lines.empty:
+    if result.lines.empty and not (mode == "upsert" and result.excluded_orders):
         echo("Nothing to write.")
         return outcome(0, failed=False)
     table = result.to_arrow()
     chunks = [table.slice(start, LOAD_CHUNK_ROWS) for start in range(0, table.num_rows, LOAD_CHUNK_ROWS)]
     try:
         with progress(table.num_rows) if progress else nullcontext(None) as advance:
-            loaded = load_orders(engine, chunks, mode=mode, source=f"import {path.name}", on_progress=advance)
+            loaded = load_orders(engine, chunks, mode=mode, source=f"import {path.name}", on_progress=advance,
+                                 currency=result.currency,
+                                 remove_orders=result.excluded_orders if mode == "upsert" else ())
     except (IntegrityError, sqlite3.IntegrityError, psycopg2.IntegrityError):
-        raise LoadError("some orders in the file are already stored, so nothing was written; "
-                        "use --mode upsert to replace them (or --mode replace to replace everything)") from None
+        raise LoadError("some orders in the file are already stored, so nothing was written: import in upsert "
+                        "mode to replace their stored versions, or in replace mode to replace all stored orders"
+                        ) from None
     if not loaded.changed:
         echo("Every order in the file is already stored exactly so: nothing changed.")
         return outcome(len(result.lines), failed=False, how="already stored as they are")
@@ -140,8 +212,13 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
 
 def write_report(path: Path, source: SourceTable, result: Validation, report_dir: Path | None
                  ) -> tuple[Path, Path | None]:
-    """The report (every rejected row: line, column, reason, kind) and, when rows were rejected,
-    the rejected rows themselves as CSV, beside the file or in ``report_dir``."""
+    """The report and, when rows were rejected, the rejected rows themselves as CSV, beside the
+    file or in ``report_dir``.
+
+    The report's rows (line, column, reason, kind): first how the file was read (kind
+    ``decision``, no line) and what it could not tell (``question``), then every rejected row
+    (``invalid`` or ``left out by rule``).
+    """
     folder = report_dir or path.parent
     folder.mkdir(parents=True, exist_ok=True)
     stem = path.name.split(".")[0]
@@ -149,6 +226,16 @@ def write_report(path: Path, source: SourceTable, result: Validation, report_dir
     with report.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["line", "column", "reason", "kind"])
+        for decision in result.decisions:
+            writer.writerow(["", decision.column or "", f"{decision.topic}: {decision.choice} ({decision.reason})",
+                             "decision"])
+        if result.currency:
+            writer.writerow(["", "", f"currency: {result.currency}", "decision"])
+        if result.identical:
+            writer.writerow(["", "", f"identical lines: {result.identical:,} "
+                             f"{'left out' if result.dropped_identical else 'kept'}", "decision"])
+        for question in result.questions:
+            writer.writerow(["", question.column or "", question.message, "question"])
         for rejected in result.rejected:
             writer.writerow([rejected.line, rejected.column, rejected.reason,
                              "invalid" if rejected.blocking else "left out by rule"])

@@ -17,10 +17,18 @@ from bi_app import analytics
 from bi_app.ml import analyses as ml_analyses
 from bi_app.ml import strategy
 from data_layer import queries
-from bi_app.context import current_cache, current_engine, current_models, current_replica, stored_models
+from bi_app.context import (
+    current_cache,
+    current_config,
+    current_engine,
+    current_models,
+    current_replica,
+    stored_models,
+)
+from bi_app.money import MoneyFormat
 from data_layer.cache import UNVERSIONED_TIMEOUT_S, result_key
 from data_layer.filters import FILTER_PARAMETERS, FilterError, Filters, parse_filters
-from data_layer.meta import data_version
+from data_layer.meta import data_currency, data_version
 from data_layer.summaries import dimension_values, order_source, stored_dimension_values
 
 if TYPE_CHECKING:
@@ -55,7 +63,8 @@ class Analysis:
 
 
 ANALYSES: dict[str, Analysis] = {
-    "kpis": Analysis(analytics.kpis, "Revenue, orders, unique customers, average order value and "
+    "kpis": Analysis(analytics.kpis, "Net revenue (with gross sales, returns and refunds, adjustments and fees), "
+                     "orders (with a sale), unique customers, average order value (net revenue / orders) and "
                      "satisfaction, each with its change against the previous period of equal length."),
     "distribution": Analysis(
         analytics.distribution,
@@ -189,6 +198,18 @@ def customer_list(filters: Filters, recommendation: str | None = None, **assumpt
                                      lambda c: ml_analyses.scored_customers(c, filters, models))
         return on_fastest_engine(conn, version, recommendation, lambda c: strategy.target_customers(
             c, filters, models, recommendation, **assumptions))
+
+
+def money_format() -> MoneyFormat:
+    """How money is written for the current data: its currency (recorded at import, else
+    ``BI_CURRENCY``) in ``BI_LOCALE``; the configured currency when the database cannot say."""
+    config = current_config()
+    try:
+        with current_engine().connect() as conn:
+            currency = data_currency(conn)
+    except Exception:  # noqa: BLE001 - the page's own banner says the database is unreachable
+        currency = None
+    return MoneyFormat(currency or config.currency, config.locale)
 
 
 def known_values() -> dict[str, list[str]]:

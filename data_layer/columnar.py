@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import duckdb
 import pandas as pd
-from sqlalchemy import Engine, String, create_engine, func, inspect, literal, select, text, type_coerce
+from sqlalchemy import Engine, String, create_engine, func, inspect, literal_column, select, text, type_coerce
 from sqlalchemy.pool import NullPool
 
 from data_layer.engine import describe_error, is_postgres
@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 RESULTS_TABLE = "bi_precomputed"
 #: After a failed build, the next attempt waits this long (the database answers meanwhile).
 RETRY_AFTER_S = 60
+
+#: What a table made by the seed (or an older version) holds in the columns it lacks.
+MISSING_COLUMN_VALUES = {"line_number": "1", "line_type": "'sale'", "refunded_amount": "0"}
 
 #: DuckDB column types of the snapshot: money stays exact decimal.
 _DUCK_TYPES = {
@@ -69,6 +72,8 @@ _DUCK_TYPES = {
     "is_weekend": "INTEGER",
     "is_holiday_season": "INTEGER",
     "line_number": "INTEGER",
+    "line_type": "VARCHAR",
+    "refunded_amount": "DECIMAL(12,2)",
 }
 
 
@@ -270,7 +275,8 @@ def _export_orders(conn, target) -> None:  # noqa: ANN001
     # order_date as a date: tables made by other tools may hold timestamps; a table
     # without line numbers (seed-made, not loaded by us yet) has one line per order.
     stored = stored_columns(conn)
-    computed = {"order_date": "CAST(order_date AS date)"} | ({} if "line_number" in stored else {"line_number": "1"})
+    computed = {"order_date": "CAST(order_date AS date)"} | {
+        name: value for name, value in MISSING_COLUMN_VALUES.items() if name not in stored}
     columns = ", ".join(computed.get(n, n) for n in SALES_COLUMNS)
     if conn.dialect.name == "postgresql":
         cursor = conn.connection.driver_connection.cursor()
@@ -283,7 +289,8 @@ def _export_orders(conn, target) -> None:  # noqa: ANN001
     writer = csv.writer(text)
     # The date part of what is stored: ISO dates, or timestamps written by other tools.
     day = type_coerce(func.substr(type_coerce(sales.c.order_date, String), 1, 10), String)
-    selected = [day if n == "order_date" else sales.c[n] if n in stored else literal(1) for n in SALES_COLUMNS]
+    selected = [day if n == "order_date" else sales.c[n] if n in stored else literal_column(MISSING_COLUMN_VALUES[n])
+                for n in SALES_COLUMNS]
     result = conn.execution_options(yield_per=10_000).execute(select(*selected))
     for batch in result.partitions():
         writer.writerows(batch)

@@ -294,6 +294,8 @@ def _chunk(
         "is_weekend": pa.array((weekday >= 5).astype(np.int32)),
         "is_holiday_season": pa.array(holiday.astype(np.int32)),
         "line_number": pa.array(np.ones(n, dtype=np.int32)),  # one line per demo order
+        "line_type": pa.array(np.full(n, "sale", dtype=object), type=pa.string()),
+        "refunded_amount": pa.array(np.zeros(n)),
     }
     return pa.table(columns)
 

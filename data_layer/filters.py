@@ -17,6 +17,8 @@ from typing import Iterable, Mapping
 
 from sqlalchemy import ColumnElement, Table, and_, true
 
+from data_layer.schema import TEXT_LIMIT
+
 #: Query parameter -> (Filters field, sales column) for the list filters.
 LIST_PARAMETERS: dict[str, tuple[str, str]] = {
     "region": ("regions", "region"),
@@ -27,7 +29,7 @@ LIST_PARAMETERS: dict[str, tuple[str, str]] = {
 DATE_PARAMETERS = ("start", "end")
 FILTER_PARAMETERS: tuple[str, ...] = DATE_PARAMETERS + tuple(LIST_PARAMETERS)
 
-MAX_VALUE_LENGTH = 100
+MAX_VALUE_LENGTH = TEXT_LIMIT
 MAX_VALUES_PER_PARAMETER = 100
 EARLIEST_DATE, LATEST_DATE = date(1900, 1, 1), date(2100, 12, 31)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -1,24 +1,37 @@
 """Importing a shop's own orders from CSV or XLSX: read, map columns, validate, normalise.
 
-The pipeline is plain functions: :func:`read_table` (any common delimiter,
-UTF-8 with or without BOM or Latin-1, ``.gz``, or the first sheet of an
-XLSX) -> :func:`auto_mapping` (source columns to our fields by name) ->
-:func:`validate` (every row either becomes an order line or is rejected with
-its line number, column and reason) -> :func:`data_layer.loader.load_orders`.
+The pipeline is plain functions: :func:`read_table` (any common delimiter and
+encoding, ``.gz``, or the first sheet of an XLSX) -> :func:`auto_mapping`
+(source columns to our fields by name) -> :func:`validate` (every row either
+becomes an order line or is rejected with its line number, column and reason;
+what the values cannot tell becomes a question) -> :func:`data_layer.loader.load_orders`.
 
-Rules (also in the README):
+Rules (also in the README, "Measures and import rules"):
 
 - Required: order id, order date, product, and either an amount or quantity
   and unit price. Several lines with one order id are one order.
 - A line without a customer id is a guest checkout: counted in revenue and
   orders, never as a customer.
-- Missing region, segment or category become "Unknown"; missing satisfaction
-  stays empty; missing discount and shipping are 0; subtotal, weekday, month,
-  quarter, weekend and holiday season are computed.
-- Returns and cancellations (a negative quantity or amount, an order id
-  starting with "C" followed by a digit, as in UCI-style exports, or a status
-  of cancelled/returned/refunded) are not revenue: they are left out and listed
-  in the report, without failing the import. So are exact duplicate rows.
+- Missing product, region, segment or category become "Unknown"; missing
+  satisfaction stays empty; missing discount and shipping are 0; subtotal,
+  weekday, month, quarter, weekend and holiday season are computed. Text is
+  never cut: a value longer than the column holds rejects its row.
+- Every line is kept with its sign (:data:`data_layer.schema.LINE_TYPES`):
+  a negative quantity or amount, or an order id of "C" and a digit (UCI-style
+  cancellations), is a *return* of merchandise; lines named as adjustments or
+  fees (:data:`ADJUSTMENT_NAMES`, :data:`FEE_NAMES`, order ids of "A" and a
+  digit) are *adjustments* or *fees* of either sign; a ``line_type`` column,
+  when mapped, decides instead. Other lines are *sales*.
+- A status decides whether a line counts (:data:`STATUSES`): counted,
+  excluded (pending, voided, failed: left out and listed), or refunded (the
+  refund is netted: the refunded amount column, or the whole line). Statuses
+  the vocabulary does not know stop the import with a question.
+- Identical lines are kept (a shop may sell the same item twice in a day) and
+  counted in the report; dropping them is an option. Lines sharing a line id
+  are copies: the later ones are left out.
+- Dates and numbers are read as :mod:`data_layer.parsing` decides from all of a
+  column's values, and the encoding from the bytes; each decision is reported.
+- One currency per data set (a ``currency`` column, else ``BI_CURRENCY``).
 """
 
 from __future__ import annotations
@@ -30,7 +43,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -38,22 +51,34 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from data_layer.schema import SALES_COLUMNS
+from data_layer.parsing import (
+    DECIMAL_NAMES,
+    Decision,
+    DateOrder,
+    EncodingError,
+    Question,
+    decode,
+    read_dates,
+    read_numbers,
+)
+from data_layer.schema import ID_LIMIT, SALES_COLUMNS, TEXT_LIMIT
 
 #: Fields a source column can be mapped to; the first four groups are required.
 FIELDS = (
     "order_id", "order_date", "product", "customer_id", "quantity", "unit_price", "total_amount", "subtotal",
     "category", "region", "customer_segment", "satisfaction_rating", "discount_rate", "discount_amount",
-    "shipping_cost", "status",
+    "shipping_cost", "status", "refunded_amount", "line_type", "line_id", "currency",
 )
 #: Names (lower case, letters and digits only) recognised for each field.
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "order_id": ("orderid", "invoiceno", "invoice", "invoiceid", "invoicenumber", "ordernumber", "orderno", "order"),
-    "order_date": ("orderdate", "invoicedate", "date", "purchasedate", "orderdatetime", "createdat", "datetime"),
-    "product": ("product", "productname", "description", "item", "itemname", "itemdescription", "title"),
+    "order_date": ("orderdate", "invoicedate", "date", "purchasedate", "orderdatetime", "createdat", "datetime",
+                   "paidat"),
+    "product": ("product", "productname", "description", "item", "itemname", "itemdescription", "title",
+                "lineitemname"),
     "customer_id": ("customerid", "customer", "customerno", "customernumber", "clientid", "buyerid", "userid"),
-    "quantity": ("quantity", "qty", "units", "count"),
-    "unit_price": ("unitprice", "price", "itemprice", "priceeach", "unitcost"),
+    "quantity": ("quantity", "qty", "units", "count", "lineitemquantity"),
+    "unit_price": ("unitprice", "price", "itemprice", "priceeach", "unitcost", "lineitemprice"),
     "total_amount": ("totalamount", "total", "amount", "linetotal", "revenue", "sales", "totalprice", "value"),
     "subtotal": ("subtotal",),
     "category": ("category", "productcategory", "department", "productline", "productgroup"),
@@ -63,15 +88,78 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "discount_rate": ("discountrate", "discountpercent", "discountpct"),
     "discount_amount": ("discountamount", "discount"),
     "shipping_cost": ("shippingcost", "shipping", "freight", "delivery"),
-    "status": ("status", "orderstatus", "state_"),
+    "status": ("status", "orderstatus", "financialstatus", "paymentstatus", "state_"),
+    "refunded_amount": ("refundedamount", "refundamount", "amountrefunded", "refunded", "refund", "orderrefundamount"),
+    "line_type": ("linetype", "lineitemtype", "transactiontype"),
+    "line_id": ("lineid", "lineitemid", "orderlineid", "itemid"),
+    "currency": ("currency", "currencycode"),
 }
 DELIMITERS = ",;\t|"
 UNKNOWN = "Unknown"
-#: Longest text each field may hold (the table's column sizes).
-MAX_LENGTH = {"order_id": 20, "customer_id": 20, "product": 50, "category": 50, "region": 20,
-              "customer_segment": 20}
-CANCELLED = re.compile(r"cancel|return|refund", re.I)
+#: Longest text each field may hold (the table's column sizes): longer values reject their row.
+MAX_LENGTH = {"order_id": ID_LIMIT, "customer_id": ID_LIMIT, "product": TEXT_LIMIT, "category": TEXT_LIMIT,
+              "region": TEXT_LIMIT, "customer_segment": TEXT_LIMIT}
 EARLIEST = date(1990, 1, 1)
+
+#: What a status means: ``counted`` (a sale), ``excluded`` (no sale happened: left out and
+#: listed), ``refunded`` (a sale refunded in full unless a refunded amount is given) or
+#: ``partially_refunded`` (a refunded amount is needed). Compared in lower case with spaces
+#: and dashes as underscores and a "wc_" prefix (WooCommerce) dropped. Shopify, WooCommerce,
+#: Magento, BigCommerce, PrestaShop and marketplace exports use these words.
+STATUSES: dict[str, str] = {
+    **dict.fromkeys((
+        "", "paid", "complete", "completed", "fulfilled", "partially_fulfilled", "unfulfilled", "shipped",
+        "partially_shipped", "delivered", "processing", "closed", "success", "successful", "succeeded", "captured",
+        "settled", "approved", "confirmed", "invoiced", "open", "sale", "sold", "authorized", "partially_paid",
+        "awaiting_fulfillment", "awaiting_shipment", "ready_to_ship", "in_transit", "payment_accepted", "ok"),
+        "counted"),
+    **dict.fromkeys((
+        "pending", "pending_payment", "awaiting_payment", "on_hold", "voided", "void", "failed", "declined",
+        "abandoned", "draft", "expired", "trash", "checkout_draft", "payment_error", "unpaid", "incomplete"),
+        "excluded"),
+    **dict.fromkeys((
+        "refunded", "returned", "cancelled", "canceled", "chargeback", "charged_back", "reversed", "refund",
+        "cancellation", "return", "disputed_lost"), "refunded"),
+    **dict.fromkeys(("partially_refunded", "partially_returned", "partial_refund"), "partially_refunded"),
+}
+#: The classes a user can give a status (``--status-map STATUS=CLASS``).
+STATUS_CLASSES = ("counted", "excluded", "refunded")
+#: Words of a ``line_type`` column, by the line type they mean.
+LINE_TYPE_WORDS: dict[str, str] = {
+    **dict.fromkeys(("", "sale", "sales", "product", "item", "line", "lineitem", "merchandise", "purchase", "order"),
+                    "sale"),
+    **dict.fromkeys(("return", "returns", "refund", "cancellation", "cancel", "cancelled", "canceled",
+                     "creditnote"), "return"),
+    **dict.fromkeys(("adjustment", "adjust", "discount", "credit", "correction", "writeoff", "baddebt", "manual",
+                     "coupon", "voucher"), "adjustment"),
+    **dict.fromkeys(("fee", "fees", "shipping", "postage", "delivery", "surcharge", "handling", "charge",
+                     "commission", "servicefee"), "fee"),
+}
+#: Product names of adjustment lines (lower case, as in UCI-style exports: "Manual", "Discount", "Adjust bad debt").
+ADJUSTMENT_NAMES = ("manual", "discount", "adjust bad debt", "adjustment", "bad debt", "cruk commission", "samples")
+#: Product names of fee lines ("POSTAGE", "Bank Charges", "AMAZON FEE", ...).
+FEE_NAMES = ("postage", "dotcom postage", "carriage", "bank charges", "amazon fee", "shipping", "shipping fee",
+             "delivery", "delivery charge", "handling fee", "service fee", "transaction fee")
+
+
+def normal_status(value: str) -> str:
+    """A status as the vocabulary spells it: lower case, spaces and dashes as underscores, no "wc_"."""
+    key = re.sub(r"[\s\-]+", "_", value.strip().lower())
+    return key[3:] if key.startswith("wc_") else key
+
+
+@dataclass(frozen=True)
+class ImportChoices:
+    """What the user decided about a file; each value left None is decided from the file and reported."""
+
+    date_order: DateOrder | None = None
+    decimal: str | None = None
+    encoding: str | None = None
+    #: Status (as in the file) -> ``counted``, ``excluded`` or ``refunded``, on top of :data:`STATUSES`.
+    statuses: Mapping[str, str] = field(default_factory=dict)
+    drop_identical: bool = False
+    #: An IANA zone (``BI_TIMEZONE``) timestamps with an offset are put on their day in.
+    timezone: str | None = None
 
 
 class ImportError_(ValueError):
@@ -86,6 +174,7 @@ class SourceTable:
     line_numbers: np.ndarray
     encoding: str
     delimiter: str | None
+    decisions: list[Decision] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
@@ -94,6 +183,10 @@ class SourceTable:
     @property
     def row_count(self) -> int:
         return len(self.frame)
+
+    @property
+    def is_workbook(self) -> bool:
+        return self.delimiter is None
 
     def rows_at(self, lines: Iterable[int]) -> dict[int, list[str]]:
         """The cells of the rows starting on ``lines``."""
@@ -108,16 +201,25 @@ class Rejected:
     line: int
     column: str
     reason: str
-    blocking: bool = True  # an error (the file fails without --skip-invalid), not a rule like returns
+    blocking: bool = True  # an error (the file fails without --skip-invalid), not a rule like voided statuses
 
 
 @dataclass
 class Validation:
-    """The outcome of validating a file: the order lines to write and every rejected row."""
+    """The outcome of validating a file: the order lines to write, every rejected row, how each
+    column was read (``decisions``) and what the values could not tell (``questions``)."""
 
     lines: pd.DataFrame
     rejected: list[Rejected] = field(default_factory=list)
     rows_in: int = 0
+    decisions: list[Decision] = field(default_factory=list)
+    questions: list[Question] = field(default_factory=list)
+    #: Lines equal in every cell to an earlier line, kept (or left out with ``drop_identical``).
+    identical: int = 0
+    #: The file's currency (ISO 4217), when it has a currency column.
+    currency: str | None = None
+    #: Order ids whose every line was left out by its status (an upsert removes their stored lines).
+    excluded_orders: tuple[str, ...] = ()
 
     @property
     def errors(self) -> list[Rejected]:
@@ -127,12 +229,32 @@ class Validation:
     def guests(self) -> int:
         return int(self.lines["customer_id"].isna().sum()) if len(self.lines) else 0
 
+    @property
+    def orders(self) -> int:
+        """Orders: order ids with a sale line of non-zero value."""
+        if not len(self.lines):
+            return 0
+        counted = (self.lines["line_type"] == "sale") & (self.lines["total_amount"] != 0)
+        return int(self.lines.loc[counted, "order_id"].nunique())
+
+    def line_types(self) -> dict[str, int]:
+        """Lines to write per line type."""
+        if not len(self.lines):
+            return {}
+        return {str(k): int(v) for k, v in self.lines["line_type"].value_counts().sort_index().items()}
+
     def summary(self) -> str:
-        """One sentence: rows in, valid, invalid, left out by rule, guest lines."""
+        """One sentence: rows in, valid, invalid, left out by rule, line types, identical and guest lines."""
         errors = len(self.errors)
-        return (f"{self.rows_in:,} rows: {len(self.lines):,} valid, {errors:,} invalid, "
-                f"{len(self.rejected) - errors:,} left out by rule (returns, cancellations, duplicates); "
-                f"{self.guests:,} guest lines (no customer id)")
+        kinds = ", ".join(f"{n:,} {kind}" for kind, n in self.line_types().items())
+        refunded = int((self.lines["refunded_amount"] > 0).sum()) if len(self.lines) else 0
+        return (f"{self.rows_in:,} rows: {len(self.lines):,} valid ({kinds or 'none'}"
+                f"{f'; {refunded:,} with a refund' if refunded else ''}), {errors:,} invalid, "
+                f"{len(self.rejected) - errors:,} left out by rule (statuses not counted, copies); "
+                f"{_lines(self.identical, 'identical line')} {'left out' if self.dropped_identical else 'kept'}; "
+                f"{_lines(self.guests, 'guest line')} (no customer id)")
+
+    dropped_identical: bool = False
 
     def to_arrow(self) -> pa.Table:
         """The lines as the loader takes them."""
@@ -142,8 +264,11 @@ class Validation:
                                 pc.cast(table.column("order_date"), pa.date32()))
 
 
-def read_table(path: Path) -> SourceTable:
-    """The rows of a CSV (optionally gzipped) or the first sheet of an XLSX file, as text."""
+def read_table(path: Path, encoding: str | None = None) -> SourceTable:
+    """The rows of a CSV (optionally gzipped) or the first sheet of an XLSX file, as text.
+
+    The encoding is ``encoding``, or detected (:func:`data_layer.parsing.decode`) and reported.
+    """
     name = path.name.lower()
     if name.endswith((".xlsx", ".xlsm")):
         return _read_xlsx(path)
@@ -151,12 +276,14 @@ def read_table(path: Path) -> SourceTable:
         raw = gzip.open(path, "rb").read() if name.endswith(".gz") else path.read_bytes()
     except (OSError, EOFError) as exc:
         raise ImportError_(f"cannot read {path.name}: {exc}") from None
-    encoding = "utf-8"
     try:
-        text = raw.decode("utf-8-sig")
+        text, decision = decode(raw, encoding)
+    except EncodingError as exc:
+        raise ImportError_(str(exc)) from None
+    text = text.lstrip("\ufeff")
+    if decision.choice == "utf-8":
         data = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
-    except UnicodeDecodeError:
-        encoding, text = "latin-1", raw.decode("latin-1")  # every byte is a Latin-1 character
+    else:
         data = text.encode("utf-8")
     if not text.strip():
         raise ImportError_("the file is empty")
@@ -167,7 +294,7 @@ def read_table(path: Path) -> SourceTable:
         delimiter = max(DELIMITERS, key=lambda d: sample.split("\n", 1)[0].count(d))
     fast = _read_with_arrow(data, delimiter)
     frame, lines = fast if fast is not None else _read_with_csv_module(text, delimiter)
-    return SourceTable(frame, lines, encoding, delimiter)
+    return SourceTable(frame, lines, decision.choice, delimiter, [decision])
 
 
 def _read_with_arrow(data: bytes, delimiter: str) -> tuple[pd.DataFrame, np.ndarray] | None:
@@ -331,49 +458,58 @@ def check_mapping(mapping: dict[str, str], columns: Iterable[str]) -> None:
         raise ImportError_(f"no column for {', '.join(required)}; map one with --map COLUMN=FIELD")
 
 
-def validate(source: SourceTable, mapping: dict[str, str], *, latest: date | None = None) -> Validation:
-    """Turn the mapped rows into order lines; reject each row that cannot be one, saying why."""
+_MONEY_FIELDS = ("unit_price", "total_amount", "subtotal", "discount_amount", "shipping_cost", "refunded_amount")
+_NUMBER_FIELDS = ("quantity", *_MONEY_FIELDS, "satisfaction_rating", "discount_rate")
+
+
+def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoices = ImportChoices(), *,
+             latest: date | None = None) -> Validation:
+    """Turn the mapped rows into order lines; reject each row that cannot be one, saying why.
+
+    Raises :class:`ImportError_` for what no row can fix (a missing required column,
+    mixed currencies). What the values cannot tell (date order, decimal mark, unknown
+    statuses) comes back as ``questions``, with no lines: answer them in ``choices``.
+    """
     check_mapping(mapping, source.columns)
     frame = source.frame
     n = len(frame)
     line = source.line_numbers
     latest = latest or date.today().replace(year=date.today().year + 1)
     out = _Outcome(n, line, mapping)
+    decisions = list(source.decisions)
+    questions: list[Question] = []
 
     blank = pd.Series("", index=frame.index, dtype=pd.StringDtype("pyarrow"))
 
     def text(name: str) -> pd.Series:  # cells come stripped from read_table
         return frame[mapping[name]].fillna("") if name in mapping else blank
 
-    order_id, product, customer = text("order_id"), text("product"), text("customer_id")
+    currency = _currency(text("currency")) if "currency" in mapping else None
+    order_id, customer = text("order_id"), text("customer_id")
+    product = text("product").replace("", UNKNOWN)
     out.reject(order_id == "", "order_id", "missing order id")
-    out.reject(product == "", "product", "missing product")
-    for name, values in (("order_id", order_id), ("product", product), ("customer_id", customer)):
-        out.reject(values.str.len() > MAX_LENGTH[name], name, f"longer than {MAX_LENGTH[name]} characters")
+    for name in MAX_LENGTH:
+        values = product if name == "product" else text(name)
+        out.reject(values.str.len() > MAX_LENGTH[name], name,
+                   lambda i, values=values, name=name: f"{name} of {len(values.iloc[i]):,} characters: "
+                   f"longer than the {MAX_LENGTH[name]} stored")
 
     raw_dates = text("order_date")
-    when = parse_dates(raw_dates)
+    dates = read_dates(raw_dates, mapping["order_date"], order=choices.date_order, timezone=choices.timezone,
+                       serials=source.is_workbook)
+    decisions += dates.decisions
+    if dates.question:
+        questions.append(dates.question)
+    when = dates.days
     out.reject(raw_dates == "", "order_date", "missing order date")
-    out.reject(when.isna() & (raw_dates != ""), "order_date", lambda i: f"unparseable date {raw_dates.iloc[i]!r}")
+    out.reject(when.isna() & (raw_dates != ""), "order_date", lambda i: f"unreadable date {raw_dates.iloc[i]!r}"
+               + (f" (read {choices.date_order})" if choices.date_order else ""))
     out.reject((when < pd.Timestamp(EARLIEST)) | (when > pd.Timestamp(latest)), "order_date",
                lambda i: f"date {raw_dates.iloc[i]!r} outside {EARLIEST} .. {latest}")
 
-    numbers = {}
-    for name in ("quantity", "unit_price", "total_amount", "subtotal", "satisfaction_rating", "discount_rate",
-                 "discount_amount", "shipping_cost"):
-        if name not in mapping:
-            numbers[name] = pd.Series(np.nan, index=frame.index)
-            continue
-        raw = text(name)
-        parsed = parse_numbers(raw, decimal_comma=source.delimiter == ";", percent=name == "discount_rate")
-        out.reject(parsed.isna() & (raw != ""), name, lambda i, raw=raw, name=name: f"non-numeric {name} {raw.iloc[i]!r}")
-        numbers[name] = parsed
+    numbers = _read_number_columns(text, mapping, choices, decisions, questions, out)
     quantity = numbers["quantity"] if "quantity" in mapping else pd.Series(np.ones(n))
     out.reject(quantity.notna() & (quantity != quantity.round()), "quantity", "quantity must be a whole number")
-    status = text("status")
-    is_return = ((quantity < 0) | (numbers["total_amount"] < 0) | order_id.str.match(r"^[Cc]\d")
-                 | status.str.contains(CANCELLED))
-    out.exclude(is_return, "order_id", "return or cancellation: kept out of revenue")
     out.reject(quantity == 0, "quantity", "quantity is 0")
     amount_given = numbers["total_amount"].notna() | (numbers["unit_price"].notna() & quantity.notna())
     out.reject(~amount_given, mapping.get("total_amount", "total_amount"), "no amount (nor quantity and unit price)")
@@ -381,23 +517,183 @@ def validate(source: SourceTable, mapping: dict[str, str], *, latest: date | Non
     out.reject((rating < 1) | (rating > 5), "satisfaction_rating", "satisfaction outside 1..5")
     rate = numbers["discount_rate"]
     out.reject((rate < 0) | (rate >= 1), "discount_rate", "discount rate outside 0..100%")
-    for name in ("unit_price", "subtotal", "discount_amount", "shipping_cost"):
-        out.reject(numbers[name] < 0, name, f"negative {name}")
+    out.reject(numbers["refunded_amount"] < 0, "refunded_amount", "negative refunded amount")
 
-    # Only lines of an order id that repeats can be copies, or need a line number beyond 1.
+    line_type, sign = _line_types(text, order_id, product, quantity, numbers, mapping, out)
+    status_class = _status_classes(text("status"), choices, questions, out) if "status" in mapping else None
+
     repeated = order_id.duplicated(keep=False)
-    copies = _earlier_copies(frame[repeated], [mapping["order_id"], mapping["product"]])
-    if len(copies):
-        out.exclude(pd.Series(frame.index.isin(copies.index), index=frame.index), "order_id",
-                    lambda i: f"duplicate of line {line[copies[i]]}")
-
-    amounts = resolve_amounts(quantity, numbers)
+    copies = _copies(frame, repeated, text, mapping, choices, out)
+    amounts = resolve_amounts(quantity.abs(), {name: numbers[name].abs() if name in _MONEY_FIELDS else numbers[name]
+                                               for name in numbers})
     out.reject(amounts["inconsistent"], mapping.get("total_amount", "total_amount"),
                "amounts do not add up (total = quantity x unit price - discount + shipping)")
+    refunded = _refunds(amounts["total_amount"], sign, numbers["refunded_amount"], order_id, status_class, mapping,
+                        out)
+    if questions:
+        return Validation(lines=_empty_lines(), rejected=sorted(out.rejected, key=lambda r: r.line), rows_in=n,
+                          decisions=decisions, questions=questions, currency=currency)
     keep = ~out.dropped
-    lines = _order_lines(keep, order_id, customer, product, when, amounts, numbers, text,
-                         several_lines=bool(repeated.any()))
-    return Validation(lines=lines, rejected=sorted(out.rejected, key=lambda r: r.line), rows_in=n)
+    excluded = out.excluded_by_status
+    excluded_orders = tuple(sorted(set(order_id[excluded]) - set(order_id[keep]))) if excluded.any() else ()
+    lines = _order_lines(keep, order_id, customer, product, when, amounts, sign, line_type, refunded, numbers,
+                         text, several_lines=bool(repeated.any()))
+    return Validation(lines=lines, rejected=sorted(out.rejected, key=lambda r: r.line), rows_in=n,
+                      decisions=decisions, identical=copies, currency=currency, dropped_identical=choices.drop_identical,
+                      excluded_orders=excluded_orders)
+
+
+def _read_number_columns(text, mapping: dict[str, str], choices: ImportChoices, decisions: list[Decision],  # noqa: ANN001
+                         questions: list[Question], out: "_Outcome") -> dict[str, pd.Series]:
+    """Each mapped number column, read with the decimal mark its values show (else the file's)."""
+    readings = {}
+    pending = []
+    for name in _NUMBER_FIELDS:
+        if name not in mapping:
+            continue
+        reading = read_numbers(text(name), mapping[name], decimal=choices.decimal, percent=name == "discount_rate")
+        readings[name] = reading
+        if reading.question is not None:
+            pending.append(name)
+    marks = {r.mark for r in readings.values() if r.mark and r.question is None}
+    file_mark = marks.pop() if len(marks) == 1 else None
+    for name in pending:  # a column whose values cannot tell takes the mark of the file's other columns
+        if file_mark:
+            readings[name] = read_numbers(text(name), mapping[name], fallback=file_mark,
+                                          percent=name == "discount_rate")
+        else:
+            questions.append(readings[name].question)
+    for name, reading in readings.items():
+        if reading.mark:
+            decisions.append(Decision("decimal mark", mapping[name], DECIMAL_NAMES[reading.mark], reading.reason))
+    numbers = {}
+    n = len(out.dropped)
+    for name in _NUMBER_FIELDS:
+        if name not in readings:
+            numbers[name] = pd.Series(np.nan, index=out.dropped.index)
+            continue
+        raw, parsed = text(name), readings[name].numbers
+        if readings[name].question is None:
+            out.reject(parsed.isna() & (raw != ""), name,
+                       lambda i, raw=raw, name=name: f"not a number: {name} {raw.iloc[i]!r}")
+        numbers[name] = parsed.reset_index(drop=True) if len(parsed) == n else parsed
+    return numbers
+
+
+def _currency(values: pd.Series) -> str | None:
+    """The one currency of a currency column (ISO 4217, e.g. GBP), or :class:`ImportError_`."""
+    from babel.numbers import list_currencies
+
+    codes = values.str.upper()
+    counts = codes[codes != ""].value_counts()
+    if counts.empty:
+        return None
+    if len(counts) > 1:
+        listed = ", ".join(f"{code} ({_lines(count)})" for code, count in counts.items())
+        raise ImportError_(f"the file mixes currencies: {listed}. One data set holds one currency: "
+                           "import each currency as its own data set")
+    code = str(counts.index[0])
+    if code not in list_currencies():
+        raise ImportError_(f"{code!r} is not an ISO 4217 currency code (such as EUR, GBP or USD)")
+    return code
+
+
+def _line_types(text, order_id: pd.Series, product: pd.Series, quantity: pd.Series,  # noqa: ANN001
+                numbers: dict[str, pd.Series], mapping: dict[str, str], out: "_Outcome"
+                ) -> tuple[pd.Series, pd.Series]:
+    """Each line's type and the sign of its amounts (see the module's rules)."""
+    negative = (quantity < 0) | (numbers["total_amount"] < 0) | (numbers["unit_price"] < 0) \
+        | (numbers["subtotal"] < 0)
+    if "line_type" in mapping:
+        words = text("line_type").str.lower().str.replace(r"[^a-z]", "", regex=True)
+        kind = words.map(LINE_TYPE_WORDS)
+        out.reject(kind.isna(), "line_type", lambda i: f"unknown line type {text('line_type').iloc[i]!r}; "
+                   "use sale, return, adjustment or fee")
+        kind = kind.fillna("sale")
+    else:
+        name = product.str.lower()
+        kind = pd.Series("sale", index=product.index, dtype=object)
+        kind[name.isin(ADJUSTMENT_NAMES) | order_id.str.match(r"^[Aa]\d")] = "adjustment"
+        kind[name.isin(FEE_NAMES)] = "fee"
+        kind[(kind == "sale") & order_id.str.match(r"^[Cc]\d")] = "return"
+    kind = kind.where(~((kind == "sale") & negative.to_numpy()), "return")
+    sign = pd.Series(np.where(negative, -1.0, 1.0), index=product.index)
+    sign[kind == "return"] = -1.0
+    return kind.astype(str), sign
+
+
+def _status_classes(status: pd.Series, choices: ImportChoices, questions: list[Question], out: "_Outcome"
+                    ) -> pd.Series:
+    """Each line's status class; lines of an excluded status are left out (listed), unknown ones asked."""
+    given = {normal_status(k): v for k, v in choices.statuses.items()}
+    uniques = pd.Series(pd.unique(status.to_numpy(dtype=object)), dtype=object)
+    classes = {value: given.get(normal_status(value), STATUSES.get(normal_status(value))) for value in uniques}
+    unknown = {value: int((status == value).sum()) for value, kind in classes.items() if kind is None}
+    if unknown:
+        listed = ", ".join(f"{value!r} ({_lines(count)})" for value, count in unknown.items())
+        questions.append(Question(
+            "status", out.mapping.get("status"), f"The vocabulary does not know these statuses: {listed}. "
+            "Say for each whether its orders count as sales (counted), are left out (excluded: never paid, "
+            "voided) or were refunded (refunded).", STATUS_CLASSES, tuple(unknown), unknown))
+    kind = status.map(classes).fillna("counted").astype(str)
+    excluded = kind == "excluded"
+    out.exclude(excluded, "status", lambda i: f"status {status.iloc[i]!r}: not counted")
+    out.excluded_by_status = excluded.to_numpy() & out.rule_dropped.to_numpy()
+    return kind
+
+
+def _copies(frame: pd.DataFrame, repeated: pd.Series, text, mapping: dict[str, str],  # noqa: ANN001
+            choices: ImportChoices, out: "_Outcome") -> int:
+    """Leave out lines that share a line id with an earlier line; count (or, asked to, leave out)
+    lines identical in every cell to an earlier one (only lines whose order id repeats can be).
+    Returns how many identical lines there are."""
+    if "line_id" in mapping:
+        line_id = text("line_id")
+        first = pd.Series(np.arange(len(frame)), index=frame.index).groupby(line_id.to_numpy()).transform("first")
+        shared = (line_id != "") & (first != np.arange(len(frame)))
+        out.exclude(shared, "line_id", lambda i: f"same line id as line {out.line[first.iloc[i]]}: a copy")
+        return 0
+    copies = _earlier_copies(frame[repeated], [mapping["order_id"], mapping["product"]])
+    if len(copies) and choices.drop_identical:
+        out.exclude(pd.Series(frame.index.isin(copies.index), index=frame.index), "order_id",
+                    lambda i: f"identical to line {out.line[copies[i]]}")
+    return len(copies)
+
+
+def _refunds(total: pd.Series, sign: pd.Series, given: pd.Series, order_id: pd.Series,
+             status_class: pd.Series | None, mapping: dict[str, str], out: "_Outcome") -> pd.Series:
+    """The refunded part of each sale line (``total``: the lines' amounts, unsigned).
+
+    A refunded amount on every line of an order is each line's own; on some lines only
+    (exports that give an order's refund on its first line) it is the order's refund,
+    spread over its lines in proportion to their amounts. Without an amount, a refunded
+    status refunds the whole line and a partially refunded one is rejected.
+    """
+    column = "refunded_amount"
+    sale = sign > 0
+    given = given.where(sale)
+    if given.notna().any():
+        has = given.notna()
+        by_order = has.groupby(order_id.to_numpy())
+        every, some = by_order.transform("all"), by_order.transform("any")
+        order_refund = given.groupby(order_id.to_numpy()).transform("sum")
+        order_total = total.where(sale, 0.0).groupby(order_id.to_numpy()).transform("sum")
+        spread = (order_refund * total / order_total.where(order_total > 0)).round(2)
+        given = given.where(every, spread.where(some & sale))
+    refunded = given
+    if status_class is not None:
+        refunded = refunded.where(~((status_class == "refunded") & refunded.isna() & sale), total)
+        out.reject((status_class == "partially_refunded") & refunded.isna() & sale,
+                   column if column in mapping else "status",
+                   "partially refunded, but no line of the order gives the refunded amount" if column in mapping
+                   else "partially refunded, but the file has no refunded amount column to say how much")
+    refunded = refunded.fillna(0.0).where(sale, 0.0)
+    out.reject(refunded > total + 0.005, column, "refunded amount larger than the line's amount")
+    return refunded.round(2)
+
+
+def _empty_lines() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=object) for name in SALES_COLUMNS})
 
 
 def _earlier_copies(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
@@ -421,16 +717,20 @@ class _Outcome:
 
     def __init__(self, n: int, line: np.ndarray, mapping: dict[str, str]) -> None:
         self.dropped = pd.Series(np.zeros(n, dtype=bool))
+        self.rule_dropped = pd.Series(np.zeros(n, dtype=bool))
+        self.excluded_by_status = np.zeros(n, dtype=bool)
         self.line = line
         self.mapping = mapping
         self.rejected: list[Rejected] = []
 
     def reject(self, mask: pd.Series, field_name: str, reason, blocking: bool = True) -> None:  # noqa: ANN001
-        new = mask.fillna(False).astype(bool) & ~self.dropped
+        new = pd.Series(np.asarray(mask.fillna(False), dtype=bool)) & ~self.dropped
         column = self.mapping.get(field_name, field_name)
         for i in np.flatnonzero(new.to_numpy()):
             self.rejected.append(Rejected(int(self.line[i]), column, reason(i) if callable(reason) else reason, blocking))
         self.dropped |= new
+        if not blocking:
+            self.rule_dropped |= new
 
     def exclude(self, mask: pd.Series, field_name: str, reason) -> None:  # noqa: ANN001
         self.reject(mask, field_name, reason, blocking=False)
@@ -469,9 +769,10 @@ def resolve_amounts(quantity: pd.Series, numbers: dict[str, pd.Series]) -> pd.Da
                          "inconsistent": inconsistent.fillna(False)})
 
 
-def _order_lines(keep, order_id, customer, product, when, amounts, numbers, text, *,  # noqa: ANN001
+def _order_lines(keep, order_id, customer, product, when, amounts, sign, line_type, refunded, numbers, text, *,  # noqa: ANN001
                  several_lines: bool) -> pd.DataFrame:
     kept = amounts[keep]
+    signed = sign[keep]
     day = when[keep]
     month = day.dt.month
     frame = pd.DataFrame({
@@ -480,71 +781,27 @@ def _order_lines(keep, order_id, customer, product, when, amounts, numbers, text
         "order_date": day,  # midnight of the day; a date in to_arrow
         "category": text("category")[keep].replace("", UNKNOWN),
         "product": product[keep],
-        "quantity": kept["quantity"].astype(np.int64),
+        "quantity": (kept["quantity"] * signed).astype(np.int64),
         "unit_price": kept["unit_price"],
-        "subtotal": kept["subtotal"],
+        "subtotal": kept["subtotal"] * signed,
         "discount_rate": kept["discount_rate"],
-        "discount_amount": kept["discount_amount"],
-        "shipping_cost": kept["shipping_cost"],
-        "total_amount": kept["total_amount"],
-        "region": text("region")[keep].replace("", UNKNOWN).str.slice(0, MAX_LENGTH["region"]),
-        "customer_segment": text("customer_segment")[keep].replace("", UNKNOWN).str.slice(0, 20),
+        "discount_amount": kept["discount_amount"] * signed,
+        "shipping_cost": kept["shipping_cost"] * signed,
+        "total_amount": kept["total_amount"] * signed,
+        "region": text("region")[keep].replace("", UNKNOWN),
+        "customer_segment": text("customer_segment")[keep].replace("", UNKNOWN),
         "satisfaction_rating": numbers["satisfaction_rating"][keep].round(1),
         "day_of_week": day.dt.day_name(),
         "month": month.astype(np.int64),
         "quarter": "Q" + ((month - 1) // 3 + 1).astype(str),
         "is_weekend": (day.dt.day_of_week >= 5).astype(np.int64),
         "is_holiday_season": (month >= 11).astype(np.int64),
+        "line_type": line_type[keep],
+        "refunded_amount": refunded[keep],
     })
     frame["line_number"] = frame.groupby("order_id", sort=False).cumcount() + 1 if several_lines else 1
     return frame.reset_index(drop=True)
 
 
-def parse_dates(values: pd.Series) -> pd.Series:
-    """Dates in ISO form or day/month/year or month/day/year, with or without a time.
-
-    Day-first when some date in the file can only be read that way (a first
-    number above 12); otherwise month-first, as US exports write them.
-    """
-    parsed = pd.to_datetime(values, format="ISO8601", errors="coerce")
-    rest = parsed.isna() & (values != "")
-    if rest.any():
-        others = values[rest]
-        first = pd.to_numeric(others.str.extract(r"^(\d{1,2})[/.\-]")[0], errors="coerce")
-        parsed[rest] = pd.to_datetime(others, format="mixed", dayfirst=bool((first > 12).any()), errors="coerce")
-    return parsed.dt.normalize()
-
-
-def parse_numbers(values: pd.Series, *, decimal_comma: bool = False, percent: bool = False) -> pd.Series:
-    """Numbers written as shops write them: $1,234.50, 1.234,50 (with ;-separated files), (12.00), 15%."""
-    numbers = _plain_numbers(values)
-    messy = numbers.isna() & (values != "")
-    if messy.any():
-        cleaned = values[messy].str.replace(r"[\s$€£¥]", "", regex=True)
-        negative = cleaned.str.match(r"^\(.*\)$")
-        cleaned = cleaned.str.strip("()")
-        is_percent = cleaned.str.endswith("%")
-        cleaned = cleaned.str.rstrip("%")
-        if decimal_comma:
-            cleaned = cleaned.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-        else:
-            cleaned = cleaned.str.replace(",", "", regex=False)
-        fixed = pd.to_numeric(cleaned.replace("", None), errors="coerce").astype(float)
-        fixed = fixed.where(~negative, -fixed)
-        if percent:
-            fixed = fixed.where(~is_percent, fixed / 100)
-        numbers[messy] = fixed
-    if percent:  # 15 means 15%; 0.15 stays
-        numbers = numbers.where(~(numbers > 1), numbers / 100)
-    return numbers
-
-
-def _plain_numbers(values: pd.Series) -> pd.Series:
-    """Plain numbers (1234.5, -3, 1e3) as floats, NaN for anything else: Arrow's cast when every
-    cell is one (the common case, about 20x faster), pandas' otherwise."""
-    cells = pa.array(values, type=pa.string(), from_pandas=True)
-    try:
-        parsed = pc.cast(pc.if_else(pc.equal(cells, ""), pa.scalar(None, pa.string()), cells), pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pd.to_numeric(values, errors="coerce").astype(float)
-    return pd.Series(parsed.to_numpy(zero_copy_only=False), index=values.index, dtype=float)
+def _lines(n: int, noun: str = "line") -> str:
+    return f"1 {noun}" if n == 1 else f"{n:,} {noun}s"

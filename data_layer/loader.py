@@ -19,14 +19,22 @@ from typing import Callable, Iterable, Iterator, Literal, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection, Engine, MetaData, func, inspect, select
+from sqlalchemy import Connection, Engine, MetaData, String, delete, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from data_layer.engine import describe_error, is_postgres
 from data_layer.meta import data_version, find_absent_fields, read_meta, write_meta
 from data_layer.quality import DEFAULT_DATE_BOUNDS, QualityReport, quality_report
-from data_layer.schema import SALES_COLUMNS, SALES_INDEXES, SALES_TABLE, SCHEMA_VERSION, metadata, sales
+from data_layer.schema import (
+    LEDGER_COLUMNS,
+    SALES_COLUMNS,
+    SALES_INDEXES,
+    SALES_TABLE,
+    SCHEMA_VERSION,
+    metadata,
+    sales,
+)
 from data_layer.summaries import rebuild_summaries
 
 log = logging.getLogger(__name__)
@@ -68,11 +76,33 @@ def create_schema(conn: Connection) -> None:
 
 
 def upgrade_sales_table(conn: Connection) -> None:
-    """Give a seed-made (or older) orders table ``line_number``, the (order_id, line_number) key
-    and nullable customer_id and satisfaction_rating; its rows become line 1 of their order."""
-    columns = {c["name"] for c in inspect(conn).get_columns(SALES_TABLE)}
-    if "line_number" in columns:
-        return
+    """Bring a seed-made (or older) orders table to the current schema.
+
+    Version 2: ``line_number``, the (order_id, line_number) key and nullable customer_id
+    and satisfaction_rating; stored rows become line 1 of their order. Version 3: the
+    ledger columns (stored lines are sale lines, nothing refunded) and text columns wide
+    enough for real names (:data:`data_layer.schema.TEXT_LIMIT`).
+    """
+    columns = {c["name"]: c for c in inspect(conn).get_columns(SALES_TABLE)}
+    if "line_number" not in columns:
+        _add_line_numbers(conn, columns)
+        columns = {c["name"]: c for c in inspect(conn).get_columns(SALES_TABLE)}
+    missing = [name for name in LEDGER_COLUMNS if name not in columns]
+    for name in missing:
+        log.info("Upgrading %s: adding %s", SALES_TABLE, name)
+        column = sales.c[name]
+        type_ = column.type.compile(conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ADD COLUMN {name} {type_} NOT NULL "
+                             f"DEFAULT {column.server_default.arg!r}")
+    if is_postgres(conn.engine):  # SQLite does not enforce a VARCHAR's length
+        narrow = [name for name, info in columns.items() if name in sales.c and isinstance(sales.c[name].type, String)
+                  and getattr(info["type"], "length", None) and info["type"].length < sales.c[name].type.length]
+        if narrow:
+            conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} " + ", ".join(
+                f"ALTER COLUMN {name} TYPE VARCHAR({sales.c[name].type.length})" for name in narrow))
+
+
+def _add_line_numbers(conn: Connection, columns: dict) -> None:
     log.info("Upgrading %s: adding line_number (every stored order becomes line 1)", SALES_TABLE)
     if is_postgres(conn.engine):
         conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ADD COLUMN line_number INTEGER NOT NULL DEFAULT 1")
@@ -103,22 +133,27 @@ def load_orders(
     source: str = "unknown",
     date_bounds: tuple[date, date] = DEFAULT_DATE_BOUNDS,
     on_progress: Callable[[int], None] | None = None,
+    currency: str | None = None,
+    remove_orders: Iterable[str] = (),
 ) -> LoadResult:
     """Load Arrow tables of orders in one transaction and stamp a new data version.
 
     ``replace`` empties the table first; ``append`` adds to it; ``upsert``
-    replaces every order whose id the chunks hold (all its lines) and adds the
-    others, and writes nothing at all when those orders are already stored
-    exactly so. The indexes are rebuilt after a replace rather than maintained
-    row by row. If any row fails or the quality report finds a problem,
-    nothing is written.
+    replaces every order whose id the chunks hold (all its lines), adds the
+    others and removes the stored lines of ``remove_orders`` (orders a file now
+    says were never sales), and writes nothing at all when those orders are
+    already stored exactly so. The indexes are rebuilt after a replace rather
+    than maintained row by row. ``currency`` (ISO 4217) is recorded with the
+    data; adding orders in another currency than the stored ones is refused. If
+    any row fails or the quality report finds a problem, nothing is written.
     """
     if mode not in LOAD_MODES:
         raise ValueError(f"mode must be one of {', '.join(LOAD_MODES)}, got {mode!r}")
     started = time.perf_counter()
     postgres = is_postgres(engine)
     try:
-        return _load(engine, chunks, mode, source, date_bounds, on_progress, started, postgres)
+        return _load(engine, chunks, mode, source, date_bounds, on_progress, started, postgres, currency,
+                     tuple(remove_orders))
     except _Unchanged as unchanged:
         with engine.connect() as conn:
             return LoadResult(mode=mode, rows_in=unchanged.rows_in, rows_stored=unchanged.rows_stored,
@@ -131,9 +166,14 @@ class _Unchanged(Exception):
         self.rows_in, self.rows_stored = rows_in, rows_stored
 
 
-def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postgres) -> LoadResult:  # noqa: ANN001, PLR0913
+def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postgres, currency,  # noqa: ANN001, PLR0913
+          remove_orders) -> LoadResult:
     with engine.begin() as conn:
         create_schema(conn)
+        stored_currency = read_meta(conn).get("currency") or None
+        if currency and mode != "replace" and stored_currency and stored_currency != currency:
+            raise LoadError(f"the stored orders are in {stored_currency} and these in {currency}: one data set "
+                            f"holds one currency (replace the stored orders to change it)")
         if postgres:
             conn.exec_driver_sql("SET LOCAL statement_timeout = 0")  # a batch job, not an app query
         rows_before = 0
@@ -179,7 +219,7 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
                 if on_progress:
                     on_progress(chunk.num_rows)
         if mode == "upsert":
-            rows_before -= _merge_staged(conn, rows_in, rows_before)
+            rows_before -= _merge_staged(conn, rows_in, rows_before, remove_orders)
 
         if primary_key:
             conn.exec_driver_sql(
@@ -211,6 +251,7 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
                 "last_load_mode": mode,
                 "last_load_rows": str(rows_in),
                 "last_load_source": source,
+                "currency": currency or ("" if mode == "replace" else stored_currency or ""),
             },
         )
     seconds = time.perf_counter() - started
@@ -231,12 +272,16 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
     )
 
 
-def _merge_staged(conn: Connection, rows_in: int, rows_before: int) -> int:
-    """Replace the stored orders the staging table holds by its lines; return the lines deleted.
+def _merge_staged(conn: Connection, rows_in: int, rows_before: int, remove_orders: tuple[str, ...] = ()) -> int:
+    """Replace the stored orders the staging table holds by its lines and delete the lines of
+    ``remove_orders``; return the lines deleted.
 
     Raises :class:`_Unchanged` (rolling everything back) when the staged lines
-    are exactly the stored lines of those orders.
+    are exactly the stored lines of those orders and none of ``remove_orders`` is stored.
     """
+    removed = 0
+    for start in range(0, len(remove_orders), 1000):
+        removed += conn.execute(delete(sales).where(sales.c.order_id.in_(remove_orders[start:start + 1000]))).rowcount
     columns = ", ".join(SALES_COLUMNS)
     stored = f"SELECT {columns} FROM {SALES_TABLE} WHERE order_id IN (SELECT order_id FROM {STAGING_TABLE})"
     staged = f"SELECT {columns} FROM {STAGING_TABLE}"
@@ -244,14 +289,14 @@ def _merge_staged(conn: Connection, rows_in: int, rows_before: int) -> int:
         conn.exec_driver_sql(f"SELECT count(*) FROM ({a} EXCEPT {b}) AS difference").scalar_one()
         for a, b in ((staged, stored), (stored, staged))
     )
-    if differences == 0:
+    if differences == 0 and removed == 0:
         raise _Unchanged(rows_in, rows_before)
     deleted = conn.exec_driver_sql(
         f"DELETE FROM {SALES_TABLE} WHERE order_id IN (SELECT order_id FROM {STAGING_TABLE})"
     ).rowcount
     conn.exec_driver_sql(f"INSERT INTO {SALES_TABLE} ({columns}) SELECT {columns} FROM {STAGING_TABLE}")
     conn.exec_driver_sql(f"DROP TABLE {STAGING_TABLE}")
-    return deleted
+    return deleted + removed
 
 
 def count_multi_line_orders(conn: Connection) -> int:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, delete, func, insert, inspect, select
 
 from data_layer.engine import safe_url
-from data_layer.schema import METADATA_TABLE, SALES_COLUMNS, SCHEMA_VERSION, SEED_COLUMNS, bi_metadata, sales
+from data_layer.schema import (
+    LINE_COLUMNS,
+    METADATA_TABLE,
+    SALES_COLUMNS,
+    SCHEMA_VERSION,
+    SEED_COLUMNS,
+    bi_metadata,
+    sales,
+)
 
 _MEMO_KEY = "bi_metadata_memo"
 
@@ -41,8 +49,20 @@ def data_version(conn: Connection) -> str | None:
 
 
 def stored_columns(conn: Connection) -> tuple[str, ...]:
-    """The order columns the table has: all of them once a load upgraded it, else the seed's 20."""
-    return SALES_COLUMNS if read_meta(conn).get("schema_version") == SCHEMA_VERSION else SEED_COLUMNS
+    """The order columns the table has: all of them once a load upgraded it, the line columns of
+    schema version 2, else the seed's 20."""
+    version = read_meta(conn).get("schema_version")
+    return {SCHEMA_VERSION: SALES_COLUMNS, "2": LINE_COLUMNS}.get(version or "", SEED_COLUMNS)
+
+
+def has_ledger(conn: Connection) -> bool:
+    """True when the table has the ledger columns (line types and refunds, schema version 3)."""
+    return "line_type" in stored_columns(conn)
+
+
+def data_currency(conn: Connection) -> str | None:
+    """The ISO 4217 code of the stored data's currency, when a load recorded one."""
+    return read_meta(conn).get("currency") or None
 
 
 def has_multi_line_orders(conn: Connection) -> bool:

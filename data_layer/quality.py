@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import pandas as pd
-from sqlalchemy import Connection, String, case, func, or_, select, type_coerce
+from sqlalchemy import Connection, String, case, func, inspect, literal, or_, select, type_coerce
 
-from data_layer.schema import CRITICAL_COLUMNS, sales
+from data_layer.schema import CRITICAL_COLUMNS, SALES_TABLE, sales
 
 #: Money columns are DECIMAL(10,2): anything beyond half a cent is a real error.
 CENT_TOLERANCE = 0.005
@@ -62,6 +62,7 @@ def quality_report(
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
     lo, hi = date_bounds
+    ledger = {"refunded_amount"} <= {column["name"] for column in inspect(conn).get_columns(SALES_TABLE)}
     discount = func.coalesce(c.discount_amount, 0)
     shipping = func.coalesce(c.shipping_cost, 0)
     measures = {
@@ -70,7 +71,9 @@ def quality_report(
         "max_date": func.max(c.order_date),
         **{f"null_{name}": count_where(c[name].is_(None)) for name in CRITICAL_COLUMNS},
         # A unit price is a rounded figure: half a cent per unit of slack.
-        "subtotal": count_where(func.abs(c.subtotal - c.quantity * c.unit_price) > CENT_TOLERANCE * c.quantity),
+        "subtotal": count_where(
+            func.abs(c.subtotal - c.quantity * c.unit_price) > CENT_TOLERANCE * func.abs(c.quantity)
+        ),
         "total": count_where(
             func.abs(c.total_amount - (c.subtotal - discount + shipping)) > CENT_TOLERANCE
         ),
@@ -79,7 +82,10 @@ def quality_report(
             func.abs(discount - c.subtotal * func.coalesce(c.discount_rate, 0))
             > 0.01 + CENT_TOLERANCE + func.abs(c.subtotal) * 0.00005
         ),
-        "quantity": count_where(c.quantity <= 0),
+        "quantity": count_where(c.quantity == 0),
+        # Lines stored before the ledger columns existed are sale lines with nothing refunded.
+        "refunds": count_where(or_(c.refunded_amount < 0, c.refunded_amount > func.abs(c.total_amount)))
+        if ledger else literal(0),
         "satisfaction": count_where(
             or_(c.satisfaction_rating < 1, c.satisfaction_rating > 5)
         ),
@@ -99,7 +105,8 @@ def quality_report(
             "total = subtotal - discount + shipping", int(row["total"]), "off by more than half a cent"
         ),
         Check("discount = subtotal x rate", int(row["discount"]), "off by more than a cent"),
-        Check("quantity > 0", int(row["quantity"]), "zero or negative quantity"),
+        Check("quantity not 0", int(row["quantity"]), "zero quantity"),
+        Check("refund within the line's amount", int(row["refunds"]), "refund below 0 or above the line's amount"),
         Check("satisfaction in 1..5", int(row["satisfaction"]), "rating outside 1..5"),
         Check(
             f"order_date in {lo.isoformat()}..{(hi - pd.Timedelta(days=1)).isoformat()}",

@@ -6,7 +6,15 @@ is readable as is, plus ``line_number``: a row is an order *line*, and an
 order (one ``order_id``) may have several (imported data; demo and seed-style
 orders have one, line 1). The primary key is (order_id, line_number).
 ``customer_id`` may be NULL (guest checkouts) and so may
-``satisfaction_rating`` (not every shop asks). A table without
+``satisfaction_rating`` (not every shop asks).
+
+Money is a ledger (schema version 3): every line is stored with its sign and a
+``line_type`` (:data:`LINE_TYPES`): ``sale`` lines (zero or positive),
+``return`` lines (negative: returns, cancellations), and ``adjustment`` and
+``fee`` lines (either sign). ``refunded_amount`` is the part of a line refunded
+afterwards (a refunded or partially refunded order), netted, never dropped.
+Text columns hold :data:`TEXT_LIMIT` characters (ids :data:`ID_LIMIT`): real
+product titles are long, and nothing is ever cut. A table without
 ``line_number`` (the seed's, or one from an older version of this app) is
 read as is and upgraded by the next load (:func:`data_layer.loader.upgrade_sales_table`). ``bi_metadata`` is the app's own small
 key/value table (data version, last load); it may be absent in such a
@@ -29,17 +37,24 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+#: The longest product, category, region and segment name stored (and accepted in a URL).
+TEXT_LIMIT = 255
+#: The longest order id and customer id stored.
+ID_LIMIT = 64
+#: What a line is: merchandise sold, merchandise returned or cancelled, or an adjustment or fee.
+LINE_TYPES = ("sale", "return", "adjustment", "fee")
+
 SALES_TABLE = "advanced_sales_data"
 METADATA_TABLE = "bi_metadata"
 
 sales = Table(
     SALES_TABLE,
     metadata,
-    Column("order_id", String(20), primary_key=True),
-    Column("customer_id", String(20)),
+    Column("order_id", String(ID_LIMIT), primary_key=True),
+    Column("customer_id", String(ID_LIMIT)),
     Column("order_date", Date, nullable=False),
-    Column("category", String(50), nullable=False),
-    Column("product", String(50), nullable=False),
+    Column("category", String(TEXT_LIMIT), nullable=False),
+    Column("product", String(TEXT_LIMIT), nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("unit_price", Numeric(10, 2, asdecimal=False), nullable=False),
     Column("subtotal", Numeric(10, 2, asdecimal=False), nullable=False),
@@ -47,8 +62,8 @@ sales = Table(
     Column("discount_amount", Numeric(10, 2, asdecimal=False), server_default="0"),
     Column("shipping_cost", Numeric(10, 2, asdecimal=False), server_default="0"),
     Column("total_amount", Numeric(10, 2, asdecimal=False), nullable=False),
-    Column("region", String(20), nullable=False),
-    Column("customer_segment", String(20), nullable=False),
+    Column("region", String(TEXT_LIMIT), nullable=False),
+    Column("customer_segment", String(TEXT_LIMIT), nullable=False),
     Column("satisfaction_rating", Numeric(2, 1, asdecimal=False)),
     Column("day_of_week", String(10)),
     Column("month", Integer),
@@ -56,6 +71,8 @@ sales = Table(
     Column("is_weekend", Integer, server_default="0"),
     Column("is_holiday_season", Integer, server_default="0"),
     Column("line_number", Integer, primary_key=True, server_default="1"),
+    Column("line_type", String(12), nullable=False, server_default="sale"),
+    Column("refunded_amount", Numeric(10, 2, asdecimal=False), nullable=False, server_default="0"),
 )
 
 #: The seed's four indexes, by their seed names.
@@ -68,9 +85,13 @@ SALES_INDEXES = (
 
 SALES_COLUMNS: tuple[str, ...] = tuple(c.name for c in sales.columns)
 #: The seed's 20 columns (a table without ``line_number`` has these).
-SEED_COLUMNS: tuple[str, ...] = SALES_COLUMNS[:-1]
-#: Stamped in ``bi_metadata`` by every load: the table has ``line_number`` and the nullable columns.
-SCHEMA_VERSION = "2"
+SEED_COLUMNS: tuple[str, ...] = SALES_COLUMNS[:20]
+#: The columns of schema version 2 (line numbers, before the ledger columns).
+LINE_COLUMNS: tuple[str, ...] = SALES_COLUMNS[:21]
+#: The ledger's columns, added by schema version 3.
+LEDGER_COLUMNS: tuple[str, ...] = ("line_type", "refunded_amount")
+#: Stamped in ``bi_metadata`` by every load: the table has every column of :data:`sales`.
+SCHEMA_VERSION = "3"
 
 #: Columns that must never be NULL in a usable row (checked by the quality report).
 CRITICAL_COLUMNS: tuple[str, ...] = (

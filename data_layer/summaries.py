@@ -7,6 +7,13 @@ any filter are sums over at most a few hundred thousand rows, whatever the
 number of orders. Customer-level figures (distinct customers, lifecycle,
 cohorts) cannot be added up across days and are computed from the raw rows.
 
+Money follows the ledger of :mod:`data_layer.schema` (see :class:`Ledger`):
+``revenue`` is *net revenue* = gross sales - returns (returned and cancelled
+lines, refunds) + adjustments and fees; ``orders`` counts orders with a sale
+line of non-zero value; moments, extremes and correlations describe sale
+lines (and, for the order-value distribution, orders). A table without the
+ledger columns (seed-made, or loaded by an older version) holds sale lines only.
+
 Each query names its measures; :class:`OrderSource` turns a measure into an
 aggregate over the raw table or over ``bi_daily``. The summary is used only
 when it was built from the current data version, so answers always equal
@@ -39,14 +46,18 @@ from sqlalchemy import (
     case,
     cast,
     delete,
+    false,
     func,
     insert,
+    inspect,
+    literal,
     select,
+    true,
 )
 
 from data_layer.filters import LIST_PARAMETERS, Filters, conditions
-from data_layer.meta import has_multi_line_orders, read_meta, write_meta
-from data_layer.schema import metadata, sales
+from data_layer.meta import has_ledger, has_multi_line_orders, read_meta, write_meta
+from data_layer.schema import LEDGER_COLUMNS, TEXT_LIMIT, metadata, sales
 
 log = logging.getLogger(__name__)
 
@@ -69,24 +80,72 @@ CORRELATION_PAIRS: tuple[tuple[str, str], ...] = tuple((x, "total_amount") for x
 PAIR_TERMS = ("n", "sx", "sy", "sxx", "syy", "sxy")
 
 
+class Ledger:
+    """The money of a line, on a table with the ledger columns or without them (sale lines only).
+
+    - ``sale``: a line of merchandise sold (zero or positive value);
+    - ``counted``: a sale line of non-zero value (what makes an order an order);
+    - ``returned``: a return or cancellation line (stored negative);
+    - ``merchandise``: sale and return lines (not adjustments or fees);
+    - ``net``: the line's amount less what was refunded of it.
+    """
+
+    def __init__(self, columns, ledger: bool) -> None:  # noqa: ANN001
+        self.columns = columns
+        self.ledger = ledger
+        total = columns["total_amount"]
+        if ledger:
+            line_type = columns["line_type"]
+            self.refunded = columns["refunded_amount"]
+            self.sale = line_type == "sale"
+            self.returned = line_type == "return"
+            self.merchandise = line_type.in_(("sale", "return"))
+            self.adjustment = line_type.in_(("adjustment", "fee"))
+            self.net = total - self.refunded
+        else:
+            self.refunded = literal(0)
+            self.sale, self.returned, self.merchandise, self.adjustment = true(), false(), true(), false()
+            self.net = total
+        self.counted = self.sale & (total != 0) if ledger else total != 0
+
+
 class Rows:
     """What a measure is computed over: exact columns, their float versions, and which have no NULLs.
 
     Powers and cross-products are taken in double precision: exact decimal
     arithmetic buys nothing for moments and correlations and would dominate
-    the rebuild time.
+    the rebuild time. Float versions describe sale lines only (NULL on others),
+    and ``order_value`` the net value of counted lines (one line per order here).
     """
 
-    def __init__(self, columns, floats=None, complete: frozenset[str] = frozenset()) -> None:  # noqa: ANN001
+    def __init__(self, columns, floats=None, complete: frozenset[str] = frozenset(), *,  # noqa: ANN001
+                 ledger: bool = False) -> None:
         self.columns = columns
         self.floats = floats
         self.complete = complete
+        self.money = Ledger(columns, ledger)
 
     def col(self, name: str) -> ColumnElement:
         return self.columns[name]
 
     def f(self, name: str) -> ColumnElement:
-        return self.floats[name] if self.floats is not None else cast(self.columns[name], Double)
+        if self.floats is not None:
+            return self.floats[name]
+        return float_of(self.money, name)
+
+
+def float_of(money: Ledger, name: str) -> ColumnElement:
+    """A measure column in double precision: sale lines only; ``order_value`` for counted lines."""
+    if name == "order_value":
+        value, where = money.net, money.counted
+    else:
+        value, where = money.columns[name], money.sale
+    value = cast(value, Double)
+    return value if not money.ledger and name != "order_value" else case((where, value), else_=None)
+
+
+def _when(condition: ColumnElement, value: ColumnElement | int) -> ColumnElement:
+    return case((condition, value), else_=0)
 
 
 Aggregate = Callable[[Rows], ColumnElement]
@@ -109,7 +168,7 @@ def pair_measure(x: str, y: str, term: str) -> str:
 
 
 def _power_sum(power: int, rows: Rows) -> ColumnElement:
-    total = rows.f("total_amount")
+    total = rows.f("order_value")
     product = total
     for _ in range(power - 1):
         product = product * total
@@ -118,14 +177,18 @@ def _power_sum(power: int, rows: Rows) -> ColumnElement:
 
 #: Additive measures: how each is aggregated over rows (a count or a sum).
 ADDITIVE: dict[str, Aggregate] = {
-    "orders": lambda r: func.count(),
-    "units": lambda r: func.sum(r.col("quantity")),
-    "revenue": lambda r: func.sum(r.col("total_amount")),
-    "subtotal": lambda r: func.sum(r.col("subtotal")),
+    "orders": lambda r: func.sum(_when(r.money.counted, 1)),
+    "revenue": lambda r: func.sum(r.money.net),
+    "gross_sales": lambda r: func.sum(_when(r.money.sale, r.col("total_amount"))),
+    "returns": lambda r: func.sum(r.money.refunded - _when(r.money.returned, r.col("total_amount"))),
+    "adjustments": lambda r: func.sum(_when(r.money.adjustment, r.col("total_amount"))),
+    "order_value": lambda r: func.sum(_when(r.money.counted, r.money.net)),
+    "units": lambda r: func.sum(_when(r.money.merchandise, r.col("quantity"))),
+    "subtotal": lambda r: func.sum(_when(r.money.merchandise, r.col("subtotal"))),
     "discount_amount": lambda r: func.sum(r.col("discount_amount")),
     "shipping_cost": lambda r: func.sum(r.col("shipping_cost")),
-    "discounted_orders": lambda r: func.sum(case((r.col("discount_rate") > 0, 1), else_=0)),
-    "discount_rate_sum": lambda r: func.sum(r.col("discount_rate")),
+    "discounted_orders": lambda r: func.sum(_when(r.money.sale & (r.col("discount_rate") > 0), 1)),
+    "discount_rate_sum": lambda r: func.sum(_when(r.money.sale, r.col("discount_rate"))),
     "satisfaction_sum": lambda r: func.sum(r.col("satisfaction_rating")),
     "satisfaction_n": lambda r: func.count(r.col("satisfaction_rating")),
     "revenue_p2": partial(_power_sum, 2),
@@ -139,14 +202,14 @@ ADDITIVE: dict[str, Aggregate] = {
 }
 #: Measures aggregated with min / max.
 EXTREMA: dict[str, tuple[Callable, Aggregate]] = {
-    "revenue_min": (func.min, lambda r: func.min(r.col("total_amount"))),
-    "revenue_max": (func.max, lambda r: func.max(r.col("total_amount"))),
+    "revenue_min": (func.min, lambda r: func.min(case((r.money.counted, r.money.net), else_=None))),
+    "revenue_max": (func.max, lambda r: func.max(case((r.money.counted, r.money.net), else_=None))),
 }
-_FLOAT_COLUMNS = tuple(sorted({name for pair in CORRELATION_PAIRS for name in pair}))
+_FLOAT_COLUMNS = tuple(sorted({name for pair in CORRELATION_PAIRS for name in pair} | {"order_value"}))
 
 
 def _measure_type(name: str):  # noqa: ANN202
-    if name in ("orders", "discounted_orders") or name.endswith("_n"):
+    if name in ("orders", "discounted_orders", "units") or name.endswith("_n"):
         return BigInteger
     if name.startswith("revenue_p") or "__" in name:
         return Double
@@ -157,26 +220,27 @@ daily = Table(
     "bi_daily",
     metadata,
     Column("order_date", Date, nullable=False),
-    Column("region", String(50)),
-    Column("customer_segment", String(50)),
-    Column("category", String(50)),
-    Column("product", String(50)),
+    Column("region", String(TEXT_LIMIT)),
+    Column("customer_segment", String(TEXT_LIMIT)),
+    Column("category", String(TEXT_LIMIT)),
+    Column("product", String(TEXT_LIMIT)),
     *[Column(name, _measure_type(name)) for name in [*ADDITIVE, *EXTREMA]],
     Index("bi_daily_date", "order_date"),
 )
 
-#: Per-customer aggregates over the filtered raw rows.
-CUSTOMER_AGGREGATES: dict[str, Callable] = {
-    "first_order_date": lambda c: func.min(c.order_date),
-    "last_order_date": lambda c: func.max(c.order_date),
-    "orders": lambda c: func.count(func.distinct(c.order_id)),  # an order may have several lines
-    "units": lambda c: func.sum(c.quantity),
-    "revenue": lambda c: func.sum(c.total_amount),
-    "discount_amount": lambda c: func.sum(c.discount_amount),
-    "satisfaction_sum": lambda c: func.sum(c.satisfaction_rating),
-    "satisfaction_n": lambda c: func.count(c.satisfaction_rating),
-    "category_min": lambda c: func.min(c.category),
-    "category_max": lambda c: func.max(c.category),
+#: Per-customer aggregates over the filtered raw rows (a customer is someone with an order).
+CUSTOMER_AGGREGATES: dict[str, Callable[[Ledger], ColumnElement]] = {
+    "first_order_date": lambda m: func.min(case((m.counted, m.columns.order_date), else_=None)),
+    "last_order_date": lambda m: func.max(case((m.counted, m.columns.order_date), else_=None)),
+    # An order may have several lines.
+    "orders": lambda m: func.count(func.distinct(case((m.counted, m.columns.order_id), else_=None))),
+    "units": lambda m: func.sum(_when(m.merchandise, m.columns.quantity)),
+    "revenue": lambda m: func.sum(m.net),
+    "discount_amount": lambda m: func.sum(m.columns.discount_amount),
+    "satisfaction_sum": lambda m: func.sum(m.columns.satisfaction_rating),
+    "satisfaction_n": lambda m: func.count(m.columns.satisfaction_rating),
+    "category_min": lambda m: func.min(case((m.counted, m.columns.category), else_=None)),
+    "category_max": lambda m: func.max(case((m.counted, m.columns.category), else_=None)),
 }
 
 
@@ -189,17 +253,18 @@ def rebuild_summaries(engine: Engine) -> float:
     """
     started = time.perf_counter()
     with engine.begin() as conn:
-        metadata.create_all(conn, tables=[daily], checkfirst=True)
+        _create_daily(conn)
         if engine.dialect.name == "postgresql":
             # A batch job: no app statement timeout; room to hash the ~100k groups in memory.
             conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         version = read_meta(conn).get("data_version")
         conn.execute(delete(daily))
+        ledger = has_ledger(conn)
         if has_multi_line_orders(conn):
-            values = dimension_values(conn, OrderSource(sales, summary=False))
+            values = dimension_values(conn, OrderSource(sales, summary=False, ledger=ledger))
         else:
-            _fill_daily(conn)
+            _fill_daily(conn, ledger)
             values = dimension_values(conn, OrderSource(daily, summary=True))
         write_meta(conn, {"summary_version": version or "", "dimension_values": json.dumps(values)})
     seconds = time.perf_counter() - started
@@ -207,19 +272,32 @@ def rebuild_summaries(engine: Engine) -> float:
     return seconds
 
 
-def _fill_daily(conn: Connection) -> None:
+def _create_daily(conn: Connection) -> None:
+    """Create ``bi_daily``, or re-create it when an older version of the app made it with other columns."""
+    inspector = inspect(conn)
+    if inspector.has_table(daily.name):
+        if {c["name"] for c in inspector.get_columns(daily.name)} == set(daily.c.keys()):
+            return
+        daily.drop(conn)
+    daily.create(conn)
+
+
+def _fill_daily(conn: Connection, ledger: bool) -> None:
     """Aggregate the raw rows into ``bi_daily`` (emptied by the caller)."""
     c = sales.c
+    money = Ledger(c, ledger)
     # Each column is cast to float once, in a subquery, not once per measure (a cast from
     # NUMERIC is costly): OFFSET 0 keeps the database from merging the subquery into the
     # aggregate, which would repeat every cast in each measure (2.8x slower at 1M rows).
     rows_in = select(
         *[c[name] for name in DIMENSIONS],
         *[c[name] for name in SALES_MEASURE_COLUMNS],
-        *[cast(c[name], Double).label(f"f_{name}") for name in _FLOAT_COLUMNS],
+        *[c[name] for name in (LEDGER_COLUMNS if ledger else ())],
+        *[float_of(money, name).label(f"f_{name}") for name in _FLOAT_COLUMNS],
     ).offset(0).subquery()
     floats = {name: rows_in.c[f"f_{name}"] for name in _FLOAT_COLUMNS}
-    rows = Rows(rows_in.c, floats, complete=_columns_without_nulls(conn, _FLOAT_COLUMNS))
+    measured = tuple(name for name in _FLOAT_COLUMNS if name in c)
+    rows = Rows(rows_in.c, floats, complete=_columns_without_nulls(conn, measured, money), ledger=ledger)
     dims = [rows_in.c[name] for name in DIMENSIONS]
     query = select(
         *dims,
@@ -243,10 +321,15 @@ SALES_MEASURE_COLUMNS = (
 )
 
 
-def _columns_without_nulls(conn: Connection, names: tuple[str, ...]) -> frozenset[str]:
+def _columns_without_nulls(conn: Connection, names: tuple[str, ...], money: Ledger) -> frozenset[str]:
+    """The float columns that are never NULL: none while some line is not a sale line
+    (their float versions are NULL there)."""
     counts = conn.execute(
-        select(*[(func.count() - func.count(sales.c[name])).label(name) for name in names])
+        select(*[(func.count() - func.count(sales.c[name])).label(name) for name in names],
+               func.count().filter(~money.sale).label("other_lines") if money.ledger else literal(0).label("other_lines"))
     ).one()._mapping
+    if counts["other_lines"]:
+        return frozenset()
     return frozenset(name for name in names if counts[name] == 0)
 
 
@@ -281,22 +364,32 @@ class OrderSource:
     """Where order-level measures come from: the raw table or ``bi_daily``.
 
     With ``distinct_orders`` (some order has several lines) the raw rows are
-    lines, and ``orders`` counts distinct order ids.
+    lines, and ``orders`` counts distinct order ids with a counted line.
+    ``ledger``: the raw table has the ledger columns (see :class:`Ledger`).
     """
 
     table: Table
     summary: bool
     distinct_orders: bool = False
+    ledger: bool = True
+
+    @property
+    def money(self) -> Ledger:
+        """The money expressions of the raw lines."""
+        return Ledger(self.table.c, self.ledger)
 
     def measure(self, name: str) -> ColumnElement:
         """The aggregate for measure ``name`` (0 instead of NULL for sums over no rows)."""
         if name == "orders" and self.distinct_orders:
-            return func.count(func.distinct(self.table.c.order_id))
+            return func.count(func.distinct(case((self.money.counted, self.table.c.order_id), else_=None)))
         if name in EXTREMA:
             combine, aggregate = EXTREMA[name]
-            return combine(self.table.c[name]) if self.summary else aggregate(Rows(self.table.c))
-        expr = func.sum(self.table.c[name]) if self.summary else ADDITIVE[name](Rows(self.table.c))
+            return combine(self.table.c[name]) if self.summary else aggregate(self._rows())
+        expr = func.sum(self.table.c[name]) if self.summary else ADDITIVE[name](self._rows())
         return func.coalesce(expr, 0)
+
+    def _rows(self) -> Rows:
+        return Rows(self.table.c, ledger=self.ledger)
 
     def select(self, filters: Filters, *names: str, by: tuple[ColumnElement, ...] = ()) -> Select:
         """``SELECT <by>, <measures> WHERE <filters> GROUP BY <by>``."""
@@ -316,25 +409,35 @@ def order_source(conn: Connection) -> OrderSource:
     (Orders of several lines cannot be counted by adding up per-product groups:
     one order would count once per product.)
     """
+    ledger = has_ledger(conn)
     if has_multi_line_orders(conn):
-        return OrderSource(sales, summary=False, distinct_orders=True)
+        return OrderSource(sales, summary=False, distinct_orders=True, ledger=ledger)
     if summaries_are_current(conn):
-        return OrderSource(daily, summary=True)
-    return OrderSource(sales, summary=False)
+        return OrderSource(daily, summary=True, ledger=ledger)
+    return OrderSource(sales, summary=False, ledger=ledger)
 
 
-def customer_rows(filters: Filters) -> Select:
-    """One row per customer with their aggregates over the filtered orders (for a subquery)."""
+def line_money(conn: Connection) -> Ledger:
+    """The money expressions of the raw sales lines in ``conn``'s database."""
+    return Ledger(sales.c, has_ledger(conn))
+
+
+def customer_rows(conn: Connection, filters: Filters) -> Select:
+    """One row per customer with an order under the filters, and their aggregates (for a subquery).
+
+    Their returns and refunds under the filters count in their revenue."""
     c = sales.c
+    money = line_money(conn)
     return (
-        select(c.customer_id, *[agg(c).label(name) for name, agg in CUSTOMER_AGGREGATES.items()])
+        select(c.customer_id, *[agg(money).label(name) for name, agg in CUSTOMER_AGGREGATES.items()])
         .where(conditions(filters, sales), c.customer_id.isnot(None))  # guests are no customer
         .group_by(c.customer_id)
+        .having(func.count().filter(money.counted) > 0)
     )
 
 
-def distinct_customers(filters: Filters, by: str | None = None) -> Select:
-    """The number of distinct customers under the filters, optionally per dimension ``by``.
+def distinct_customers(conn: Connection, filters: Filters, by: str | None = None) -> Select:
+    """The number of distinct customers with an order under the filters, optionally per dimension ``by``.
 
     Written as a GROUP BY in a subquery rather than ``count(DISTINCT ...)``:
     PostgreSQL hashes (or reads an index in order) instead of sorting per group.
@@ -342,7 +445,7 @@ def distinct_customers(filters: Filters, by: str | None = None) -> Select:
     keys = [sales.c[by]] if by else []
     pairs = (
         select(*keys, sales.c.customer_id)
-        .where(conditions(filters, sales), sales.c.customer_id.isnot(None))
+        .where(conditions(filters, sales), sales.c.customer_id.isnot(None), line_money(conn).counted)
         .group_by(*keys, sales.c.customer_id)
         .subquery()
     )

@@ -9,6 +9,7 @@ from dash import Input, Output, callback, dcc, html
 from bi_app import figures, service
 from bi_app.components import empty_state, kpi_card, section, table
 from bi_app.ml.features import SEGMENTATION_FEATURES
+from bi_app.money import MoneyFormat
 from bi_app.shell import error_banner, filters_of, search_of
 
 dash.register_page(__name__, path="/clusters", name="Clusters", title="Clusters · E-commerce BI", order=3,
@@ -51,7 +52,8 @@ def show_clusters(search: str | None, _db: str):  # noqa: ANN201
         return dbc.Alert(f"No segmentation model for this data: {clusters['reason']}", color="warning"), links
     if clusters["customers"] == 0:
         return empty_state(), links
-    return [model_section(clusters["model"]), profile_section(clusters), rfm_section(results["rfm"]),
+    money = service.money_format()
+    return [model_section(clusters["model"]), profile_section(clusters, money), rfm_section(results["rfm"], money),
             churn_section(results["churn"])], links
 
 
@@ -88,30 +90,31 @@ def model_section(model: dict) -> html.Div:
     ])
 
 
-def profile_section(clusters: dict) -> html.Div:
+def profile_section(clusters: dict, money: MoneyFormat) -> html.Div:
     profiles = clusters["profiles"]
     columns = ["name", "customers", "customer_share", "revenue", "revenue_share", *SEGMENTATION_FEATURES]
     return html.Div([
         section(f"Cluster profiles of the {clusters['customers']:,} matching customers",
                 table(profiles[columns], table_id="clusters-profile", money=PROFILE_MONEY,
                       percent=("customer_share", "revenue_share"),
-                      decimals=("order_count", "average_satisfaction", "total_items", "recency_days"))),
+                      decimals=("order_count", "average_satisfaction", "total_items", "recency_days"),
+                      currency=money)),
         html.Div(className="mb-3"),
         section(None, dcc.Graph(id="clusters-projection", figure=figures.projection(clusters["projection"]))),
         html.Div(className="mb-3"),
     ])
 
 
-def rfm_section(rfm) -> html.Div:  # noqa: ANN001
+def rfm_section(rfm, money: MoneyFormat) -> html.Div:  # noqa: ANN001
     shown = rfm[rfm["customers"] > 0]
     return dbc.Row([
         dbc.Col(section(None, dcc.Graph(id="clusters-rfm-chart", figure=figures.bars(
-            shown, "segment", "customers", "Customers per RFM segment", money=False))), lg=5, className="mb-3"),
+            shown, "segment", "customers", "Customers per RFM segment", money=None))), lg=5, className="mb-3"),
         dbc.Col(section("RFM segments (quintile scores of recency, frequency, spend)", table(
             rfm[["segment", "customers", "customer_share", "revenue", "revenue_share", "average_recency_days",
                  "average_orders"]],
             table_id="clusters-rfm", money=("revenue",), percent=("customer_share", "revenue_share"),
-            decimals=("average_recency_days", "average_orders")),
+            decimals=("average_recency_days", "average_orders"), currency=money),
             html.Ul([html.Li([html.Strong(segment), f": {text}"]) for segment, text in
                      zip(rfm["segment"], rfm["description"])], className="small text-muted mt-2 mb-0")),
             lg=7, className="mb-3"),

@@ -13,8 +13,19 @@ from dash import ALL, Input, Output, State, callback, dcc, html, no_update
 
 from bi_app.context import current_config, current_engine, start_training
 from bi_app.importing import import_file, upload_folder
-from data_layer.importer import FIELDS, ImportError_, auto_mapping, read_table, validate
+from data_layer.importer import (
+    FIELDS,
+    STATUS_CLASSES,
+    STATUSES,
+    ImportChoices,
+    ImportError_,
+    auto_mapping,
+    normal_status,
+    read_table,
+    validate,
+)
 from data_layer.loader import LoadError
+from data_layer.parsing import DATE_ORDER_NAMES, DECIMAL_NAMES
 
 dash.register_page(__name__, path="/data", name="Data", title="Data · E-commerce BI", order=5, download="orders")
 
@@ -28,9 +39,10 @@ def layout(**_query: str) -> html.Div:
     return html.Div(
         [
             html.H2("Import orders", className="mb-3"),
-            html.P("Upload a CSV (any delimiter, UTF-8 or Latin-1, .gz) or XLSX file of your orders. Check how its "
-                   "columns were matched and what would be rejected, adjust the matching, then import. Nothing is "
-                   "written until you press Import, and an import is all or nothing.", className="text-muted"),
+            html.P("Upload a CSV (any delimiter and encoding, .gz) or XLSX file of your orders. Check how its "
+                   "columns were matched, how its dates and numbers were read and what would be rejected; change "
+                   "what is wrong and answer what the file cannot tell, then import. Nothing is written until you "
+                   "press Import, and an import is all or nothing.", className="text-muted"),
             dcc.Store(id="data-upload"),
             dcc.Upload(
                 id="data-file",
@@ -39,6 +51,8 @@ def layout(**_query: str) -> html.Div:
             ),
             dcc.Loading(html.Div(id="data-file-info"), type="dot"),
             html.Div(id="data-mapping"),
+            reading_card(),
+            html.Div(id="data-statuses"),
             dcc.Loading(html.Div(id="data-validation"), type="dot"),
             html.Div(
                 [
@@ -57,18 +71,59 @@ def layout(**_query: str) -> html.Div:
     )
 
 
+ENCODINGS = ("utf-8", "utf-16", "windows-1252", "windows-1250", "windows-1251", "iso-8859-15", "latin-1")
+#: The reading choices (component id -> ImportChoices field), "automatic" when empty.
+CHOICES = {"data-encoding": "encoding", "data-date-order": "date_order", "data-decimal": "decimal",
+           "data-drop-identical": "drop_identical"}
+
+
+def reading_card() -> dbc.Card:
+    """How the file is read: each choice automatic (decided from the file) until the user sets it."""
+    def choice(component_id: str, label: str, options: dict[str, str]) -> dbc.Col:
+        return dbc.Col([
+            dbc.Label(label, html_for=component_id, className="small mb-0"),
+            dcc.Dropdown(id=component_id, options=[{"label": v, "value": k} for k, v in options.items()],
+                         placeholder="Automatic (decided from the file)", clearable=True),
+        ], xs=12, md=4, className="mb-2")
+
+    return dbc.Card([
+        dbc.CardHeader("How the file is read"),
+        dbc.CardBody([
+            dbc.Row([
+                choice("data-date-order", "Dates", DATE_ORDER_NAMES),
+                choice("data-decimal", "Decimal mark", DECIMAL_NAMES),
+                choice("data-encoding", "Text encoding", {e: e for e in ENCODINGS}),
+            ], className="g-2"),
+            dbc.Checkbox(id="data-drop-identical", value=False,
+                         label="Leave out lines identical in every cell to an earlier line (by default they are "
+                               "kept: a shop may sell the same item twice in a day)"),
+            html.Ul(id="data-decisions", className="small text-muted mb-0 mt-2"),
+        ]),
+    ], className="mb-3 shadow-sm", id="data-reading", style={"display": "none"})
+
+
+def choices_of(encoding: str | None, date_order: str | None, decimal: str | None, drop_identical: bool | None,
+               statuses: list, status_ids: list[dict]) -> ImportChoices:
+    """The user's reading choices as the importer takes them."""
+    return ImportChoices(date_order=date_order or None, decimal=decimal or None, encoding=encoding or None,
+                         statuses={i["status"]: v for i, v in zip(status_ids, statuses) if v},
+                         drop_identical=bool(drop_identical), timezone=current_config().timezone)
+
+
 @callback(
     Output("data-upload", "data"),
     Output("data-file-info", "children"),
     Output("data-mapping", "children"),
+    Output("data-reading", "style"),
+    *[Output(component_id, "value") for component_id in CHOICES],
     Input("data-file", "contents"),
     State("data-file", "filename"),
     prevent_initial_call=True,
 )
 def receive_file(contents: str | None, filename: str | None):  # noqa: ANN201
-    """Keep the uploaded file on the server; show its first rows and the automatic mapping."""
+    """Keep the uploaded file on the server; show its first rows, the automatic mapping and reading."""
     if not contents:
-        return no_update, no_update, no_update
+        return (no_update,) * (4 + len(CHOICES))
     name = Path(filename or "upload.csv").name
     upload_id = uuid.uuid4().hex
     folder = upload_folder(upload_id)
@@ -78,7 +133,8 @@ def receive_file(contents: str | None, filename: str | None):  # noqa: ANN201
     try:
         source = read_table(path)
     except ImportError_ as exc:
-        return None, dbc.Alert(f"{name}: {exc}", color="danger", id="data-error"), None
+        return (None, dbc.Alert(f"{name}: {exc}", color="danger", id="data-error"), None, {"display": "none"},
+                *(no_update for _ in CHOICES))
     mapping = auto_mapping(source.columns)
     preview = dbc.Table(
         [html.Thead(html.Tr([html.Th(c) for c in source.columns])),
@@ -91,7 +147,8 @@ def receive_file(contents: str | None, filename: str | None):  # noqa: ANN201
                f"{min(PREVIEW_ROWS, source.row_count)}:", id="data-file-summary"),
         html.Div(preview, className="mb-3"),
     ]
-    return {"id": upload_id, "file": path.name, "auto": mapping}, info, mapping_editor(source.columns, mapping)
+    return ({"id": upload_id, "file": path.name, "auto": mapping}, info, mapping_editor(source.columns, mapping),
+            {}, None, None, None, False)
 
 
 def mapping_editor(columns: list[str], mapping: dict[str, str]) -> dbc.Card:
@@ -116,24 +173,71 @@ def chosen_mapping(values: list, ids: list[dict]) -> dict[str, str]:
 
 
 @callback(
-    Output("data-validation", "children"),
-    Output("data-import", "disabled"),
+    Output("data-statuses", "children"),
     Input({"type": "data-map", "field": ALL}, "value"),
     State({"type": "data-map", "field": ALL}, "id"),
     State("data-upload", "data"),
+    State("data-encoding", "value"),
     prevent_initial_call=True,
 )
-def check_file(values: list, ids: list[dict], upload: dict | None):  # noqa: ANN201
-    """Validate the file under the mapping as it stands: counts and the first rejected rows."""
-    if not upload:
-        return None, True
-    path = upload_folder(upload["id"]) / upload["file"]
+def status_choices(values: list, ids: list[dict], upload: dict | None, encoding: str | None):  # noqa: ANN201
+    """One choice per status of the mapped status column that the vocabulary does not know."""
+    column = chosen_mapping(values, ids).get("status")
+    if not upload or not column:
+        return None
     try:
-        result = validate(read_table(path), chosen_mapping(values, ids))
+        statuses = read_table(upload_folder(upload["id"]) / upload["file"], encoding).frame[column].fillna("")
+    except (ImportError_, KeyError):
+        return None
+    counts = statuses.value_counts()
+    unknown = [(status, int(n)) for status, n in counts.items() if normal_status(status) not in STATUSES]
+    if not unknown:
+        return None
+    options = [{"label": {"counted": "counted: sales", "excluded": "excluded: no sale (never paid, voided)",
+                          "refunded": "refunded: sales refunded in full"}[c], "value": c} for c in STATUS_CLASSES]
+    rows = [dbc.Row([
+        dbc.Col(dbc.Label(f"“{status}” ({n:,} line{'s' if n != 1 else ''})", className="small mb-0"), md=4),
+        dbc.Col(dcc.Dropdown(id={"type": "data-status", "status": status}, options=options,
+                             placeholder="How do these lines count?"), md=8),
+    ], className="g-2 mb-1 align-items-center") for status, n in unknown]
+    return dbc.Card([dbc.CardHeader(f"Statuses the app does not know ({column})"), dbc.CardBody(rows)],
+                    className="mb-3 shadow-sm", id="data-status-card")
+
+
+@callback(
+    Output("data-validation", "children"),
+    Output("data-import", "disabled"),
+    Output("data-decisions", "children"),
+    Input({"type": "data-map", "field": ALL}, "value"),
+    *[Input(component_id, "value") for component_id in CHOICES],
+    Input({"type": "data-status", "status": ALL}, "value"),
+    State({"type": "data-map", "field": ALL}, "id"),
+    State({"type": "data-status", "status": ALL}, "id"),
+    State("data-upload", "data"),
+    prevent_initial_call=True,
+)
+def check_file(values: list, encoding: str | None, date_order: str | None, decimal: str | None,  # noqa: ANN201
+               drop_identical: bool | None, statuses: list, ids: list[dict], status_ids: list[dict],
+               upload: dict | None):
+    """Validate the file under the mapping and reading choices as they stand: how it was read, what it
+    cannot tell, counts and the first rejected rows."""
+    if not upload:
+        return None, True, None
+    path = upload_folder(upload["id"]) / upload["file"]
+    choices = choices_of(encoding, date_order, decimal, drop_identical, statuses, status_ids)
+    try:
+        result = validate(read_table(path, choices.encoding), chosen_mapping(values, ids), choices)
     except ImportError_ as exc:
-        return dbc.Alert(str(exc), color="warning", id="data-validation-summary"), True
+        return dbc.Alert(str(exc), color="warning", id="data-validation-summary"), True, None
+    decisions = [html.Li(str(decision)) for decision in result.decisions]
+    if result.currency:
+        decisions.append(html.Li(f"currency: {result.currency}"))
+    if result.questions:
+        return [dbc.Alert([html.Strong("The file cannot be imported until this is answered above: "),
+                           *[html.Div(q.message, className="data-question") for q in result.questions]],
+                          color="warning", id="data-questions")], True, decisions
     errors = result.errors
-    summary = f"{result.summary()}; {result.lines['order_id'].nunique() if len(result.lines) else 0:,} orders."
+    summary = f"{result.summary()}; {result.orders:,} orders."
     rows = [html.Tr([html.Td(r.line), html.Td(r.column), html.Td(r.reason),
                      html.Td("invalid" if r.blocking else "left out by rule")])
             for r in result.rejected[:SHOWN_REJECTS]]
@@ -142,7 +246,7 @@ def check_file(values: list, ids: list[dict], upload: dict | None):  # noqa: ANN
     more = (html.P(f"... and {len(result.rejected) - SHOWN_REJECTS:,} more (all in the report after the import).",
                    className="small text-muted") if len(result.rejected) > SHOWN_REJECTS else None)
     return [dbc.Alert(summary, color="danger" if errors else "success", id="data-validation-summary"),
-            rejects, more], False
+            rejects, more], False, decisions
 
 
 @callback(
@@ -150,13 +254,17 @@ def check_file(values: list, ids: list[dict], upload: dict | None):  # noqa: ANN
     Input("data-import", "n_clicks"),
     State({"type": "data-map", "field": ALL}, "value"),
     State({"type": "data-map", "field": ALL}, "id"),
+    *[State(component_id, "value") for component_id in CHOICES],
+    State({"type": "data-status", "status": ALL}, "value"),
+    State({"type": "data-status", "status": ALL}, "id"),
     State("data-upload", "data"),
     State("data-mode", "value"),
     State("data-skip-invalid", "value"),
     prevent_initial_call=True,
 )
-def run_import(_clicks: int, values: list, ids: list[dict], upload: dict | None, mode: str,
-               skip_invalid: bool):  # noqa: ANN201
+def run_import(_clicks: int, values: list, ids: list[dict], encoding: str | None, date_order: str | None,  # noqa: ANN201
+               decimal: str | None, drop_identical: bool | None, statuses: list, status_ids: list[dict],
+               upload: dict | None, mode: str, skip_invalid: bool):
     """Import the file in one transaction; say what happened, with the report to download."""
     if not upload:
         return no_update
@@ -168,7 +276,8 @@ def run_import(_clicks: int, values: list, ids: list[dict], upload: dict | None,
     try:
         outcome = import_file(current_engine(), folder / upload["file"], changed, mode=mode, without=dropped,
                               skip_invalid=bool(skip_invalid), dry_run=False, report_dir=folder,
-                              echo=messages.append)
+                              echo=messages.append,
+                              choices=choices_of(encoding, date_order, decimal, drop_identical, statuses, status_ids))
     except (ImportError_, LoadError) as exc:
         return dbc.Alert(f"Nothing was written: {exc}", color="danger", id="data-result-summary")
     if outcome.written:

@@ -12,6 +12,7 @@ from dash import Input, Output, State, callback, clientside_callback, dcc, html,
 
 from bi_app import figures, service
 from bi_app.components import count, empty_state, kpi_card, money, section
+from bi_app.money import MoneyFormat
 from bi_app.shell import error_banner, filters_of, with_filters
 from data_layer.schema import SALES_COLUMNS
 
@@ -19,10 +20,17 @@ dash.register_page(__name__, path="/", name="Overview", title="Overview · E-com
                    download="orders")
 
 GRID_HEIGHT = "420px"
-GRID_COLUMNS = [
-    {"field": name, "headerName": name.replace("_", " ").capitalize(), "sortable": True}
-    for name in SALES_COLUMNS
-]
+GRID_MONEY = ("unit_price", "subtotal", "discount_amount", "shipping_cost", "total_amount", "refunded_amount")
+
+
+def grid_columns(money: MoneyFormat) -> list[dict]:
+    """The grid's columns: money written in the data's currency and the user's locale (by the browser)."""
+    formatter = {"function": f"params.value == null ? '' : new Intl.NumberFormat("
+                             f"{money.locale.replace('_', '-')!r}, {{style: 'currency', currency: "
+                             f"{money.currency!r}}}).format(params.value)"}
+    return [{"field": name, "headerName": name.replace("_", " ").capitalize(), "sortable": True,
+             **({"valueFormatter": formatter, "type": "rightAligned"} if name in GRID_MONEY else {})}
+            for name in SALES_COLUMNS]
 
 
 def graph(graph_id: str) -> dcc.Loading:
@@ -67,7 +75,7 @@ def transactions_grid() -> dag.AgGrid:
     """The orders under the filters, paged and sorted on the server (see :func:`grid_rows`)."""
     return dag.AgGrid(
         id="overview-grid",
-        columnDefs=GRID_COLUMNS,
+        columnDefs=grid_columns(service.money_format()),
         rowModelType="infinite",
         defaultColDef={"resizable": True, "minWidth": 110},
         dashGridOptions={"rowBuffer": 0, "cacheBlockSize": 100, "maxBlocksInCache": 5, "infiniteInitialRowCount": 100},
@@ -108,11 +116,12 @@ def show_grid(wanted: bool) -> dag.AgGrid:
 #: What the overview shows, computed in one request (the browser opens at most six
 #: connections to a server: six separate callbacks would queue behind the grid's).
 CHARTS = {
-    "overview-trend": ("trend", lambda t: figures.trend(t["monthly"])),
-    "overview-segments": ("segments", lambda s: figures.share_pie(s, "segment", "revenue", "Revenue by segment")),
-    "overview-products": ("products", lambda p: figures.bars(p["products"], "product", "revenue", "Revenue by product")),
-    "overview-regions": ("regions", lambda r: figures.bars(r, "region", "revenue", "Revenue by region")),
-    "overview-distribution": ("distribution", lambda d: figures.histogram(d["histogram"], d)),
+    "overview-trend": ("trend", lambda t, m: figures.trend(t["monthly"], m)),
+    "overview-segments": ("segments", lambda s, m: figures.share_pie(s, "segment", "revenue", "Revenue by segment", m)),
+    "overview-products": ("products", lambda p, m: figures.bars(p["products"], "product", "revenue",
+                                                                "Revenue by product", money=m)),
+    "overview-regions": ("regions", lambda r, m: figures.bars(r, "region", "revenue", "Revenue by region", money=m)),
+    "overview-distribution": ("distribution", lambda d, m: figures.histogram(d["histogram"], d, m)),
 }
 
 
@@ -130,21 +139,28 @@ def show_overview(search: str | None, _db: str) -> tuple:
     except Exception as exc:  # noqa: BLE001 - a banner, and the page keeps working
         down = figures.empty("", "No figures: see the message above")
         return (None, error_banner(exc), *(down for _ in CHARTS))
-    charts = [draw(results[name]) for name, draw in CHARTS.values()]
+    currency = service.money_format()
+    charts = [draw(results[name], currency) for name, draw in CHARTS.values()]
     kpis = results["kpis"]
     if kpis["orders"]["value"] == 0:
         return (None, empty_state(), *charts)
-    return (kpi_cards(kpis), None, *charts)
+    return (kpi_cards(kpis, currency), None, *charts)
 
 
-def kpi_cards(kpis: dict) -> list:
-    """The period caption and the four KPI cards with their change."""
+def kpi_cards(kpis: dict, currency: MoneyFormat) -> list:
+    """The period caption and the four KPI cards with their change; net revenue says what it is net of."""
     satisfaction = kpis["average_satisfaction"]["value"]
+    gross, returns = kpis["gross_sales"]["value"], kpis["returns"]["value"]
+    adjustments = kpis["adjustments"]["value"]
+    net_of = f"{money(gross, currency)} gross − {money(returns, currency)} returns" + (
+        f" {'+' if adjustments >= 0 else '−'} {money(abs(adjustments), currency)} adjustments and fees"
+        if adjustments else "")
     cards = [
-        kpi_card("Total revenue", money(kpis["revenue"]["value"]), card_id="overview-kpi-revenue",
-                 change=kpis["revenue"]["change"]),
-        kpi_card("Average order value", money(kpis["average_order_value"]["value"]), card_id="overview-kpi-aov",
-                 change=kpis["average_order_value"]["change"]),
+        kpi_card("Net revenue", money(kpis["revenue"]["value"], currency), card_id="overview-kpi-revenue",
+                 change=kpis["revenue"]["change"], detail=net_of),
+        kpi_card("Average order value", money(kpis["average_order_value"]["value"], currency),
+                 card_id="overview-kpi-aov", change=kpis["average_order_value"]["change"],
+                 detail="net revenue ÷ orders"),
         kpi_card("Unique customers", count(kpis["customers"]["value"]), card_id="overview-kpi-customers",
                  change=kpis["customers"]["change"]),
         kpi_card("Average satisfaction", "—" if satisfaction is None else f"{satisfaction:.2f} / 5",

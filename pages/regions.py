@@ -32,20 +32,21 @@ def show_regions(search: str | None, _db: str):  # noqa: ANN201
         return error_banner(exc)
     if frame.empty:
         return empty_state()
-    callout = leader_laggard(frame, "region", "revenue_per_customer", "revenue per customer", "regions-callout")
+    money = service.money_format()
+    callout = leader_laggard(frame, "region", "revenue_per_customer", "revenue per customer", "regions-callout", money)
     return [
         callout,
         dbc.Row(
             [
                 dbc.Col(section(None, dcc.Graph(
-                    id="regions-revenue", figure=figures.bars(frame, "region", "revenue", "Revenue by region"))),
+                    id="regions-revenue", figure=figures.bars(frame, "region", "revenue", "Revenue by region", money=money))),
                     lg=6, className="mb-3"),
                 dbc.Col(section(None, dcc.Graph(
                     id="regions-per-customer",
-                    figure=figures.bars(frame, "region", "revenue_per_customer", "Revenue per customer"))),
+                    figure=figures.bars(frame, "region", "revenue_per_customer", "Revenue per customer", money=money))),
                     lg=6, className="mb-3"),
             ]
         ),
         section("Regions", table(frame, table_id="regions-table", money=("revenue", "revenue_per_customer"),
-                                 percent=("customer_share",), decimals=("satisfaction",))),
+                                 percent=("customer_share",), decimals=("satisfaction",), currency=money)),
     ]

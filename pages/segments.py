@@ -32,20 +32,22 @@ def show_segments(search: str | None, _db: str):  # noqa: ANN201
         return error_banner(exc)
     if frame.empty:
         return empty_state()
-    callout = leader_laggard(frame, "segment", "average_spend", "average spend per order", "segments-callout")
+    money = service.money_format()
+    callout = leader_laggard(frame, "segment", "average_spend", "average spend per order", "segments-callout", money)
     return [
         callout,
         dbc.Row(
             [
                 dbc.Col(section(None, dcc.Graph(
-                    id="segments-share", figure=figures.share_pie(frame, "segment", "revenue", "Revenue by segment"))),
+                    id="segments-share", figure=figures.share_pie(frame, "segment", "revenue", "Revenue by segment", money))),
                     lg=5, className="mb-3"),
                 dbc.Col(section(None, dcc.Graph(
                     id="segments-spend",
-                    figure=figures.bars(frame, "segment", "average_spend", "Average spend per order"))),
+                    figure=figures.bars(frame, "segment", "average_spend", "Average spend per order", money=money))),
                     lg=7, className="mb-3"),
             ]
         ),
         section("Segments", table(frame, table_id="segments-table", money=("revenue", "average_spend"),
-                                  percent=("revenue_share",), decimals=("satisfaction", "items_per_order"))),
+                                  percent=("revenue_share",), decimals=("satisfaction", "items_per_order"),
+                                  currency=money)),
     ]

@@ -11,7 +11,8 @@ from dash import ALL, Input, Output, State, callback, dcc, html
 
 from bi_app import figures, service
 from bi_app.api import to_jsonable
-from bi_app.components import money, section
+from bi_app.components import section
+from bi_app.money import MoneyFormat
 from bi_app.ml.strategy import ASSUMPTIONS, TITLES, project
 from bi_app.shell import error_banner, filters_of
 
@@ -22,22 +23,24 @@ TARGETS = [a for a in ASSUMPTIONS if a.target]
 
 
 def layout(**_query: str) -> html.Div:
+    currency = service.money_format().currency
     return html.Div(
         [
             html.H2("Strategy", className="mb-3"),
             dcc.Store(id="strategy-numbers"),
             dcc.Loading(html.Div(id="strategy-forecast", className="mb-3"), type="dot", delay_show=300),
-            dbc.Row([dbc.Col(recommendation_card(name), lg=6, className="mb-3") for name in TITLES]),
+            dbc.Row([dbc.Col(recommendation_card(name, currency), lg=6, className="mb-3") for name in TITLES]),
         ]
     )
 
 
-def recommendation_card(name: str) -> dbc.Card:
+def recommendation_card(name: str, currency: str) -> dbc.Card:
     """A recommendation: its finding (from the data), its assumptions, its projection, its target list."""
     inputs = [
         dbc.Col(
             [
-                dbc.Label(f"{a.label} ({a.unit})", html_for=f"assumption-{a.name}", className="small mb-0"),
+                dbc.Label(f"{a.label} ({currency if a.unit == 'money' else a.unit})", html_for=f"assumption-{a.name}",
+                          className="small mb-0"),
                 dbc.Input(id={"type": "assumption", "name": a.name}, type="number", value=a.default,
                           min=a.minimum, max=a.maximum, step=1, size="sm", debounce=True),
             ],
@@ -79,7 +82,7 @@ def show_recommendations(search: str | None, _db: str, *targets: Any) -> tuple:
     except Exception as exc:  # noqa: BLE001 - a banner, and the page keeps working
         return None, error_banner(exc), *("—" for _ in TITLES)
     findings = [recommendations[name]["finding"] for name in TITLES]
-    return to_jsonable(recommendations), forecast_section(forecast), *findings
+    return to_jsonable(recommendations), forecast_section(forecast, service.money_format()), *findings
 
 
 @callback(
@@ -98,10 +101,11 @@ def show_projections(numbers: dict | None, values: list, ids: list[dict], search
     chosen = {name: valid(spec[name], value) for name, value in given.items()}
     invalid = [valid(spec[name], value) != value for name, value in given.items()]
     filters, _ = filters_of(search)
+    money = service.money_format()
     projections, links = [], []
     for name in TITLES:
         entry = (numbers or {}).get(name)
-        projections.append(projection_view(name, entry, chosen))
+        projections.append(projection_view(name, entry, chosen, money))
         targets = {a.name: chosen[a.name] for a in TARGETS if a.recommendation == name}
         links.append(f"/export/targets/{name}.csv?{urlencode(filters.to_query() + sorted(targets.items()))}")
     return (*projections, *links, invalid)
@@ -115,7 +119,7 @@ def valid(assumption, value: Any) -> int:  # noqa: ANN001
     return assumption.default
 
 
-def projection_view(name: str, entry: dict | None, chosen: dict[str, int]) -> Any:
+def projection_view(name: str, entry: dict | None, chosen: dict[str, int], currency: MoneyFormat) -> Any:
     if not entry:
         return None
     if not entry["available"]:
@@ -125,13 +129,13 @@ def projection_view(name: str, entry: dict | None, chosen: dict[str, int]) -> An
     colour = "text-success" if result["net"] >= 0 else "text-danger"
     return html.Div([
         html.Div([html.Span("Projected net impact: "),
-                  html.Strong(money(result["net"]), id=f"strategy-net-{name}", className=colour)]),
-        html.Div(f"{money(result['revenue'])} revenue − {money(result['cost'])} cost · {result['formula']}",
+                  html.Strong(currency(result["net"]), id=f"strategy-net-{name}", className=colour)]),
+        html.Div(f"{currency(result['revenue'])} revenue − {currency(result['cost'])} cost · {result['formula']}",
                  className="text-muted small"),
     ])
 
 
-def forecast_section(forecast: dict) -> Any:
+def forecast_section(forecast: dict, money: MoneyFormat) -> Any:
     if not forecast["available"]:
         return dbc.Alert(f"No forecast: {forecast['reason']}", color="secondary", id="strategy-forecast-note")
     backtest = forecast["backtest"]
@@ -140,5 +144,5 @@ def forecast_section(forecast: dict) -> Any:
             f"forecast of them was off by {mape} on average (MAPE).")
     if forecast["partial_month_left_out"]:
         note += f" {forecast['partial_month_left_out']} is left out: the data stops before its end."
-    return section(None, dcc.Graph(id="strategy-forecast-chart", figure=figures.forecast(forecast)),
+    return section(None, dcc.Graph(id="strategy-forecast-chart", figure=figures.forecast(forecast, money)),
                    html.P(note, id="strategy-forecast-note", className="small text-muted mb-0"))

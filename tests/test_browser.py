@@ -367,9 +367,15 @@ def test_browser_upload_page_maps_validates_and_imports(browser, tmp_path: Path,
         tab = Tab(browser, base)
         tab.open("/data")
         tab.page.set_input_files("#data-file input[type=file]", str(shop))
+        # Every day is 12 or less: the page asks how the dates are written, and nothing can be imported yet.
+        assert "read as well day-first as month-first" in tab.text("#data-questions")
+        assert tab.page.is_disabled("#data-import")
+        assert "--date-order" not in tab.page.inner_text("body")
+        tab.choose("data-date-order", "month first (12/31/2024)")
         summary = tab.text("#data-validation-summary")
-        assert "6 rows: 4 valid, 1 invalid, 1 left out by rule" in summary and "3 orders" in summary
-        assert "non-numeric quantity 'ten'" in tab.text("#data-rejects")
+        assert "6 rows: 5 valid (1 adjustment, 4 sale), 1 invalid" in summary and "3 orders" in summary, summary
+        assert "date order (InvoiceDate): month first (12/31/2024) (as asked)" in tab.text("#data-decisions")
+        assert "not a number: quantity 'ten'" in tab.text("#data-rejects")
         assert "WHITE METAL LANTERN" in tab.text("#data-preview")
 
         product = tab.page.locator("#data-mapping .Select-clear, #data-mapping .dash-dropdown-clear").nth(2)
@@ -378,6 +384,8 @@ def test_browser_upload_page_maps_validates_and_imports(browser, tmp_path: Path,
                                    ".includes('no column for product')", timeout=20_000)
         tab.page.reload()  # start again with the automatic mapping
         tab.page.set_input_files("#data-file input[type=file]", str(shop))
+        tab.text("#data-questions")
+        tab.choose("data-date-order", "month first (12/31/2024)")
         tab.text("#data-validation-summary")
 
         tab.page.click("#data-import")  # one invalid row: nothing written
@@ -385,15 +393,17 @@ def test_browser_upload_page_maps_validates_and_imports(browser, tmp_path: Path,
         tab.page.check("#data-skip-invalid")
         tab.page.click("#data-import")
         tab.page.wait_for_function("() => document.querySelector('#data-result-summary')?.innerText"
-                                   ".includes('4 written')", timeout=30_000)
-        assert "6 rows in = 4 written + 2 rejected" in tab.text("#data-result-summary")
+                                   ".includes('5 written')", timeout=30_000)
+        assert "6 rows in = 5 written + 1 rejected" in tab.text("#data-result-summary")
+        assert "skip-invalid" not in tab.text("#data-log")
         with tab.page.expect_download() as download:
             tab.page.click("#data-report")
         report = Path(download.value.path()).read_text()
-        assert "non-numeric quantity 'ten'" in report and "return or cancellation" in report
+        assert "not a number: quantity 'ten'" in report and "date order: month first" in report
 
         tab.open("/")
-        revenue = round(orders["total_amount"].sum() + 6 * 2.55 + 6 * 3.39 + 6 * 1.85 + 2 * 4.25, 2)
+        # Net revenue: the four sale lines less the "Discount" adjustment of the C invoice.
+        revenue = round(orders["total_amount"].sum() + 6 * 2.55 + 6 * 3.39 + 6 * 1.85 + 2 * 4.25 - 27.50, 2)
         tab.page.wait_for_function(
             "expected => document.querySelector('#overview-kpi-revenue')?.innerText.trim() === expected",
             arg=money(revenue), timeout=20_000,

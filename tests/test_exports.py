@@ -113,6 +113,10 @@ def test_report_opens_and_its_sheets_match_the_api(client) -> None:
     kpis = {row[0]: row[1] for row in kpi_rows[header + 1 :] if row[0]}
     for name, value in kpis.items():
         assert value == pytest.approx(api("kpis")[name]["value"])
+    assert {"revenue", "gross_sales", "returns", "adjustments", "orders"} <= set(kpis)
+    assert summary["Currency"] == client.get(f"/api/v1/kpis?{query}").get_json()["currency"] == "USD"
+    revenue_cell = next(row[1] for row in book["Summary"].iter_rows() if row[0].value == "revenue")
+    assert revenue_cell.number_format == '"$"#,##0.00;-"$"#,##0.00'
 
     for sheet, records in (("Segments", api("segments")), ("Regions", api("regions")),
                            ("Products", api("products")["products"]), ("Correlations", api("correlations"))):

@@ -14,7 +14,8 @@ from sqlalchemy import Engine
 from bi_app.analytics import kpis
 from bi_app.importing import import_file, parse_map_options
 from data_layer.filters import Filters
-from data_layer.importer import ImportError_, auto_mapping, parse_dates, parse_numbers, read_table
+from data_layer.importer import ImportError_, auto_mapping, read_table
+from data_layer.parsing import read_dates, read_numbers
 from data_layer.meta import data_version
 
 HEADER = "InvoiceNo,InvoiceDate,Description,Quantity,UnitPrice,CustomerID,Country"
@@ -46,10 +47,18 @@ def good_lines(sep: str = ",", price=lambda p: f"{p:.2f}") -> list[str]:  # noqa
 
 
 def expected_kpis(rows: pd.DataFrame) -> dict:
-    revenue = round(float((rows["quantity"] * rows["price"]).sum()), 2)
-    orders = rows["order"].nunique()
-    return {"revenue": revenue, "orders": orders, "customers": rows.loc[rows["customer"] != "", "customer"].nunique(),
-            "aov": round(revenue / orders, 2)}
+    """The KPIs by the finance definitions, from the file's rows: a line of negative amount (or of a
+    "C" order) is a return; net revenue is every line's amount; orders and customers count
+    orders with a sale line of non-zero value."""
+    amount = rows["quantity"] * rows["price"]
+    sale = (amount >= 0) & ~rows["order"].str.match(r"^C\d")
+    counted = sale & (amount != 0)
+    revenue = round(float(amount.sum()), 2)
+    orders = rows.loc[counted, "order"].nunique()
+    customers = rows.loc[counted & (rows["customer"] != ""), "customer"].nunique()
+    return {"revenue": revenue, "gross_sales": round(float(amount[sale].sum()), 2),
+            "returns": round(float(-amount[~sale].sum()), 2), "orders": orders, "customers": customers,
+            "aov": round(revenue / orders, 2) if orders else None}
 
 
 def run(engine: Engine, path: Path, *, mode: str = "append", skip_invalid: bool = False, dry_run: bool = False,
@@ -65,6 +74,8 @@ def assert_kpis(engine: Engine, rows: pd.DataFrame) -> None:
     with engine.connect() as conn:
         got = kpis(conn, Filters())
     assert got["revenue"]["value"] == pytest.approx(expected["revenue"], abs=0.005)
+    assert got["gross_sales"]["value"] == pytest.approx(expected["gross_sales"], abs=0.005)
+    assert got["returns"]["value"] == pytest.approx(expected["returns"], abs=0.005)
     assert got["orders"]["value"] == expected["orders"]
     assert got["customers"]["value"] == expected["customers"]
     assert got["average_order_value"]["value"] == pytest.approx(expected["aov"], abs=0.005)
@@ -88,9 +99,11 @@ MESSY = {
                                      line("1004", "2024-04-10T09:00:00", "Lamp, desk", 3, "15.50", "C1", "France"),
                                      line("1005", "31/12/2024", "Bulb", 1, "1.25", "C3", "Spain")]).encode(),
                            ".csv", 6, 6, 0),
-    "duplicates-and-returns": (csv_text([*good_lines(), good_lines()[2], line("C1002", "2024-03-03", "Chair", -1,
-                                         "89.99", "C2", "Spain"), line("1006", "2024-03-04", "Desk", -1, "240.00",
-                                                                       "C2", "Spain")]).encode(), ".csv", 8, 5, 3),
+    # An identical line is kept (a second sale of the same item); returns are kept and netted.
+    "identical-lines-and-returns": (csv_text([*good_lines(), good_lines()[2], line("C1002", "2024-03-03", "Chair", -1,
+                                              "89.99", "C2", "Spain"), line("1006", "2024-03-04", "Desk", -1,
+                                                                            "240.00", "C2", "Spain")]).encode(),
+                                    ".csv", 8, 8, 0),
 }
 
 
@@ -105,22 +118,27 @@ def test_messy_file_imports_with_the_expected_counts_and_kpis(engine: Engine, tm
     rows = good_rows()
     if name == "mixed-date-formats":
         rows = pd.concat([rows, pd.DataFrame([("1005", "", "Bulb", 1, 1.25, "C3", "Spain")], columns=rows.columns)])
+    if name == "identical-lines-and-returns":
+        rows = pd.concat([rows, rows.iloc[[2]], pd.DataFrame(
+            [("C1002", "", "Chair", -1, 89.99, "C2", "Spain"), ("1006", "", "Desk", -1, 240.00, "C2", "Spain")],
+            columns=rows.columns)])
     assert_kpis(engine, rows)
 
 
 def test_mixed_dates_are_read_day_first_when_a_date_says_so() -> None:
-    parsed = parse_dates(pd.Series(["01/03/2024", "5/3/2024 14:05", "2024-04-10T09:00:00", "31/12/2024", "nope"]))
+    parsed = read_dates(pd.Series(["01/03/2024", "5/3/2024 14:05", "2024-04-10T09:00:00", "31/12/2024", "nope"]),
+                        "Date").days
     assert [d.date().isoformat() if pd.notna(d) else None for d in parsed] == [
         "2024-03-01", "2024-03-05", "2024-04-10", "2024-12-31", None]
-    us = parse_dates(pd.Series(["03/01/2024", "12/25/2024"]))
+    us = read_dates(pd.Series(["03/01/2024", "12/25/2024"]), "Date").days
     assert [d.date().isoformat() for d in us] == ["2024-03-01", "2024-12-25"]
 
 
 def test_numbers_as_shops_write_them() -> None:
-    got = parse_numbers(pd.Series(["$1,234.50", "(12.00)", "€ 7", "", "abc"])).tolist()
+    got = read_numbers(pd.Series(["$1,234.50", "(12.00)", "€ 7", "", "abc"]), "Price").numbers.tolist()
     assert got[:3] == [1234.5, -12.0, 7.0] and pd.isna(got[3]) and pd.isna(got[4])
-    assert parse_numbers(pd.Series(["15%", "15", "0.2"]), percent=True).tolist() == [0.15, 0.15, 0.2]
-    assert parse_numbers(pd.Series(["1.234,50"]), decimal_comma=True).tolist() == [1234.5]
+    assert read_numbers(pd.Series(["15%", "15", "0.2"]), "Rate", percent=True).numbers.tolist() == [0.15, 0.15, 0.2]
+    assert read_numbers(pd.Series(["1.234,50"]), "Price").numbers.tolist() == [1234.5]
 
 
 def test_ids_keep_their_leading_zeros(engine: Engine, tmp_path: Path) -> None:
@@ -161,18 +179,22 @@ def test_rejected_rows_name_their_line_in_the_file(tmp_path: Path, newline: str,
     assert len(source.frame) == 5 and source.frame.iloc[2, 2].startswith("Chair")
 
 
-def test_a_duplicate_row_names_the_line_it_repeats(tmp_path: Path) -> None:
-    from data_layer.importer import validate
+def test_identical_lines_are_kept_and_counted_or_dropped_on_request_naming_the_line_they_repeat(
+        tmp_path: Path) -> None:
+    from data_layer.importer import ImportChoices, validate
 
     rows = good_lines()
     near_copy = rows[2].replace("89.99", "89.98")  # same order and product, another price: not a copy
     path = tmp_path / "copies.csv"
     path.write_text(csv_text([*rows, rows[2], near_copy, rows[0]]))  # lines 2-6, then 7, 8, 9
     source = read_table(path)
-    result = validate(source, auto_mapping(source.columns))
-    assert [(r.line, r.reason, r.blocking) for r in result.rejected] == [
-        (7, "duplicate of line 4", False), (9, "duplicate of line 2", False)]
-    assert len(result.lines) == 6
+    kept = validate(source, auto_mapping(source.columns))
+    assert kept.rejected == [] and len(kept.lines) == 8 and kept.identical == 2
+    assert "2 identical lines kept" in kept.summary()
+    dropped = validate(source, auto_mapping(source.columns), ImportChoices(drop_identical=True))
+    assert [(r.line, r.reason, r.blocking) for r in dropped.rejected] == [
+        (7, "identical to line 4", False), (9, "identical to line 2", False)]
+    assert len(dropped.lines) == 6
 
 
 def test_non_blank_lines_count_lines_as_pythons_csv_module_does() -> None:
@@ -218,8 +240,10 @@ def test_an_invalid_row_rejects_the_whole_file_unless_skipped(engine: Engine, tm
     with engine.connect() as conn:
         assert data_version(conn) == before  # nothing written
     report = pd.read_csv(outcome.report)
+    assert report.loc[report["kind"] == "decision", "reason"].str.startswith(("encoding", "decimal mark")).all()
+    report = report[report["kind"] == "invalid"]
     assert report[["line", "column"]].values.tolist() == [[7, "InvoiceDate"], [8, "Quantity"], [9, "InvoiceNo"]]
-    assert "unparseable date 'not a date'" in report["reason"].tolist()
+    assert "unreadable date 'not a date'" in report["reason"].tolist()
 
     outcome, printed = run(engine, path, skip_invalid=True)
     assert (outcome.written, outcome.rejected, outcome.failed) == (5, 3, False)

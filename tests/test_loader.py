@@ -49,7 +49,7 @@ def test_schema_has_the_seed_columns_and_indexes_and_an_order_line_key(engine: E
         "idx_segment": ["customer_segment"],
     }
     columns = [c["name"] for c in inspector.get_columns(SALES_TABLE)]
-    assert columns[:20] == list(SEED_COLUMNS) and columns[20:] == ["line_number"]
+    assert columns[:20] == list(SEED_COLUMNS) and columns[20:] == ["line_number", "line_type", "refunded_amount"]
 
 
 def test_every_load_changes_the_data_version(engine: Engine) -> None:

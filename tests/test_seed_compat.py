@@ -13,6 +13,7 @@ from data_layer.demo_data import generate_orders_frame
 from data_layer.filters import Filters
 from data_layer.meta import database_info
 from data_layer.quality import quality_report
+from data_layer.schema import LEDGER_COLUMNS, SEED_COLUMNS
 from bi_app.analytics import kpis
 
 # The seed's DDL, verbatim.
@@ -50,7 +51,7 @@ SEED_INDEXES = [
 
 def seed_frame() -> pd.DataFrame:
     """Orders as the seed's generator holds them: order_date as pandas datetimes."""
-    frame = generate_orders_frame(1000, seed=11).drop(columns="line_number")  # the seed's 20 columns
+    frame = generate_orders_frame(1000, seed=11)[list(SEED_COLUMNS)]  # the seed's 20 columns
     frame["order_date"] = pd.to_datetime(frame["order_date"])
     return frame
 
@@ -98,7 +99,7 @@ def test_a_load_upgrades_a_seed_made_table_to_order_lines(plain_engine: Engine, 
     load_demo_data(engine, 300, 12, replace=False)  # appends after the stored orders
 
     inspector = inspect(engine)
-    assert [c["name"] for c in inspector.get_columns("advanced_sales_data")][-1] == "line_number"
+    assert [c["name"] for c in inspector.get_columns("advanced_sales_data")][20:] == ["line_number", *LEDGER_COLUMNS]
     assert inspector.get_pk_constraint("advanced_sales_data")["constrained_columns"] == ["order_id", "line_number"]
     with engine.connect() as conn:
         lines = conn.execute(text("SELECT line_number, count(*) FROM advanced_sales_data GROUP BY 1")).all()

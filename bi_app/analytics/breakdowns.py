@@ -26,7 +26,7 @@ def _by(conn: Connection, filters: Filters, column: str, *extra: str, customers:
     frame["orders"] = frame["orders"].astype(int)
     frame["units"] = frame["units"].astype(int)
     if customers:
-        counts = pd.DataFrame(conn.execute(distinct_customers(filters, by=column)).all(), columns=[column, "customers"])
+        counts = pd.DataFrame(conn.execute(distinct_customers(conn, filters, by=column)).all(), columns=[column, "customers"])
         frame = frame.merge(counts, on=column, how="left")
         frame["customers"] = frame["customers"].fillna(0).astype(int)
     frame["revenue"] = frame["revenue"].round(2)
@@ -53,7 +53,7 @@ def regions(conn: Connection, filters: Filters) -> pd.DataFrame:
     """Per region: customers, orders, revenue, revenue per customer, satisfaction and share of
     customers; largest revenue first."""
     frame = _by(conn, filters, "region")
-    all_customers = conn.execute(distinct_customers(filters)).scalar_one()
+    all_customers = conn.execute(distinct_customers(conn, filters)).scalar_one()
     frame["revenue_per_customer"] = (frame["revenue"] / frame["customers"].where(frame["customers"] > 0)).round(2)
     frame["customer_share"] = frame["customers"] / all_customers if all_customers else None
     columns = ["region", "customers", "orders", "revenue", "revenue_per_customer", "satisfaction", "customer_share"]

@@ -6,13 +6,13 @@ from datetime import timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, and_, case, func, select
 
 from bi_app.analytics.stats import pearson, ratio
 from data_layer.filters import Filters, conditions
 from data_layer.queries import date_bounds, days_between, month_key
 from data_layer.schema import sales
-from data_layer.summaries import customer_rows, order_source, pair_measure
+from data_layer.summaries import customer_rows, line_money, order_source, pair_measure
 
 DEFAULT_CHURN_DAYS = 180
 
@@ -29,7 +29,7 @@ def lifecycle(conn: Connection, filters: Filters, churn_days: int = DEFAULT_CHUR
         raise ValueError("churn_days must be at least 1")
     source = order_source(conn)
     _first, latest = date_bounds(conn, source, filters)
-    per_customer = customer_rows(filters).subquery()
+    per_customer = customer_rows(conn, filters).subquery()
     c = per_customer.c
     lifetime = days_between(conn, c.last_order_date, c.first_order_date)
     cutoff = latest - timedelta(days=churn_days - 1) if latest else None
@@ -79,7 +79,7 @@ def cohorts(conn: Connection, filters: Filters) -> pd.DataFrame:
     Columns: cohort (YYYY-MM), months_since_first (0 = the first month),
     customers (active that month), cohort_size and retention (share of the cohort).
     """
-    where = conditions(filters, sales)
+    where = and_(conditions(filters, sales), line_money(conn).counted)  # months with an order
     month = month_key(conn, sales.c.order_date)
     firsts = (
         select(sales.c.customer_id, func.min(month).label("cohort"))

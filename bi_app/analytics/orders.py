@@ -8,20 +8,30 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Double, case, cast, func, literal, select
+from sqlalchemy import Connection, Double, and_, case, cast, func, literal, select
 
 from bi_app.analytics.stats import change, moments, pearson, ratio
 from data_layer.filters import Filters, conditions
 from data_layer.queries import date_bounds, month_key
 from data_layer.schema import sales
-from data_layer.summaries import CORRELATED, OrderSource, distinct_customers, order_source, pair_measure
+from data_layer.summaries import (
+    CORRELATED,
+    Ledger,
+    OrderSource,
+    distinct_customers,
+    line_money,
+    order_source,
+    pair_measure,
+)
 
-KPI_NAMES = ("revenue", "orders", "customers", "average_order_value", "average_satisfaction")
+KPI_NAMES = ("revenue", "gross_sales", "returns", "adjustments", "orders", "customers", "average_order_value",
+             "average_satisfaction")
 QUANTILES = {"q1": 0.25, "median": 0.5, "q3": 0.75, "q95": 0.95}
 
 
 def kpis(conn: Connection, filters: Filters) -> dict[str, Any]:
-    """Revenue, orders, unique customers, average order value and satisfaction, with their change.
+    """Net revenue (with its gross sales, returns and adjustments), orders, unique customers, average
+    order value (net revenue / orders) and satisfaction, with their change. Money in the data's currency.
 
     The change compares with the previous period of equal length: the filter's
     date range, or (without one) the span of the matching orders.
@@ -56,12 +66,16 @@ def kpis(conn: Connection, filters: Filters) -> dict[str, Any]:
 
 def _kpi_values(conn: Connection, source: OrderSource, filters: Filters) -> dict[str, float | None]:
     row = conn.execute(
-        source.select(filters, "revenue", "orders", "satisfaction_sum", "satisfaction_n")
+        source.select(filters, "revenue", "gross_sales", "returns", "adjustments", "orders", "satisfaction_sum",
+                      "satisfaction_n")
     ).one()
-    customers = conn.execute(distinct_customers(filters)).scalar_one()
+    customers = conn.execute(distinct_customers(conn, filters)).scalar_one()
     revenue, orders = round(float(row.revenue), 2), int(row.orders)
     return {
         "revenue": revenue,
+        "gross_sales": round(float(row.gross_sales), 2),
+        "returns": round(float(row.returns), 2),
+        "adjustments": round(float(row.adjustments), 2),
         "orders": orders,
         "customers": int(customers),
         "average_order_value": round(revenue / orders, 2) if orders else None,
@@ -77,22 +91,22 @@ def distribution(conn: Connection, filters: Filters, bins: int = 20) -> dict[str
     orders (as pandas does); histogram bins are equal-width from min to max (as numpy).
     """
     source = order_source(conn)
-    totals = OrderTotals(filters, per_order=source.distinct_orders)
+    totals = OrderTotals(filters, line_money(conn), per_order=source.distinct_orders)
     if source.distinct_orders:
         value = totals.column
         row = conn.execute(totals.select(
-            func.count().label("orders"), func.coalesce(func.sum(value), 0).label("revenue"),
+            func.count().label("orders"), func.coalesce(func.sum(value), 0).label("order_value"),
             *[func.coalesce(func.sum(_power(cast(value, Double), p)), 0).label(f"revenue_p{p}") for p in (2, 3, 4)],
             func.min(value).label("revenue_min"), func.max(value).label("revenue_max"),
         )).one()
     else:
         row = conn.execute(
             source.select(
-                filters, "orders", "revenue", "revenue_p2", "revenue_p3", "revenue_p4", "revenue_min", "revenue_max"
+                filters, "orders", "order_value", "revenue_p2", "revenue_p3", "revenue_p4", "revenue_min", "revenue_max"
             )
         ).one()
     n = int(row.orders)
-    stats: dict[str, Any] = {"orders": n, **moments(n, row.revenue, row.revenue_p2, row.revenue_p3, row.revenue_p4)}
+    stats: dict[str, Any] = {"orders": n, **moments(n, row.order_value, row.revenue_p2, row.revenue_p3, row.revenue_p4)}
     stats["min"] = float(row.revenue_min) if n else None
     stats["max"] = float(row.revenue_max) if n else None
     stats.update(_quantiles(conn, totals, n))
@@ -101,16 +115,18 @@ def distribution(conn: Connection, filters: Filters, bins: int = 20) -> dict[str
 
 
 class OrderTotals:
-    """The value of each matching order: a line's total_amount, or the sum of an order's lines."""
+    """The net value of each matching order (its lines' amounts less refunds), over the orders
+    with a counted sale line: a line's value, or the sum of an order's lines."""
 
-    def __init__(self, filters: Filters, *, per_order: bool) -> None:
+    def __init__(self, filters: Filters, money: Ledger, *, per_order: bool) -> None:
         where = conditions(filters, sales)
         if per_order:
-            grouped = (select(func.sum(sales.c.total_amount).label("total_amount"))
-                       .where(where).group_by(sales.c.order_id).subquery())
-            self.column, self._from, self._where = grouped.c.total_amount, grouped, None
+            grouped = (select(func.sum(money.net).label("order_value"))
+                       .where(where).group_by(sales.c.order_id)
+                       .having(func.count().filter(money.counted) > 0).subquery())
+            self.column, self._from, self._where = grouped.c.order_value, grouped, None
         else:
-            self.column, self._from, self._where = sales.c.total_amount, sales, where
+            self.column, self._from, self._where = money.net, sales, and_(where, money.counted)
 
     def select(self, *columns: Any) -> Any:
         query = select(*columns).select_from(self._from)

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select
 from bi_app.ml.features import CHURN_FEATURES, customer_features, latest_order_date
 from data_layer.filters import Filters, conditions
 from data_layer.schema import sales
+from data_layer.summaries import line_money
 
 DEFAULT_HORIZON_DAYS = 180
 #: At least this many labelled customers, with both outcomes, before a model is trained.
@@ -34,7 +35,7 @@ def labelled_customers(conn: Connection, filters: Filters, cutoff: date, horizon
     window = replace(filters, start=max(filters.start or cutoff, cutoff + timedelta(days=1)),
                      end=min(filters.end or cutoff + timedelta(days=horizon_days), cutoff + timedelta(days=horizon_days)))
     returning = {customer for (customer,) in conn.execute(
-        select(sales.c.customer_id).where(conditions(window, sales)).distinct())}
+        select(sales.c.customer_id).where(conditions(window, sales), line_money(conn).counted).distinct())}
     features["churned"] = ~features["customer_id"].isin(returning).to_numpy()
     return features
 

@@ -77,7 +77,7 @@ def _features(conn: Connection, filters: Filters, as_of: date | None) -> pd.Data
     if as_of is not None and (filters.end is None or as_of < filters.end):
         filters = replace(filters, end=as_of)
     as_of = as_of or latest_order_date(conn, filters)
-    rows = customer_rows(filters).subquery()
+    rows = customer_rows(conn, filters).subquery()
     # Sums as doubles: a million Decimals from the driver cost more than the query.
     query = select(*[cast(column, Double).label(column.name) if column.name in _SUMS else column
                      for column in rows.c]).order_by(rows.c.customer_id)

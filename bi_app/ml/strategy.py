@@ -16,9 +16,10 @@ from bi_app.analytics.stats import pearson, ratio
 from bi_app.ml.analyses import scored_customers
 from bi_app.ml.churn import DEFAULT_HORIZON_DAYS
 from bi_app.ml.models import TrainedModels
+from bi_app.money import DEFAULT_FORMAT, MoneyFormat, data_money_format
 from data_layer.filters import Filters, conditions
 from data_layer.schema import sales
-from data_layer.summaries import order_source, pair_measure
+from data_layer.summaries import line_money, order_source, pair_measure
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,15 @@ class Assumption:
 ASSUMPTIONS: tuple[Assumption, ...] = (
     Assumption("vip_top_percent", "vip", "VIP customers: top % by spend", 10, 1, 50, "%", target=True),
     Assumption("vip_uplift_percent", "vip", "Extra spend from VIPs", 10, 0, 100, "%"),
-    Assumption("vip_cost_per_customer", "vip", "Programme cost per VIP", 50, 0, 100_000, "$"),
+    Assumption("vip_cost_per_customer", "vip", "Programme cost per VIP", 50, 0, 100_000, "money"),
     Assumption("cross_sell_response_percent", "cross_sell", "Customers who buy another category", 8, 0, 100, "%"),
-    Assumption("cross_sell_cost_per_customer", "cross_sell", "Campaign cost per customer", 1, 0, 10_000, "$"),
+    Assumption("cross_sell_cost_per_customer", "cross_sell", "Campaign cost per customer", 1, 0, 10_000, "money"),
     Assumption("region_gap_closed_percent", "regional", "Share of the gap closed", 20, 0, 100, "%"),
-    Assumption("region_campaign_cost", "regional", "Campaign cost", 20_000, 0, 100_000_000, "$"),
+    Assumption("region_campaign_cost", "regional", "Campaign cost", 20_000, 0, 100_000_000, "money"),
     Assumption("churn_threshold_percent", "churn_prevention", "At risk from churn probability", 90, 1, 99, "%",
                target=True),
     Assumption("churn_save_percent", "churn_prevention", "Share of the revenue at risk kept", 10, 0, 100, "%"),
-    Assumption("churn_cost_per_customer", "churn_prevention", "Cost per contacted customer", 5, 0, 10_000, "$"),
+    Assumption("churn_cost_per_customer", "churn_prevention", "Cost per contacted customer", 5, 0, 10_000, "money"),
     Assumption("pricing_discount_cut_points", "pricing", "Cut in every discount", 2, 0, 50, "points"),
     Assumption("pricing_volume_loss_percent", "pricing", "Discounted orders lost", 3, 0, 100, "%"),
 )
@@ -72,18 +73,21 @@ def recommendations(conn: Connection, filters: Filters, models: TrainedModels, *
         "churn_prevention": churn_numbers(customers, models, chosen["churn_threshold_percent"]),
         "pricing": pricing_numbers(conn, filters),
     }
-    return {name: describe(name, numbers[name], chosen) for name in TITLES}
+    money = data_money_format(conn)
+    return {name: describe(name, numbers[name], chosen, money) for name in TITLES}
 
 
-def describe(name: str, numbers: dict[str, Any], assumptions: dict[str, int]) -> dict[str, Any]:
-    """One recommendation: title, finding, numbers, its assumptions and the projection they give."""
+def describe(name: str, numbers: dict[str, Any], assumptions: dict[str, int], money: MoneyFormat = DEFAULT_FORMAT
+             ) -> dict[str, Any]:
+    """One recommendation: title, finding (money written in ``money``), numbers, its assumptions and
+    the projection they give."""
     own = {a.name: assumptions.get(a.name, a.default) for a in ASSUMPTIONS if a.recommendation == name}
     available = numbers.get("available", True)
     return {
         "name": name,
         "title": TITLES[name],
         "available": available,
-        "finding": FINDINGS[name](numbers) if available else numbers["reason"],
+        "finding": FINDINGS[name](numbers, lambda value: money(value, whole=True)) if available else numbers["reason"],
         "numbers": numbers,
         "assumptions": own,
         "projection": project(name, numbers, own) if available else None,
@@ -198,6 +202,7 @@ def at_risk_customers(customers: pd.DataFrame, threshold_percent: int) -> pd.Dat
 
 def pricing_numbers(conn: Connection, filters: Filters) -> dict[str, Any]:
     discounted = sales.c.discount_rate > 0
+    # Sale lines: a discount is given on a sale, and returns say nothing about its size.
     row = conn.execute(
         select(
             func.count().label("orders"),
@@ -206,7 +211,7 @@ def pricing_numbers(conn: Connection, filters: Filters) -> dict[str, Any]:
             func.coalesce(func.sum(case((discounted, sales.c.subtotal), else_=0)), 0).label("discounted_subtotal"),
             func.coalesce(func.sum(case((discounted, sales.c.total_amount), else_=0)), 0).label("discounted_revenue"),
             func.coalesce(func.sum(case((discounted, sales.c.discount_rate), else_=0)), 0).label("rate_sum"),
-        ).where(conditions(filters, sales))
+        ).where(conditions(filters, sales), line_money(conn).counted)
     ).one()
     pair = [pair_measure("discount_rate", "subtotal", t) for t in ("n", "sx", "sy", "sxx", "syy", "sxy")]
     terms = conn.execute(order_source(conn).select(filters, *pair)).one()
@@ -248,10 +253,6 @@ def target_customers(conn: Connection, filters: Filters, models: TrainedModels, 
     raise KeyError(name)
 
 
-def _money(value: float | None) -> str:
-    return "—" if value is None else f"${value:,.0f}"
-
-
 def _share(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
@@ -260,27 +261,28 @@ def _decimal(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
+#: Each recommendation's finding, from its numbers and a function that writes money.
 FINDINGS = {
-    "vip": lambda n: (
+    "vip": lambda n, _money: (
         f"The top {n['customers']:,} of {n['all_customers']:,} customers bring {_money(n['revenue'])}, "
         f"{_share(n['revenue_share'])} of revenue: {_money(n['average_spent'])} each against "
         f"{_money(n['average_spent_all'])} for the average customer."
     ),
-    "cross_sell": lambda n: (
+    "cross_sell": lambda n, _money: (
         f"{n['customers']:,} customers ({_share(n['share'])}) have bought from one category only; "
         f"their average order is {_money(n['average_order_value'])}."
     ),
-    "regional": lambda n: (
+    "regional": lambda n, _money: (
         f"{n['leader']} leads with {_money(n['leader_revenue_per_customer'])} of revenue per customer; "
         f"{n['laggard']} trails at {_money(n['laggard_revenue_per_customer'])} "
         f"({_money(n['gap_per_customer'])} less) across {n['laggard_customers']:,} customers."
     ),
-    "churn_prevention": lambda n: (
+    "churn_prevention": lambda n, _money: (
         f"{n['customers']:,} customers ({_share(n['share'])}) have a churn probability of {n['threshold']:.0%} "
         f"or more; at their past rate they would bring {_money(n['expected_revenue_at_risk'])} "
         f"(risk-weighted) in the next {n['horizon_days']} days. Model ROC AUC {n['model_roc_auc']:.2f}."
     ),
-    "pricing": lambda n: (
+    "pricing": lambda n, _money: (
         f"{_share(n['discounted_share'])} of orders are discounted, by {_share(n['average_discount_rate'])} on "
         f"average; discounted orders average {_money(n['average_order_discounted'])} against "
         f"{_money(n['average_order_full_price'])} at full price (discount rate vs order size "

@@ -1,0 +1,310 @@
+"""Money right on real shops' exports: one small file per kind of real-world case, with its expected
+written/rejected counts and KPIs (net revenue, gross sales, returns, orders, customers, average order
+value) computed with pandas from the ledger the file means, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, text
+
+from bi_app.analytics import kpis
+from bi_app.importing import import_file
+from data_layer.filters import Filters
+from data_layer.importer import ImportChoices
+from data_layer.meta import data_currency, data_version
+
+HEADER = "Order,Date,Product,Qty,Price,Customer,Region"
+
+
+def ledger(*rows: tuple) -> pd.DataFrame:
+    """What a finance user reads in a file: (order, customer, signed amount, refunded, kind) per line."""
+    return pd.DataFrame(rows, columns=["order", "customer", "amount", "refunded", "kind"])
+
+
+def expected_kpis(lines: pd.DataFrame) -> dict:
+    """Net revenue = gross sales - returns (+ adjustments and fees); orders have a sale line of value."""
+    sale = lines["kind"] == "sale"
+    counted = sale & (lines["amount"] != 0)
+    net = round(float((lines["amount"] - lines["refunded"]).sum()), 2)
+    orders = lines.loc[counted, "order"].nunique()
+    return {
+        "revenue": net,
+        "gross_sales": round(float(lines.loc[sale, "amount"].sum()), 2),
+        "returns": round(float(lines["refunded"].sum() - lines.loc[lines["kind"] == "return", "amount"].sum()), 2),
+        "adjustments": round(float(lines.loc[lines["kind"].isin(["adjustment", "fee"]), "amount"].sum()), 2),
+        "orders": orders,
+        "customers": lines.loc[counted & (lines["customer"] != ""), "customer"].nunique(),
+        "average_order_value": round(net / orders, 2) if orders else None,
+    }
+
+
+def run(engine: Engine, path: Path, choices: ImportChoices = ImportChoices(), **options):  # noqa: ANN003, ANN201
+    messages: list[str] = []
+    outcome = import_file(engine, path, options.pop("overrides", {}), mode=options.pop("mode", "append"),
+                          skip_invalid=options.pop("skip_invalid", False), dry_run=False,
+                          report_dir=path.parent / "reports", echo=messages.append, choices=choices, **options)
+    return outcome, "\n".join(messages)
+
+
+def assert_kpis(engine: Engine, lines: pd.DataFrame, filters: Filters = Filters()) -> None:
+    expected = expected_kpis(lines)
+    with engine.connect() as conn:
+        got = kpis(conn, filters)
+    for name, value in expected.items():
+        assert got[name]["value"] == (pytest.approx(value, abs=0.005) if value is not None else None), name
+
+
+def write(tmp_path: Path, name: str, rows: list[str], header: str = HEADER, encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(("\n".join([header, *rows]) + "\n").encode(encoding))
+    return path
+
+
+def test_returns_and_cancellations_are_netted_not_dropped(engine: Engine, tmp_path: Path) -> None:
+    path = write(tmp_path, "returns.csv", [
+        "1,2024-03-01,Lamp,2,15.50,C1,North",
+        "2,2024-03-02,Chair,1,900.00,C2,South",      # the largest sale, cancelled the same day
+        "C2,2024-03-02,Chair,-1,900.00,C2,South",
+        "3,2024-03-03,Lamp,1,15.50,C1,North",
+        "4,2024-03-04,Lamp,-1,15.50,C1,North",        # a return without its order: counted where recorded
+    ])
+    outcome, printed = run(engine, path)
+    assert (outcome.rows_in, outcome.written, outcome.rejected) == (5, 5, 0), printed
+    assert_kpis(engine, ledger(("1", "C1", 31.0, 0, "sale"), ("2", "C2", 900.0, 0, "sale"),
+                               ("C2", "C2", -900.0, 0, "return"), ("3", "C1", 15.5, 0, "sale"),
+                               ("4", "C1", -15.5, 0, "return")))
+    with engine.connect() as conn:
+        from bi_app.analytics import products
+
+        top = products(conn, Filters())["products"]
+    assert top.iloc[0]["product"] == "Lamp" and top.set_index("product").loc["Chair", "revenue"] == 0
+
+
+def test_full_and_partial_refunds_net_the_refunded_amount(engine: Engine, tmp_path: Path) -> None:
+    path = write(tmp_path, "refunds.csv", [
+        "1,2024-03-01,Lamp,1,100.00,C1,North,paid,",
+        "2,2024-03-02,Lamp,1,100.00,C2,North,refunded,",           # refunded in full
+        "3,2024-03-03,Lamp,2,50.00,C3,North,partially_refunded,30",  # 30 of 100 refunded
+        "3,2024-03-03,Bulb,1,20.00,C3,North,partially_refunded,",    # the order's refund sits on its first line
+    ], header=HEADER + ",Status,Refunded Amount")
+    outcome, printed = run(engine, path)
+    assert (outcome.written, outcome.rejected) == (4, 0), printed
+    # Order 3's refund of 30 is spread over its lines in proportion: 25 on the lamps, 5 on the bulb.
+    lines = ledger(("1", "C1", 100.0, 0, "sale"), ("2", "C2", 100.0, 100.0, "sale"), ("3", "C3", 100.0, 25.0, "sale"),
+                   ("3", "C3", 20.0, 5.0, "sale"))
+    assert_kpis(engine, lines)
+    with engine.connect() as conn:
+        assert kpis(conn, Filters(products=("Bulb",)))["revenue"]["value"] == pytest.approx(15.0)
+
+
+def test_each_status_class_and_an_unknown_status_answered(engine: Engine, tmp_path: Path) -> None:
+    path = write(tmp_path, "statuses.csv", [
+        "1,2024-03-01,Lamp,1,10.00,C1,North,Completed",
+        "2,2024-03-01,Lamp,1,20.00,C2,North,voided",
+        "3,2024-03-01,Lamp,1,30.00,C3,North,pending",
+        "4,2024-03-01,Lamp,1,40.00,C4,North,failed",
+        "5,2024-03-01,Lamp,1,50.00,C5,North,chargeback",
+        "6,2024-03-01,Lamp,1,60.00,C6,North,wc-cancelled",
+        "7,2024-03-01,Lamp,1,70.00,C7,North,Awaiting pickup",
+    ], header=HEADER + ",Status")
+    outcome, printed = run(engine, path)
+    assert outcome.failed and outcome.written == 0 and [q.setting for q in outcome.questions] == ["status"]
+    assert "'Awaiting pickup' (1 line)" in printed
+    with engine.connect() as conn:
+        assert data_version(conn) is None  # nothing written
+
+    outcome, printed = run(engine, path, ImportChoices(statuses={"Awaiting pickup": "counted"}))
+    assert (outcome.rows_in, outcome.written, outcome.rejected) == (7, 4, 3), printed
+    assert "status 'voided': not counted" in printed
+    assert_kpis(engine, ledger(("1", "C1", 10.0, 0, "sale"), ("5", "C5", 50.0, 50.0, "sale"),
+                               ("6", "C6", 60.0, 60.0, "sale"), ("7", "C7", 70.0, 0, "sale")))
+
+
+def test_reimporting_an_order_as_refunded_or_voided_in_upsert_mode_updates_it(engine: Engine, tmp_path: Path) -> None:
+    first = write(tmp_path, "first.csv", ["1,2024-03-01,Lamp,1,100.00,C1,North,paid",
+                                          "2,2024-03-02,Desk,1,300.00,C2,North,paid"], header=HEADER + ",Status")
+    run(engine, first)
+    later = write(tmp_path, "later.csv", ["1,2024-03-01,Lamp,1,100.00,C1,North,refunded",
+                                          "2,2024-03-02,Desk,1,300.00,C2,North,voided"], header=HEADER + ",Status")
+    outcome, printed = run(engine, later, mode="upsert")
+    assert "nothing changed" not in printed, printed
+    assert_kpis(engine, ledger(("1", "C1", 100.0, 100.0, "sale")))
+
+
+def test_an_adjustment_pair_and_a_fee_count_on_both_sides(engine: Engine, tmp_path: Path) -> None:
+    path = write(tmp_path, "adjust.csv", [
+        "1,2024-03-01,Lamp,1,40.00,C1,North",
+        "1,2024-03-01,POSTAGE,1,5.00,C1,North",
+        "A2,2024-03-02,Adjust bad debt,1,11.00,,North",
+        "A3,2024-03-02,Adjust bad debt,1,-11.00,,North",
+        "4,2024-03-03,Manual,1,-3.00,C1,North",
+    ])
+    outcome, printed = run(engine, path)
+    assert (outcome.written, outcome.rejected) == (5, 0), printed
+    assert_kpis(engine, ledger(("1", "C1", 40.0, 0, "sale"), ("1", "C1", 5.0, 0, "fee"), ("A2", "", 11.0, 0, "adjustment"),
+                               ("A3", "", -11.0, 0, "adjustment"), ("4", "C1", -3.0, 0, "adjustment")))
+    with engine.connect() as conn:
+        kinds = dict(conn.execute(text("SELECT line_type, count(*) FROM advanced_sales_data GROUP BY 1")).all())
+    assert kinds == {"sale": 1, "fee": 1, "adjustment": 3}
+
+
+def test_a_line_type_column_decides_instead_of_the_names(engine: Engine, tmp_path: Path) -> None:
+    path = write(tmp_path, "types.csv", [
+        "1,2024-03-01,Lamp,1,40.00,C1,North,Sale",
+        "1,2024-03-01,Gift wrap,1,2.50,C1,North,Fee",
+        "2,2024-03-02,Lamp,1,40.00,C1,North,Refund",
+        "3,2024-03-02,POSTAGE,1,6.00,C2,North,sale",
+    ], header=HEADER + ",Line Type")
+    outcome, printed = run(engine, path)
+    assert (outcome.written, outcome.rejected) == (4, 0), printed
+    assert_kpis(engine, ledger(("1", "C1", 40.0, 0, "sale"), ("1", "C1", 2.5, 0, "fee"), ("2", "C1", -40.0, 0, "return"),
+                               ("3", "C2", 6.0, 0, "sale")))
+
+
+def test_orders_of_zero_value_lines_only_are_no_orders(engine: Engine, tmp_path: Path) -> None:
+    path = write(tmp_path, "zero.csv", [
+        "1,2024-03-01,Lamp,1,40.00,C1,North",
+        "2,2024-03-01,Free sample,1,0.00,C2,North",
+        "3,2024-03-02,,2,0,C3,North",                 # a blank product on a zero-value line: "Unknown"
+        "4,2024-03-02,Lamp,1,40.00,C1,North",
+        "4,2024-03-02,Free sample,1,0.00,C1,North",
+    ])
+    outcome, printed = run(engine, path)
+    assert (outcome.written, outcome.rejected) == (5, 0), printed
+    assert_kpis(engine, ledger(("1", "C1", 40.0, 0, "sale"), ("2", "C2", 0.0, 0, "sale"), ("3", "C3", 0.0, 0, "sale"),
+                               ("4", "C1", 40.0, 0, "sale"), ("4", "C1", 0.0, 0, "sale")))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM advanced_sales_data WHERE product = 'Unknown'")).scalar_one() == 1
+
+
+def test_identical_lines_are_kept_unless_they_share_a_line_id(engine: Engine, tmp_path: Path) -> None:
+    rows = ["1,2024-03-01,Mug,1,8.00,C1,North", "1,2024-03-01,Mug,1,8.00,C1,North", "2,2024-03-02,Mug,1,8.00,C2,North"]
+    plain = write(tmp_path, "no-line-id.csv", rows)
+    outcome, printed = run(engine, plain)
+    assert (outcome.written, outcome.rejected) == (3, 0) and "1 identical line kept" in printed
+    assert_kpis(engine, ledger(("1", "C1", 8.0, 0, "sale"), ("1", "C1", 8.0, 0, "sale"), ("2", "C2", 8.0, 0, "sale")))
+
+    with_ids = write(tmp_path, "line-ids.csv", [f"{row},{line_id}" for row, line_id in zip(rows, ["L1", "L1", "L2"])],
+                     header=HEADER + ",Line Id")
+    outcome, printed = run(engine, with_ids, mode="replace")
+    assert (outcome.written, outcome.rejected) == (2, 1) and "same line id as line 2" in printed
+    assert_kpis(engine, ledger(("1", "C1", 8.0, 0, "sale"), ("2", "C2", 8.0, 0, "sale")))
+
+
+@pytest.mark.parametrize("dates, choices, expected", [
+    (["31/12/2024", "01/03/2024"], ImportChoices(), ["2024-12-31", "2024-03-01"]),        # evidence: day first
+    (["12/31/2024", "01/03/2024"], ImportChoices(), ["2024-12-31", "2024-01-03"]),        # evidence: month first
+    (["01.03.2024", "02.03.2024"], ImportChoices(), ["2024-03-01", "2024-03-02"]),        # dots: day first
+    (["01/03/2024", "02/03/2024"], ImportChoices(), None),                                # no evidence: a question
+    (["01/03/2024", "02/03/2024"], ImportChoices(date_order="mdy"), ["2024-01-03", "2024-02-03"]),
+    (["1/3/24 14:05", "2/3/24 09:00"], ImportChoices(date_order="dmy"), ["2024-03-01", "2024-03-02"]),
+], ids=["slashed-day-first", "slashed-month-first", "dotted", "slashed-no-evidence", "answered", "short-year-time"])
+def test_dates_are_read_from_their_evidence_or_asked(engine: Engine, tmp_path: Path, dates: list[str],
+                                                     choices: ImportChoices, expected: list[str] | None) -> None:
+    path = write(tmp_path, "dates.csv", [f"{i},{day},Lamp,1,10.00,C{i},North" for i, day in enumerate(dates, 1)])
+    outcome, printed = run(engine, path, choices)
+    if expected is None:
+        assert outcome.failed and [q.setting for q in outcome.questions] == ["date_order"]
+        assert "day-first as month-first" in printed and "--date-order" not in printed  # the CLI adds the flag
+        return
+    assert outcome.written == len(dates), printed
+    assert "date order (Date):" in printed
+    with engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT order_id, order_date FROM advanced_sales_data")).all())
+    assert [str(stored[str(i)])[:10] for i in range(1, len(dates) + 1)] == expected
+
+
+@pytest.mark.parametrize("timezone, expected", [(None, ["2024-04-01", "2024-03-31"]),
+                                                ("UTC", ["2024-03-31", "2024-04-01"])])
+def test_timestamps_with_offsets_from_two_zones(engine: Engine, tmp_path: Path, timezone: str | None,
+                                               expected: list[str]) -> None:
+    path = write(tmp_path, "offsets.csv", ["1,2024-04-01T00:30:00+02:00,Lamp,1,10.00,C1,North",
+                                           "2,2024-03-31T23:30:00-05:00,Lamp,1,10.00,C2,North"])
+    outcome, printed = run(engine, path, ImportChoices(timezone=timezone))
+    assert outcome.written == 2, printed
+    with engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT order_id, order_date FROM advanced_sales_data")).all())
+    assert [str(stored["1"])[:10], str(stored["2"])[:10]] == expected
+
+
+@pytest.mark.parametrize("delimiter, prices, expected", [
+    (",", ['"12,50"', '"1.234,56"'], [12.50, 1234.56]),
+    ("\t", ["12,50", "3,00"], [12.50, 3.00]),
+    (";", ["1.234,56", "0,99"], [1234.56, 0.99]),
+    (";", ["€ 12,50", "€ 7,00"], [12.50, 7.00]),
+    (",", ['"1,234.56"', "(12.00)"], [1234.56, -12.00]),
+], ids=["comma-file", "tab-file", "semicolon-file", "euro-signs", "thousands-and-parentheses"])
+def test_decimal_marks_come_from_the_values_whatever_the_delimiter(engine: Engine, tmp_path: Path, delimiter: str,
+                                                                   prices: list[str], expected: list[float]) -> None:
+    rows = [delimiter.join([str(i), "2024-03-01", "Lamp", "1", price, f"C{i}", "North"]) for i, price in
+            enumerate(prices, 1)]
+    path = write(tmp_path, "numbers.csv", rows, header=HEADER.replace(",", delimiter))
+    outcome, printed = run(engine, path)
+    assert outcome.written == 2, printed
+    kinds = ["sale" if value >= 0 else "return" for value in expected]
+    assert_kpis(engine, ledger(*[(str(i), f"C{i}", value, 0, kind)
+                                 for i, (value, kind) in enumerate(zip(expected, kinds), 1)]))
+
+
+def test_an_ambiguous_number_column_is_asked_about(engine: Engine, tmp_path: Path) -> None:
+    path = write(tmp_path, "ambiguous.csv", ["1,2024-03-01,Lamp,1,\"1,234\",C1,North",
+                                             "2,2024-03-01,Lamp,1,\"2,500\",C2,North"])
+    outcome, printed = run(engine, path)
+    assert outcome.failed and [q.setting for q in outcome.questions] == ["decimal"]
+    outcome, printed = run(engine, path, ImportChoices(decimal=","))
+    assert outcome.written == 2, printed
+    assert_kpis(engine, ledger(("1", "C1", 1.234, 0, "sale"), ("2", "C2", 2.5, 0, "sale")))
+
+
+def test_a_windows_code_page_file_keeps_its_euro_signs_and_dashes(engine: Engine, tmp_path: Path) -> None:
+    names = ["Mug – large", "Gift card 10 €", "Café crème"]
+    path = write(tmp_path, "cp1252.csv", [f"{i},2024-03-01,{name},1,10.00,C{i},North" for i, name in enumerate(names, 1)],
+                 encoding="cp1252")
+    outcome, printed = run(engine, path)
+    assert outcome.written == 3 and "encoding: windows-1252" in printed, printed
+    with engine.connect() as conn:
+        stored = sorted(v for (v,) in conn.execute(text("SELECT product FROM advanced_sales_data")))
+    assert stored == sorted(names)
+    assert_kpis(engine, ledger(("2", "C2", 10.0, 0, "sale")), Filters(products=("Gift card 10 €",)))
+
+
+def test_long_names_are_stored_whole(engine: Engine, tmp_path: Path) -> None:
+    product = "Organic cotton crew-neck T-shirt, garment-dyed, relaxed fit, with a reinforced collar and " \
+              "double-stitched hems, in forest green (size M)"
+    product = (product + " " + "x" * 150)[:150]
+    regions = ["Provence-Alpes-Côte d'Azur", "Provence-Alpes-Côte d'Azu2"]
+    assert len(product) == 150 and all(len(r) >= 25 for r in regions)
+    path = write(tmp_path, "long.csv", [f'1,2024-03-01,"{product}",1,10.00,C1,{regions[0]}',
+                                        f'2,2024-03-01,Lamp,1,20.00,C2,{regions[1]}'])
+    outcome, printed = run(engine, path)
+    assert outcome.written == 2, printed
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT product FROM advanced_sales_data WHERE order_id = '1'")).scalar_one() == product
+        assert sorted(v for (v,) in conn.execute(text("SELECT DISTINCT region FROM advanced_sales_data"))) == sorted(regions)
+    assert_kpis(engine, ledger(("2", "C2", 20.0, 0, "sale")), Filters(regions=(regions[1],)))
+    assert_kpis(engine, ledger(("1", "C1", 10.0, 0, "sale")), Filters(products=(product,)))
+
+
+def test_a_currency_column_is_stored_with_the_data_and_mixed_currencies_are_refused(engine: Engine,
+                                                                                  tmp_path: Path) -> None:
+    from data_layer.importer import ImportError_
+
+    path = write(tmp_path, "gbp.csv", ["1,2024-03-01,Lamp,1,10.00,C1,North,GBP", "2,2024-03-01,Lamp,1,10.00,C2,North,gbp"],
+                 header=HEADER + ",Currency")
+    outcome, printed = run(engine, path)
+    assert outcome.written == 2 and "currency: GBP" in printed
+    with engine.connect() as conn:
+        assert data_currency(conn) == "GBP"
+    mixed = write(tmp_path, "mixed.csv", ["3,2024-03-01,Lamp,1,10.00,C1,North,GBP",
+                                          "4,2024-03-01,Lamp,1,10.00,C2,North,EUR"], header=HEADER + ",Currency")
+    with pytest.raises(ImportError_, match="mixes currencies: GBP \\(1 line\\), EUR \\(1 line\\)"):
+        run(engine, mixed)
+    euros = write(tmp_path, "eur.csv", ["5,2024-03-01,Lamp,1,10.00,C1,North,EUR"], header=HEADER + ",Currency")
+    from data_layer.loader import LoadError
+
+    with pytest.raises(LoadError, match="stored orders are in GBP"):
+        run(engine, euros)
+    assert_kpis(engine, ledger(("1", "C1", 10.0, 0, "sale"), ("2", "C2", 10.0, 0, "sale")))
