@@ -18,11 +18,12 @@ import io
 import logging
 import tempfile
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 from flask import Blueprint, Response, request, send_file, stream_with_context
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from sqlalchemy import Numeric, select
@@ -104,8 +105,9 @@ def customers_xlsx() -> Response | tuple[Response, int]:
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Customers")
     sheet.append(list(frame.columns))
+    money = _money_cells(sheet, frame.columns, service.money_format())
     for record in frame.itertuples(index=False):
-        sheet.append([_cell(v) for v in record])
+        sheet.append(money([_cell(v) for v in record]))
     return _send_workbook(workbook, "customers.xlsx")
 
 
@@ -182,9 +184,10 @@ def orders_xlsx() -> Response | tuple[Response, int]:
     sheet = workbook.create_sheet("Orders")
     columns, batches = _stream_orders(filters)
     sheet.append(list(columns))
+    money = _money_cells(sheet, columns, service.money_format())
     for batch in batches:
         for row in batch:
-            sheet.append(list(row))
+            sheet.append(money(list(row)))
     return _send_workbook(workbook, "orders.xlsx")
 
 
@@ -300,6 +303,27 @@ def _style_table(sheet, header_row: int, formats: dict[str, str]) -> None:  # no
     for column_cells in sheet.columns:
         width = max(len(str(c.value)) if c.value is not None else 0 for c in column_cells)
         sheet.column_dimensions[column_cells[0].column_letter].width = min(max(10, width + 2), 60)
+
+
+#: Money columns of the orders and customers sheets (written with the data's currency format).
+MONEY_COLUMNS = {"unit_price", "subtotal", "discount_amount", "shipping_cost", "total_amount", "refunded_amount",
+                 "total_spent", "average_order_value", "total_discounts"}
+
+
+def _money_cells(sheet, columns: Iterable[str], money: MoneyFormat) -> Callable[[list], list]:  # noqa: ANN001
+    """A function that turns a row's money values into cells formatted in ``money``'s currency."""
+    positions = [i for i, name in enumerate(columns) if name in MONEY_COLUMNS]
+    number_format = money.excel()
+
+    def convert(values: list) -> list:
+        for i in positions:
+            if values[i] is not None:
+                cell = WriteOnlyCell(sheet, value=float(values[i]))
+                cell.number_format = number_format
+                values[i] = cell
+        return values
+
+    return convert
 
 
 def _cell(value: Any) -> Any:

@@ -27,6 +27,7 @@ from data_layer.importer import (
     read_table,
     validate,
 )
+from data_layer.engine import describe_error
 from data_layer.loader import LoadError, load_orders
 from data_layer.parsing import DATE_ORDERS, DECIMAL_MARKS, Question
 
@@ -196,7 +197,9 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
             loaded = load_orders(engine, chunks, mode=mode, source=f"import {path.name}", on_progress=advance,
                                  currency=result.currency,
                                  remove_orders=result.excluded_orders if mode == "upsert" else ())
-    except (IntegrityError, sqlite3.IntegrityError, psycopg2.IntegrityError):
+    except (IntegrityError, sqlite3.IntegrityError, psycopg2.IntegrityError) as exc:
+        if not _is_duplicate_key(exc):
+            raise LoadError(f"the database refused the lines, so nothing was written: {describe_error(exc)}") from None
         raise LoadError("some orders in the file are already stored, so nothing was written: import in upsert "
                         "mode to replace their stored versions, or in replace mode to replace all stored orders"
                         ) from None
@@ -208,6 +211,12 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     echo(f"Loaded {loaded.rows_in:,} lines ({mode}) in {loaded.seconds:.2f} s; {summary}; "
          f"{loaded.rows_stored:,} lines stored; data version {loaded.data_version}")
     return outcome(loaded.rows_in, failed=False)
+
+
+def _is_duplicate_key(exc: Exception) -> bool:
+    """A unique-key violation (an order line already stored), not another constraint."""
+    original = getattr(exc, "orig", exc)
+    return getattr(original, "pgcode", None) == "23505" or "UNIQUE constraint failed" in str(original)
 
 
 def write_report(path: Path, source: SourceTable, result: Validation, report_dir: Path | None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import uuid
 from pathlib import Path
@@ -26,6 +27,8 @@ from data_layer.importer import (
 )
 from data_layer.loader import LoadError
 from data_layer.parsing import DATE_ORDER_NAMES, DECIMAL_NAMES
+
+log = logging.getLogger(__name__)
 
 dash.register_page(__name__, path="/data", name="Data", title="Data · E-commerce BI", order=5, download="orders")
 
@@ -132,9 +135,9 @@ def receive_file(contents: str | None, filename: str | None):  # noqa: ANN201
     path.write_bytes(base64.b64decode(contents.split(",", 1)[1]))
     try:
         source = read_table(path)
-    except ImportError_ as exc:
-        return (None, dbc.Alert(f"{name}: {exc}", color="danger", id="data-error"), None, {"display": "none"},
-                *(no_update for _ in CHOICES))
+    except Exception as exc:  # noqa: BLE001 - a message, never a dead page
+        return (None, dbc.Alert(f"{name}: {problem(exc, 'read')}", color="danger", id="data-error"), None,
+                {"display": "none"}, *(no_update for _ in CHOICES))
     mapping = auto_mapping(source.columns)
     preview = dbc.Table(
         [html.Thead(html.Tr([html.Th(c) for c in source.columns])),
@@ -168,6 +171,15 @@ def mapping_editor(columns: list[str], mapping: dict[str, str]) -> dbc.Card:
     ], className="mb-3 shadow-sm")
 
 
+def problem(exc: Exception, what: str) -> str:
+    """What went wrong, in words for the page: the importer's own message, else a plain sentence
+    (the traceback goes to the log, not the browser)."""
+    if isinstance(exc, (ImportError_, LoadError)):
+        return str(exc)
+    log.exception("Upload could not be %s", what)
+    return f"the file could not be {what} because of an unexpected error (logged for the operators)."
+
+
 def chosen_mapping(values: list, ids: list[dict]) -> dict[str, str]:
     return {i["field"]: v for i, v in zip(ids, values) if v}
 
@@ -187,7 +199,7 @@ def status_choices(values: list, ids: list[dict], upload: dict | None, encoding:
         return None
     try:
         statuses = read_table(upload_folder(upload["id"]) / upload["file"], encoding).frame[column].fillna("")
-    except (ImportError_, KeyError):
+    except Exception:  # noqa: BLE001 - check_file says what is wrong with the file
         return None
     counts = statuses.value_counts()
     unknown = [(status, int(n)) for status, n in counts.items() if normal_status(status) not in STATUSES]
@@ -227,8 +239,8 @@ def check_file(values: list, encoding: str | None, date_order: str | None, decim
     choices = choices_of(encoding, date_order, decimal, drop_identical, statuses, status_ids)
     try:
         result = validate(read_table(path, choices.encoding), chosen_mapping(values, ids), choices)
-    except ImportError_ as exc:
-        return dbc.Alert(str(exc), color="warning", id="data-validation-summary"), True, None
+    except Exception as exc:  # noqa: BLE001 - a message, never a dead page
+        return dbc.Alert(problem(exc, "checked"), color="warning", id="data-validation-summary"), True, None
     decisions = [html.Li(str(decision)) for decision in result.decisions]
     if result.currency:
         decisions.append(html.Li(f"currency: {result.currency}"))
@@ -278,8 +290,8 @@ def run_import(_clicks: int, values: list, ids: list[dict], encoding: str | None
                               skip_invalid=bool(skip_invalid), dry_run=False, report_dir=folder,
                               echo=messages.append,
                               choices=choices_of(encoding, date_order, decimal, drop_identical, statuses, status_ids))
-    except (ImportError_, LoadError) as exc:
-        return dbc.Alert(f"Nothing was written: {exc}", color="danger", id="data-result-summary")
+    except Exception as exc:  # noqa: BLE001 - a message, never a dead page
+        return dbc.Alert(f"Nothing was written: {problem(exc, 'imported')}", color="danger", id="data-result-summary")
     if outcome.written:
         start_training(current_config())
     links = [html.A("Download the report (CSV)", href=f"/export/imports/{upload['id']}/report.csv",

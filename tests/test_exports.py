@@ -70,6 +70,9 @@ def test_orders_xlsx_has_the_filtered_rows(client, orders: pd.DataFrame) -> None
     expected = expected_rows(orders)
     assert [r[0] for r in rows[1:]] == list(expected["order_id"])
     assert [r[11] for r in rows[1:]] == pytest.approx(list(expected["total_amount"]))
+    formatted = openpyxl.load_workbook(io.BytesIO(response.data))["Orders"]
+    assert formatted.cell(row=2, column=12).number_format == '"$"#,##0.00;-"$"#,##0.00'  # total_amount
+    assert formatted.cell(row=2, column=1).number_format == "General"  # order_id
 
 
 def test_orders_xlsx_beyond_the_sheet_limit_is_a_clear_refusal(client, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -105,3 +105,46 @@ def test_a_load_upgrades_a_seed_made_table_to_order_lines(plain_engine: Engine, 
         lines = conn.execute(text("SELECT line_number, count(*) FROM advanced_sales_data GROUP BY 1")).all()
         assert lines == [(1, 1300)]
         assert kpis(conn, Filters())["orders"]["value"] == 1300
+
+
+def test_a_table_of_the_line_schema_is_read_as_is_then_upgraded_to_the_ledger(plain_engine: Engine, engine: Engine,
+                                                                            tmp_path) -> None:  # noqa: ANN001
+    """A table loaded by the previous version (line numbers, 20-character regions, no ledger columns):
+    read as sale lines, then widened and given the ledger columns by the next import, keeping its rows."""
+    from bi_app.importing import import_file
+    from data_layer.meta import write_meta
+
+    frame = seed_frame()
+    v2_ddl = (SEED_DDL.replace("order_id VARCHAR(20) PRIMARY KEY", "order_id VARCHAR(20) NOT NULL")
+              .replace("customer_id VARCHAR(20) NOT NULL", "customer_id VARCHAR(20)")
+              .replace("satisfaction_rating DECIMAL(2,1) NOT NULL", "satisfaction_rating DECIMAL(2,1)")
+              .replace("is_holiday_season INTEGER DEFAULT 0\n)", "is_holiday_season INTEGER DEFAULT 0,\n"
+                       "    line_number INTEGER NOT NULL DEFAULT 1,\n    PRIMARY KEY (order_id, line_number)\n)"))
+    assert "PRIMARY KEY (order_id, line_number)" in v2_ddl
+    with plain_engine.begin() as conn:
+        conn.execute(text(v2_ddl))
+        frame.to_sql("advanced_sales_data", conn, if_exists="append", index=False, method="multi")
+        conn.execute(text("CREATE TABLE bi_metadata (key VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL)"))
+        write_meta(conn, {"data_version": "old", "schema_version": "2", "multi_line_orders": "0"})
+    with engine.connect() as conn:
+        assert kpis(conn, Filters())["revenue"]["value"] == pytest.approx(round(frame["total_amount"].sum(), 2),
+                                                                          abs=0.005)
+    region = "Provence-Alpes-Côte d'Azur"  # 26 characters: more than the old VARCHAR(20)
+    path = tmp_path / "more.csv"
+    path.write_text(f"Order,Date,Product,Qty,Price,Region\nX1,2024-03-01,Lamp,1,10.00,{region}\n"
+                    "X2,2024-03-02,Lamp,-1,10.00,North\n")
+    outcome = import_file(engine, path, {}, mode="append", skip_invalid=False, dry_run=False, report_dir=tmp_path,
+                          echo=lambda _line: None)
+    assert outcome.written == 2
+    inspector = inspect(engine)
+    columns = {c["name"]: c for c in inspector.get_columns("advanced_sales_data")}
+    assert {"line_type", "refunded_amount"} <= set(columns)
+    with engine.connect() as conn:
+        got = kpis(conn, Filters())
+        assert conn.execute(text("SELECT count(*) FROM advanced_sales_data WHERE line_type = 'sale'")).scalar_one() \
+            == len(frame) + 1
+        assert kpis(conn, Filters(regions=(region,)))["revenue"]["value"] == 10.0
+    assert got["revenue"]["value"] == pytest.approx(round(frame["total_amount"].sum(), 2), abs=0.005)
+    assert got["gross_sales"]["value"] == pytest.approx(round(frame["total_amount"].sum() + 10, 2), abs=0.005)
+    assert got["returns"]["value"] == pytest.approx(10.0)
+    assert got["orders"]["value"] == len(frame) + 1
