@@ -9,7 +9,9 @@ Orders come out as Arrow tables of ``chunk_rows`` rows, so 10,000,000 orders
 never sit in memory at once; only the per-customer attributes (a few bytes
 per customer) are held for the whole run. Money is computed in integer cents,
 so ``subtotal = quantity * unit_price`` and
-``total = subtotal - discount + shipping`` hold exactly.
+``total = subtotal - discount + shipping`` hold exactly. About 2% of orders
+are refunded in full (8% of those rated below 2.5) and 3% in part (20-50%),
+so net revenue differs from gross sales as in a real shop.
 """
 
 from __future__ import annotations
@@ -270,6 +272,12 @@ def _chunk(
     total_cents = subtotal_cents - discount_cents + shipping_cents
 
     satisfaction = np.clip(np.round(satisfaction_base + rng.normal(0, 0.55, n), 1), 1.0, 5.0)
+    # Refunds: unhappy customers send more back; some orders are refunded in full, some in part.
+    draw = rng.random(n)
+    full_refund = draw < np.where(satisfaction < 2.5, 0.08, 0.02)
+    partial_refund = ~full_refund & (draw > 0.97)
+    refunded_cents = np.where(full_refund, total_cents, np.where(
+        partial_refund, np.rint(total_cents * rng.uniform(0.2, 0.5, n)), 0)).astype(np.int64)
 
     order_number = order_index + first_order_number
     columns = {
@@ -295,7 +303,7 @@ def _chunk(
         "is_holiday_season": pa.array(holiday.astype(np.int32)),
         "line_number": pa.array(np.ones(n, dtype=np.int32)),  # one line per demo order
         "line_type": pa.array(np.full(n, "sale", dtype=object), type=pa.string()),
-        "refunded_amount": pa.array(np.zeros(n)),
+        "refunded_amount": pa.array(refunded_cents / 100.0),
     }
     return pa.table(columns)
 

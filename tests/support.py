@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import pandas as pd
 import pytest
 
 #: In CI every test that needs a real service must run, never skip.
@@ -65,3 +66,8 @@ def assert_same(got: object, expected: object, where: str) -> None:
         assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), where
     else:
         assert got == expected, where
+
+
+def net_revenue(orders: pd.DataFrame) -> pd.Series:
+    """Each line's net revenue: its amount less what was refunded of it (the README's Measures)."""
+    return orders["total_amount"] - orders["refunded_amount"]

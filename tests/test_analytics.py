@@ -84,6 +84,8 @@ def engine_on_path(request: pytest.FixtureRequest, loaded: Engine) -> Iterator[E
 def orders() -> pd.DataFrame:
     frame = generate_orders_frame(ROWS, SEED)
     frame["order_date"] = pd.to_datetime(frame["order_date"])
+    frame["net"] = frame["total_amount"] - frame["refunded_amount"]  # net revenue of the line
+    assert (frame["refunded_amount"] > 0).sum() > 20  # the demo has refunds to net
     return frame
 
 
@@ -124,7 +126,7 @@ def test_kpis(engine_on_path: Engine, orders: pd.DataFrame, filters: Filters) ->
     previous = apply(orders, Filters(**{**filters.__dict__, "start": start - length, "end": start - timedelta(days=1)}))
     assert got["period"] == {"start": start, "end": end}
     for name, frame in (("value", rows), ("previous", previous)):
-        revenue = round(frame["total_amount"].sum(), 2)
+        revenue = round(frame["net"].sum(), 2)
         assert got["revenue"][name] == pytest.approx(revenue, abs=CENT)
         assert got["orders"][name] == len(frame)
         assert got["customers"][name] == frame["customer_id"].nunique()
@@ -132,7 +134,7 @@ def test_kpis(engine_on_path: Engine, orders: pd.DataFrame, filters: Filters) ->
             assert got["average_order_value"][name] == pytest.approx(round(revenue / len(frame), 2), abs=CENT)
             assert close(got["average_satisfaction"][name], frame["satisfaction_rating"].mean())
     if len(previous):
-        expected = (rows["total_amount"].sum() - previous["total_amount"].sum()) / previous["total_amount"].sum()
+        expected = (rows["net"].sum() - previous["net"].sum()) / previous["net"].sum()
         assert close(got["revenue"]["change"], expected, 1e-6)
     else:
         assert got["revenue"]["change"] is None
@@ -141,7 +143,7 @@ def test_kpis(engine_on_path: Engine, orders: pd.DataFrame, filters: Filters) ->
 def test_distribution(engine_on_path: Engine, orders: pd.DataFrame, filters: Filters) -> None:
     with engine_on_path.connect() as conn:
         got = analytics.distribution(conn, filters)
-    values = apply(orders, filters)["total_amount"]
+    values = apply(orders, filters)["net"]  # an order's value is its net
     assert got["orders"] == len(values)
     assert got["mean"] == pytest.approx(values.mean(), abs=CENT)
     assert got["std"] == pytest.approx(values.std(), rel=1e-9)
@@ -161,7 +163,7 @@ def test_segments(engine_on_path: Engine, orders: pd.DataFrame, filters: Filters
     expected = rows.groupby("customer_segment").agg(
         customers=("customer_id", "nunique"),
         orders=("order_id", "size"),
-        revenue=("total_amount", "sum"),
+        revenue=("net", "sum"),
         satisfaction=("satisfaction_rating", "mean"),
         items_per_order=("quantity", "mean"),
     )
@@ -173,7 +175,7 @@ def test_segments(engine_on_path: Engine, orders: pd.DataFrame, filters: Filters
         assert got.loc[segment, "average_spend"] == pytest.approx(round(row["revenue"] / row["orders"], 2), abs=CENT)
         assert close(got.loc[segment, "satisfaction"], row["satisfaction"])
         assert close(got.loc[segment, "items_per_order"], row["items_per_order"])
-        assert close(got.loc[segment, "revenue_share"], row["revenue"] / rows["total_amount"].sum(), 1e-6)
+        assert close(got.loc[segment, "revenue_share"], row["revenue"] / rows["net"].sum(), 1e-6)
     assert list(got["revenue"]) == sorted(got["revenue"], reverse=True)
 
 
@@ -183,7 +185,7 @@ def test_regions(engine_on_path: Engine, orders: pd.DataFrame, filters: Filters)
     rows = apply(orders, filters)
     expected = rows.groupby("region").agg(
         customers=("customer_id", "nunique"),
-        revenue=("total_amount", "sum"),
+        revenue=("net", "sum"),
         satisfaction=("satisfaction_rating", "mean"),
     )
     assert sorted(got.index) == sorted(expected.index)
@@ -204,7 +206,7 @@ def test_products_and_categories(engine_on_path: Engine, orders: pd.DataFrame, f
     for key, frame in (("product", got["products"]), ("category", got["categories"])):
         frame = frame.set_index(key)
         expected = rows.groupby(key).agg(
-            revenue=("total_amount", "sum"),
+            revenue=("net", "sum"),
             orders=("order_id", "size"),
             units=("quantity", "sum"),
             subtotal=("subtotal", "sum"),
@@ -226,7 +228,7 @@ def test_trend(engine_on_path: Engine, orders: pd.DataFrame, filters: Filters) -
     with engine_on_path.connect() as conn:
         got = analytics.trend(conn, filters)
     rows = apply(orders, filters)
-    monthly = rows.groupby(rows["order_date"].dt.to_period("M"))["total_amount"].sum()
+    monthly = rows.groupby(rows["order_date"].dt.to_period("M"))["net"].sum()
     monthly = monthly.reindex(pd.period_range(monthly.index.min(), monthly.index.max(), freq="M"), fill_value=0)
     frame = got["monthly"]
     assert list(frame["month"]) == [str(p) for p in monthly.index]
@@ -235,7 +237,7 @@ def test_trend(engine_on_path: Engine, orders: pd.DataFrame, filters: Filters) -
     assert [close(a, b, 1e-6) for a, b in zip(frame["growth"], growth)] == [True] * len(growth)
     average = monthly.rolling(3).mean()
     assert [close(a, b, 1e-6) for a, b in zip(frame["moving_average_3"], average)] == [True] * len(average)
-    by_quarter = rows.groupby("quarter")["total_amount"].sum()
+    by_quarter = rows.groupby("quarter")["net"].sum()
     assert dict(zip(got["quarterly"]["quarter"], got["quarterly"]["revenue"])) == pytest.approx(
         by_quarter.round(2).to_dict(), abs=CENT
     )
@@ -261,7 +263,7 @@ def test_lifecycle(engine_on_path: Engine, orders: pd.DataFrame, filters: Filter
         first=("order_date", "min"),
         last=("order_date", "max"),
         orders=("order_id", "size"),
-        revenue=("total_amount", "sum"),
+        revenue=("net", "sum"),
         categories=("category", "nunique"),
     )
     latest = rows["order_date"].max()

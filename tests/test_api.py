@@ -20,7 +20,7 @@ from data_layer.demo_data import generate_orders_frame
 from data_layer.engine import make_engine
 from data_layer.filters import Filters
 from data_layer.meta import data_version
-from tests.support import IN_CI
+from tests.support import IN_CI, net_revenue
 
 ENDPOINTS = list(service.ANALYSES)
 
@@ -29,6 +29,7 @@ ENDPOINTS = list(service.ANALYSES)
 def orders() -> pd.DataFrame:
     frame = generate_orders_frame(2000, seed=42)
     frame["order_date"] = pd.to_datetime(frame["order_date"])
+    frame["net"] = net_revenue(frame)
     return frame
 
 
@@ -43,7 +44,7 @@ def test_kpis_for_a_filtered_url_equal_pandas(client, orders: pd.DataFrame) -> N
         & orders["order_date"].between("2024-04-01", "2024-06-30")
     ]
     data = body["data"]
-    assert data["revenue"]["value"] == pytest.approx(round(rows["total_amount"].sum(), 2), abs=0.005)
+    assert data["revenue"]["value"] == pytest.approx(round(rows["net"].sum(), 2), abs=0.005)
     assert data["orders"]["value"] == len(rows)
     assert data["customers"]["value"] == rows["customer_id"].nunique()
     assert data["average_satisfaction"]["value"] == pytest.approx(rows["satisfaction_rating"].mean())
@@ -52,7 +53,7 @@ def test_kpis_for_a_filtered_url_equal_pandas(client, orders: pd.DataFrame) -> N
 def test_segments_endpoint_equals_pandas(client, orders: pd.DataFrame) -> None:
     body = client.get("/api/v1/segments?category=Office").get_json()
     office = orders[orders["category"] == "Office"]
-    expected = office.groupby("customer_segment")["total_amount"].sum().round(2).to_dict()
+    expected = office.groupby("customer_segment")["net"].sum().round(2).to_dict()
     assert {row["segment"]: row["revenue"] for row in body["data"]} == pytest.approx(expected, abs=0.005)
 
 
@@ -167,7 +168,8 @@ def test_answers_are_cached_and_a_new_load_is_never_served_stale(db_url: str, cl
 
     load_demo_data(engine, 300, 2, replace=True)  # a new data version
     fresh = client.get("/api/v1/segments").get_json()["data"]
-    expected = generate_orders_frame(300, seed=2).groupby("customer_segment")["total_amount"].sum().round(2)
+    second = generate_orders_frame(300, seed=2)
+    expected = net_revenue(second).groupby(second["customer_segment"]).sum().round(2)
     assert {row["segment"]: row["revenue"] for row in fresh} == pytest.approx(expected.to_dict(), abs=0.005)
     engine.dispose()
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from data_layer.demo_data import generate_orders_frame
-from tests.support import IN_CI, served
+from tests.support import IN_CI, net_revenue, served
 
 CHROMIUM = os.environ.get("BI_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
@@ -37,6 +37,7 @@ pytestmark = pytest.mark.browser
 def orders() -> pd.DataFrame:
     frame = generate_orders_frame(2000, seed=42)
     frame["order_date"] = pd.to_datetime(frame["order_date"])
+    frame["net"] = net_revenue(frame)
     return frame
 
 
@@ -135,21 +136,21 @@ def test_browser_every_page_renders_without_errors_at_desktop_and_phone_width(br
 
 def test_browser_filter_change_updates_the_kpis_and_url(tab: Tab, orders: pd.DataFrame) -> None:
     tab.open("/")
-    assert tab.text("#overview-kpi-revenue") == money(round(orders["total_amount"].sum(), 2))
+    assert tab.text("#overview-kpi-revenue") == money(round(orders["net"].sum(), 2))
     tab.choose("filter-region", "West")
     tab.page.wait_for_url(re.compile(r"region=West"))
     tab.settle()
     west = orders[orders["region"] == "West"]
     tab.page.wait_for_function(
         "expected => document.querySelector('#overview-kpi-revenue')?.innerText.trim() === expected",
-        arg=money(round(west["total_amount"].sum(), 2)), timeout=20_000,
+        arg=money(round(west["net"].sum(), 2)), timeout=20_000,
     )
     assert tab.text("#overview-kpi-customers") == f"{west['customer_id'].nunique():,}"
-    assert tab.text("#overview-kpi-aov") == money(round(west["total_amount"].sum() / len(west), 2))
+    assert tab.text("#overview-kpi-aov") == money(round(west["net"].sum() / len(west), 2))
     tab.page.go_back()
     tab.page.wait_for_function(
         "expected => document.querySelector('#overview-kpi-revenue')?.innerText.trim() === expected",
-        arg=money(round(orders["total_amount"].sum(), 2)), timeout=20_000,
+        arg=money(round(orders["net"].sum(), 2)), timeout=20_000,
     )
     assert "region=" not in tab.page.url
     assert tab.errors == []
@@ -161,7 +162,7 @@ def test_browser_a_shared_url_reproduces_the_view(tab: Tab, orders: pd.DataFrame
                   & orders["order_date"].between("2024-01-01", "2024-06-30")]
     tab.page.wait_for_function(
         "expected => document.querySelector('#overview-kpi-revenue')?.innerText.trim() === expected",
-        arg=money(round(rows["total_amount"].sum(), 2)), timeout=20_000,
+        arg=money(round(rows["net"].sum(), 2)), timeout=20_000,
     )
     chips = tab.page.inner_text("#filter-chips")
     for text in ("Region: East", "Segment: Premium", "From: 2024-01-01", "To: 2024-06-30"):
@@ -176,13 +177,13 @@ def test_browser_bad_url_parameters_show_a_notice_and_defaults(tab: Tab, orders:
     assert "region" in notice and "start" in notice and "foo" in notice
     tab.page.wait_for_function(
         "expected => document.querySelector('#overview-kpi-revenue')?.innerText.trim() === expected",
-        arg=money(round(orders["total_amount"].sum(), 2)), timeout=20_000,
+        arg=money(round(orders["net"].sum(), 2)), timeout=20_000,
     )
 
 
 def test_browser_drill_down_from_a_region_bar_lands_on_the_region_page(tab: Tab, orders: pd.DataFrame) -> None:
     tab.open("/?segment=Bulk")
-    largest = orders[orders["customer_segment"] == "Bulk"].groupby("region")["total_amount"].sum().idxmax()
+    largest = orders[orders["customer_segment"] == "Bulk"].groupby("region")["net"].sum().idxmax()
     bars = tab.page.locator("#overview-regions g.point path")
     bars.last.click(force=True)  # bars are drawn smallest first
     tab.page.wait_for_url(re.compile(r"/regions\?"), timeout=20_000)
@@ -220,14 +221,14 @@ def test_browser_transactions_grid_pages_and_filters_on_the_server(tab: Tab, ord
 def test_browser_drill_down_on_a_product_bar_and_a_month(tab: Tab, orders: pd.DataFrame) -> None:
     tab.open("/?region=North")
     north = orders[orders["region"] == "North"]
-    largest = north.groupby("product")["total_amount"].sum().idxmax()
+    largest = north.groupby("product")["net"].sum().idxmax()
     tab.page.locator("#overview-products g.point path").last.click(force=True)
     tab.page.wait_for_url(re.compile(rf"product={largest}"), timeout=20_000)
     assert "region=North" in tab.page.url and tab.page.url.split("?")[0].endswith("/")
     narrowed = north[north["product"] == largest]
     tab.page.wait_for_function(  # the page has redrawn for the new filter before the next click
         "expected => document.querySelector('#overview-kpi-revenue')?.innerText.trim() === expected",
-        arg=money(round(narrowed["total_amount"].sum(), 2)), timeout=20_000,
+        arg=money(round(narrowed["net"].sum(), 2)), timeout=20_000,
     )
     tab.settle()
     tab.page.locator("#overview-trend g.point path").first.click(force=True)  # the first month
@@ -254,7 +255,7 @@ def test_browser_clusters_profile_follows_the_filter(tab: Tab, orders: pd.DataFr
     tab.settle()
     profile = tab.text("#clusters-profile")
     assert profile != everyone
-    spent = south.groupby("customer_id")["total_amount"].sum()
+    spent = south.groupby("customer_id")["net"].sum()
     assert money(round(spent.sum(), 2)) not in profile  # split over the clusters, not one row
     assert tab.errors == []
 
@@ -267,7 +268,7 @@ def strategy_tab(tab: Tab, path: str = "/strategy") -> None:
 
 def test_browser_changing_an_assumption_changes_the_projected_impact(tab: Tab, orders: pd.DataFrame) -> None:
     strategy_tab(tab)
-    spent = orders.groupby("customer_id")["total_amount"].sum().astype(float).sort_values(ascending=False)
+    spent = orders.groupby("customer_id")["net"].sum().astype(float).sort_values(ascending=False)
     vips = spent.head(-(-len(spent) // 10))  # the top 10% by spend, rounded up
 
     def expected(uplift: int) -> str:
@@ -317,7 +318,7 @@ def test_browser_database_outage_shows_a_banner_and_recovers_by_itself(browser, 
     loader = make_engine(url)
     load_demo_data(loader, 300, 3, replace=True)
     loader.dispose()
-    expected = money(round(generate_orders_frame(300, seed=3)["total_amount"].sum(), 2))
+    expected = money(round(net_revenue(generate_orders_frame(300, seed=3)).sum(), 2))
 
     def kick_out() -> None:
         with postgres_admin.begin() as conn:
@@ -403,7 +404,7 @@ def test_browser_upload_page_maps_validates_and_imports(browser, tmp_path: Path,
 
         tab.open("/")
         # Net revenue: the four sale lines less the "Discount" adjustment of the C invoice.
-        revenue = round(orders["total_amount"].sum() + 6 * 2.55 + 6 * 3.39 + 6 * 1.85 + 2 * 4.25 - 27.50, 2)
+        revenue = round(orders["net"].sum() + 6 * 2.55 + 6 * 3.39 + 6 * 1.85 + 2 * 4.25 - 27.50, 2)
         tab.page.wait_for_function(
             "expected => document.querySelector('#overview-kpi-revenue')?.innerText.trim() === expected",
             arg=money(revenue), timeout=20_000,

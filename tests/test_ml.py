@@ -29,19 +29,18 @@ from bi_app.ml.segmentation import CustomerSegmentation
 from data_layer.bootstrap import load_demo_data
 from data_layer.demo_data import generate_orders_frame
 from data_layer.filters import Filters
-from tests.support import assert_same
+from tests.support import assert_same, net_revenue
 
 F = list(SEGMENTATION_FEATURES)
 
 
 def reference_features(orders: pd.DataFrame) -> pd.DataFrame:
     """The per-customer features computed with pandas from the generated orders."""
-    orders = orders.assign(order_date=pd.to_datetime(orders["order_date"]),
-                           total_amount=orders["total_amount"].astype(float))
+    orders = orders.assign(order_date=pd.to_datetime(orders["order_date"]), net=net_revenue(orders).astype(float))
     latest = orders["order_date"].max()
     grouped = orders.groupby("customer_id")
     frame = pd.DataFrame({
-        "total_spent": grouped["total_amount"].sum(),
+        "total_spent": grouped["net"].sum(),
         "order_count": grouped.size(),
         "average_satisfaction": grouped["satisfaction_rating"].mean(),
         "total_items": grouped["quantity"].sum().astype(float),
@@ -230,7 +229,7 @@ def test_forecast_history_is_the_monthly_revenue(demo) -> None:  # noqa: ANN001
     with engine.connect() as conn:
         result = analyses.forecast(conn, Filters(regions=("North",)))
     north = orders[orders["region"] == "North"]
-    expected = north.groupby(pd.to_datetime(north["order_date"]).dt.strftime("%Y-%m"))["total_amount"].sum()
+    expected = net_revenue(north).groupby(pd.to_datetime(north["order_date"]).dt.strftime("%Y-%m")).sum()
     expected = expected.astype(float)
     if result["partial_month_left_out"]:
         expected = expected.drop(result["partial_month_left_out"])
@@ -244,7 +243,8 @@ def reference_recommendations(orders: pd.DataFrame) -> dict:
     spent = features.sort_values(["total_spent", "customer_id"], ascending=[False, True])["total_spent"]
     vip = spent.head(math.ceil(len(features) * 0.10))
     single = features[features["single_category"]]
-    per_region = orders.groupby("region").agg(revenue=("total_amount", "sum"), customers=("customer_id", "nunique"))
+    per_region = orders.assign(net=net_revenue(orders)).groupby("region").agg(revenue=("net", "sum"),
+                                                                              customers=("customer_id", "nunique"))
     rpc = (per_region["revenue"].astype(float) / per_region["customers"]).sort_values(ascending=False)
     discounted = orders[orders["discount_rate"].astype(float) > 0]
     return {
