@@ -18,7 +18,7 @@ from bi_app.config import Config, ConfigError
 from bi_app.context import engine_for, start_training
 from data_layer.bootstrap import load_demo_data
 from data_layer.engine import DatabaseError, describe_error, safe_url
-from data_layer.importer import ImportError_
+from data_layer.importer import ImportError_, MissingColumns
 from data_layer.loader import LoadError, LoadResult
 from data_layer.meta import data_version, database_info
 from data_layer.quality import QualityReport, quality_report
@@ -167,9 +167,12 @@ def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None,
         bar = click.progressbar(length=total, label="Loading", show_percent=True, show_pos=True, file=sys.stderr)
         return _Advance(bar)
 
-    outcome = import_file(engine_for(config), file, overrides, mode=mode, skip_invalid=skip_invalid,
-                          dry_run=dry_run, report_dir=report_dir, echo=click.echo, progress=progress,
-                          choices=choices)
+    try:
+        outcome = import_file(engine_for(config), file, overrides, mode=mode, skip_invalid=skip_invalid,
+                              dry_run=dry_run, report_dir=report_dir, echo=click.echo, progress=progress,
+                              choices=choices)
+    except MissingColumns as exc:
+        raise click.ClickException(f"{exc} (--map COLUMN=FIELD)") from None
     for question in outcome.questions:
         click.echo(f"Answer with {ANSWERS[question.setting](question)}")
     if outcome.failed and not outcome.questions and not skip_invalid:

@@ -135,7 +135,8 @@ def import_report(upload_id: str, kind: str) -> Response | tuple[Response, int]:
     found = sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else []
     if not found:
         return error_response(404, "not_found", f"this import has no {kind}")
-    return send_file(found[0], mimetype="text/csv", as_attachment=True, download_name=f"import-{kind}.csv")
+    # Absolute: Flask resolves a relative path against the app's package, not the working directory.
+    return send_file(found[0].resolve(), mimetype="text/csv", as_attachment=True, download_name=f"import-{kind}.csv")
 
 
 def _csv(frame: pd.DataFrame, filename: str) -> Response:
@@ -369,12 +370,22 @@ def _formatted(columns: tuple[str, ...], row: tuple) -> list[Any]:
         if value is None:
             values.append("")
         elif scale is not None:
-            values.append(f"{float(value):.{scale}f}")
+            values.append(_decimal_text(float(value), scale))
         elif hasattr(value, "isoformat"):
             values.append(value.isoformat()[:10] if name == "order_date" else value.isoformat())
         else:
             values.append(value)
     return values
+
+
+def _decimal_text(value: float, scale: int) -> str:
+    """``value`` with ``scale`` decimals, trailing zeros beyond the cents dropped (a price of 2.5500 is 2.55,
+    one of 0.0650 is 0.065)."""
+    text = f"{value:.{scale}f}"
+    if scale <= 2:
+        return text
+    whole, _, decimals = text.partition(".")
+    return f"{whole}.{decimals.rstrip('0').ljust(2, '0')}"
 
 
 def _send_workbook(workbook: Workbook, filename: str) -> Response:

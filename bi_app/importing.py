@@ -177,7 +177,8 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
 
     def outcome(written: int, failed: bool, how: str = "written") -> ImportOutcome:
         rejected = result.rows_in - written
-        echo(f"{result.rows_in:,} rows in = {written:,} {how} + {rejected:,} rejected")
+        echo(f"{result.rows_in:,} row{'s' if result.rows_in != 1 else ''} in = {written:,} {how} + {rejected:,} "
+             "rejected")
         return ImportOutcome(result.rows_in, written if how == "written" else 0, rejected, failed, report, rejects)
 
     if errors and not skip_invalid:
@@ -190,6 +191,10 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     if result.lines.empty and not (mode == "upsert" and result.excluded_orders):
         echo("Nothing to write.")
         return outcome(0, failed=False)
+    if mode == "upsert" and result.excluded_orders:
+        count = len(result.excluded_orders)
+        echo(f"{count:,} order{'s' if count != 1 else ''} of the file {'are' if count != 1 else 'is'} no longer "
+             "counted (by status): stored lines of them are removed")
     table = result.to_arrow()
     chunks = [table.slice(start, LOAD_CHUNK_ROWS) for start in range(0, table.num_rows, LOAD_CHUNK_ROWS)]
     try:
@@ -229,9 +234,26 @@ def write_report(path: Path, source: SourceTable, result: Validation, report_dir
     (``invalid`` or ``left out by rule``).
     """
     folder = report_dir or path.parent
+    try:
+        return _write_report(folder, report_stem(path), source, result)
+    except OSError as exc:
+        raise ImportError_(f"cannot write the import report in {folder}: {exc.strerror or exc}; "
+                           "nothing was written to the database") from None
+
+
+def report_stem(path: Path) -> str:
+    """The file's name without its data suffixes (orders.2024-01.csv.gz -> orders.2024-01)."""
+    name = path.name
+    for suffix in (".gz", ".csv", ".tsv", ".txt", ".xlsx", ".xlsm"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name or path.name
+
+
+def _write_report(folder: Path, stem: str, source: SourceTable, result: Validation) -> tuple[Path, Path | None]:
     folder.mkdir(parents=True, exist_ok=True)
-    stem = path.name.split(".")[0]
     report = folder / f"{stem}.import-report.csv"
+    rejects = folder / f"{stem}.rejects.csv"
     with report.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["line", "column", "reason", "kind"])
@@ -249,8 +271,8 @@ def write_report(path: Path, source: SourceTable, result: Validation, report_dir
             writer.writerow([rejected.line, rejected.column, rejected.reason,
                              "invalid" if rejected.blocking else "left out by rule"])
     if not result.rejected:
+        rejects.unlink(missing_ok=True)  # an earlier import's rejects are not this one's
         return report, None
-    rejects = folder / f"{stem}.rejects.csv"
     by_line = source.rows_at(r.line for r in result.rejected)
     with rejects.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

@@ -58,10 +58,11 @@ from data_layer.parsing import (
     EncodingError,
     Question,
     decode,
+    looks_binary,
     read_dates,
     read_numbers,
 )
-from data_layer.schema import ID_LIMIT, SALES_COLUMNS, TEXT_LIMIT
+from data_layer.schema import ID_LIMIT, PRICE_DECIMALS, SALES_COLUMNS, TEXT_LIMIT
 
 #: Fields a source column can be mapped to; the first four groups are required.
 FIELDS = (
@@ -166,6 +167,10 @@ class ImportError_(ValueError):
     """The file cannot be imported at all (unreadable, or a required field has no column)."""
 
 
+class MissingColumns(ImportError_):
+    """A required field has no column (the mapping must say which holds it)."""
+
+
 @dataclass
 class SourceTable:
     """A file's rows as text (cells stripped), with the line of the file each row starts on."""
@@ -175,6 +180,8 @@ class SourceTable:
     encoding: str
     delimiter: str | None
     decisions: list[Decision] = field(default_factory=list)
+    #: Rows (by position) with more cells than the header: a value holding an unquoted delimiter.
+    overlong: dict[int, int] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -248,7 +255,7 @@ class Validation:
         errors = len(self.errors)
         kinds = ", ".join(f"{n:,} {kind}" for kind, n in self.line_types().items())
         refunded = int((self.lines["refunded_amount"] > 0).sum()) if len(self.lines) else 0
-        return (f"{self.rows_in:,} rows: {len(self.lines):,} valid ({kinds or 'none'}"
+        return (f"{_lines(self.rows_in, 'row')}: {len(self.lines):,} valid ({kinds or 'none'}"
                 f"{f'; {refunded:,} with a refund' if refunded else ''}), {errors:,} invalid, "
                 f"{len(self.rejected) - errors:,} left out by rule (statuses not counted, copies); "
                 f"{_lines(self.identical, 'identical line')} {'left out' if self.dropped_identical else 'kept'}; "
@@ -276,10 +283,17 @@ def read_table(path: Path, encoding: str | None = None) -> SourceTable:
         raw = gzip.open(path, "rb").read() if name.endswith(".gz") else path.read_bytes()
     except (OSError, EOFError) as exc:
         raise ImportError_(f"cannot read {path.name}: {exc}") from None
+    if raw.startswith(b"PK\x03\x04"):  # a zip: a workbook whose name does not say so
+        table = _read_xlsx(path)
+        table.decisions.append(Decision("format", None, "Excel workbook", "the file is a workbook, whatever its "
+                                                                           "name says"))
+        return table
     try:
         text, decision = decode(raw, encoding)
     except EncodingError as exc:
         raise ImportError_(str(exc)) from None
+    if looks_binary(text):
+        raise ImportError_(f"{path.name} is not a text file of orders (CSV or XLSX): it holds binary data")
     text = text.lstrip("\ufeff")
     if decision.choice == "utf-8":
         data = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
@@ -293,8 +307,8 @@ def read_table(path: Path, encoding: str | None = None) -> SourceTable:
     except csv.Error:
         delimiter = max(DELIMITERS, key=lambda d: sample.split("\n", 1)[0].count(d))
     fast = _read_with_arrow(data, delimiter)
-    frame, lines = fast if fast is not None else _read_with_csv_module(text, delimiter)
-    return SourceTable(frame, lines, decision.choice, delimiter, [decision])
+    frame, lines, overlong = (*fast, {}) if fast is not None else _read_with_csv_module(text, delimiter)
+    return SourceTable(frame, lines, decision.choice, delimiter, [decision], overlong)
 
 
 def _read_with_arrow(data: bytes, delimiter: str) -> tuple[pd.DataFrame, np.ndarray] | None:
@@ -354,8 +368,9 @@ def _line_end(data: bytes) -> int:
     return min(ends) if ends else len(data)
 
 
-def _read_with_csv_module(text: str, delimiter: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """Python's csv reader: slower, but it knows where a row with a line break in a value starts."""
+def _read_with_csv_module(text: str, delimiter: str) -> tuple[pd.DataFrame, np.ndarray, dict[int, int]]:
+    """Python's csv reader: slower, but it knows where a row with a line break in a value starts.
+    Also gives the rows with more (non-empty) cells than the header, and how many."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header: list[str] | None = None
     rows, lines = [], []
@@ -373,19 +388,24 @@ def _read_with_csv_module(text: str, delimiter: str) -> tuple[pd.DataFrame, np.n
     if header is None:
         raise ImportError_("the file is empty")
     width = len(header)
+    overlong = {i: len(row) for i, row in enumerate(rows) if len(row) > width and any(row[width:])}
     rows = [row[:width] + [""] * (width - len(row)) for row in rows]
     frame = pd.DataFrame(rows, columns=_unique(header), dtype=pd.StringDtype("pyarrow"))
-    return frame, np.asarray(lines, dtype=np.int64)
+    return frame, np.asarray(lines, dtype=np.int64), overlong
 
 
 def _read_xlsx(path: Path) -> SourceTable:
     from openpyxl import load_workbook
 
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable workbook
-        raise ImportError_(f"not a readable XLSX file ({exc})") from None
+        # From bytes: openpyxl refuses a path whose name does not end in .xlsx.
+        workbook = load_workbook(io.BytesIO(path.read_bytes()), read_only=True, data_only=True)
+    except Exception:  # noqa: BLE001 - any unreadable workbook
+        raise ImportError_(f"{path.name} is not an Excel workbook (.xlsx) that can be read: save it again from "
+                           "the spreadsheet program, or export it as CSV") from None
     sheet = workbook.worksheets[0]
+    decisions = [Decision("sheet", None, repr(sheet.title), f"the first of {len(workbook.worksheets)} sheets; "
+                          "move the orders' sheet first to read another")] if len(workbook.worksheets) > 1 else []
     header: list[str] | None = None
     rows, lines = [], []
     for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
@@ -401,7 +421,7 @@ def _read_xlsx(path: Path) -> SourceTable:
     if header is None:
         raise ImportError_("the first sheet is empty")
     frame = pd.DataFrame(rows, columns=_unique(header), dtype=pd.StringDtype("pyarrow"))
-    return SourceTable(frame, np.asarray(lines, dtype=np.int64), "xlsx", None)
+    return SourceTable(frame, np.asarray(lines, dtype=np.int64), "xlsx", None, decisions)
 
 
 def _cell_text(value: object) -> str:
@@ -455,7 +475,7 @@ def check_mapping(mapping: dict[str, str], columns: Iterable[str]) -> None:
     if "total_amount" not in mapping and not {"quantity", "unit_price"} <= set(mapping):
         required.append("total_amount (or quantity and unit_price)")
     if required:
-        raise ImportError_(f"no column for {', '.join(required)}; map one with --map COLUMN=FIELD")
+        raise MissingColumns(f"no column for {', '.join(required)}: say which column of the file holds it")
 
 
 _MONEY_FIELDS = ("unit_price", "total_amount", "subtotal", "discount_amount", "shipping_cost", "refunded_amount")
@@ -470,7 +490,13 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
     mixed currencies). What the values cannot tell (date order, decimal mark, unknown
     statuses) comes back as ``questions``, with no lines: answer them in ``choices``.
     """
-    check_mapping(mapping, source.columns)
+    try:
+        check_mapping(mapping, source.columns)
+    except MissingColumns as exc:
+        sheet = next((d for d in source.decisions if d.topic == "sheet"), None)
+        if sheet is None:
+            raise
+        raise MissingColumns(f"{exc} (read from sheet {sheet.choice}, {sheet.reason})") from None
     frame = source.frame
     n = len(frame)
     line = source.line_numbers
@@ -485,7 +511,13 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
         return frame[mapping[name]].fillna("") if name in mapping else blank
 
     currency = _currency(text("currency")) if "currency" in mapping else None
-    order_id, customer = text("order_id"), text("customer_id")
+    if source.overlong:
+        cells = len(source.columns)
+        out.reject(pd.Series(np.isin(np.arange(n), list(source.overlong))), "order_id",
+                   lambda i: f"{source.overlong[i]} values where the header has {cells}: a value holding the "
+                   f"delimiter {source.delimiter!r} without quotes?")
+    order_id, customer = text("order_id"), _whole_number_ids(text("customer_id"), mapping.get("customer_id"),
+                                                            decisions)
     product = text("product").replace("", UNKNOWN)
     out.reject(order_id == "", "order_id", "missing order id")
     for name in MAX_LENGTH:
@@ -580,6 +612,22 @@ def _read_number_columns(text, mapping: dict[str, str], choices: ImportChoices, 
     return numbers
 
 
+def _whole_number_ids(ids: pd.Series, column: str | None, decisions: list[Decision]) -> pd.Series:
+    """Ids written as floats (17850.0, as pandas and spreadsheet programs write a numeric id column with
+    blanks) read as the whole numbers they are, when every id is written so; else as they stand."""
+    cells = pa.array(ids, type=pa.string(), from_pandas=True)
+    filled = pc.not_equal(cells, "")
+    if not pc.any(filled).as_py():
+        return ids
+    floats = pc.match_substring_regex(cells, r"^\d+\.0+$")
+    if not pc.all(pc.or_(floats, pc.invert(filled))).as_py():
+        return ids
+    example = cells.filter(filled)[0].as_py()
+    decisions.append(Decision("ids", column, f"{example!r} read as {example.split('.')[0]}",
+                              "every id is a whole number written with decimals"))
+    return ids.str.replace(r"\.0+$", "", regex=True)
+
+
 def _currency(values: pd.Series) -> str | None:
     """The one currency of a currency column (ISO 4217, e.g. GBP), or :class:`ImportError_`."""
     from babel.numbers import list_currencies
@@ -588,14 +636,16 @@ def _currency(values: pd.Series) -> str | None:
     counts = codes[codes != ""].value_counts()
     if counts.empty:
         return None
+    known = set(list_currencies())
+    unknown = [str(code) for code in counts.index if code not in known]
+    if unknown:
+        raise ImportError_(f"{unknown[0]!r} in the currency column is not an ISO 4217 currency code (such as EUR, "
+                           "GBP or USD)")
     if len(counts) > 1:
         listed = ", ".join(f"{code} ({_lines(count)})" for code, count in counts.items())
         raise ImportError_(f"the file mixes currencies: {listed}. One data set holds one currency: "
                            "import each currency as its own data set")
-    code = str(counts.index[0])
-    if code not in list_currencies():
-        raise ImportError_(f"{code!r} is not an ISO 4217 currency code (such as EUR, GBP or USD)")
-    return code
+    return str(counts.index[0])
 
 
 def _line_types(text, order_id: pd.Series, product: pd.Series, quantity: pd.Series,  # noqa: ANN001
@@ -759,11 +809,11 @@ def resolve_amounts(quantity: pd.Series, numbers: dict[str, pd.Series]) -> pd.Da
     shipping = shipping.fillna((discount - gap).where(total.notna())).fillna(0.0)
     total = total.fillna(subtotal - discount + shipping).round(2)
     rate = rate.fillna((discount / subtotal.where(subtotal > 0)).fillna(0.0)).round(4)
-    price = price.fillna((subtotal / q).round(2))
+    price = price.fillna((subtotal / q).round(PRICE_DECIMALS))
     inconsistent = ((total - (subtotal - discount + shipping)).abs() > 0.005) | (discount < -0.005) \
         | (shipping < -0.005) | ((discount - subtotal * rate).abs() > 0.015 + subtotal.abs() * 0.00005) \
         | ((subtotal - q * price).abs() > 0.005 * q.abs())
-    return pd.DataFrame({"quantity": q, "unit_price": price.round(2), "subtotal": subtotal.round(2),
+    return pd.DataFrame({"quantity": q, "unit_price": price.round(PRICE_DECIMALS), "subtotal": subtotal.round(2),
                          "discount_rate": rate, "discount_amount": discount.round(2),
                          "shipping_cost": shipping.round(2), "total_amount": total,
                          "inconsistent": inconsistent.fillna(False)})

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator, Literal, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection, Engine, MetaData, String, delete, func, inspect, select
+from sqlalchemy import Connection, Engine, MetaData, Numeric, String, delete, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
@@ -94,12 +94,21 @@ def upgrade_sales_table(conn: Connection) -> None:
         type_ = column.type.compile(conn.dialect)
         conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ADD COLUMN {name} {type_} NOT NULL "
                              f"DEFAULT {column.server_default.arg!r}")
-    if is_postgres(conn.engine):  # SQLite does not enforce a VARCHAR's length
-        narrow = [name for name, info in columns.items() if name in sales.c and isinstance(sales.c[name].type, String)
-                  and getattr(info["type"], "length", None) and info["type"].length < sales.c[name].type.length]
-        if narrow:
-            conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} " + ", ".join(
-                f"ALTER COLUMN {name} TYPE VARCHAR({sales.c[name].type.length})" for name in narrow))
+    if is_postgres(conn.engine):  # SQLite enforces neither a VARCHAR's length nor a NUMERIC's scale
+        changes = [f"ALTER COLUMN {name} TYPE {sales.c[name].type.compile(conn.dialect)}"
+                   for name, info in columns.items() if name in sales.c and _narrower(info["type"], sales.c[name].type)]
+        if changes:
+            log.info("Upgrading %s: %s", SALES_TABLE, ", ".join(changes))
+            conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} " + ", ".join(changes))
+
+
+def _narrower(stored: object, wanted: object) -> bool:
+    """A stored VARCHAR shorter, or NUMERIC with fewer decimals, than the schema's."""
+    if isinstance(wanted, String):
+        return bool(getattr(stored, "length", None)) and stored.length < wanted.length
+    if isinstance(wanted, Numeric) and isinstance(stored, Numeric):
+        return stored.scale is not None and stored.scale < wanted.scale
+    return False
 
 
 def _add_line_numbers(conn: Connection, columns: dict) -> None:
@@ -171,9 +180,6 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
     with engine.begin() as conn:
         create_schema(conn)
         stored_currency = read_meta(conn).get("currency") or None
-        if currency and mode != "replace" and stored_currency and stored_currency != currency:
-            raise LoadError(f"the stored orders are in {stored_currency} and these in {currency}: one data set "
-                            f"holds one currency (replace the stored orders to change it)")
         if postgres:
             conn.exec_driver_sql("SET LOCAL statement_timeout = 0")  # a batch job, not an app query
         rows_before = 0
@@ -192,6 +198,7 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
                 conn.exec_driver_sql(f"DELETE FROM {SALES_TABLE}")
         else:
             rows_before = conn.execute(select(func.count()).select_from(sales)).scalar_one()
+            _check_currency(currency, stored_currency, rows_before)
 
         rows_in = 0
         lines = _LineWatch()
@@ -270,6 +277,18 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
         quality=report,
         summary_seconds=summary_seconds,
     )
+
+
+def _check_currency(currency: str | None, stored: str | None, rows_before: int) -> None:
+    """Refuse to add orders in one currency to stored orders in another (or in none recorded)."""
+    if not currency or not rows_before or stored == currency:
+        return
+    if stored:
+        raise LoadError(f"the stored orders are in {stored} and these in {currency}: one data set holds one "
+                        "currency (replace the stored orders to change it)")
+    raise LoadError(f"these orders are in {currency}, but the stored orders have no recorded currency (they are "
+                    "shown in the configured one): replace the stored orders, or import the file without its "
+                    "currency column")
 
 
 def _merge_staged(conn: Connection, rows_in: int, rows_before: int, remove_orders: tuple[str, ...] = ()) -> int:

@@ -97,6 +97,13 @@ def decode(raw: bytes, encoding: str | None = None) -> tuple[str, Decision]:
                 return raw.decode(name), Decision("encoding", None, name.replace("-sig", ""), "byte-order mark")
             except UnicodeDecodeError:
                 break
+    wide = _utf16_without_bom(raw)
+    if wide:
+        try:
+            return raw.decode(wide), Decision("encoding", None, wide, "every other byte is 0: UTF-16 without a "
+                                                                       "byte-order mark")
+        except UnicodeDecodeError:
+            pass
     try:
         return raw.decode("utf-8"), Decision("encoding", None, "utf-8", "every byte is valid UTF-8")
     except UnicodeDecodeError:
@@ -128,6 +135,29 @@ _CANDIDATES = ["cp1252", "cp1250", "cp1251", "cp1253", "cp1254", "cp1257", "iso8
                "mac_roman", "cp437"]
 _SHOWN = {"cp1252": "windows-1252", "cp1250": "windows-1250", "cp1251": "windows-1251", "latin_1": "latin-1",
           "iso8859_15": "iso-8859-15"}
+
+
+def _utf16_without_bom(raw: bytes) -> str | None:
+    """utf-16-le or utf-16-be when the zero bytes of mostly-ASCII UTF-16 text show it."""
+    sample = raw[:4096]
+    half = len(sample) // 2
+    if half < 4:
+        return None
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    if odd > 0.4 * half and even < 0.05 * half:
+        return "utf-16-le"
+    if even > 0.4 * half and odd < 0.05 * half:
+        return "utf-16-be"
+    return None
+
+
+def looks_binary(text: str) -> bool:
+    """Text with NUL bytes or many control characters is not a CSV file (an image, a program, ...)."""
+    sample = text[:4096]
+    if "\x00" in sample:
+        return True
+    controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\r\n")
+    return controls > max(2, len(sample) // 100)
 
 
 def _codec_name(name: str) -> str:

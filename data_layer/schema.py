@@ -14,7 +14,8 @@ Money is a ledger (schema version 3): every line is stored with its sign and a
 ``fee`` lines (either sign). ``refunded_amount`` is the part of a line refunded
 afterwards (a refunded or partially refunded order), netted, never dropped.
 Text columns hold :data:`TEXT_LIMIT` characters (ids :data:`ID_LIMIT`): real
-product titles are long, and nothing is ever cut. A table without
+product titles are long, and nothing is ever cut. A unit price has
+:data:`PRICE_DECIMALS` decimals (0.065 a piece is a real wholesale price). A table without
 ``line_number`` (the seed's, or one from an older version of this app) is
 read as is and upgraded by the next load (:func:`data_layer.loader.upgrade_sales_table`). ``bi_metadata`` is the app's own small
 key/value table (data version, last load); it may be absent in such a
@@ -41,6 +42,8 @@ metadata = MetaData()
 TEXT_LIMIT = 255
 #: The longest order id and customer id stored.
 ID_LIMIT = 64
+#: Decimals of a unit price (wholesale prices such as 0.065 are real); amounts keep cents.
+PRICE_DECIMALS = 4
 #: What a line is: merchandise sold, merchandise returned or cancelled, or an adjustment or fee.
 LINE_TYPES = ("sale", "return", "adjustment", "fee")
 
@@ -56,7 +59,7 @@ sales = Table(
     Column("category", String(TEXT_LIMIT), nullable=False),
     Column("product", String(TEXT_LIMIT), nullable=False),
     Column("quantity", Integer, nullable=False),
-    Column("unit_price", Numeric(10, 2, asdecimal=False), nullable=False),
+    Column("unit_price", Numeric(12, PRICE_DECIMALS, asdecimal=False), nullable=False),
     Column("subtotal", Numeric(10, 2, asdecimal=False), nullable=False),
     Column("discount_rate", Numeric(5, 4, asdecimal=False), server_default="0"),
     Column("discount_amount", Numeric(10, 2, asdecimal=False), server_default="0"),

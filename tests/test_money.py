@@ -308,3 +308,74 @@ def test_a_currency_column_is_stored_with_the_data_and_mixed_currencies_are_refu
     with pytest.raises(LoadError, match="stored orders are in GBP"):
         run(engine, euros)
     assert_kpis(engine, ledger(("1", "C1", 10.0, 0, "sale"), ("2", "C2", 10.0, 0, "sale")))
+
+
+def test_unit_prices_of_fractions_of_a_cent_are_kept(engine: Engine, tmp_path: Path) -> None:
+    """Wholesale prices such as 0.065 a piece: the line's amount is quantity x price in cents."""
+    path = write(tmp_path, "wholesale.csv", ["1,2024-03-01,Teacup,12,0.065,C1,North", "2,2024-03-01,Pad,1,0.001,C2,North",
+                                             "3,2024-03-01,Bell,24,1.245,C3,North", "C4,2024-03-02,Bell,-20,2.555,C3,North"])
+    outcome, printed = run(engine, path)
+    assert (outcome.written, outcome.rejected) == (4, 0), printed
+    amounts = [round(q * p, 2) for q, p in ((12, 0.065), (1, 0.001), (24, 1.245), (-20, 2.555))]
+    assert_kpis(engine, ledger(("1", "C1", amounts[0], 0, "sale"), ("2", "C2", amounts[1], 0, "sale"),
+                               ("3", "C3", amounts[2], 0, "sale"), ("C4", "C3", amounts[3], 0, "return")))
+    with engine.connect() as conn:
+        prices = dict(conn.execute(text("SELECT order_id, unit_price FROM advanced_sales_data")).all())
+    assert {k: float(v) for k, v in prices.items()} == {"1": 0.065, "2": 0.001, "3": 1.245, "C4": 2.555}
+
+
+def test_files_that_are_not_what_their_name_says_and_floating_ids(engine: Engine, tmp_path: Path) -> None:
+    """A workbook named .csv is read as a workbook; UTF-16 without a byte-order mark is recognised; binary
+    data is refused in words; customer ids written as 17850.0 are the whole numbers they are; a row with
+    an unquoted delimiter is rejected, not read shifted."""
+    from openpyxl import Workbook
+
+    from data_layer.importer import ImportError_
+
+    workbook = Workbook()
+    workbook.active.append(["Order", "Date", "Product", "Qty", "Price", "Customer", "Region"])
+    workbook.active.append(["1", "2024-03-01", "Mug", 2, 4.5, "17850.0", "North"])
+    workbook.save(tmp_path / "book.csv")
+    outcome, printed = run(engine, tmp_path / "book.csv")
+    assert outcome.written == 1 and "format: Excel workbook" in printed, printed
+
+    wide = tmp_path / "wide.csv"
+    wide.write_bytes(("\n".join([HEADER, "2,2024-03-02,Café,1,5.00,17850.0,North", "3,2024-03-02,Mug,1,5.00,,North"])
+                      + "\n").encode("utf-16-le"))
+    outcome, printed = run(engine, wide)
+    assert outcome.written == 2 and "encoding: utf-16-le" in printed, printed
+    assert_kpis(engine, ledger(("1", "17850", 9.0, 0, "sale"), ("2", "17850", 5.0, 0, "sale"), ("3", "", 5.0, 0, "sale")))
+
+    binary = tmp_path / "photo.csv"
+    binary.write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(ImportError_, match="not a text file of orders"):
+        run(engine, binary)
+
+    shifted = write(tmp_path, "shifted.csv", ["4,2024-03-03,Box,6,2,10.00,C9,North", "5,2024-03-03,Mug,1,5.00,C9,North"])
+    outcome, printed = run(engine, shifted)
+    assert outcome.failed and "line 2, Order: 8 values where the header has 7" in printed, printed
+
+
+def test_the_report_cannot_be_written_is_an_error_line_and_nothing_is_written(engine: Engine, tmp_path: Path) -> None:
+    from data_layer.importer import ImportError_
+
+    path = write(tmp_path, "orders.2024-01.csv", ["1,2024-03-01,Mug,1,5.00,C1,North"])
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    with pytest.raises(ImportError_, match="cannot write the import report"):
+        import_file(engine, path, {}, mode="append", skip_invalid=False, dry_run=False,
+                    report_dir=tmp_path / "blocker" / "reports", echo=lambda _line: None)
+    with engine.connect() as conn:
+        assert data_version(conn) is None
+    outcome, _ = run(engine, path)
+    assert outcome.report.name == "orders.2024-01.import-report.csv"
+
+
+def test_currencies_that_cannot_be_told_apart_are_refused(engine: Engine, tmp_path: Path) -> None:
+    from data_layer.importer import ImportError_
+    from data_layer.loader import LoadError
+
+    run(engine, write(tmp_path, "plain.csv", ["1,2024-03-01,Mug,1,5.00,C1,North"]))  # no currency recorded
+    with pytest.raises(LoadError, match="no recorded currency"):
+        run(engine, write(tmp_path, "gbp.csv", ["2,2024-03-01,Mug,1,5.00,C1,North,GBP"], header=HEADER + ",Currency"))
+    with pytest.raises(ImportError_, match="'£' in the currency column is not an ISO 4217"):
+        run(engine, write(tmp_path, "sign.csv", ["3,2024-03-01,Mug,1,5.00,C1,North,£"], header=HEADER + ",Currency"))

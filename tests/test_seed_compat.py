@@ -132,19 +132,21 @@ def test_a_table_of_the_line_schema_is_read_as_is_then_upgraded_to_the_ledger(pl
     region = "Provence-Alpes-Côte d'Azur"  # 26 characters: more than the old VARCHAR(20)
     path = tmp_path / "more.csv"
     path.write_text(f"Order,Date,Product,Qty,Price,Region\nX1,2024-03-01,Lamp,1,10.00,{region}\n"
-                    "X2,2024-03-02,Lamp,-1,10.00,North\n")
+                    "X2,2024-03-02,Lamp,-1,10.00,North\nX3,2024-03-02,Teacup,12,0.065,North\n")  # DECIMAL(10,2) before
     outcome = import_file(engine, path, {}, mode="append", skip_invalid=False, dry_run=False, report_dir=tmp_path,
                           echo=lambda _line: None)
-    assert outcome.written == 2
+    assert outcome.written == 3
     inspector = inspect(engine)
     columns = {c["name"]: c for c in inspector.get_columns("advanced_sales_data")}
     assert {"line_type", "refunded_amount"} <= set(columns)
     with engine.connect() as conn:
         got = kpis(conn, Filters())
         assert conn.execute(text("SELECT count(*) FROM advanced_sales_data WHERE line_type = 'sale'")).scalar_one() \
-            == len(frame) + 1
+            == len(frame) + 2
+        assert float(conn.execute(text("SELECT unit_price FROM advanced_sales_data WHERE order_id = 'X3'")).scalar_one()) \
+            == 0.065
         assert kpis(conn, Filters(regions=(region,)))["revenue"]["value"] == 10.0
-    assert got["revenue"]["value"] == pytest.approx(round(frame["total_amount"].sum(), 2), abs=0.005)
-    assert got["gross_sales"]["value"] == pytest.approx(round(frame["total_amount"].sum() + 10, 2), abs=0.005)
+    assert got["revenue"]["value"] == pytest.approx(round(frame["total_amount"].sum() + 0.78, 2), abs=0.005)
+    assert got["gross_sales"]["value"] == pytest.approx(round(frame["total_amount"].sum() + 10.78, 2), abs=0.005)
     assert got["returns"]["value"] == pytest.approx(10.0)
-    assert got["orders"]["value"] == len(frame) + 1
+    assert got["orders"]["value"] == len(frame) + 2
