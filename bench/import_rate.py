@@ -108,8 +108,9 @@ def main() -> None:
         f"Target {TARGET:,} lines/s: " + "; ".join(
             f"{shape} {'met' if rate >= TARGET else 'missed'}" for shape, rate in rates.items()) + ".",
         "With several lines per order the summary table is not built (it cannot count orders of",
-        "several lines; queries read the raw rows), and duplicate rows are looked for among lines",
-        "sharing an order id and product.",
+        "several lines; queries read the raw rows), and identical lines are counted among lines",
+        "sharing an order id and product. Every date, number and id column is read by the rules that",
+        "decide from all the values (decimal mark, date order, ids written as floats).",
     ]
     publish("Importing a CSV (PostgreSQL)", f"python bench/import_rate.py --lines {args.lines}", lines)
 

@@ -75,9 +75,8 @@ def layout(**_query: str) -> html.Div:
 
 
 ENCODINGS = ("utf-8", "utf-16", "windows-1252", "windows-1250", "windows-1251", "iso-8859-15", "latin-1")
-#: The reading choices (component id -> ImportChoices field), "automatic" when empty.
-CHOICES = {"data-encoding": "encoding", "data-date-order": "date_order", "data-decimal": "decimal",
-           "data-drop-identical": "drop_identical"}
+#: The reading choices, in the order :func:`choices_of` takes them; empty means decided from the file.
+CHOICES = ("data-encoding", "data-date-order", "data-decimal", "data-drop-identical")
 
 
 def reading_card() -> dbc.Card:

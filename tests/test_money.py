@@ -379,3 +379,30 @@ def test_currencies_that_cannot_be_told_apart_are_refused(engine: Engine, tmp_pa
         run(engine, write(tmp_path, "gbp.csv", ["2,2024-03-01,Mug,1,5.00,C1,North,GBP"], header=HEADER + ",Currency"))
     with pytest.raises(ImportError_, match="'£' in the currency column is not an ISO 4217"):
         run(engine, write(tmp_path, "sign.csv", ["3,2024-03-01,Mug,1,5.00,C1,North,£"], header=HEADER + ",Currency"))
+
+
+def test_the_datas_currency_reaches_the_api_the_pages_and_the_report(engine: Engine, tmp_path: Path, client,  # noqa: ANN001
+                                                                   app, point_app_at) -> None:  # noqa: ANN001
+    import io
+
+    import openpyxl
+
+    from bi_app import figures, service
+    from pages.overview import kpi_cards
+
+    path = write(tmp_path, "gbp.csv", ["1,2024-03-01,Mug,2,1250.00,C1,North,GBP", "C1,2024-03-02,Mug,-1,1250.00,C1,North,GBP"],
+                 header=HEADER + ",Currency")
+    run(engine, path)
+    point_app_at(engine.url.render_as_string(hide_password=False))
+    answer = client.get("/api/v1/kpis").get_json()
+    assert answer["currency"] == "GBP" and answer["data"]["revenue"]["value"] == 1250.0
+    with app.server.test_request_context():
+        money = service.money_format()
+        cards = str(kpi_cards(service.run("kpis", Filters()), money))
+        trend = figures.trend(service.run("trend", Filters())["monthly"], money)
+    assert money.currency == "GBP"
+    assert "£1,250.00" in cards and "£2,500.00 gross − £1,250.00 returns" in cards and "$" not in cards
+    assert trend.layout.yaxis.tickprefix == "£" and "£" in trend.data[0].hovertemplate
+    report = openpyxl.load_workbook(io.BytesIO(client.get("/export/report.xlsx").data))["Summary"]
+    rows = {row[0].value: row for row in report.iter_rows() if row[0].value}
+    assert rows["Currency"][1].value == "GBP" and "£" in rows["revenue"][1].number_format

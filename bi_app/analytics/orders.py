@@ -218,6 +218,7 @@ def correlations(conn: Connection, filters: Filters) -> pd.DataFrame:
         terms = [row[pair_measure(x, "total_amount", t)] for t in ("n", "sx", "sy", "sxx", "syy", "sxy")]
         records.append({"column": x, "correlation": pearson(*terms), "pairs": int(terms[0] or 0)})
     frame = pd.DataFrame(records)
-    order = frame["correlation"].abs().fillna(-1).sort_values(ascending=False).index
+    # None where a column is constant or absent: as floats, NaN sorts last instead of failing.
+    order = frame["correlation"].astype(float).abs().fillna(-1).sort_values(ascending=False).index
     return frame.loc[order].reset_index(drop=True)
 
