@@ -167,7 +167,7 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
         for question in result.questions:
             echo(f"  {question.message}")
         echo(f"Nothing written ({result.rows_in:,} rows in).")
-        return ImportOutcome(result.rows_in, 0, 0, True, report, None, tuple(result.questions))
+        return ImportOutcome(result.rows_in, 0, result.rows_in, True, report, None, tuple(result.questions))
     echo(f"Validation: {result.summary()} (checked in {time.perf_counter() - started:.2f} s)")
     for rejected in result.rejected[:SHOWN_REJECTS]:
         echo(f"  line {rejected.line}, {rejected.column}: {rejected.reason}")

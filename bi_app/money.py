@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from babel import Locale
 from babel.numbers import format_currency, get_currency_symbol
 from sqlalchemy import Connection
 
 from data_layer.meta import data_currency
+
+if TYPE_CHECKING:
+    from bi_app.config import Config
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,10 @@ class MoneyFormat:
 DEFAULT_FORMAT = MoneyFormat()
 
 
-def data_money_format(conn: Connection) -> MoneyFormat:
+def data_money_format(conn: Connection, config: "Config | None" = None) -> MoneyFormat:
     """The money format of the data behind ``conn``: its recorded currency, else ``BI_CURRENCY``,
-    in ``BI_LOCALE``."""
+    in ``BI_LOCALE`` (of ``config``, else of the environment)."""
     from bi_app.config import Config
 
-    config = Config.from_env()
+    config = config or Config.from_env()
     return MoneyFormat(data_currency(conn) or config.currency, config.locale)

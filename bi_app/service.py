@@ -25,10 +25,10 @@ from bi_app.context import (
     current_replica,
     stored_models,
 )
-from bi_app.money import MoneyFormat
+from bi_app.money import MoneyFormat, data_money_format
 from data_layer.cache import UNVERSIONED_TIMEOUT_S, result_key
 from data_layer.filters import FILTER_PARAMETERS, FilterError, Filters, parse_filters
-from data_layer.meta import data_currency, data_version
+from data_layer.meta import data_version
 from data_layer.summaries import dimension_values, order_source, stored_dimension_values
 
 if TYPE_CHECKING:
@@ -206,10 +206,9 @@ def money_format() -> MoneyFormat:
     config = current_config()
     try:
         with current_engine().connect() as conn:
-            currency = data_currency(conn)
+            return data_money_format(conn, config)
     except Exception:  # noqa: BLE001 - the page's own banner says the database is unreachable
-        currency = None
-    return MoneyFormat(currency or config.currency, config.locale)
+        return MoneyFormat(config.currency, config.locale)
 
 
 def known_values() -> dict[str, list[str]]:
