@@ -553,7 +553,7 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
     line_type, sign = _line_types(text, order_id, product, quantity, numbers, mapping, out)
     status_class = _status_classes(text("status"), choices, questions, out) if "status" in mapping else None
 
-    repeated = order_id.duplicated(keep=False)
+    repeated = _repeated(order_id)
     copies = _copies(frame, repeated, text, mapping, choices, out)
     amounts = resolve_amounts(quantity.abs(), {name: numbers[name].abs() if name in _MONEY_FIELDS else numbers[name]
                                                for name in numbers})
@@ -692,6 +692,14 @@ def _status_classes(status: pd.Series, choices: ImportChoices, questions: list[Q
     out.exclude(excluded, "status", lambda i: f"status {status.iloc[i]!r}: not counted")
     out.excluded_by_status = excluded.to_numpy() & out.rule_dropped.to_numpy()
     return kind
+
+
+def _repeated(order_id: pd.Series) -> pd.Series:
+    """Lines whose order id another line shares. Arrow counts the distinct ids first: a file of one
+    line per order (the common export) then needs no hashing of its ids into pandas' codes."""
+    if len(pc.unique(pa.array(order_id, type=pa.string(), from_pandas=True))) == len(order_id):
+        return pd.Series(False, index=order_id.index)
+    return order_id.duplicated(keep=False)
 
 
 def _copies(frame: pd.DataFrame, repeated: pd.Series, text, mapping: dict[str, str],  # noqa: ANN001

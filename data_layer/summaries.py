@@ -385,13 +385,15 @@ def _scan_facts(conn: Connection, names: tuple[str, ...], ledger: bool) -> tuple
 
 
 def dimension_values(conn: Connection, source: "OrderSource") -> dict[str, list[str]]:
-    """The distinct values of each list filter (query parameter -> sorted values)."""
-    values: dict[str, list[str]] = {}
-    for parameter, (_name, column_name) in LIST_PARAMETERS.items():
-        column = source.column(column_name)
-        rows = conn.execute(select(column).where(column.isnot(None)).distinct())
-        values[parameter] = sorted(str(v) for (v,) in rows)
-    return values
+    """The distinct values of each list filter (query parameter -> sorted values).
+
+    One scan for the combinations of all of them, rather than one per filter (each scan of the
+    wide summary table cost as much as the whole).
+    """
+    columns = [source.column(column_name) for _name, column_name in LIST_PARAMETERS.values()]
+    combinations = conn.execute(select(*columns).group_by(*columns)).all()
+    return {parameter: sorted({str(row[i]) for row in combinations if row[i] is not None})
+            for i, parameter in enumerate(LIST_PARAMETERS)}
 
 
 def stored_dimension_values(conn: Connection) -> dict[str, list[str]] | None:
