@@ -162,15 +162,16 @@ def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None,
     config = Config.from_env()
     overrides = parse_map_options(maps, mapping_file)
     choices = parse_choices(mapping_file, date_order=date_order, decimal=decimal, encoding=encoding,
-                            status_maps=status_maps, drop_identical=drop_identical, timezone=config.timezone)
+                            status_maps=status_maps, drop_identical=drop_identical, timezone=config.timezone,
+                            currency=config.currency)
     def progress(total: int):  # noqa: ANN202 - a click progress bar whose update takes a line count
         bar = click.progressbar(length=total, label="Loading", show_percent=True, show_pos=True, file=sys.stderr)
         return _Advance(bar)
 
     try:
         outcome = import_file(engine_for(config), file, overrides, mode=mode, skip_invalid=skip_invalid,
-                              dry_run=dry_run, report_dir=report_dir, echo=click.echo, progress=progress,
-                              choices=choices)
+                              dry_run=dry_run, report_dir=report_dir, echo=click.echo,
+                              progress=progress if sys.stderr.isatty() else None, choices=choices)
     except MissingColumns as exc:
         raise click.ClickException(f"{exc} (--map COLUMN=FIELD)") from None
     for question in outcome.questions:
@@ -178,7 +179,11 @@ def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None,
     if outcome.failed and not outcome.questions and not skip_invalid:
         click.echo("--skip-invalid imports the valid rows only.")
     if outcome.written and train:
-        _train(config)
+        try:
+            _train(config)
+        except Exception as exc:  # noqa: BLE001 - the orders are in; the pages train on first use
+            click.echo(f"Warning: the orders are imported, but training the customer models failed "
+                       f"({type(exc).__name__}: {exc}); the pages will try again on first use.", err=True)
     if outcome.failed:
         raise SystemExit(1)
 

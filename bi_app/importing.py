@@ -14,7 +14,7 @@ from typing import Callable, ContextManager, Iterable
 
 import psycopg2
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from data_layer.importer import (
     FIELDS,
@@ -29,6 +29,7 @@ from data_layer.importer import (
 )
 from data_layer.engine import describe_error
 from data_layer.loader import LoadError, load_orders
+from data_layer.meta import data_currency
 from data_layer.parsing import DATE_ORDERS, DECIMAL_MARKS, Question
 
 LOAD_CHUNK_ROWS = 100_000
@@ -86,7 +87,7 @@ def read_mapping_file(mapping_file: Path | None) -> dict:
 
 def parse_choices(mapping_file: Path | None = None, *, date_order: str | None = None, decimal: str | None = None,
                   encoding: str | None = None, status_maps: Iterable[str] = (), drop_identical: bool = False,
-                  timezone: str | None = None) -> ImportChoices:
+                  timezone: str | None = None, currency: str | None = None) -> ImportChoices:
     """The import choices of the command line's options on top of the mapping file's."""
     loaded = read_mapping_file(mapping_file)
     statuses = dict(loaded.get("statuses", {}))
@@ -106,7 +107,7 @@ def parse_choices(mapping_file: Path | None = None, *, date_order: str | None = 
         raise ImportError_(f"decimal mark {decimal!r}: use . or ,")
     return ImportChoices(date_order=date_order, decimal=decimal, encoding=encoding or loaded.get("encoding"),
                          statuses=statuses, drop_identical=drop_identical or bool(loaded.get("drop_identical")),
-                         timezone=timezone)
+                         timezone=timezone, currency=currency)
 
 
 def parse_map_options(maps: Iterable[str], mapping_file: Path | None) -> dict[str, str]:
@@ -149,7 +150,7 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     echo("Column mapping:")
     for field_name in FIELDS:
         if field_name in mapping:
-            echo(f"  {field_name:<20} <- {mapping[field_name]}{'' if field_name not in overrides else '  (--map)'}")
+            echo(f"  {field_name:<20} <- {mapping[field_name]}{'' if field_name not in overrides else '  (as chosen)'}")
     unused = [c for c in source.columns if c not in mapping.values()]
     if unused:
         echo(f"  not used: {', '.join(unused)}")
@@ -162,6 +163,10 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
         echo(f"  {decision}")
     if result.currency:
         echo(f"  currency: {result.currency}")
+    else:
+        stored = _stored_currency(engine) if mode != "replace" else None
+        echo(f"  currency: {stored} (no currency column: the stored orders')" if stored else
+             f"  currency: {choices.currency or 'the configured one'} (no currency column: the configured one)")
     if result.questions:
         echo("The file cannot be imported until these are answered:")
         for question in result.questions:
@@ -200,7 +205,7 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     try:
         with progress(table.num_rows) if progress else nullcontext(None) as advance:
             loaded = load_orders(engine, chunks, mode=mode, source=f"import {path.name}", on_progress=advance,
-                                 currency=result.currency,
+                                 currency=result.currency, configured_currency=choices.currency,
                                  remove_orders=result.excluded_orders if mode == "upsert" else ())
     except (IntegrityError, sqlite3.IntegrityError, psycopg2.IntegrityError) as exc:
         if not _is_duplicate_key(exc):
@@ -216,6 +221,14 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     echo(f"Loaded {loaded.rows_in:,} lines ({mode}) in {loaded.seconds:.2f} s; {summary}; "
          f"{loaded.rows_stored:,} lines stored; data version {loaded.data_version}")
     return outcome(loaded.rows_in, failed=False)
+
+
+def _stored_currency(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return data_currency(conn)
+    except SQLAlchemyError:
+        return None  # the load says what is wrong with the database
 
 
 def _is_duplicate_key(exc: Exception) -> bool:

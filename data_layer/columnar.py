@@ -57,7 +57,7 @@ _DUCK_TYPES = {
     "category": "VARCHAR",
     "product": "VARCHAR",
     "quantity": "INTEGER",
-    "unit_price": "DECIMAL(14,4)",
+    "unit_price": "DECIMAL(16,6)",
     "subtotal": "DECIMAL(12,2)",
     "discount_rate": "DECIMAL(6,4)",
     "discount_amount": "DECIMAL(12,2)",

@@ -161,6 +161,8 @@ class ImportChoices:
     drop_identical: bool = False
     #: An IANA zone (``BI_TIMEZONE``) timestamps with an offset are put on their day in.
     timezone: str | None = None
+    #: The configured currency (``BI_CURRENCY``): a new data set's when the file has no currency column.
+    currency: str | None = None
 
 
 class ImportError_(ValueError):
@@ -282,6 +284,11 @@ def read_table(path: Path, encoding: str | None = None) -> SourceTable:
         raw = gzip.open(path, "rb").read() if name.endswith(".gz") else path.read_bytes()
     except (OSError, EOFError) as exc:
         raise ImportError_(f"cannot read {path.name}: {exc}") from None
+    if raw.startswith(b"\x1f\x8b") and not name.endswith(".gz"):  # gzip whose name does not say so
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise ImportError_(f"cannot read {path.name}: {exc}") from None
     if raw.startswith(b"PK\x03\x04"):  # a zip: a workbook whose name does not say so
         table = _read_xlsx(path)
         table.decisions.append(Decision("format", None, "Excel workbook", "the file is a workbook, whatever its "
@@ -551,7 +558,8 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
     out.reject(numbers["refunded_amount"] < 0, "refunded_amount", "negative refunded amount")
 
     line_type, sign = _line_types(text, order_id, product, quantity, numbers, mapping, out)
-    status_class = _status_classes(text("status"), choices, questions, out) if "status" in mapping else None
+    status_class = _status_classes(text("status"), choices, questions, decisions, out) if "status" in mapping \
+        else None
 
     repeated = _repeated(order_id)
     copies = _copies(frame, repeated, text, mapping, choices, out)
@@ -674,12 +682,19 @@ def _line_types(text, order_id: pd.Series, product: pd.Series, quantity: pd.Seri
     return kind.astype(str), sign
 
 
-def _status_classes(status: pd.Series, choices: ImportChoices, questions: list[Question], out: "_Outcome"
-                    ) -> pd.Series:
-    """Each line's status class; lines of an excluded status are left out (listed), unknown ones asked."""
+def _status_classes(status: pd.Series, choices: ImportChoices, questions: list[Question], decisions: list[Decision],
+                    out: "_Outcome") -> pd.Series:
+    """Each line's status class (each status's reported); lines of an excluded status are left out (listed),
+    unknown ones asked."""
     given = {normal_status(k): v for k, v in choices.statuses.items()}
     uniques = pd.Series(pd.unique(status.to_numpy(dtype=object)), dtype=object)
     classes = {value: given.get(normal_status(value), STATUSES.get(normal_status(value))) for value in uniques}
+    counts = status.value_counts()
+    for value, kind in classes.items():
+        if kind is not None and value != "":
+            decisions.append(Decision("status", out.mapping.get("status"), f"{value!r} {kind.replace('_', ' ')}",
+                                      f"{_lines(int(counts[value]))}; "
+                                      + ("as asked" if normal_status(value) in given else "the status vocabulary")))
     unknown = {value: int((status == value).sum()) for value, kind in classes.items() if kind is None}
     if unknown:
         listed = ", ".join(f"{value!r} ({_lines(count)})" for value, count in unknown.items())
@@ -807,7 +822,7 @@ def resolve_amounts(quantity: pd.Series, numbers: dict[str, pd.Series]) -> pd.Da
     q = quantity.fillna(1.0)
     price, given_subtotal, total = numbers["unit_price"], numbers["subtotal"], numbers["total_amount"]
     rate, discount, shipping = numbers["discount_rate"], numbers["discount_amount"], numbers["shipping_cost"]
-    subtotal = given_subtotal.fillna((q * price).round(2))
+    subtotal = given_subtotal.fillna(cents(q * price))
     discount = discount.fillna((subtotal * rate).round(2))
     only_total = subtotal.isna()
     subtotal = subtotal.fillna((total + discount.fillna(0.0) - shipping.fillna(0.0)).round(2))
@@ -822,11 +837,17 @@ def resolve_amounts(quantity: pd.Series, numbers: dict[str, pd.Series]) -> pd.Da
     price = price.fillna((subtotal / q).round(PRICE_DECIMALS))
     inconsistent = ((total - (subtotal - discount + shipping)).abs() > 0.005) | (discount < -0.005) \
         | (shipping < -0.005) | ((discount - subtotal * rate).abs() > 0.015 + subtotal.abs() * 0.00005) \
-        | ((subtotal - q * price).abs() > 0.005 * q.abs())
+        | ((subtotal - q * price).abs() > 0.005 * q.abs() + 1e-9)
     return pd.DataFrame({"quantity": q, "unit_price": price.round(PRICE_DECIMALS), "subtotal": subtotal.round(2),
                          "discount_rate": rate, "discount_amount": discount.round(2),
                          "shipping_cost": shipping.round(2), "total_amount": total,
                          "inconsistent": inconsistent.fillna(False)})
+
+
+def cents(amounts: pd.Series) -> pd.Series:
+    """Amounts rounded to cents half away from zero, as invoices round (1 x 0.125 is 0.13; numpy's
+    own rounding goes to the even cent, and binary fractions such as 1.005 fall below the half)."""
+    return np.sign(amounts) * np.floor(amounts.abs() * 100 + 0.5 + 1e-7) / 100
 
 
 def _order_lines(keep, order_id, customer, product, when, amounts, sign, line_type, refunded, numbers, text, *,  # noqa: ANN001

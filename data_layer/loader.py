@@ -143,6 +143,7 @@ def load_orders(
     date_bounds: tuple[date, date] = DEFAULT_DATE_BOUNDS,
     on_progress: Callable[[int], None] | None = None,
     currency: str | None = None,
+    configured_currency: str | None = None,
     remove_orders: Iterable[str] = (),
 ) -> LoadResult:
     """Load Arrow tables of orders in one transaction and stamp a new data version.
@@ -153,7 +154,8 @@ def load_orders(
     says were never sales), and writes nothing at all when those orders are
     already stored exactly so. The indexes are rebuilt after a replace rather
     than maintained row by row. ``currency`` (ISO 4217) is recorded with the
-    data; adding orders in another currency than the stored ones is refused. If
+    data; adding orders in another currency than the stored ones (or, when they have none
+    recorded, than ``configured_currency``, in which they are shown) is refused. If
     any row fails or the quality report finds a problem, nothing is written.
     """
     if mode not in LOAD_MODES:
@@ -162,7 +164,7 @@ def load_orders(
     postgres = is_postgres(engine)
     try:
         return _load(engine, chunks, mode, source, date_bounds, on_progress, started, postgres, currency,
-                     tuple(remove_orders))
+                     configured_currency, tuple(remove_orders))
     except _Unchanged as unchanged:
         with engine.connect() as conn:
             return LoadResult(mode=mode, rows_in=unchanged.rows_in, rows_stored=unchanged.rows_stored,
@@ -176,7 +178,7 @@ class _Unchanged(Exception):
 
 
 def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postgres, currency,  # noqa: ANN001, PLR0913
-          remove_orders) -> LoadResult:
+          configured_currency, remove_orders) -> LoadResult:
     with engine.begin() as conn:
         create_schema(conn)
         stored_currency = read_meta(conn).get("currency") or None
@@ -198,7 +200,7 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
                 conn.exec_driver_sql(f"DELETE FROM {SALES_TABLE}")
         else:
             rows_before = conn.execute(select(func.count()).select_from(sales)).scalar_one()
-            _check_currency(currency, stored_currency, rows_before)
+            _check_currency(currency, stored_currency or configured_currency, rows_before)
 
         rows_in = 0
         lines = _LineWatch()

@@ -73,9 +73,6 @@ def orders_page(
         .offset(max(0, offset)).limit(limit)
     ).mappings().all()
     source = order_source(conn)
-    total = conn.execute(
-        select(func.count()).where(conditions(filters, sales)) if source.distinct_orders  # lines, not orders
-        else source.select(filters, "orders")
-    ).scalar_one()
+    total = conn.execute(source.select(filters, "lines")).scalar_one()
     return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} for row in rows], int(total)
 

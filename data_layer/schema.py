@@ -43,7 +43,7 @@ TEXT_LIMIT = 255
 #: The longest order id and customer id stored.
 ID_LIMIT = 64
 #: Decimals of a unit price (wholesale prices such as 0.065 are real); amounts keep cents.
-PRICE_DECIMALS = 4
+PRICE_DECIMALS = 6
 #: What a line is: merchandise sold, merchandise returned or cancelled, or an adjustment or fee.
 LINE_TYPES = ("sale", "return", "adjustment", "fee")
 
@@ -59,7 +59,7 @@ sales = Table(
     Column("category", String(TEXT_LIMIT), nullable=False),
     Column("product", String(TEXT_LIMIT), nullable=False),
     Column("quantity", Integer, nullable=False),
-    Column("unit_price", Numeric(12, PRICE_DECIMALS, asdecimal=False), nullable=False),
+    Column("unit_price", Numeric(14, PRICE_DECIMALS, asdecimal=False), nullable=False),
     Column("subtotal", Numeric(10, 2, asdecimal=False), nullable=False),
     Column("discount_rate", Numeric(5, 4, asdecimal=False), server_default="0"),
     Column("discount_amount", Numeric(10, 2, asdecimal=False), server_default="0"),

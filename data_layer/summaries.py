@@ -223,6 +223,7 @@ def _power_sum(power: int, rows: Rows) -> ColumnElement:
 #: Additive measures: how each is aggregated over rows (a count or a sum).
 ADDITIVE: dict[str, Aggregate] = {
     "orders": lambda r: func.count().filter(r.money.counted),
+    "lines": lambda r: func.count(),
     "revenue": lambda r: func.coalesce(func.sum(r.col("total_amount")), 0) - _refunds(r),
     "gross_sales": lambda r: _sum(r.col("total_amount"), r.money.sale),
     "returns": lambda r: _refunds(r) - _sum(r.col("total_amount"), r.money.returned),
@@ -255,7 +256,7 @@ _FLOAT_COLUMNS = tuple(sorted({name for pair in CORRELATION_PAIRS for name in pa
 
 
 def _measure_type(name: str):  # noqa: ANN202
-    if name in ("orders", "discounted_orders", "units") or name.endswith("_n"):
+    if name in ("orders", "lines", "discounted_orders", "units") or name.endswith("_n"):
         return BigInteger
     if name.startswith("revenue_p") or "__" in name:
         return Double
@@ -446,7 +447,7 @@ class OrderSource:
 
     def select(self, filters: Filters, *names: str, by: tuple[ColumnElement, ...] = ()) -> Select:
         """``SELECT <by>, <measures> WHERE <filters> GROUP BY <by>``."""
-        query = select(*by, *[self.measure(n).label(n) for n in names]).where(
+        query = select(*by, *[self.measure(n).label(n) for n in names]).select_from(self.table).where(
             conditions(filters, self.table)
         )
         return query.group_by(*by) if by else query

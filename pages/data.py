@@ -109,7 +109,8 @@ def choices_of(encoding: str | None, date_order: str | None, decimal: str | None
     """The user's reading choices as the importer takes them."""
     return ImportChoices(date_order=date_order or None, decimal=decimal or None, encoding=encoding or None,
                          statuses={i["status"]: v for i, v in zip(status_ids, statuses) if v},
-                         drop_identical=bool(drop_identical), timezone=current_config().timezone)
+                         drop_identical=bool(drop_identical), timezone=current_config().timezone,
+                         currency=current_config().currency)
 
 
 @callback(
@@ -248,7 +249,7 @@ def check_file(values: list, encoding: str | None, date_order: str | None, decim
                            *[html.Div(q.message, className="data-question") for q in result.questions]],
                           color="warning", id="data-questions")], True, decisions
     errors = result.errors
-    summary = f"{result.summary()}; {result.orders:,} orders."
+    summary = f"{result.summary()}; {result.orders:,} order{'s' if result.orders != 1 else ''}."
     rows = [html.Tr([html.Td(r.line), html.Td(r.column), html.Td(r.reason),
                      html.Td("invalid" if r.blocking else "left out by rule")])
             for r in result.rejected[:SHOWN_REJECTS]]

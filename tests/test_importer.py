@@ -312,7 +312,7 @@ def test_cli_import_prints_the_mapping_and_the_counts(db_url: str, tmp_path: Pat
     assert missing.exit_code == 1 and "no column for product" in missing.output
     done = runner.invoke(main, ["import", str(path), "--map", "Article=product", "--no-train"])
     assert done.exit_code == 0, done.output
-    assert "product              <- Article  (--map)" in done.output
+    assert "product              <- Article  (as chosen)" in done.output
     assert "5 rows in = 5 written + 0 rejected" in done.output
 
 

@@ -407,3 +407,20 @@ def test_a_models_file_saved_before_answers_were_kept_still_serves(demo, db_url:
             assert_same(to_jsonable(clusters), to_jsonable(analyses.clusters(conn, Filters(), current_models(version))),
                         "clusters")
             assert to_jsonable(kpis) == to_jsonable(service.ANALYSES["kpis"].function(conn, Filters()))
+
+
+def test_models_train_on_data_without_satisfaction_ratings(engine: Engine) -> None:
+    """A shop that asks no ratings: the churn trees leave the empty feature out, the segmentation keeps it
+    as a constant (it separates nothing), and both label every customer."""
+    from sqlalchemy import text
+
+    load_demo_data(engine, 1500, 3, replace=True)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE advanced_sales_data SET satisfaction_rating = NULL"))
+    models = train_models(engine)
+    assert "average_satisfaction" not in models.churn.features_
+    assert models.segmentation.feature_importance_["average_satisfaction"] == 0.0
+    with engine.connect() as conn:
+        features = customer_features(conn, Filters())
+    assert len(models.segmentation.predict(features)) == len(features)
+    assert models.churn.churn_probability(features).shape == (len(features),)

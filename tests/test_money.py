@@ -406,3 +406,48 @@ def test_the_datas_currency_reaches_the_api_the_pages_and_the_report(engine: Eng
     report = openpyxl.load_workbook(io.BytesIO(client.get("/export/report.xlsx").data))["Summary"]
     rows = {row[0].value: row for row in report.iter_rows() if row[0].value}
     assert rows["Currency"][1].value == "GBP" and "£" in rows["revenue"][1].number_format
+
+
+def test_half_cents_round_up_as_invoices_do(engine: Engine, tmp_path: Path) -> None:
+    path = write(tmp_path, "half.csv", ["1,2024-03-01,Screw,1,0.125,C1,North", "2,2024-03-01,Nut,3,0.335,C2,North",
+                                        "3,2024-03-01,Bolt,1,2.675,C3,North", "C4,2024-03-02,Screw,-1,0.125,C1,North",
+                                        "5,2024-03-02,Washer,2,0.03125,C4,North"])
+    outcome, printed = run(engine, path)
+    assert (outcome.written, outcome.rejected) == (5, 0), printed
+    # Half a cent and more rounds away from zero: 0.125 -> 0.13, 1.005 -> 1.01, 2.675 -> 2.68, 0.0625 -> 0.06.
+    assert_kpis(engine, ledger(("1", "C1", 0.13, 0, "sale"), ("2", "C2", 1.01, 0, "sale"), ("3", "C3", 2.68, 0, "sale"),
+                               ("C4", "C1", -0.13, 0, "return"), ("5", "C4", 0.06, 0, "sale")))
+    with engine.connect() as conn:
+        assert float(conn.execute(text("SELECT unit_price FROM advanced_sales_data WHERE order_id = '5'")).scalar_one()) \
+            == 0.03125
+
+
+def test_a_file_without_a_currency_takes_the_stored_one_and_the_configured_currency_counts(engine: Engine,
+                                                                                        tmp_path: Path) -> None:
+    gbp = write(tmp_path, "gbp.csv", ["1,2024-03-01,Mug,1,5.00,C1,North,GBP"], header=HEADER + ",Currency")
+    run(engine, gbp)
+    outcome, printed = run(engine, write(tmp_path, "plain.csv", ["2,2024-03-01,Mug,1,5.00,C1,North"]))
+    assert outcome.written == 1 and "currency: GBP (no currency column: the stored orders')" in printed
+    with engine.connect() as conn:
+        assert data_currency(conn) == "GBP"
+
+    # Data with no recorded currency is shown in the configured one: a file in that currency may join it.
+    run(engine, write(tmp_path, "again.csv", ["3,2024-03-01,Mug,1,5.00,C1,North"]), mode="replace")
+    outcome, printed = run(engine, write(tmp_path, "gbp2.csv", ["4,2024-03-01,Mug,1,5.00,C1,North,GBP"],
+                                         header=HEADER + ",Currency"), ImportChoices(currency="GBP"))
+    assert outcome.written == 1, printed
+
+
+def test_statuses_and_their_classes_are_in_the_report_and_a_gzip_named_csv_is_read(engine: Engine,
+                                                                                  tmp_path: Path) -> None:
+    import gzip
+
+    path = tmp_path / "packed.csv"
+    path.write_bytes(gzip.compress(("\n".join([HEADER + ",Status", "1,2024-03-01,Mug,1,5.00,C1,North,paid",
+                                               "2,2024-03-01,Mug,1,5.00,C2,North,Awaiting pickup"]) + "\n").encode()))
+    outcome, printed = run(engine, path, ImportChoices(statuses={"awaiting pickup": "excluded"}))
+    assert (outcome.written, outcome.rejected) == (1, 1), printed
+    report = pd.read_csv(outcome.report)
+    decided = report.loc[report["kind"] == "decision", "reason"].tolist()
+    assert "status: 'paid' counted (1 line; the status vocabulary)" in decided
+    assert "status: 'Awaiting pickup' excluded (1 line; as asked)" in decided

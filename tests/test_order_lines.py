@@ -128,5 +128,7 @@ def test_grid_lists_lines_and_counts_them(shop) -> None:
         page, total = orders_page(conn, Filters(products=("Laptop",)), offset=0, limit=50, sort=[])
     laptops = lines[lines["product"] == "Laptop"]
     assert total == len(laptops)
+    with engine.connect() as conn:
+        assert orders_page(conn, Filters(), offset=0, limit=10, sort=[])[1] == len(lines)  # every line, unfiltered
     assert [(r["order_id"], r["line_number"]) for r in page] == list(
         laptops.sort_values(["order_id", "line_number"])[["order_id", "line_number"]].head(50).itertuples(index=False, name=None))

@@ -49,26 +49,33 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.learning_rate = learning_rate
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> "ChurnClassifier":  # noqa: N803 - sklearn's name
+        # A feature no customer has (no ratings in the data) tells nothing, and the trees' binning
+        # fails on a column of missing values only.
+        self.features_ = [name for name in CHURN_FEATURES if X[name].notna().any()]
         self.model_ = HistGradientBoostingClassifier(
             random_state=self.random_state, max_iter=self.max_iter, learning_rate=self.learning_rate,
             early_stopping=False,
-        ).fit(_matrix(X), np.asarray(y, dtype=int))
+        ).fit(_matrix(X, self.features_), np.asarray(y, dtype=int))
         self.classes_ = self.model_.classes_
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
-        return self.model_.predict_proba(_matrix(X))
+        return self.model_.predict_proba(_matrix(X, self._features()))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
-        return self.model_.predict(_matrix(X))
+        return self.model_.predict(_matrix(X, self._features()))
+
+    def _features(self) -> list[str]:
+        # A model saved before features were chosen used all of them.
+        return getattr(self, "features_", list(CHURN_FEATURES))
 
     def churn_probability(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """P(no order in the horizon) for each customer."""
         return self.predict_proba(X)[:, list(self.classes_).index(1)]
 
 
-def _matrix(X: pd.DataFrame) -> np.ndarray:  # noqa: N803
-    return X.loc[:, list(CHURN_FEATURES)].to_numpy(dtype=float)
+def _matrix(X: pd.DataFrame, features: list[str]) -> np.ndarray:  # noqa: N803
+    return X.loc[:, features].to_numpy(dtype=float)
 
 
 def train_churn(conn: Connection, horizon_days: int = DEFAULT_HORIZON_DAYS,

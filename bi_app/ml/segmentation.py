@@ -74,7 +74,10 @@ class CustomerSegmentation(ClusterMixin, BaseEstimator):
         usable = [k for k in self.k_values if 2 <= k < len(features)]
         if not usable:
             raise ValueError(f"{len(features)} customers are too few to form clusters")
-        self.scaler_: Pipeline = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+        # A feature no customer has (no ratings in the data) is kept as a constant: dropping it would
+        # leave the scaled matrix a column short of the feature names.
+        self.scaler_: Pipeline = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
+                                               StandardScaler())
         scaled = self.scaler_.fit_transform(features)
         self.n_customers_ = len(features)
         self.sampled_ = len(features) > self.minibatch_above
