@@ -16,13 +16,12 @@ from sqlalchemy.exc import SQLAlchemyError
 import pages
 from bi_app.api import api
 from bi_app import shell
-from bi_app.config import Config
+from bi_app.config import Config, engine_for
 from bi_app.context import (
     CACHE_KEY,
     CONFIG_KEY,
     current_config,
     current_replica,
-    engine_for,
 )
 from bi_app.exports import exports
 from data_layer.bootstrap import ensure_demo_database

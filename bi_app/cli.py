@@ -15,7 +15,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app.config import Config, ConfigError
-from bi_app.context import engine_for, start_training
+from bi_app.config import engine_for
 from data_layer.bootstrap import load_demo_data
 from data_layer.engine import DatabaseError, describe_error, safe_url
 from data_layer.importer import ImportError_, MissingColumns
@@ -116,6 +116,8 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None
 
     config = Config.from_env()
     app = create_app(config)
+    from bi_app.context import start_training  # the web app's module: not loaded by other commands
+
     start_training(config)
     click.echo(f"Dashboard on http://{host}:{port}  (database {safe_url(config.database_url)})")
     if debug:

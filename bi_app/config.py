@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 #: Every setting, its environment variable and what it does (shown in the README).
 SETTINGS_HELP: dict[str, str] = {
@@ -85,6 +88,17 @@ class Config:
 
 class ConfigError(ValueError):
     """A setting has a value we cannot use."""
+
+
+def engine_for(config: Config) -> "Engine":
+    """This process's engine for ``config``'s database."""
+    from data_layer.engine import get_engine
+
+    return get_engine(
+        config.database_url,
+        statement_timeout_ms=config.statement_timeout_ms,
+        connect_timeout_s=config.connect_timeout_s,
+    )
 
 
 def normalise_database_url(url: str) -> str:

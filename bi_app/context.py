@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 from flask import current_app
 from sqlalchemy import Engine
 
-from bi_app.config import Config
+from bi_app.config import Config, engine_for
 from data_layer.cache import ResultCache
 from data_layer.columnar import ColumnarReplica
-from data_layer.engine import get_engine, make_engine
+from data_layer.engine import make_engine
 
 if TYPE_CHECKING:
     from bi_app.ml.models import ModelStore, TrainedModels
@@ -31,15 +31,6 @@ _replica_lock = threading.Lock()
 def current_config() -> Config:
     """The :class:`Config` of the app serving this request."""
     return current_app.config[CONFIG_KEY]
-
-
-def engine_for(config: Config) -> Engine:
-    """This process's engine for ``config``'s database."""
-    return get_engine(
-        config.database_url,
-        statement_timeout_ms=config.statement_timeout_ms,
-        connect_timeout_s=config.connect_timeout_s,
-    )
 
 
 def current_engine() -> Engine:
