@@ -6,7 +6,7 @@ encoding, ``.gz``, or the first sheet of an XLSX) -> :func:`auto_mapping`
 becomes an order line or is rejected with its line number, column and reason;
 what the values cannot tell becomes a question) -> :func:`data_layer.loader.load_orders`.
 
-Rules (also in the README, "Measures and import rules"):
+Rules (also in the README, "Measures" and "Importing your own orders", and docs/MEASURES.md):
 
 - Required: order id, order date, product, and either an amount or quantity
   and unit price. Several lines with one order id are one order.
@@ -31,7 +31,8 @@ Rules (also in the README, "Measures and import rules"):
   are copies: the later ones are left out.
 - Dates and numbers are read as :mod:`data_layer.parsing` decides from all of a
   column's values, and the encoding from the bytes; each decision is reported.
-- One currency per data set (a ``currency`` column, else ``BI_CURRENCY``).
+- One currency per data set: a ``currency`` column, else the stored orders' (or
+  ``BI_CURRENCY`` for a new data set).
 """
 
 from __future__ import annotations
