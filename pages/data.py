@@ -26,6 +26,7 @@ from data_layer.importer import (
     validate,
 )
 from data_layer.loader import LoadError
+from data_layer.meta import data_currency
 from data_layer.parsing import DATE_ORDER_NAMES, DECIMAL_NAMES
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,15 @@ def mapping_editor(columns: list[str], mapping: dict[str, str]) -> dbc.Card:
     ], className="mb-3 shadow-sm")
 
 
+def stored_currency() -> str | None:
+    """The stored orders' currency, if one is recorded (None when the database cannot say)."""
+    try:
+        with current_engine().connect() as conn:
+            return data_currency(conn)
+    except Exception:  # noqa: BLE001 - the import itself says what is wrong with the database
+        return None
+
+
 def problem(exc: Exception, what: str) -> str:
     """What went wrong, in words for the page: the importer's own message, else a plain sentence
     (the traceback goes to the log, not the browser)."""
@@ -250,6 +260,10 @@ def check_file(values: list, encoding: str | None, date_order: str | None, decim
                           color="warning", id="data-questions")], True, decisions
     errors = result.errors
     summary = f"{result.summary()}; {result.orders:,} order{'s' if result.orders != 1 else ''}."
+    stored = stored_currency()
+    if result.currency and stored and stored != result.currency:
+        summary += (f" The file is in {result.currency} and the stored orders in {stored}: it can only replace "
+                    "all stored orders.")
     rows = [html.Tr([html.Td(r.line), html.Td(r.column), html.Td(r.reason),
                      html.Td("invalid" if r.blocking else "left out by rule")])
             for r in result.rejected[:SHOWN_REJECTS]]

@@ -451,3 +451,25 @@ def test_statuses_and_their_classes_are_in_the_report_and_a_gzip_named_csv_is_re
     decided = report.loc[report["kind"] == "decision", "reason"].tolist()
     assert "status: 'paid' counted (1 line; the status vocabulary)" in decided
     assert "status: 'Awaiting pickup' excluded (1 line; as asked)" in decided
+
+
+def test_the_data_page_says_when_a_file_is_in_another_currency_than_the_stored_orders(
+        engine: Engine, tmp_path: Path, app, point_app_at) -> None:  # noqa: ANN001
+    import uuid
+
+    from bi_app.importing import upload_folder
+    from data_layer.importer import FIELDS, auto_mapping
+    from pages.data import check_file
+
+    run(engine, write(tmp_path, "gbp.csv", ["1,2024-03-01,Mug,1,5.00,C1,North,GBP"], header=HEADER + ",Currency"))
+    point_app_at(engine.url.render_as_string(hide_password=False))
+    upload = {"id": uuid.uuid4().hex, "file": "eur.csv"}
+    with app.server.test_request_context():
+        folder = upload_folder(upload["id"])
+        folder.mkdir(parents=True)
+        (folder / "eur.csv").write_text(HEADER + ",Currency\n2,2024-03-02,Mug,1,5.00,C1,North,EUR\n")
+        mapping = auto_mapping([*HEADER.split(","), "Currency"])
+        ids = [{"type": "data-map", "field": name} for name in FIELDS]
+        shown, disabled, _decisions = check_file([mapping.get(i["field"]) for i in ids], None, None, None, False,
+                                                 [], ids, [], upload)
+    assert "in EUR and the stored orders in GBP: it can only replace all stored orders" in str(shown)
