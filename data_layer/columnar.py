@@ -254,8 +254,9 @@ def build_snapshot(source: Engine, path: Path, memory_limit: str = "2GB") -> str
         try:
             columns = ", ".join(f"'{name}': '{kind}'" for name, kind in _DUCK_TYPES.items())
             duck.execute(
-                f"CREATE TABLE {SALES_TABLE} AS SELECT * FROM read_csv(?, header = false, "
-                f"columns = {{{columns}}}) ORDER BY order_date, order_id",
+                # The dialect is ours (PostgreSQL's and Python's CSV), never sniffed from the data.
+                f"CREATE TABLE {SALES_TABLE} AS SELECT * FROM read_csv(?, header = false, auto_detect = false, "
+                f"delim = ',', quote = '\"', escape = '\"', columns = {{{columns}}}) ORDER BY order_date, order_id",
                 [orders_csv.name],
             )
             duck.execute(f"CREATE TABLE {METADATA_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")

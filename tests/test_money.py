@@ -473,3 +473,25 @@ def test_the_data_page_says_when_a_file_is_in_another_currency_than_the_stored_o
         shown, disabled, _decisions = check_file([mapping.get(i["field"]) for i in ids], None, None, None, False,
                                                  [], ids, [], upload)
     assert "in EUR and the stored orders in GBP: it can only replace all stored orders" in str(shown)
+
+
+def test_names_with_commas_quotes_and_line_breaks_reach_the_columnar_snapshot(engine: Engine, tmp_path: Path) -> None:
+    from data_layer.columnar import ColumnarReplica
+
+    names = ["Lamp, desk", 'The "Big" mug', "Two\nlines", "Plain"]
+    path = tmp_path / "tricky.csv"
+    path.write_text(HEADER + "\n" + "".join(
+        f'{i},2024-03-0{i},"{name.replace(chr(34), chr(34) * 2)}",1,{i}.00,C{i},North\n'
+        for i, name in enumerate(names, 1)))
+    outcome, printed = run(engine, path)
+    assert outcome.written == 4, printed
+    with engine.connect() as conn:
+        version = data_version(conn)
+    replica = ColumnarReplica(engine, tmp_path / "columnar")
+    replica.build(version)
+    snapshot = replica.engine_for(version)
+    assert snapshot is not None
+    with snapshot.connect() as conn:
+        for i, name in enumerate(names, 1):
+            assert kpis(conn, Filters(products=(name,)))["revenue"]["value"] == float(i), name
+    replica.close()
