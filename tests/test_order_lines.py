@@ -107,8 +107,14 @@ def test_an_order_of_several_lines_counts_once_and_guests_are_no_customers(shop,
             segments = analytics.segments(conn, filters).set_index("segment")
             expected = rows.groupby("customer_segment")["order_id"].nunique()
             assert segments["orders"].to_dict() == expected.to_dict()
-            products = analytics.products(conn, filters)["products"].set_index("product")
+            breakdown = analytics.products(conn, filters)
+            products = breakdown["products"].set_index("product")
             assert products["orders"].to_dict() == rows.groupby("product")["order_id"].nunique().to_dict()
+            # Orders whose two lines are products of one category count once in it.
+            categories = breakdown["categories"].set_index("category")
+            assert categories["orders"].to_dict() == rows.groupby("category")["order_id"].nunique().to_dict()
+            assert categories["revenue"].to_dict() == pytest.approx(rows.groupby("category")["net"].sum().round(2)
+                                                                    .to_dict(), abs=0.005)
 
             trend = analytics.trend(conn, filters)["monthly"].set_index("month")
             months = pd.to_datetime(rows["order_date"]).dt.strftime("%Y-%m")

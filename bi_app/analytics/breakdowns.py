@@ -67,18 +67,11 @@ def products(conn: Connection, filters: Filters) -> dict[str, pd.DataFrame]:
     margin_per_unit = frame["product"].map({name: p.margin for name, p in PRODUCTS.items()})
     frame["estimated_margin"] = (margin_per_unit * frame["units"]).round(2)
     by_product = _finish(frame, ["product", "category"])
-    by_category = frame.groupby("category", as_index=False).agg(
-        revenue=("revenue", "sum"),
-        orders=("orders", "sum"),
-        units=("units", "sum"),
-        subtotal=("subtotal", "sum"),
-        satisfaction_sum=("satisfaction_sum", "sum"),
-        satisfaction_n=("satisfaction_n", "sum"),
-        estimated_margin=("estimated_margin", lambda m: m.sum(min_count=len(m))),
-    )
-    by_category["satisfaction"] = [
-        ratio(s, n) for s, n in zip(by_category["satisfaction_sum"], by_category["satisfaction_n"])
-    ]
+    # Per category from the lines themselves: an order of two products of one category is one order
+    # of it (its products' order counts would count it twice). Margins add up.
+    by_category = _by(conn, filters, "category", customers=False)
+    margins = frame.groupby("category")["estimated_margin"].agg(lambda m: m.sum(min_count=len(m)))
+    by_category["estimated_margin"] = by_category["category"].map(margins)
     return {"products": by_product, "categories": _finish(by_category, ["category"])}
 
 
