@@ -268,7 +268,7 @@ def build_report(filters: Filters, results: dict[str, Any], version: str | None,
     return workbook
 
 
-_MONEY = {"revenue", "average_spend", "revenue_per_customer", "average_price", "estimated_margin",
+_MONEY = {"revenue", "average_spend", "revenue_per_customer", "guest_revenue", "average_price", "estimated_margin",
           "moving_average_3", "bin_start", "bin_end", "gross_sales", "returns", "adjustments"}
 #: Columns that mix money and other figures (the statistic/value and metric/value tables).
 _NUMBERS = {"value", "previous"}

@@ -92,6 +92,7 @@ class Ledger:
     - ``returned``: a return or cancellation line (stored negative);
     - ``merchandise``: sale and return lines (not adjustments or fees);
     - ``adjustment``: adjustment and fee lines;
+    - ``registered``: a line with a customer id (not a guest's);
     - ``net``: the line's amount less what was refunded of it.
 
     ``coded``: ``columns`` holds the line's kind as the small integer ``kind`` (see :meth:`kind`) and
@@ -105,6 +106,7 @@ class Ledger:
         self.columns = columns
         self.ledger = ledger
         total = columns["total_amount"]
+        self.registered = columns["registered"] if coded else columns["customer_id"].isnot(None)
         if not ledger:
             self.refunded = literal(0)
             self.sale, self.returned, self.merchandise, self.adjustment = _ALWAYS, _NEVER, _ALWAYS, _NEVER
@@ -127,10 +129,11 @@ class Ledger:
 
     def coded_columns(self) -> list[ColumnElement]:
         """``kind`` (with the ledger) and ``counted`` as labelled columns, for a subquery read with ``coded``."""
+        flags = [self.counted.label("counted"), self.registered.label("registered")]
         if not self.ledger:
-            return [self.counted.label("counted")]
+            return flags
         kind = case(*[(self.columns["line_type"] == name, code) for name, code in self.KINDS.items()], else_=3)
-        return [kind.label("kind"), self.counted.label("counted")]
+        return [kind.label("kind"), *flags]
 
 
 class Rows:
@@ -225,6 +228,8 @@ ADDITIVE: dict[str, Aggregate] = {
     "orders": lambda r: func.count().filter(r.money.counted),
     "lines": lambda r: func.count(),
     "revenue": lambda r: func.coalesce(func.sum(r.col("total_amount")), 0) - _refunds(r),
+    "registered_revenue": lambda r: _sum(r.col("total_amount"), r.money.registered) - (
+        _sum(r.money.refunded, r.money.registered & (r.money.refunded != 0)) if r.money.ledger else 0),
     "gross_sales": lambda r: _sum(r.col("total_amount"), r.money.sale),
     "returns": lambda r: _refunds(r) - _sum(r.col("total_amount"), r.money.returned),
     "adjustments": lambda r: _sum(r.col("total_amount"), r.money.adjustment),

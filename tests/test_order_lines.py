@@ -110,6 +110,14 @@ def test_an_order_of_several_lines_counts_once_and_guests_are_no_customers(shop,
             breakdown = analytics.products(conn, filters)
             products = breakdown["products"].set_index("product")
             assert products["orders"].to_dict() == rows.groupby("product")["order_id"].nunique().to_dict()
+            # Revenue per customer: registered customers' net revenue over them; guests' beside it.
+            regions = analytics.regions(conn, filters).set_index("region")
+            known_rows = rows.dropna(subset=["customer_id"])
+            per_customer = known_rows.groupby("region")["net"].sum() / known_rows.groupby("region")["customer_id"].nunique()
+            assert regions["revenue_per_customer"].to_dict() == pytest.approx(per_customer.to_dict(), abs=0.0051)
+            guests = rows[rows["customer_id"].isna()].groupby("region")["net"].sum()
+            assert regions["guest_revenue"].to_dict() == pytest.approx(
+                guests.reindex(regions.index, fill_value=0).round(2).to_dict(), abs=0.005)
             # Orders whose two lines are products of one category count once in it.
             categories = breakdown["categories"].set_index("category")
             assert categories["orders"].to_dict() == rows.groupby("category")["order_id"].nunique().to_dict()

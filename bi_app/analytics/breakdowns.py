@@ -10,7 +10,8 @@ from data_layer.demo_data import PRODUCTS
 from data_layer.filters import Filters
 from data_layer.summaries import distinct_customers, order_source
 
-_ORDER_MEASURES = ("orders", "revenue", "units", "subtotal", "satisfaction_sum", "satisfaction_n")
+_ORDER_MEASURES = ("orders", "revenue", "registered_revenue", "units", "subtotal", "satisfaction_sum",
+                   "satisfaction_n")
 
 
 def _by(conn: Connection, filters: Filters, column: str, *extra: str, customers: bool = True) -> pd.DataFrame:
@@ -50,13 +51,17 @@ def segments(conn: Connection, filters: Filters) -> pd.DataFrame:
 
 
 def regions(conn: Connection, filters: Filters) -> pd.DataFrame:
-    """Per region: customers, orders, revenue, revenue per customer, satisfaction and share of
-    customers; largest revenue first."""
+    """Per region: customers, orders, net revenue, revenue per customer (registered customers' net
+    revenue / registered customers; guests' revenue beside it), satisfaction and share of customers;
+    largest revenue first."""
     frame = _by(conn, filters, "region")
     all_customers = conn.execute(distinct_customers(conn, filters)).scalar_one()
-    frame["revenue_per_customer"] = (frame["revenue"] / frame["customers"].where(frame["customers"] > 0)).round(2)
+    frame["revenue_per_customer"] = (frame["registered_revenue"] / frame["customers"].where(frame["customers"] > 0)
+                                     ).round(2)
+    frame["guest_revenue"] = (frame["revenue"] - frame["registered_revenue"]).round(2)
     frame["customer_share"] = frame["customers"] / all_customers if all_customers else None
-    columns = ["region", "customers", "orders", "revenue", "revenue_per_customer", "satisfaction", "customer_share"]
+    columns = ["region", "customers", "orders", "revenue", "revenue_per_customer", "guest_revenue", "satisfaction",
+               "customer_share"]
     return frame.sort_values("revenue", ascending=False)[columns].reset_index(drop=True)
 
 
