@@ -95,9 +95,9 @@ class Ledger:
     - ``registered``: a line with a customer id (not a guest's);
     - ``net``: the line's amount less what was refunded of it.
 
-    ``coded``: ``columns`` holds the line's kind as the small integer ``kind`` (see :meth:`kind`) and
-    ``counted`` as a boolean, worked out once per row: comparing the line type's text in every
-    measure made the summary rebuild 1.4x slower.
+    ``coded``: ``columns`` holds the line's kind as the small integer ``kind`` and ``counted`` and
+    ``registered`` as booleans (see :meth:`coded_columns`), worked out once per row: comparing the
+    line type's text in every measure made the summary rebuild 1.4x slower.
     """
 
     KINDS = {"sale": 1, "return": 2}  # anything else (adjustment, fee) is 3
@@ -128,7 +128,8 @@ class Ledger:
         self.counted = self.sale & (total != 0)
 
     def coded_columns(self) -> list[ColumnElement]:
-        """``kind`` (with the ledger) and ``counted`` as labelled columns, for a subquery read with ``coded``."""
+        """``kind`` (with the ledger), ``counted`` and ``registered`` as labelled columns, for a subquery
+        read with ``coded``."""
         flags = [self.counted.label("counted"), self.registered.label("registered")]
         if not self.ledger:
             return flags
@@ -185,7 +186,6 @@ def _sum(value: ColumnElement, where: ColumnElement) -> ColumnElement:
     if where is _NEVER:
         return literal(0)
     return func.coalesce(_filtered(func.sum(value), where), 0)
-
 
 
 def _refunds(r: "Rows") -> ColumnElement:
