@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from data_layer.engine import describe_error, is_postgres
-from data_layer.meta import data_version, find_absent_fields, read_meta, write_meta
+from data_layer.meta import data_version, read_meta, scan_stored_lines, write_meta
 from data_layer.quality import DEFAULT_DATE_BOUNDS, QualityReport, quality_report
 from data_layer.schema import (
     LEDGER_COLUMNS,
@@ -43,6 +43,9 @@ T = TypeVar("T")
 LoadMode = Literal["replace", "append", "upsert"]
 LOAD_MODES: tuple[LoadMode, ...] = ("replace", "append", "upsert")
 STAGING_TABLE = "bi_staging"
+#: The columns queries filter, group and join on: the ones a load gathers statistics for.
+ANALYZED_COLUMNS = ("order_id", "customer_id", "order_date", "region", "customer_segment", "category", "product",
+                    "line_type")
 
 
 class LoadError(RuntimeError):
@@ -238,12 +241,14 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
             for index in SALES_INDEXES:
                 conn.execute(CreateIndex(index, if_not_exists=True))
         if postgres:
-            conn.exec_driver_sql(f"ANALYZE {SALES_TABLE}")
+            # Statistics for what queries filter, group and join on (all 23 columns took twice as long).
+            conn.exec_driver_sql(f"ANALYZE {SALES_TABLE} ({', '.join(ANALYZED_COLUMNS)})")
 
         report = quality_report(conn, expected_rows=rows_before + rows_in, date_bounds=date_bounds)
         if not report.ok:
             problems = "; ".join(f"{c.name}: {c.failing_rows:,} rows" for c in report.failures)
             raise LoadError(f"load rolled back, the data failed its quality checks ({problems})")
+        facts = scan_stored_lines(conn, ledger=True)  # the upgrade gave every table the ledger's columns
         version = uuid.uuid4().hex
         before = read_meta(conn).get("multi_line_orders") if mode == "append" else "0"
         if mode == "upsert":  # replaced orders may have had several lines
@@ -253,7 +258,7 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
             {
                 "data_version": version,
                 "schema_version": SCHEMA_VERSION,
-                "absent_fields": ",".join(find_absent_fields(conn)),
+                "absent_fields": ",".join(facts.absent_fields),
                 # Only loads with a line beyond the first can add orders of several lines.
                 "multi_line_orders": str(count_multi_line_orders(conn)) if lines.beyond_first else before or "0",
                 "loaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -265,7 +270,7 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
         )
     seconds = time.perf_counter() - started
     try:
-        summary_seconds: float | None = rebuild_summaries(engine)
+        summary_seconds: float | None = rebuild_summaries(engine, facts)
     except SQLAlchemyError as exc:
         # The rows are in and consistent; queries read them directly until a rebuild succeeds.
         log.warning("Summary tables not rebuilt (%s); queries use the raw rows", describe_error(exc))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, delete, func, insert, inspect, select
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, Integer, Numeric, delete, func, insert, inspect, literal, select
 
 from data_layer.engine import safe_url
 from data_layer.schema import (
@@ -86,16 +88,40 @@ def absent_fields(conn: Connection) -> list[str]:
     return [name for name in raw.split(",") if name] if raw else []
 
 
-def find_absent_fields(conn: Connection) -> list[str]:
-    """The optional fields no row has: NULL everywhere, or "Unknown" everywhere for labels."""
+@dataclass(frozen=True)
+class StoredFacts:
+    """What one scan of the stored lines tells: the optional fields no line has, the numeric columns
+    holding a NULL, and whether every line is a sale with nothing refunded."""
+
+    absent_fields: tuple[str, ...]
+    columns_with_nulls: frozenset[str]
+    only_sales: bool
+
+
+#: The numeric columns whose NULLs :class:`StoredFacts` counts.
+_NUMERIC = tuple(c.name for c in sales.columns if isinstance(c.type, (Numeric, Integer)))
+
+
+def scan_stored_lines(conn: Connection, *, ledger: bool) -> StoredFacts:
+    """:class:`StoredFacts` of the stored lines, in one scan (``ledger``: the table has the ledger columns).
+
+    Optional fields are absent when NULL everywhere, or "Unknown" everywhere for labels.
+    """
     c = sales.c
-    present = conn.execute(select(
+    others = func.count().filter((c.line_type != "sale") | (c.refunded_amount != 0)) if ledger else literal(0)
+    row = conn.execute(select(
         func.count(c.satisfaction_rating).label("satisfaction_rating"),
         func.count(c.customer_id).label("customer_id"),
         *[func.count().filter(c[name] != "Unknown").label(name) for name in ("region", "customer_segment", "category")],
+        *[func.count(c[name]).label(f"filled_{name}") for name in _NUMERIC],
+        others.label("others"),
         func.count().label("rows"),
     )).one()._mapping
-    return [name for name in OPTIONAL_FIELDS if present["rows"] and present[name] == 0]
+    return StoredFacts(
+        absent_fields=tuple(name for name in OPTIONAL_FIELDS if row["rows"] and row[name] == 0),
+        columns_with_nulls=frozenset(name for name in _NUMERIC if row[f"filled_{name}"] < row["rows"]),
+        only_sales=row["others"] == 0,
+    )
 
 
 def database_info(engine: Engine) -> dict[str, object]:

@@ -56,7 +56,7 @@ from sqlalchemy import (
 )
 
 from data_layer.filters import LIST_PARAMETERS, Filters, conditions
-from data_layer.meta import has_ledger, has_multi_line_orders, read_meta, write_meta
+from data_layer.meta import StoredFacts, has_ledger, has_multi_line_orders, read_meta, scan_stored_lines, write_meta
 from data_layer.schema import TEXT_LIMIT, metadata, sales
 
 log = logging.getLogger(__name__)
@@ -296,12 +296,13 @@ CUSTOMER_AGGREGATES: dict[str, Callable[[Ledger], ColumnElement]] = {
 }
 
 
-def rebuild_summaries(engine: Engine) -> float:
+def rebuild_summaries(engine: Engine, facts: StoredFacts | None = None) -> float:
     """Rebuild ``bi_daily`` from the raw rows in one transaction; return the seconds taken.
 
     The new summary is stamped with the data version it was built from. While some
     order has several lines the summary is never read (see :func:`order_source`), so
-    it is left empty and only the filter values are stored.
+    it is left empty and only the filter values are stored. ``facts``: what the load
+    that just committed found in one scan of the same lines (else scanned here).
     """
     started = time.perf_counter()
     with engine.begin() as conn:
@@ -316,7 +317,7 @@ def rebuild_summaries(engine: Engine) -> float:
         if has_multi_line_orders(conn):
             values = dimension_values(conn, OrderSource(sales, summary=False, ledger=ledger))
         else:
-            _fill_daily(conn, ledger)
+            _fill_daily(conn, ledger, facts or scan_stored_lines(conn, ledger=ledger))
             values = dimension_values(conn, OrderSource(daily, summary=True))
         write_meta(conn, {"summary_version": version or "", "dimension_values": json.dumps(values)})
     seconds = time.perf_counter() - started
@@ -334,14 +335,13 @@ def _create_daily(conn: Connection) -> None:
     daily.create(conn)
 
 
-def _fill_daily(conn: Connection, ledger: bool) -> None:
+def _fill_daily(conn: Connection, ledger: bool, facts: StoredFacts) -> None:
     """Aggregate the raw rows into ``bi_daily`` (emptied by the caller)."""
     c = sales.c
-    measured = tuple(name for name in _FLOAT_COLUMNS if name in c)
-    complete, only_sales = _scan_facts(conn, measured, ledger)
+    complete = frozenset(name for name in _FLOAT_COLUMNS if name in c and name not in facts.columns_with_nulls)
     # Data of sale lines only (nothing returned, refunded or adjusted) needs none of the ledger's
     # distinctions: every expression would hold for every line.
-    ledger = ledger and not only_sales
+    ledger = ledger and not facts.only_sales
     money = Ledger(c, ledger)
     # Each column is cast to float once, in a subquery, not once per measure (a cast from
     # NUMERIC is costly): OFFSET 0 keeps the database from merging the subquery into the
@@ -377,17 +377,6 @@ SALES_MEASURE_COLUMNS = (
     "discount_rate",
     "satisfaction_rating",
 )
-
-
-def _scan_facts(conn: Connection, names: tuple[str, ...], ledger: bool) -> tuple[frozenset[str], bool]:
-    """The columns of ``names`` that are never NULL, and whether every line is a sale with nothing refunded."""
-    c = sales.c
-    others = [func.count().filter((c.line_type != "sale") | (c.refunded_amount != 0)).label("others")] if ledger \
-        else [literal(0).label("others")]
-    counts = conn.execute(
-        select(*[(func.count() - func.count(c[name])).label(name) for name in names], *others)
-    ).one()._mapping
-    return frozenset(name for name in names if counts[name] == 0), counts["others"] == 0
 
 
 def dimension_values(conn: Connection, source: "OrderSource") -> dict[str, list[str]]:
