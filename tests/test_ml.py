@@ -424,3 +424,17 @@ def test_models_train_on_data_without_satisfaction_ratings(engine: Engine) -> No
         features = customer_features(conn, Filters())
     assert len(models.segmentation.predict(features)) == len(features)
     assert models.churn.churn_probability(features).shape == (len(features),)
+
+
+def test_forecast_intervals_never_go_below_zero() -> None:
+    """A falling, noisy series: statsmodels' intervals reach below zero; revenue's stop at zero."""
+    rng = np.random.default_rng(5)
+    months = pd.date_range("2022-01-01", periods=30, freq="MS")
+    series = pd.Series(np.maximum(0, np.linspace(3000, 300, 30) + rng.normal(0, 400, 30)), index=months)
+    forecast = forecast_revenue(series, 6)["forecast"]
+    fitted = ETSModel(series, error="add", trend="add", damped_trend=True, seasonal="add",
+                      seasonal_periods=12).fit(disp=False)
+    reference = fitted.get_prediction(start=30, end=35).summary_frame(alpha=0.05)
+    assert (reference["pi_lower"] < 0).any()  # the case at hand
+    assert forecast["lower_95"].to_numpy() == pytest.approx(np.maximum(0, reference["pi_lower"].to_numpy()))
+    assert (forecast[["revenue", "lower_80", "lower_95"]] >= 0).all().all()

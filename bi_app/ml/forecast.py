@@ -60,13 +60,14 @@ def forecast_revenue(series: pd.Series, horizon: int = HORIZON_MONTHS) -> dict[s
     prediction = fitted.get_prediction(start=len(series), end=len(series) + horizon - 1)
     p80, p95 = prediction.summary_frame(alpha=0.2), prediction.summary_frame(alpha=0.05)
     months = pd.date_range(series.index[-1] + pd.offsets.MonthBegin(1), periods=horizon, freq="MS")
+    # Revenue is never below zero: the model's normal intervals are, on a falling or noisy series.
     forecast = pd.DataFrame({
         "month": months.strftime("%Y-%m"),
-        "revenue": p80["mean"].to_numpy(),
-        "lower_80": p80["pi_lower"].to_numpy(),
-        "upper_80": p80["pi_upper"].to_numpy(),
-        "lower_95": p95["pi_lower"].to_numpy(),
-        "upper_95": p95["pi_upper"].to_numpy(),
+        "revenue": np.maximum(0, p80["mean"].to_numpy()),
+        "lower_80": np.maximum(0, p80["pi_lower"].to_numpy()),
+        "upper_80": np.maximum(0, p80["pi_upper"].to_numpy()),
+        "lower_95": np.maximum(0, p95["pi_lower"].to_numpy()),
+        "upper_95": np.maximum(0, p95["pi_upper"].to_numpy()),
     })
     backtest = backtest_revenue(series, horizon)
     return {
