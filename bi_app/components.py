@@ -91,11 +91,6 @@ def table(frame, *, table_id: str, money: tuple[str, ...] = (), percent: tuple[s
                      responsive=True, className="mb-0")
 
 
-def money(value: float | None, currency: MoneyFormat = DEFAULT_FORMAT) -> str:
-    """An amount in ``currency`` with separators and cents, or an em dash for no value."""
-    return currency(value)
-
-
 def count(value: int | None) -> str:
     """A whole number with thousands separators."""
     return "—" if value is None else f"{value:,}"

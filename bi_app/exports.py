@@ -39,7 +39,7 @@ from bi_app.money import DEFAULT_FORMAT, MoneyFormat
 from data_layer.engine import describe_error
 from data_layer.filters import FilterError, Filters, conditions
 from data_layer.meta import data_version, stored_columns
-from data_layer.schema import sales
+from data_layer.schema import MONEY_COLUMNS, sales
 from data_layer.summaries import order_source
 
 log = logging.getLogger(__name__)
@@ -307,13 +307,12 @@ def _style_table(sheet, header_row: int, formats: dict[str, str]) -> None:  # no
 
 
 #: Money columns of the orders and customers sheets (written with the data's currency format).
-MONEY_COLUMNS = {"unit_price", "subtotal", "discount_amount", "shipping_cost", "total_amount", "refunded_amount",
-                 "total_spent", "average_order_value", "total_discounts"}
+SHEET_MONEY = {*MONEY_COLUMNS, "total_spent", "average_order_value", "total_discounts"}
 
 
 def _money_cells(sheet, columns: Iterable[str], money: MoneyFormat) -> Callable[[list], list]:  # noqa: ANN001
     """A function that turns a row's money values into cells formatted in ``money``'s currency."""
-    positions = [i for i, name in enumerate(columns) if name in MONEY_COLUMNS]
+    positions = [i for i, name in enumerate(columns) if name in SHEET_MONEY]
     number_format = money.excel()
 
     def convert(values: list) -> list:

@@ -41,7 +41,7 @@ def empty(title: str, message: str = "No orders match these filters") -> go.Figu
 def trend(monthly: pd.DataFrame, money: MoneyFormat = DEFAULT_FORMAT) -> go.Figure:
     """Monthly net revenue bars, the 3-month moving average, and month-over-month growth on hover."""
     if monthly.empty:
-        return empty("Monthly revenue")
+        return empty("Monthly net revenue")
     growth = [f"{g:+.1%}" if pd.notna(g) else "—" for g in monthly["growth"]]
     figure = _figure("Monthly net revenue", separators=money.separators)
     figure.add_bar(

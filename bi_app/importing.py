@@ -161,10 +161,8 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     echo("How the file was read:")
     for decision in result.decisions:
         echo(f"  {decision}")
-    if result.currency:
-        echo(f"  currency: {result.currency}")
-    else:
-        stored = _stored_currency(engine) if mode != "replace" else None
+    if not result.currency:
+        stored = stored_currency(engine) if mode != "replace" else None
         echo(f"  currency: {stored} (no currency column: the stored orders')" if stored else
              f"  currency: {choices.currency or 'the configured one'} (no currency column: the configured one)")
     if result.questions:
@@ -223,7 +221,8 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     return outcome(loaded.rows_in, failed=False)
 
 
-def _stored_currency(engine: Engine) -> str | None:
+def stored_currency(engine: Engine) -> str | None:
+    """The stored orders' currency, if one is recorded (None when the database cannot say)."""
     try:
         with engine.connect() as conn:
             return data_currency(conn)
@@ -273,8 +272,6 @@ def _write_report(folder: Path, stem: str, source: SourceTable, result: Validati
         for decision in result.decisions:
             writer.writerow(["", decision.column or "", f"{decision.topic}: {decision.choice} ({decision.reason})",
                              "decision"])
-        if result.currency:
-            writer.writerow(["", "", f"currency: {result.currency}", "decision"])
         if result.identical:
             writer.writerow(["", "", f"identical lines: {result.identical:,} "
                              f"{'left out' if result.dropped_identical else 'kept'}", "decision"])

@@ -150,6 +150,18 @@ def normal_status(value: str) -> str:
     return key[3:] if key.startswith("wc_") else key
 
 
+def status_class(value: str, given: Mapping[str, str] | None = None) -> str | None:
+    """The class of a status: the user's (``given``, keyed by :func:`normal_status`), else the
+    vocabulary's; None for a status neither knows."""
+    key = normal_status(value)
+    return (given or {}).get(key, STATUSES.get(key))
+
+
+def unknown_statuses(values: pd.Series) -> dict[str, int]:
+    """The statuses of ``values`` the vocabulary does not know, with their line counts."""
+    return {str(value): int(count) for value, count in values.value_counts().items() if status_class(value) is None}
+
+
 @dataclass(frozen=True)
 class ImportChoices:
     """What the user decided about a file; each value left None is decided from the file and reported."""
@@ -521,6 +533,8 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
         return frame[mapping[name]].fillna("") if name in mapping else blank
 
     currency = _currency(text("currency")) if "currency" in mapping else None
+    if currency:
+        decisions.append(Decision("currency", None, currency, "the file's currency column"))
     if source.overlong:
         cells = len(source.columns)
         out.reject(pd.Series(np.isin(np.arange(n), list(source.overlong))), "order_id",
@@ -610,7 +624,6 @@ def _read_number_columns(text, mapping: dict[str, str], choices: ImportChoices, 
         if reading.mark:
             decisions.append(Decision("decimal mark", mapping[name], DECIMAL_NAMES[reading.mark], reading.reason))
     numbers = {}
-    n = len(out.dropped)
     for name in _NUMBER_FIELDS:
         if name not in readings:
             numbers[name] = pd.Series(np.nan, index=out.dropped.index)
@@ -619,7 +632,7 @@ def _read_number_columns(text, mapping: dict[str, str], choices: ImportChoices, 
         if readings[name].question is None:
             out.reject(parsed.isna() & (raw != ""), name,
                        lambda i, raw=raw, name=name: f"not a number: {name} {raw.iloc[i]!r}")
-        numbers[name] = parsed.reset_index(drop=True) if len(parsed) == n else parsed
+        numbers[name] = parsed
     return numbers
 
 
@@ -694,21 +707,20 @@ def _status_classes(status: pd.Series, choices: ImportChoices, questions: list[Q
     """Each line's status class (each status's reported); lines of an excluded status are left out (listed),
     unknown ones asked."""
     given = {normal_status(k): v for k, v in choices.statuses.items()}
-    uniques = pd.Series(pd.unique(status.to_numpy(dtype=object)), dtype=object)
-    classes = {value: given.get(normal_status(value), STATUSES.get(normal_status(value))) for value in uniques}
     counts = status.value_counts()
+    classes = {value: status_class(value, given) for value in counts.index}
     for value, kind in classes.items():
         if kind is not None and value != "":
             decisions.append(Decision("status", out.mapping.get("status"), f"{value!r} {kind.replace('_', ' ')}",
                                       f"{_lines(int(counts[value]))}; "
                                       + ("as asked" if normal_status(value) in given else "the status vocabulary")))
-    unknown = {value: int((status == value).sum()) for value, kind in classes.items() if kind is None}
+    unknown = {value: int(counts[value]) for value, kind in classes.items() if kind is None}
     if unknown:
         listed = ", ".join(f"{value!r} ({_lines(count)})" for value, count in unknown.items())
         questions.append(Question(
             "status", out.mapping.get("status"), f"The vocabulary does not know these statuses: {listed}. "
             "Say for each whether its orders count as sales (counted), are left out (excluded: never paid, "
-            "voided) or were refunded (refunded).", STATUS_CLASSES, tuple(unknown), unknown))
+            "voided) or were refunded (refunded).", tuple(unknown)))
     kind = status.map(classes).fillna("counted").astype(str)
     excluded = kind == "excluded"
     out.exclude(excluded, "status", lambda i: f"status {status.iloc[i]!r}: not counted")

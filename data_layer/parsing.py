@@ -49,17 +49,15 @@ class Decision:
 class Question:
     """Something the values cannot tell: the import stops until the user answers it.
 
-    ``setting`` names the answer (``date_order``, ``decimal``, ``status``); ``options``
-    the possible answers; ``message`` says what was seen, in words that fit any place
-    (the command line and the Data page add how to answer there).
+    ``setting`` names the answer (``date_order``, ``decimal``, ``status``); ``message`` says
+    what was seen, in words that fit any place (the command line and the Data page add how
+    to answer there and with what choices); ``examples`` are the values in question.
     """
 
     setting: str
     column: str | None
     message: str
-    options: tuple[str, ...]
     examples: tuple[str, ...] = ()
-    counts: dict[str, int] = field(default_factory=dict)
 
 
 class EncodingError(ValueError):
@@ -294,28 +292,29 @@ def _decide_order(parts: pd.DataFrame, column: str, order: DateOrder | None, rea
     if (parts[0].str.len() == 4).all():
         reading.decisions.append(Decision("date order", column, DATE_ORDER_NAMES["ymd"], "the year comes first"))
         return "ymd"
-    day_first = parts[0][first > 12].tolist()
-    month_first = [f"{a}{s}{b}{s}{c}" for a, s, b, c in parts.loc[second > 12, [0, 1, 2, 3]].itertuples(index=False)]
-    day_examples = [f"{a}{s}{b}{s}{c}" for a, s, b, c in parts.loc[first > 12, [0, 1, 2, 3]].itertuples(index=False)]
+    def written(rows: pd.DataFrame) -> list[str]:
+        return [f"{a}{s}{b}{s}{c}" for a, s, b, c in rows[[0, 1, 2, 3]].itertuples(index=False)]
+
+    day_first, month_first = written(parts[first > 12]), written(parts[second > 12])
     if order is not None:
         reading.decisions.append(Decision("date order", column, DATE_ORDER_NAMES[order], "as asked"))
         return order
     if day_first and not month_first:
         reading.decisions.append(Decision("date order", column, DATE_ORDER_NAMES["dmy"],
-                                          f"{_dates(len(day_first))} such as {day_examples[0]} can only be day-first"))
+                                          f"{_dates(len(day_first))} such as {day_first[0]} can only be day-first"))
         return "dmy"
     if month_first and not day_first:
         reading.decisions.append(Decision("date order", column, DATE_ORDER_NAMES["mdy"],
                                           f"{_dates(len(month_first))} such as {month_first[0]} can only be "
                                           "month-first"))
         return "mdy"
-    examples = tuple(dict.fromkeys(f"{a}{s}{b}{s}{c}" for a, s, b, c in parts[[0, 1, 2, 3]].itertuples(index=False)))[:3]
+    examples = tuple(dict.fromkeys(written(parts)))[:3]
     if month_first and day_first:
         reading.question = Question(
             "date_order", column,
-            f"The dates in {column!r} contradict each other: {day_examples[0]} can only be day-first and "
+            f"The dates in {column!r} contradict each other: {day_first[0]} can only be day-first and "
             f"{month_first[0]} only month-first. Which order is the file written in? Dates that do not fit "
-            "it will be listed as rejected rows.", ("dmy", "mdy"), (day_examples[0], month_first[0]))
+            "it will be listed as rejected rows.", (day_first[0], month_first[0]))
         return "dmy"
     if (parts[1] == ".").all():
         reading.decisions.append(Decision("date order", column, DATE_ORDER_NAMES["dmy"],
@@ -324,7 +323,7 @@ def _decide_order(parts: pd.DataFrame, column: str, order: DateOrder | None, rea
     reading.question = Question(
         "date_order", column,
         f"Every date in {column!r} has a day of 12 or less (e.g. {', '.join(examples)}), so they read as well "
-        "day-first as month-first. Which order is the file written in?", ("dmy", "mdy"), examples)
+        "day-first as month-first. Which order is the file written in?", examples)
     return "dmy"
 
 
@@ -352,7 +351,6 @@ def _numeric_days(parts: pd.DataFrame, order: DateOrder) -> np.ndarray:
 
 #: Currency signs and codes, spaces (including non-breaking and narrow ones) and apostrophes (Swiss grouping).
 _NOISE = re.compile(r"[\s\u00a0\u202f$€£¥₹₽₩'’]|\b[A-Z]{3}\b|\b(?:CHF|Fr\.?|kr|zł|Kč|R\$)", re.UNICODE)
-_SHAPE = re.compile(r"^[+-]?(?:\d[\d.,]*)?\d(?:[.,]\d*)?$|^[+-]?[.,]\d+$")
 _GROUPED_POINT = re.compile(r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+$")  # 1.234 or 1.234.567: thousands with dots?
 _GROUPED_COMMA = re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+$")  # 1,234 or 1,234,567: thousands with commas?
 
@@ -364,7 +362,6 @@ class NumberReading:
     numbers: pd.Series
     mark: str | None = None  # None: no value needed one
     reason: str = ""
-    ambiguous: tuple[str, ...] = ()  # values that read differently with a comma and a point
     question: Question | None = None
 
 
@@ -385,15 +382,13 @@ def read_numbers(values: pd.Series, column: str, *, decimal: str | None = None, 
     plain = _plain_numbers(text)
     if plain is not None and decimal != ",":
         ambiguous = _matching(text, _GROUPED_POINT)
-        reading = NumberReading(plain)
-        if ambiguous and not decimal:
-            evidence = _point_evidence(text)
-            if not evidence and fallback != ".":
-                if fallback == ",":
-                    return _with_mark(text, ",", column, percent, "as the file's other columns")
-                reading.question = _mark_question(column, ambiguous)
-                return reading
         example = _point_example(text)
+        reading = NumberReading(plain)
+        if ambiguous and not decimal and not example and fallback != ".":
+            if fallback == ",":
+                return _with_mark(text, ",", column, percent, "as the file's other columns")
+            reading.question = _mark_question(column, ambiguous)
+            return reading
         reading.mark = "." if (decimal or ambiguous or example) else None
         reading.reason = "as asked" if decimal else f"values such as {example!r}" if example else \
             "as the file's other columns"
@@ -401,9 +396,9 @@ def read_numbers(values: pd.Series, column: str, *, decimal: str | None = None, 
             reading.numbers = reading.numbers.where(~(reading.numbers > 1), reading.numbers / 100)
         return reading
     uniques = _uniques(text)
-    cleaned = _clean(uniques)
     if decimal:
-        return _with_mark(text, decimal, column, percent, "as asked")
+        return _with_mark(text, decimal, column, percent, "as asked", uniques)
+    cleaned = _clean(uniques)
     core = cleaned.str.replace(r"^[+-]|[+-]$|%$", "", regex=True)
     both = core.str.contains(",", regex=False) & core.str.contains(".", regex=False)
     last_comma = core.str.rfind(",") > core.str.rfind(".")
@@ -419,29 +414,30 @@ def read_numbers(values: pd.Series, column: str, *, decimal: str | None = None, 
         examples = (uniques[comma_decimal].iloc[0], uniques[point_decimal].iloc[0])
         return NumberReading(pd.Series(np.nan, index=values.index), question=Question(
             "decimal", column, f"The numbers in {column!r} mix decimal marks: {examples[0]!r} reads with a decimal "
-            f"comma and {examples[1]!r} with a decimal point. Which mark does the file use?", DECIMAL_MARKS, examples))
+            f"comma and {examples[1]!r} with a decimal point. Which mark does the file use?", examples))
     if comma_decimal.any():
         example = uniques[comma_decimal].iloc[0]
-        return _with_mark(text, ",", column, percent, f"values such as {example!r}")
+        return _with_mark(text, ",", column, percent, f"values such as {example!r}", uniques)
     if point_decimal.any():
         example = uniques[point_decimal].iloc[0]
-        return _with_mark(text, ".", column, percent, f"values such as {example!r}")
+        return _with_mark(text, ".", column, percent, f"values such as {example!r}", uniques)
     if ambiguous:
         if fallback:
-            return _with_mark(text, fallback, column, percent, "as the file's other columns")
+            return _with_mark(text, fallback, column, percent, "as the file's other columns", uniques)
         return NumberReading(pd.Series(np.nan, index=values.index), question=_mark_question(column, ambiguous))
-    return _with_mark(text, ".", column, percent, "")
+    return _with_mark(text, ".", column, percent, "", uniques)
 
 
 def _mark_question(column: str, examples: tuple[str, ...]) -> Question:
     return Question("decimal", column,
                     f"The numbers in {column!r} (e.g. {', '.join(repr(e) for e in examples)}) read as well with a "
-                    "decimal comma (thousands) as with a decimal point. Which mark does the file use?",
-                    DECIMAL_MARKS, examples)
+                    "decimal comma (thousands) as with a decimal point. Which mark does the file use?", examples)
 
 
-def _with_mark(text: pd.Series, mark: str, column: str, percent: bool, reason: str) -> NumberReading:
-    uniques = _uniques(text)
+def _with_mark(text: pd.Series, mark: str, column: str, percent: bool, reason: str,
+               uniques: pd.Series | None = None) -> NumberReading:
+    """``text`` read with decimal ``mark`` (``uniques``: its distinct cells, when already at hand)."""
+    uniques = _uniques(text) if uniques is None else uniques
     cleaned = _clean(uniques)
     negative = cleaned.str.match(r"^\(.*\)$") | cleaned.str.endswith("-")
     cleaned = cleaned.str.strip("()").str.rstrip("-")
@@ -475,13 +471,8 @@ def _matching(text: pd.Series, pattern: re.Pattern) -> tuple[str, ...]:
     return tuple(distinct.filter(pc.match_substring_regex(distinct, pattern.pattern)).slice(0, 3).to_pylist())
 
 
-def _point_evidence(text: pd.Series) -> bool:
-    """Some value has a point that cannot be a thousands separator (0.125, 12.5, 12.50)."""
-    return _point_example(text) is not None
-
-
 def _point_example(text: pd.Series) -> str | None:
-    """The first value whose point cannot be a thousands separator, if any."""
+    """The first value whose point cannot be a thousands separator (0.125, 12.5, 12.50), if any."""
     distinct = pc.unique(_arrow(text))
     dotted = pc.and_(pc.match_substring(distinct, "."),
                      pc.invert(pc.match_substring_regex(distinct, _GROUPED_POINT.pattern)))
@@ -516,7 +507,7 @@ def _positions(text: pd.Series, uniques: np.ndarray) -> np.ndarray:
 def _plain_numbers(text: pd.Series) -> pd.Series | None:
     """Plain numbers (1234.5, -3, 1e3) as floats through Arrow's cast when every cell is one (the
     common case, about 20x faster than pandas); None when some cell is not."""
-    cells = pa.array(text, type=pa.string(), from_pandas=True)
+    cells = _arrow(text)
     try:
         parsed = pc.cast(pc.if_else(pc.equal(cells, ""), pa.scalar(None, pa.string()), cells), pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

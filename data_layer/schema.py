@@ -78,6 +78,10 @@ sales = Table(
     Column("refunded_amount", Numeric(10, 2, asdecimal=False), nullable=False, server_default="0"),
 )
 
+#: The money columns of a line (in the data's currency).
+MONEY_COLUMNS: tuple[str, ...] = ("unit_price", "subtotal", "discount_amount", "shipping_cost", "total_amount",
+                                  "refunded_amount")
+
 #: The seed's four indexes, by their seed names.
 SALES_INDEXES = (
     Index("idx_customer_id", sales.c.customer_id),

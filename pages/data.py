@@ -13,20 +13,18 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, dcc, html, no_update
 
 from bi_app.context import current_config, current_engine, start_training
-from bi_app.importing import import_file, upload_folder
+from bi_app.importing import import_file, stored_currency, upload_folder
 from data_layer.importer import (
     FIELDS,
     STATUS_CLASSES,
-    STATUSES,
     ImportChoices,
     ImportError_,
     auto_mapping,
-    normal_status,
     read_table,
+    unknown_statuses,
     validate,
 )
 from data_layer.loader import LoadError
-from data_layer.meta import data_currency
 from data_layer.parsing import DATE_ORDER_NAMES, DECIMAL_NAMES
 
 log = logging.getLogger(__name__)
@@ -172,15 +170,6 @@ def mapping_editor(columns: list[str], mapping: dict[str, str]) -> dbc.Card:
     ], className="mb-3 shadow-sm")
 
 
-def stored_currency() -> str | None:
-    """The stored orders' currency, if one is recorded (None when the database cannot say)."""
-    try:
-        with current_engine().connect() as conn:
-            return data_currency(conn)
-    except Exception:  # noqa: BLE001 - the import itself says what is wrong with the database
-        return None
-
-
 def problem(exc: Exception, what: str) -> str:
     """What went wrong, in words for the page: the importer's own message, else a plain sentence
     (the traceback goes to the log, not the browser)."""
@@ -211,8 +200,7 @@ def status_choices(values: list, ids: list[dict], upload: dict | None, encoding:
         statuses = read_table(upload_folder(upload["id"]) / upload["file"], encoding).frame[column].fillna("")
     except Exception:  # noqa: BLE001 - check_file says what is wrong with the file
         return None
-    counts = statuses.value_counts()
-    unknown = [(status, int(n)) for status, n in counts.items() if normal_status(status) not in STATUSES]
+    unknown = unknown_statuses(statuses)
     if not unknown:
         return None
     options = [{"label": {"counted": "counted: sales", "excluded": "excluded: no sale (never paid, voided)",
@@ -221,7 +209,7 @@ def status_choices(values: list, ids: list[dict], upload: dict | None, encoding:
         dbc.Col(dbc.Label(f"“{status}” ({n:,} line{'s' if n != 1 else ''})", className="small mb-0"), md=4),
         dbc.Col(dcc.Dropdown(id={"type": "data-status", "status": status}, options=options,
                              placeholder="How do these lines count?"), md=8),
-    ], className="g-2 mb-1 align-items-center") for status, n in unknown]
+    ], className="g-2 mb-1 align-items-center") for status, n in unknown.items()]
     return dbc.Card([dbc.CardHeader(f"Statuses the app does not know ({column})"), dbc.CardBody(rows)],
                     className="mb-3 shadow-sm", id="data-status-card")
 
@@ -252,15 +240,13 @@ def check_file(values: list, encoding: str | None, date_order: str | None, decim
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
         return dbc.Alert(problem(exc, "checked"), color="warning", id="data-validation-summary"), True, None
     decisions = [html.Li(str(decision)) for decision in result.decisions]
-    if result.currency:
-        decisions.append(html.Li(f"currency: {result.currency}"))
     if result.questions:
         return [dbc.Alert([html.Strong("The file cannot be imported until this is answered above: "),
                            *[html.Div(q.message, className="data-question") for q in result.questions]],
                           color="warning", id="data-questions")], True, decisions
     errors = result.errors
     summary = f"{result.summary()}; {result.orders:,} order{'s' if result.orders != 1 else ''}."
-    stored = stored_currency()
+    stored = stored_currency(current_engine())
     if result.currency and stored and stored != result.currency:
         summary += (f" The file is in {result.currency} and the stored orders in {stored}: it can only replace "
                     "all stored orders.")

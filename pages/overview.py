@@ -11,25 +11,22 @@ import pandas as pd
 from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from bi_app import figures, service
-from bi_app.components import count, empty_state, kpi_card, money, section
+from bi_app.components import count, empty_state, kpi_card, section
 from bi_app.money import MoneyFormat
 from bi_app.shell import error_banner, filters_of, with_filters
-from data_layer.schema import SALES_COLUMNS
+from data_layer.schema import MONEY_COLUMNS, SALES_COLUMNS
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview · E-commerce BI", order=0,
                    download="orders")
 
 GRID_HEIGHT = "420px"
-GRID_MONEY = ("unit_price", "subtotal", "discount_amount", "shipping_cost", "total_amount", "refunded_amount")
-
-
 def grid_columns(money: MoneyFormat) -> list[dict]:
     """The grid's columns: money written in the data's currency and the user's locale (by the browser)."""
     formatter = {"function": f"params.value == null ? '' : new Intl.NumberFormat("
                              f"{money.locale.replace('_', '-')!r}, {{style: 'currency', currency: "
                              f"{money.currency!r}}}).format(params.value)"}
     return [{"field": name, "headerName": name.replace("_", " ").capitalize(), "sortable": True,
-             **({"valueFormatter": formatter, "type": "rightAligned"} if name in GRID_MONEY else {})}
+             **({"valueFormatter": formatter, "type": "rightAligned"} if name in MONEY_COLUMNS else {})}
             for name in SALES_COLUMNS]
 
 
@@ -152,13 +149,13 @@ def kpi_cards(kpis: dict, currency: MoneyFormat) -> list:
     satisfaction = kpis["average_satisfaction"]["value"]
     gross, returns = kpis["gross_sales"]["value"], kpis["returns"]["value"]
     adjustments = kpis["adjustments"]["value"]
-    net_of = f"{money(gross, currency)} gross − {money(returns, currency)} returns" + (
-        f" {'+' if adjustments >= 0 else '−'} {money(abs(adjustments), currency)} adjustments and fees"
+    net_of = f"{currency(gross)} gross − {currency(returns)} returns" + (
+        f" {'+' if adjustments >= 0 else '−'} {currency(abs(adjustments))} adjustments and fees"
         if adjustments else "")
     cards = [
-        kpi_card("Net revenue", money(kpis["revenue"]["value"], currency), card_id="overview-kpi-revenue",
+        kpi_card("Net revenue", currency(kpis["revenue"]["value"]), card_id="overview-kpi-revenue",
                  change=kpis["revenue"]["change"], detail=net_of),
-        kpi_card("Average order value", money(kpis["average_order_value"]["value"], currency),
+        kpi_card("Average order value", currency(kpis["average_order_value"]["value"]),
                  card_id="overview-kpi-aov", change=kpis["average_order_value"]["change"],
                  detail="net revenue ÷ orders"),
         kpi_card("Unique customers", count(kpis["customers"]["value"]), card_id="overview-kpi-customers",
