@@ -93,8 +93,8 @@ ANALYSES: dict[str, Analysis] = {
         "stability, feature importance) and the profile of each cluster among the matching customers.",
         needs_models=True, precompute=False,
     ),
-    "rfm": Analysis(ml_analyses.rfm, "Recency, frequency and monetary quintile scores, summarised per named "
-                    "RFM segment.", precompute=False),
+    "rfm": Analysis(ml_analyses.rfm, "Recency, frequency and monetary scores (percentile rank in fifths, ties "
+                    "equal), summarised per named RFM segment with its rule.", precompute=False),
     "churn": Analysis(
         ml_analyses.churn,
         "The churn model's time-split evaluation (ROC AUC against a recency baseline, top-decile precision and "

@@ -110,13 +110,17 @@ def rfm_section(rfm, money: MoneyFormat) -> html.Div:  # noqa: ANN001
     return dbc.Row([
         dbc.Col(section(None, dcc.Graph(id="clusters-rfm-chart", figure=figures.bars(
             shown, "segment", "customers", "Customers per RFM segment", money=None))), lg=5, className="mb-3"),
-        dbc.Col(section("RFM segments (quintile scores of recency, frequency, spend)", table(
+        dbc.Col(section("RFM segments", table(
             rfm[["segment", "customers", "customer_share", "revenue", "revenue_share", "average_recency_days",
                  "average_orders"]],
             table_id="clusters-rfm", money=("revenue",), percent=("customer_share", "revenue_share"),
             decimals=("average_recency_days", "average_orders"), currency=money),
-            html.Ul([html.Li([html.Strong(segment), f": {text}"]) for segment, text in
-                     zip(rfm["segment"], rfm["description"])], className="small text-muted mt-2 mb-0")),
+            html.P("R, F and M score recency (days from the last order to the data's last order date), orders "
+                   "and spend from 1 to 5: a customer's percentile rank among the matching customers, in "
+                   "fifths (5 is best; equal customers score equally). The first rule that holds names the "
+                   "segment:", className="small text-muted mt-2 mb-1"),
+            html.Ul([html.Li([html.Strong(segment), f": {rule}"]) for segment, rule in
+                     zip(rfm["segment"], rfm["rule"])], className="small text-muted mb-0")),
             lg=7, className="mb-3"),
     ])
 

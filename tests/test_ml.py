@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -126,28 +127,30 @@ def test_large_data_path_uses_minibatch_and_a_sampled_silhouette(demo) -> None: 
     assert model.metrics_["silhouette"] == pytest.approx(expected, rel=1e-9)
 
 
-def test_rfm_scores_equal_a_pandas_qcut_reference(demo) -> None:  # noqa: ANN001
+def fifths(values: pd.Series, ascending: bool = True) -> pd.Series:
+    """The reference score: the average rank's percentile (rank - 1/2) / n, in fifths."""
+    ranks = values.rank(method="average", ascending=ascending)
+    return np.minimum(5, 1 + np.floor(5 * (ranks - 0.5) / len(values))).astype(int)
+
+
+def rfm_rule(r: int, f: int, orders: int) -> str:
+    """The segment rules as the page states them, first that holds."""
+    rules = [("Champions", r >= 4 and f >= 4 and orders >= 2), ("Loyal", r == 3 and f >= 4 and orders >= 2),
+             ("Potential", r >= 4 and orders >= 2), ("New", r >= 4 and orders == 1), ("Need attention", r == 3),
+             ("At risk", r <= 2 and f >= 3 and orders >= 2), ("Hibernating", True)]
+    return next(name for name, holds in rules if holds)
+
+
+def test_rfm_scores_equal_a_pandas_percentile_reference(demo) -> None:  # noqa: ANN001
     engine, _orders = demo
     with engine.connect() as conn:
         features = customer_features(conn, Filters())
     got = rfm_scores(features)
-
-    def qcut(values: pd.Series, ascending: bool) -> pd.Series:
-        return pd.qcut(values.rank(method="first", ascending=ascending), 5, labels=[1, 2, 3, 4, 5]).astype(int)
-
-    assert (got["r_score"] == qcut(features["recency_days"], ascending=False)).all()
-    assert (got["f_score"] == qcut(features["order_count"], ascending=True)).all()
-    assert (got["m_score"] == qcut(features["total_spent"], ascending=True)).all()
-    grid = {  # recency score -> frequency scores -> segment, as documented
-        5: ["New", "Potential", "Potential", "Champions", "Champions"],
-        4: ["New", "Potential", "Potential", "Champions", "Champions"],
-        3: ["Need attention"] * 3 + ["Loyal"] * 2,
-        2: ["Hibernating"] * 2 + ["At risk"] * 3,
-        1: ["Hibernating"] * 2 + ["At risk"] * 3,
-    }
-    expected = [grid[r][f - 1] for r, f in zip(got["r_score"], got["f_score"])]
+    assert (got["r_score"] == fifths(features["recency_days"], ascending=False)).all()
+    assert (got["f_score"] == fifths(features["order_count"])).all()
+    assert (got["m_score"] == fifths(features["total_spent"])).all()
+    expected = [rfm_rule(r, f, n) for r, f, n in zip(got["r_score"], got["f_score"], features["order_count"])]
     assert got["rfm_segment"].tolist() == expected
-    assert (got["r_score"].value_counts().sort_index().diff().dropna().abs() <= 1).all()  # equal-sized quintiles
 
     with engine.connect() as conn:
         summary = analyses.rfm(conn, Filters()).set_index("segment")
@@ -155,6 +158,43 @@ def test_rfm_scores_equal_a_pandas_qcut_reference(demo) -> None:  # noqa: ANN001
     assert summary["customers"].sum() == len(features)
     for segment, count in counts.items():
         assert summary.loc[segment, "customers"] == count
+
+
+def test_rfm_ties_one_order_customers_and_recency_under_a_filter(engine: Engine, tmp_path: Path) -> None:
+    """Ten identical customers share one segment; a one-order customer is never a Champion and a
+    recent one is New; under a region filter recency counts to the data's last date."""
+    rows = [f"T{i},2024-06-01,Pen,1,10,TWIN{i},North" for i in range(10)]  # ten identical customers
+    rows += [f"T{i}b,2024-06-20,Pen,1,10,TWIN{i},North" for i in range(10)]
+    rows += [f"S{i},2024-06-{28 + i % 3},Ink,1,{500 + i},SOLO{i},North" for i in range(6)]  # big, recent, one order
+    rows += [f"O{i},2024-0{1 + i % 5}-10,Pad,1,20,OLD{i},North" for i in range(8)]
+    rows += ["L1,2024-09-30,Pad,1,5,LAST,South"]  # the data's last order, in another region
+    path = tmp_path / "rfm.csv"
+    path.write_text("Order,Date,Product,Qty,Price,Customer,Region\n" + "\n".join(rows) + "\n")
+    outcome = _import(engine, path)
+    assert outcome.written == len(rows)
+    north = Filters(regions=("North",))
+    with engine.connect() as conn:
+        features = customer_features(conn, north)
+        summary = analyses.rfm(conn, north).set_index("segment")
+    scored = features.merge(rfm_scores(features), on="customer_id").set_index("customer_id")
+    twins = scored.loc[[f"TWIN{i}" for i in range(10)]]
+    assert twins[["r_score", "f_score", "m_score", "rfm_segment"]].nunique().eq(1).all()
+    solos = scored.loc[[f"SOLO{i}" for i in range(6)]]
+    assert (solos["rfm_segment"] == "New").all() and (solos["m_score"] >= 4).all()
+    assert "Champions" not in set(scored.loc[scored["order_count"] == 1, "rfm_segment"])
+    assert summary.loc["New", "customers"] == 6
+    # The North's last order is 2024-06-30, the data's 2024-09-30: recency counts to the latter.
+    assert scored.loc["SOLO2", "recency_days"] == (pd.Timestamp("2024-09-30") - pd.Timestamp("2024-06-30")).days
+    expected = [rfm_rule(r, f, n) for r, f, n in zip(fifths(scored["recency_days"], ascending=False),
+                                                      fifths(scored["order_count"]), scored["order_count"])]
+    assert scored["rfm_segment"].tolist() == expected
+
+
+def _import(engine: Engine, path: Path):  # noqa: ANN202 - an ImportOutcome
+    from bi_app.importing import import_file
+
+    return import_file(engine, path, {}, mode="append", skip_invalid=False, dry_run=False,
+                       report_dir=path.parent, echo=lambda _message: None)
 
 
 def test_churn_labels_and_model_beat_the_recency_baseline(engine: Engine) -> None:

@@ -17,7 +17,7 @@ from bi_app.analytics.orders import trend
 from bi_app.ml.features import FEATURE_LABELS, SEGMENTATION_FEATURES, customer_features, latest_order_date
 from bi_app.ml.forecast import HORIZON_MONTHS, complete_months, forecast_revenue
 from bi_app.ml.models import TrainedModels
-from bi_app.ml.rfm import RFM_DESCRIPTIONS, RFM_SEGMENTS, rfm_scores
+from bi_app.ml.rfm import RFM_RULES, RFM_SEGMENTS, rfm_scores
 from data_layer.filters import Filters
 
 #: Points drawn in the 2-D projection (a random sample of the matching customers beyond it).
@@ -106,7 +106,8 @@ def projection(customers: pd.DataFrame, models: TrainedModels) -> pd.DataFrame:
 
 
 def rfm(conn: Connection, filters: Filters) -> pd.DataFrame:
-    """Per named RFM segment: customers, share, revenue, revenue share, mean recency, orders and spend."""
+    """Per named RFM segment (:data:`RFM_SEGMENTS`): customers, customer share, net revenue (currency),
+    revenue share, mean recency (days to :func:`reference_date`), mean orders and spend, and its rule."""
     features = customer_features(conn, filters)
     scored = features.merge(rfm_scores(features), on="customer_id") if len(features) else \
         features.assign(rfm_segment=pd.Series(dtype=str))
@@ -123,7 +124,7 @@ def rfm(conn: Connection, filters: Filters) -> pd.DataFrame:
     frame.insert(1, "customer_share", frame["customers"] / max(1, len(scored)))
     frame.insert(3, "revenue_share", frame["revenue"] / frame["revenue"].sum() if frame["revenue"].sum() else 0.0)
     frame = frame.rename_axis("segment").reset_index()
-    frame["description"] = frame["segment"].map(RFM_DESCRIPTIONS)
+    frame["rule"] = frame["segment"].map(RFM_RULES)
     return frame
 
 

@@ -42,8 +42,17 @@ _SUMS = ("revenue", "units", "discount_amount", "satisfaction_sum")
 
 
 def latest_order_date(conn: Connection, filters: Filters) -> date | None:
-    """The last order date under ``filters`` (the "today" that recency is measured from)."""
+    """The last order date under ``filters``."""
     return date_bounds(conn, order_source(conn), filters)[1]
+
+
+def reference_date(conn: Connection, filters: Filters) -> date | None:
+    """The "today" recency and tenure are measured to: the data's last order date (whatever the
+    other filters), or the filters' end date when that is earlier; None without orders."""
+    latest = latest_order_date(conn, Filters())
+    if latest is not None and filters.end is not None and filters.end < latest:
+        return filters.end
+    return latest
 
 
 #: The last feature table asked for, by (data version, filters): the clusters, RFM and churn
@@ -53,7 +62,7 @@ _last_lock = threading.Lock()
 
 
 def customer_features(conn: Connection, filters: Filters, as_of: date | None = None) -> pd.DataFrame:
-    """One row per customer with an order under ``filters`` up to ``as_of`` (default: the last order).
+    """One row per customer with an order under ``filters`` up to ``as_of`` (default: :func:`reference_date`).
 
     Columns: customer_id, the :data:`CHURN_FEATURES`, first/last order date and
     ``single_category`` (every order in one category).
@@ -76,7 +85,7 @@ def customer_features(conn: Connection, filters: Filters, as_of: date | None = N
 def _features(conn: Connection, filters: Filters, as_of: date | None) -> pd.DataFrame:
     if as_of is not None and (filters.end is None or as_of < filters.end):
         filters = replace(filters, end=as_of)
-    as_of = as_of or latest_order_date(conn, filters)
+    as_of = as_of or reference_date(conn, filters)
     rows = customer_rows(conn, filters).subquery()
     # Sums as doubles: a million Decimals from the driver cost more than the query.
     query = select(*[cast(column, Double).label(column.name) if column.name in _SUMS else column

@@ -1,54 +1,71 @@
-"""RFM: recency, frequency and monetary quintile scores per customer, and the segments they name."""
+"""RFM: recency, frequency and monetary scores per customer, and the segments they name.
+
+Scores are the customer's percentile rank among the customers analysed, in fifths:
+``score = 1 + floor(5 × (below + ½ × equal) / n)`` (at most 5), where ``below``
+counts the customers with a worse value and ``equal`` those with the same value
+(the mid-rank percentile rank; Wikipedia, "Percentile rank"). Equal customers
+therefore get equal scores, and when every customer is alike each scores 3.
+Segments are named by the rules of :data:`RFM_RULES`, read top to bottom.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 #: Segment order for tables and charts, best customers first.
 RFM_SEGMENTS = ("Champions", "Loyal", "Potential", "New", "Need attention", "At risk", "Hibernating")
-RFM_DESCRIPTIONS = {
-    "Champions": "bought recently and often (R 4-5, F 4-5)",
-    "Loyal": "buy often, not in the last while (R 3, F 4-5)",
-    "Potential": "recent, middling frequency (R 4-5, F 2-3)",
-    "New": "recent first order (R 4-5, F 1)",
-    "Need attention": "middling recency and frequency (R 3, F 1-3)",
-    "At risk": "used to buy often, gone quiet (R 1-2, F 3-5)",
-    "Hibernating": "long gone, few orders (R 1-2, F 1-2)",
+#: Each segment's rule, as stated on the page; the first rule that holds names the customer.
+RFM_RULES = {
+    "Champions": "R 4-5, F 4-5, two or more orders",
+    "Loyal": "R 3, F 4-5, two or more orders",
+    "Potential": "R 4-5, two or more orders, F 1-3",
+    "New": "R 4-5, one order (a recent first order)",
+    "Need attention": "R 3, not Loyal",
+    "At risk": "R 1-2, F 3-5, two or more orders",
+    "Hibernating": "R 1-2, not At risk",
 }
 
 
-def quintile_score(values: pd.Series, *, higher_is_better: bool = True) -> pd.Series:
-    """Scores 1..5 by quintile of rank (ties broken by row order, so every quintile is filled)."""
-    ranks = values.rank(method="first", ascending=higher_is_better)
-    bins = min(5, len(values))
-    if bins == 0:
+def fifths_score(values: pd.Series, *, higher_is_better: bool = True) -> pd.Series:
+    """Scores 1..5 from the mid-rank percentile rank of each value (equal values, equal scores)."""
+    goodness = values if higher_is_better else -values
+    n = len(goodness)
+    if n == 0:
         return pd.Series([], dtype=int, index=values.index)
-    return pd.qcut(ranks, bins, labels=False).astype(int) + 1 + (5 - bins)
+    below = goodness.rank(method="min") - 1
+    equal = goodness.map(goodness.value_counts())
+    percentile = (below + equal / 2) / n
+    return pd.Series(np.minimum(5, 1 + np.floor(5 * percentile.to_numpy())).astype(int), index=values.index)
 
 
 def rfm_scores(features: pd.DataFrame) -> pd.DataFrame:
     """``customer_id``, ``r_score``, ``f_score``, ``m_score``, ``rfm_score`` ("543") and ``rfm_segment``.
 
-    R scores recency (fewer days since the last order = 5), F the order count,
-    M the total spent. Ranks break ties by row order: the feature table is
-    sorted by customer id, so the result is the same on every database.
+    ``features`` needs ``customer_id``, ``recency_days`` (days from the last order to the
+    reference date), ``order_count`` and ``total_spent``. R scores recency (fewer days = better),
+    F the order count, M the total spent, each by :func:`fifths_score` among these customers.
     """
     scores = pd.DataFrame({
         "customer_id": features["customer_id"],
-        "r_score": quintile_score(features["recency_days"], higher_is_better=False),
-        "f_score": quintile_score(features["order_count"]),
-        "m_score": quintile_score(features["total_spent"]),
+        "r_score": fifths_score(features["recency_days"], higher_is_better=False),
+        "f_score": fifths_score(features["order_count"]),
+        "m_score": fifths_score(features["total_spent"]),
     })
     scores["rfm_score"] = (scores["r_score"].astype(str) + scores["f_score"].astype(str)
                            + scores["m_score"].astype(str))
-    scores["rfm_segment"] = [segment_of(r, f) for r, f in zip(scores["r_score"], scores["f_score"])]
+    scores["rfm_segment"] = [segment_of(r, f, orders) for r, f, orders
+                             in zip(scores["r_score"], scores["f_score"], features["order_count"])]
     return scores
 
 
-def segment_of(r: int, f: int) -> str:
-    """The named RFM segment of a recency and a frequency score."""
+def segment_of(r: int, f: int, orders: int) -> str:
+    """The named RFM segment of a recency and frequency score and an order count (:data:`RFM_RULES`)."""
+    repeat = orders >= 2
     if r >= 4:
-        return "Champions" if f >= 4 else "Potential" if f >= 2 else "New"
+        if not repeat:
+            return "New"
+        return "Champions" if f >= 4 else "Potential"
     if r == 3:
-        return "Loyal" if f >= 4 else "Need attention"
-    return "At risk" if f >= 3 else "Hibernating"
+        return "Loyal" if f >= 4 and repeat else "Need attention"
+    return "At risk" if f >= 3 and repeat else "Hibernating"
