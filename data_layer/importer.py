@@ -17,10 +17,11 @@ Rules (also in the README, "Measures" and "Importing your own orders", and docs/
   weekday, month, quarter, weekend and holiday season are computed. Text is
   never cut: a value longer than the column holds rejects its row.
 - Every line is kept with its sign (:data:`data_layer.schema.LINE_TYPES`):
-  a negative quantity or amount, or an order id of "C" and a digit (UCI-style
-  cancellations), is a *return* of merchandise; lines named as adjustments or
-  fees (:data:`ADJUSTMENT_NAMES`, :data:`FEE_NAMES`, order ids of "A" and a
-  digit) are *adjustments* or *fees* of either sign; a ``line_type`` column,
+  a negative quantity or amount, or an order id of "C" and digits among ids that
+  are plain numbers (UCI-style cancellations), is a *return* of merchandise;
+  lines named as adjustments or fees (:data:`ADJUSTMENT_NAMES`, :data:`FEE_NAMES`,
+  order ids of "A" and digits among plain numbers) are *adjustments* or *fees*
+  of either sign; a ``line_type`` column,
   when mapped, decides instead. Other lines are *sales*.
 - A status decides whether a line counts (:data:`STATUSES`): counted,
   excluded (pending, voided, failed: left out and listed), or refunded (the
@@ -575,7 +576,7 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
     out.reject((rate < 0) | (rate >= 1), "discount_rate", "discount rate outside 0..100%")
     out.reject(numbers["refunded_amount"] < 0, "refunded_amount", "negative refunded amount")
 
-    line_type, sign = _line_types(text, order_id, product, quantity, numbers, mapping, out)
+    line_type, sign = _line_types(text, order_id, product, quantity, numbers, mapping, decisions, out)
     status_class = _status_classes(text("status"), choices, questions, decisions, out) if "status" in mapping \
         else None
 
@@ -673,7 +674,7 @@ def _currency(values: pd.Series) -> str | None:
 
 
 def _line_types(text, order_id: pd.Series, product: pd.Series, quantity: pd.Series,  # noqa: ANN001
-                numbers: dict[str, pd.Series], mapping: dict[str, str], out: "_Outcome"
+                numbers: dict[str, pd.Series], mapping: dict[str, str], decisions: list[Decision], out: "_Outcome"
                 ) -> tuple[pd.Series, pd.Series]:
     """Each line's type and the sign of its amounts (see the module's rules)."""
     negative = (quantity < 0) | (numbers["total_amount"] < 0) | (numbers["unit_price"] < 0) \
@@ -687,11 +688,10 @@ def _line_types(text, order_id: pd.Series, product: pd.Series, quantity: pd.Seri
         code = kind.map({name: i for i, name in enumerate(LINE_TYPES)}).to_numpy(dtype=np.int8)
     else:  # Arrow's kernels: a million lines in milliseconds, not Python strings
         names = pc.utf8_lower(pa.array(product, type=pa.string(), from_pandas=True))
-        ids = pa.array(order_id, type=pa.string(), from_pandas=True)
-        adjustment = pc.or_(pc.is_in(names, value_set=pa.array(ADJUSTMENT_NAMES)),
-                            pc.match_substring_regex(ids, r"^[Aa]\d")).to_numpy(zero_copy_only=False)
+        adjusted_id, cancelled = _marked_ids(order_id, mapping.get("order_id", "order_id"), decisions)
+        adjustment = pc.is_in(names, value_set=pa.array(ADJUSTMENT_NAMES)).to_numpy(zero_copy_only=False) \
+            | adjusted_id
         fee = pc.is_in(names, value_set=pa.array(FEE_NAMES)).to_numpy(zero_copy_only=False)
-        cancelled = pc.match_substring_regex(ids, r"^[Cc]\d").to_numpy(zero_copy_only=False)
         code = np.select([fee, adjustment, cancelled], [LINE_TYPES.index(k) for k in ("fee", "adjustment", "return")],
                          LINE_TYPES.index("sale")).astype(np.int8)
     sale, returned = LINE_TYPES.index("sale"), LINE_TYPES.index("return")
@@ -700,6 +700,26 @@ def _line_types(text, order_id: pd.Series, product: pd.Series, quantity: pd.Seri
     sign = pd.Series(np.where(negative | (code == returned), -1.0, 1.0), index=product.index)
     # Categorical: a million lines hold four labels without a million Python strings.
     return pd.Series(pd.Categorical.from_codes(code, categories=LINE_TYPES), index=product.index), sign
+
+
+def _marked_ids(order_id: pd.Series, column: str, decisions: list[Decision]) -> tuple[np.ndarray, np.ndarray]:
+    """Which order ids mark adjustments ("A" and digits) and cancellations ("C" and digits), UCI-style.
+
+    Only where other order ids are plain numbers, so the letter marks a few ids among the
+    shop's numbering: a shop whose every id starts with a letter has no such marks. Reported.
+    """
+    ids = pa.array(order_id, type=pa.string(), from_pandas=True)
+    nothing = np.zeros(len(order_id), dtype=bool)
+    if not pc.any(pc.match_substring_regex(ids, r"^\d+$")).as_py():
+        return nothing, nothing
+    marks = []
+    for letter, meaning in (("A", "adjustments"), ("C", "cancellations (returns)")):
+        marked = pc.match_substring_regex(ids, rf"^[{letter}{letter.lower()}]\d+$").to_numpy(zero_copy_only=False)
+        marks.append(marked)
+        if marked.any():
+            decisions.append(Decision("line types", column, f"ids of {letter!r} and digits read as {meaning}",
+                                      f"{_lines(int(marked.sum()))}, among order ids that are plain numbers"))
+    return marks[0], marks[1]
 
 
 def _status_classes(status: pd.Series, choices: ImportChoices, questions: list[Question], decisions: list[Decision],

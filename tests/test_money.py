@@ -151,6 +151,31 @@ def test_an_adjustment_pair_and_a_fee_count_on_both_sides(engine: Engine, tmp_pa
     assert kinds == {"sale": 1, "fee": 1, "adjustment": 3}
 
 
+def test_letters_mark_adjustments_and_cancellations_only_among_numbered_orders(engine: Engine, tmp_path: Path) -> None:
+    """UCI-style "A563185"/"C536379" ids are marks only where the shop's ids are plain numbers; a shop
+    numbering every order A1001, C2002, ... sells in all of them."""
+    lettered = write(tmp_path, "lettered.csv", [
+        "A1001,2024-03-01,Lamp,1,40.00,K1,North",
+        "C2002,2024-03-02,Desk,1,100.00,K2,North",
+        "A1003,2024-03-03,Lamp,2,40.00,K1,North",
+    ])
+    outcome, printed = run(engine, lettered, mode="replace")
+    assert outcome.written == 3, printed
+    assert "read as adjustments" not in printed and "read as cancellations" not in printed
+    assert_kpis(engine, ledger(("A1001", "K1", 40.0, 0, "sale"), ("C2002", "K2", 100.0, 0, "sale"),
+                               ("A1003", "K1", 80.0, 0, "sale")))
+    numbered = write(tmp_path, "numbered.csv", [
+        "536365,2024-03-01,Lamp,1,40.00,K1,North",
+        "C536365,2024-03-02,Lamp,-1,40.00,K1,North",
+        "A536370,2024-03-02,Bad debt,1,-12.00,,North",
+    ])
+    outcome, printed = run(engine, numbered, mode="replace")
+    assert outcome.written == 3, printed
+    assert "ids of 'C' and digits read as cancellations (returns)" in printed
+    assert_kpis(engine, ledger(("536365", "K1", 40.0, 0, "sale"), ("C536365", "K1", -40.0, 0, "return"),
+                               ("A536370", "", -12.0, 0, "adjustment")))
+
+
 def test_a_line_type_column_decides_instead_of_the_names(engine: Engine, tmp_path: Path) -> None:
     path = write(tmp_path, "types.csv", [
         "1,2024-03-01,Lamp,1,40.00,C1,North,Sale",
