@@ -4,6 +4,7 @@ value) computed with pandas from the ledger the file means, on SQLite and Postgr
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -37,7 +38,9 @@ def expected_kpis(lines: pd.DataFrame) -> dict:
         "adjustments": round(float(lines.loc[lines["kind"].isin(["adjustment", "fee"]), "amount"].sum()), 2),
         "orders": orders,
         "customers": lines.loc[counted & (lines["customer"] != ""), "customer"].nunique(),
-        "average_order_value": round(net / orders, 2) if orders else None,
+        # Half away from zero, as invoices round: exact decimals, not binary floats.
+        "average_order_value": float((Decimal(str(net)) / orders).quantize(Decimal("0.01"), ROUND_HALF_UP))
+        if orders else None,
     }
 
 

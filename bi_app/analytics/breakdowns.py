@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import Connection
 
-from bi_app.analytics.stats import ratio
+from bi_app.analytics.stats import money_per_row, ratio
 from data_layer.demo_data import PRODUCTS
 from data_layer.filters import Filters
 from data_layer.summaries import distinct_customers, order_source
@@ -40,7 +40,7 @@ def segments(conn: Connection, filters: Filters) -> pd.DataFrame:
     items per order and share of revenue; largest revenue first."""
     frame = _by(conn, filters, "customer_segment")
     total = frame["revenue"].sum()
-    frame["average_spend"] = (frame["revenue"] / frame["orders"]).round(2)
+    frame["average_spend"] = money_per_row(frame["revenue"], frame["orders"])
     frame["items_per_order"] = frame["units"] / frame["orders"]
     frame["revenue_share"] = frame["revenue"] / total if total else None
     columns = ["customer_segment", "customers", "orders", "revenue", "average_spend", "satisfaction",
@@ -56,8 +56,7 @@ def regions(conn: Connection, filters: Filters) -> pd.DataFrame:
     largest revenue first."""
     frame = _by(conn, filters, "region")
     all_customers = conn.execute(distinct_customers(conn, filters)).scalar_one()
-    frame["revenue_per_customer"] = (frame["registered_revenue"] / frame["customers"].where(frame["customers"] > 0)
-                                     ).round(2)
+    frame["revenue_per_customer"] = money_per_row(frame["registered_revenue"], frame["customers"])
     frame["guest_revenue"] = (frame["revenue"] - frame["registered_revenue"]).round(2)
     frame["customer_share"] = frame["customers"] / all_customers if all_customers else None
     columns = ["region", "customers", "orders", "revenue", "revenue_per_customer", "guest_revenue", "satisfaction",

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Double, and_, case, cast, func, literal, select
 
-from bi_app.analytics.stats import change, moments, pearson, ratio
+from bi_app.analytics.stats import change, moments, money_per, pearson, ratio
 from data_layer.filters import Filters, conditions
 from data_layer.queries import date_bounds, month_key
 from data_layer.schema import sales
@@ -78,7 +78,7 @@ def _kpi_values(conn: Connection, source: OrderSource, filters: Filters) -> dict
         "adjustments": round(float(row.adjustments), 2),
         "orders": orders,
         "customers": int(customers),
-        "average_order_value": round(revenue / orders, 2) if orders else None,
+        "average_order_value": money_per(revenue, orders),
         "average_satisfaction": ratio(row.satisfaction_sum, row.satisfaction_n),
     }
 

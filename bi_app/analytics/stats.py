@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
+
+import pandas as pd
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -10,6 +13,20 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
     return float(numerator) / float(denominator)
+
+
+def money_per(amount: float | None, count: float | None) -> float | None:
+    """``amount`` (money, whole cents) per ``count``, rounded to the cent half away from zero as
+    invoices round (224.07 over 2 orders is 112.04, where binary floats give 112.03); None without a count."""
+    if amount is None or not count or amount != amount:
+        return None
+    exact = Decimal(str(round(float(amount), 2))) / Decimal(str(count))
+    return float(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def money_per_row(amounts: pd.Series, counts: pd.Series) -> pd.Series:
+    """:func:`money_per` for each row (NaN, shown as "—", where the count is 0)."""
+    return pd.Series([money_per(a, c) for a, c in zip(amounts, counts)], index=amounts.index, dtype=float)
 
 
 def change(current: float | None, previous: float | None) -> float | None:
