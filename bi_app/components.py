@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import dash_bootstrap_components as dbc
 import pandas as pd
@@ -32,28 +32,28 @@ def navbar(pages: Iterable[Mapping]) -> dbc.Navbar:
 
 
 def kpi_card(
-    title: str, value: str, *, card_id: str, note: str | None = None, change: float | None = None,
-    detail: str | None = None,
+    title: str, value: str, *, card_id: str, note: str | None = None,
+    changes: Sequence[tuple[str, float | None]] = (), detail: str | None = None,
 ) -> dbc.Card:
-    """A headline figure: title, formatted value, what it is made of (``detail``), its change against
-    the previous period, a note (which stands in for the change when there is none)."""
+    """A headline figure: title, formatted value, what it is made of (``detail``), its changes
+    (``(against what, change)`` pairs, such as the previous period and the same period last year),
+    and a note. A card given comparisons that all lack a base says so."""
     body = [
         html.Div(title, className="text-muted small text-uppercase"),
         html.Div(value, id=card_id, className="fs-3 fw-semibold kpi-value"),
     ]
     if detail:
         body.append(html.Div(detail, id=f"{card_id}-detail", className="small text-muted"))
-    if change is not None:
+    shown = [(against, change) for against, change in changes if change is not None]
+    for index, (against, change) in enumerate(shown):
         up = change >= 0
-        body.append(
-            html.Div(
-                f"{'▲' if up else '▼'} {abs(change):.1%} vs previous period",
-                id=f"{card_id}-change",
-                className=f"small fw-semibold {'text-success' if up else 'text-danger'}",
-            )
-        )
-    elif note is None:
-        body.append(html.Div("no previous period to compare", id=f"{card_id}-change", className="small text-muted"))
+        body.append(html.Div(
+            f"{'▲' if up else '▼'} {abs(change):.1%} {against}",
+            id=f"{card_id}-change" if index == 0 else f"{card_id}-change-{index + 1}",
+            className=f"small fw-semibold {'text-success' if up else 'text-danger'}",
+        ))
+    if changes and not shown and note is None:
+        body.append(html.Div("no earlier period to compare", id=f"{card_id}-change", className="small text-muted"))
     if note:
         body.append(html.Div(note, className="small text-muted"))
     return dbc.Card(dbc.CardBody(body), className="h-100 shadow-sm")

@@ -223,17 +223,24 @@ def build_report(filters: Filters, results: dict[str, Any], version: str | None,
         summary.append([label, value])
     summary.append([])
     kpis = results["kpis"]
-    summary.append(["Period", f"{kpis['period']['start']} to {kpis['period']['end']}"])
-    summary.append(["Metric", "Value", "Previous period", "Change"])
+    period = kpis["period"]
+    summary.append(["Period", f"{period['start']} to {period['end']}"
+                    + (f" (partial: the data ends on {period['through']})" if period["partial"] else "")])
+    for label, span in (("Previous period", kpis["previous_period"]),
+                        ("Same period last year", kpis["same_period_last_year"])):
+        summary.append([label, f"{span['start']} to {span['end']}" if span else "—"])
+    summary.append(["Metric", "Value", "Previous period", "Change", "Same period last year", "Change vs last year"])
     header_row = summary.max_row
     money_rows = []
     for name in KPI_NAMES:  # named as in the API; "revenue" is net revenue (see the README's Measures)
-        summary.append([name, kpis[name]["value"], kpis[name]["previous"], kpis[name]["change"]])
+        figure = kpis[name]
+        summary.append([name, figure["value"], figure["previous"], figure["change"], figure["last_year"],
+                        figure["change_last_year"]])
         if name in MONEY_KPIS:
             money_rows.append(summary.max_row)
-    _style_table(summary, header_row, {"B": "#,##0.00", "C": "#,##0.00", "D": "0.0%"})
+    _style_table(summary, header_row, {"B": "#,##0.00", "C": "#,##0.00", "D": "0.0%", "E": "#,##0.00", "F": "0.0%"})
     for row in money_rows:
-        for column in "BC":
+        for column in "BCE":
             summary[f"{column}{row}"].number_format = money.excel()
 
     distribution = results["distribution"]

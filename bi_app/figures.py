@@ -39,17 +39,23 @@ def empty(title: str, message: str = "No orders match these filters") -> go.Figu
 
 
 def trend(monthly: pd.DataFrame, money: MoneyFormat = DEFAULT_FORMAT) -> go.Figure:
-    """Monthly net revenue bars, the 3-month moving average, and month-over-month growth on hover."""
+    """Monthly net revenue bars (a partial month hatched and named so), the 3-month moving average,
+    and month-over-month growth on hover."""
     if monthly.empty:
         return empty("Monthly net revenue")
-    growth = [f"{g:+.1%}" if pd.notna(g) else "—" for g in monthly["growth"]]
+    partial = monthly["partial"].astype(bool) if "partial" in monthly else pd.Series(False, index=monthly.index)
+    notes = [("partial month: the data or the filters cover only part of it" if part else
+              f"vs previous month: {g:+.1%}" if pd.notna(g) else "vs previous month: —")
+             for part, g in zip(partial, monthly["growth"])]
     figure = _figure("Monthly net revenue", separators=money.separators)
     figure.add_bar(
-        x=monthly["month"], y=monthly["revenue"], name="Net revenue", customdata=growth,
-        hovertemplate=f"%{{x}}<br>{money.hover('y')}<br>vs previous month: %{{customdata}}<extra></extra>",
+        x=monthly["month"], y=monthly["revenue"], name="Net revenue", customdata=notes,
+        marker_pattern_shape=["/" if part else "" for part in partial],
+        marker_opacity=[0.55 if part else 1.0 for part in partial],
+        hovertemplate=f"%{{x}}<br>{money.hover('y')}<br>%{{customdata}}<extra></extra>",
     )
     figure.add_scatter(
-        x=monthly["month"], y=monthly["moving_average_3"], name="3-month average", mode="lines",
+        x=monthly["month"], y=monthly["moving_average_3"], name="3-month average (whole months)", mode="lines",
         hovertemplate=f"%{{x}}<br>3-month average {money.hover('y')}<extra></extra>",
     )
     figure.update_yaxes(**money.axis())

@@ -65,7 +65,8 @@ class Analysis:
 ANALYSES: dict[str, Analysis] = {
     "kpis": Analysis(analytics.kpis, "Net revenue (with gross sales, returns and refunds, adjustments and fees), "
                      "orders (with a sale), unique customers, average order value (net revenue / orders) and "
-                     "satisfaction, each with its change against the previous period of equal length."),
+                     "satisfaction, each with its change against the previous period and the same period last "
+                     "year, like for like when the period runs past the data's last order."),
     "distribution": Analysis(
         analytics.distribution,
         "Order-value statistics (mean, median, std, quartiles, q95, skewness, kurtosis) and a histogram.",
@@ -78,7 +79,7 @@ ANALYSES: dict[str, Analysis] = {
     "products": Analysis(analytics.products, "Per product and per category: revenue, orders, units, "
                          "average price, estimated margin (catalog), satisfaction."),
     "trend": Analysis(analytics.trend, "Monthly revenue with month-over-month growth and a 3-month moving "
-                      "average; revenue by quarter and Q4 against Q1."),
+                      "average (partial months marked and left out of both); revenue by quarter and Q4 against Q1."),
     "correlations": Analysis(analytics.correlations, "Pearson correlation of total_amount with each numeric column."),
     "lifecycle": Analysis(
         analytics.lifecycle,

@@ -145,31 +145,43 @@ def show_overview(search: str | None, _db: str) -> tuple:
 
 
 def kpi_cards(kpis: dict, currency: MoneyFormat) -> list:
-    """The period caption and the four KPI cards with their change; net revenue says what it is net of."""
+    """The period caption (with the spans compared) and the four KPI cards with their changes against
+    the previous period and the same period last year; net revenue says what it is net of."""
     satisfaction = kpis["average_satisfaction"]["value"]
     gross, returns = kpis["gross_sales"]["value"], kpis["returns"]["value"]
     adjustments = kpis["adjustments"]["value"]
     net_of = f"{currency(gross)} gross − {currency(returns)} returns" + (
         f" {'+' if adjustments >= 0 else '−'} {currency(abs(adjustments))} adjustments and fees"
         if adjustments else "")
+
+    def changes(name: str) -> list[tuple[str, float | None]]:
+        return [("vs previous period", kpis[name]["change"]), ("vs same period last year", kpis[name]["change_last_year"])]
+
     cards = [
         kpi_card("Net revenue", currency(kpis["revenue"]["value"]), card_id="overview-kpi-revenue",
-                 change=kpis["revenue"]["change"], detail=net_of),
+                 changes=changes("revenue"), detail=net_of),
         kpi_card("Average order value", currency(kpis["average_order_value"]["value"]),
-                 card_id="overview-kpi-aov", change=kpis["average_order_value"]["change"],
-                 detail="net revenue ÷ orders"),
+                 card_id="overview-kpi-aov", changes=changes("average_order_value"), detail="net revenue ÷ orders"),
         kpi_card("Unique customers", count(kpis["customers"]["value"]), card_id="overview-kpi-customers",
-                 change=kpis["customers"]["change"]),
+                 changes=changes("customers")),
         kpi_card("Average satisfaction", "—" if satisfaction is None else f"{satisfaction:.2f} / 5",
-                 card_id="overview-kpi-satisfaction", change=kpis["average_satisfaction"]["change"],
+                 card_id="overview-kpi-satisfaction", changes=changes("average_satisfaction"),
                  note="no ratings in these orders" if satisfaction is None else None),
     ]
-    period = kpis["period"]
-    caption = html.Div(
-        f"{count(kpis['orders']['value'])} orders from {period['start']} to {period['end']}",
-        id="overview-period", className="text-muted small mb-2",
-    )
-    return [caption, dbc.Row([dbc.Col(card, xs=12, sm=6, lg=3, className="mb-3") for card in cards])]
+    return [period_caption(kpis), dbc.Row([dbc.Col(card, xs=12, sm=6, lg=3, className="mb-3") for card in cards])]
+
+
+def period_caption(kpis: dict) -> html.Div:
+    """How many orders, over which days, compared with which: a partial period says where the data ends."""
+    period, previous, last_year = kpis["period"], kpis["previous_period"], kpis["same_period_last_year"]
+    text = f"{count(kpis['orders']['value'])} orders from {period['start']} to {period['through']}"
+    if period["partial"]:
+        text += (f" (the period runs to {period['end']}, past the data's last order: it is compared like for "
+                 "like, over the same number of days)")
+    compared = [f"{span['start']} to {span['end']}" for span in (previous, last_year) if span]
+    if compared:
+        text += f"; compared with {' and with '.join(compared)}"
+    return html.Div(text + ".", id="overview-period", className="text-muted small mb-2")
 
 
 @callback(

@@ -143,6 +143,7 @@ def forecast_section(forecast: dict, money: MoneyFormat) -> Any:
     note = (f"{forecast['method']}. Backtest: refitted without the last {len(backtest['months'])} months, its "
             f"forecast of them was off by {mape} on average (MAPE).")
     if forecast["partial_month_left_out"]:
-        note += f" {forecast['partial_month_left_out']} is left out: the data stops before its end."
+        note += (f" Left out as partial months (the data or the filters cover only part of them): "
+                 f"{forecast['partial_month_left_out']}.")
     return section(None, dcc.Graph(id="strategy-forecast-chart", figure=figures.forecast(forecast, money)),
                    html.P(note, id="strategy-forecast-note", className="small text-muted mb-0"))

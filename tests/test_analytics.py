@@ -34,6 +34,8 @@ FILTERS = {
     "bulk-premium-office": Filters(segments=("Bulk", "Premium"), categories=("Office",)),
     "east-west": Filters(regions=("East", "West")),
     "laptop-mouse-2023": Filters(products=("Laptop", "Mouse"), start=date(2023, 2, 10), end=date(2023, 11, 20)),
+    # Runs past the data's last order (2024-12-30): a partial period, compared like for like.
+    "december-2024-and-on": Filters(start=date(2024, 12, 1), end=date(2025, 1, 31)),
 }
 CENT = 0.005
 
@@ -122,10 +124,26 @@ def test_kpis(engine_on_path: Engine, orders: pd.DataFrame, filters: Filters) ->
     assert len(rows) > 10
     start = filters.start or apply(orders, filters.without_dates())["order_date"].min().date()
     end = filters.end or apply(orders, filters.without_dates())["order_date"].max().date()
-    length = timedelta(days=(end - start).days + 1)
-    previous = apply(orders, Filters(**{**filters.__dict__, "start": start - length, "end": start - timedelta(days=1)}))
-    assert got["period"] == {"start": start, "end": end}
-    for name, frame in (("value", rows), ("previous", previous)):
+    through = min(end, orders["order_date"].max().date())  # a period past the data's end is compared as far as it goes
+    if start.day == 1 and (pd.Timestamp(end) + pd.offsets.MonthEnd(0)).date() == end:  # whole months: calendar months
+        previous_start = (pd.Period(start, "M") - (pd.Period(end, "M") - pd.Period(start, "M")).n - 1).start_time.date()
+    else:
+        previous_start = start - timedelta(days=(end - start).days + 1)
+    previous_end = min(previous_start + (through - start), start - timedelta(days=1))
+    previous = apply(orders, Filters(**{**filters.__dict__, "start": previous_start, "end": previous_end}))
+    assert got["period"] == {"start": start, "end": end, "through": through, "partial": through < end}
+    assert got["previous_period"] == {"start": previous_start, "end": previous_end}
+    year_start = date(start.year - 1, start.month, min(start.day, 28 if start.month == 2 else start.day))
+    last_year = apply(orders, Filters(**{**filters.__dict__, "start": year_start,
+                                         "end": year_start + (through - start)}))
+    if year_start + (through - start) < start:
+        assert got["same_period_last_year"] == {"start": year_start, "end": year_start + (through - start)}
+    else:
+        assert got["same_period_last_year"] is None
+        last_year = None
+    for name, frame in (("value", rows), ("previous", previous), ("last_year", last_year)):
+        if frame is None:
+            continue
         revenue = round(frame["net"].sum(), 2)
         assert got["revenue"][name] == pytest.approx(revenue, abs=CENT)
         assert got["orders"][name] == len(frame)
@@ -233,9 +251,15 @@ def test_trend(engine_on_path: Engine, orders: pd.DataFrame, filters: Filters) -
     frame = got["monthly"]
     assert list(frame["month"]) == [str(p) for p in monthly.index]
     assert frame["revenue"].tolist() == pytest.approx(monthly.round(2).tolist(), abs=CENT)
-    growth = monthly.pct_change()
+    # Months the analysed span covers in part are marked and left out of growth and averages.
+    through = min(filters.end or date.max, orders["order_date"].max().date())
+    partial = [p.end_time.date() > through or bool(filters.start and p.start_time.date() < filters.start)
+               for p in monthly.index]
+    assert frame["partial"].tolist() == partial
+    whole = monthly.where(~pd.Series(partial, index=monthly.index))
+    growth = whole.pct_change(fill_method=None)
     assert [close(a, b, 1e-6) for a, b in zip(frame["growth"], growth)] == [True] * len(growth)
-    average = monthly.rolling(3).mean()
+    average = whole.rolling(3).mean()
     assert [close(a, b, 1e-6) for a, b in zip(frame["moving_average_3"], average)] == [True] * len(average)
     by_quarter = rows.groupby("quarter")["net"].sum()
     assert dict(zip(got["quarterly"]["quarter"], got["quarterly"]["revenue"])) == pytest.approx(

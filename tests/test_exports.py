@@ -114,10 +114,22 @@ def test_report_opens_and_its_sheets_match_the_api(client) -> None:
 
     kpi_rows = list(book["Summary"].iter_rows(values_only=True))
     header = next(i for i, row in enumerate(kpi_rows) if row[0] == "Metric")
-    kpis = {row[0]: row[1] for row in kpi_rows[header + 1 :] if row[0]}
-    for name, value in kpis.items():
-        assert value == pytest.approx(api("kpis")[name]["value"])
+    kpis = {row[0]: row[1:6] for row in kpi_rows[header + 1 :] if row[0]}
+    for name, cells in kpis.items():
+        figure = api("kpis")[name]
+        expected = (figure["value"], figure["previous"], figure["change"], figure["last_year"],
+                    figure["change_last_year"])
+        assert cells == pytest.approx(expected), name
     assert {"revenue", "gross_sales", "returns", "adjustments", "orders"} <= set(kpis)
+    assert summary["Same period last year"] == "—"  # the whole span of the data is longer than a year
+    month = client.get("/export/report.xlsx?start=2024-03-01&end=2024-03-31")
+    rows = {row[0]: row[1] for row in openpyxl.load_workbook(io.BytesIO(month.data))["Summary"].iter_rows(
+        values_only=True) if row and row[0]}
+    compared = client.get("/api/v1/kpis?start=2024-03-01&end=2024-03-31").get_json()["data"]
+    assert rows["Previous period"] == "{start} to {end}".format(**compared["previous_period"]) \
+        == "2024-02-01 to 2024-02-29"
+    assert rows["Same period last year"] == "{start} to {end}".format(**compared["same_period_last_year"]) \
+        == "2023-03-01 to 2023-03-31"
     assert summary["Currency"] == client.get(f"/api/v1/kpis?{query}").get_json()["currency"] == "USD"
     revenue_cell = next(row[1] for row in book["Summary"].iter_rows() if row[0].value == "revenue")
     assert revenue_cell.number_format == '"$"#,##0.00;-"$"#,##0.00'

@@ -23,7 +23,7 @@ from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 from bi_app.ml import analyses, strategy
 from bi_app.ml.churn import labelled_customers
 from bi_app.ml.features import SEGMENTATION_FEATURES, customer_features
-from bi_app.ml.forecast import backtest_revenue, complete_months, forecast_revenue
+from bi_app.ml.forecast import backtest_revenue, forecast_revenue
 from bi_app.ml.models import train_models
 from bi_app.ml.rfm import rfm_scores
 from bi_app.ml.segmentation import CustomerSegmentation
@@ -256,14 +256,6 @@ def test_backtest_uses_held_out_months_only() -> None:
     assert (forecast["revenue"] <= forecast["upper_80"]).all() and (forecast["upper_80"] <= forecast["upper_95"]).all()
 
 
-def test_a_month_the_data_stops_short_of_is_left_out() -> None:
-    monthly = pd.DataFrame({"month": ["2024-01", "2024-02", "2024-03"], "revenue": [1.0, 2.0, 0.5]})
-    series, dropped = complete_months(monthly, pd.Timestamp("2024-03-10"))
-    assert dropped == "2024-03" and list(series) == [1.0, 2.0]
-    series, dropped = complete_months(monthly, pd.Timestamp("2024-03-31"))
-    assert dropped is None and len(series) == 3
-
-
 def test_forecast_history_is_the_monthly_revenue(demo) -> None:  # noqa: ANN001
     engine, orders = demo
     with engine.connect() as conn:
@@ -271,8 +263,10 @@ def test_forecast_history_is_the_monthly_revenue(demo) -> None:  # noqa: ANN001
     north = orders[orders["region"] == "North"]
     expected = net_revenue(north).groupby(pd.to_datetime(north["order_date"]).dt.strftime("%Y-%m")).sum()
     expected = expected.astype(float)
-    if result["partial_month_left_out"]:
-        expected = expected.drop(result["partial_month_left_out"])
+    last = pd.Timestamp(orders["order_date"].max())
+    if last < last + pd.offsets.MonthEnd(0):  # the data stops inside its last month: left out, as partial
+        expected = expected.drop(last.strftime("%Y-%m"))
+        assert result["partial_month_left_out"] == last.strftime("%Y-%m")
     assert result["available"]
     assert result["history"]["revenue"].tolist() == pytest.approx(expected.tolist(), abs=0.01)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -29,35 +29,77 @@ KPI_NAMES = ("revenue", "gross_sales", "returns", "adjustments", "orders", "cust
 QUANTILES = {"q1": 0.25, "median": 0.5, "q3": 0.75, "q95": 0.95}
 
 
+@dataclass(frozen=True)
+class ComparedSpans:
+    """The period a KPI answer covers and the spans it is compared with, like for like.
+
+    ``through`` is the last day with data: the period's end, or the data's last order date when
+    the period runs past it (then ``partial``). ``previous`` is the previous period (the same
+    number of calendar months before a range of whole months, else the same number of days
+    before) and ``last_year`` the same dates a year earlier (None for a period of a year or more),
+    each cut to the same elapsed span as the period's (its first ``through - start + 1`` days).
+    """
+
+    start: date
+    end: date
+    through: date
+    partial: bool
+    previous: tuple[date, date]
+    last_year: tuple[date, date] | None
+
+
+def compared_spans(start: date, end: date, data_end: date | None) -> ComparedSpans:
+    """The spans :func:`kpis` compares for the period ``start``..``end`` when the data ends on ``data_end``."""
+    partial = data_end is not None and start <= data_end < end
+    through = data_end if partial else end
+    elapsed = through - start
+    if start.day == 1 and (end + timedelta(days=1)).day == 1:  # whole calendar months
+        months = (end.year - start.year) * 12 + end.month - start.month + 1
+        previous_start = (pd.Timestamp(start) - pd.DateOffset(months=months)).date()
+    else:
+        previous_start = start - timedelta(days=(end - start).days + 1)
+    last_year_start = (pd.Timestamp(start) - pd.DateOffset(years=1)).date()
+    return ComparedSpans(
+        start=start, end=end, through=through, partial=partial,
+        previous=(previous_start, min(previous_start + elapsed, start - timedelta(days=1))),
+        last_year=(last_year_start, last_year_start + elapsed) if last_year_start + elapsed < start else None,
+    )
+
+
 def kpis(conn: Connection, filters: Filters) -> dict[str, Any]:
     """Net revenue (with its gross sales, returns and adjustments), orders, unique customers, average
-    order value (net revenue / orders) and satisfaction, with their change. Money in the data's currency.
+    order value (net revenue / orders) and satisfaction, each with its change against the previous
+    period and the same period last year. Money in the data's currency.
 
-    The change compares with the previous period of equal length: the filter's
-    date range, or (without one) the span of the matching orders.
+    The period is the filter's date range or (without one) the span of the matching orders. A
+    period that runs past the data's last order date is partial: it is compared like for like
+    (:func:`compared_spans`), and ``period``, ``previous_period`` and ``same_period_last_year``
+    say which days were compared.
     """
     source = order_source(conn)
     lo, hi = date_bounds(conn, source, filters.without_dates())
     start, end = filters.start or lo, filters.end or hi
     current = _kpi_values(conn, source, filters)
-    previous: dict[str, float | None] = dict.fromkeys(KPI_NAMES)
-    previous_period = None
+    previous = last_year = dict.fromkeys(KPI_NAMES)
+    spans = None
     if start and end:
-        length = (end - start).days + 1
-        previous_period = (start - timedelta(days=length), start - timedelta(days=1))
-        previous = _kpi_values(
-            conn, source, replace(filters, start=previous_period[0], end=previous_period[1])
-        )
+        spans = compared_spans(start, end, date_bounds(conn, source, Filters())[1])
+        previous = _kpi_values(conn, source, replace(filters, start=spans.previous[0], end=spans.previous[1]))
+        if spans.last_year:
+            last_year = _kpi_values(conn, source, replace(filters, start=spans.last_year[0], end=spans.last_year[1]))
     return {
-        "period": {"start": start, "end": end},
-        "previous_period": {"start": previous_period[0], "end": previous_period[1]}
-        if previous_period
-        else None,
+        "period": {"start": start, "end": end, "through": spans.through if spans else end,
+                   "partial": bool(spans and spans.partial)},
+        "previous_period": {"start": spans.previous[0], "end": spans.previous[1]} if spans else None,
+        "same_period_last_year": {"start": spans.last_year[0], "end": spans.last_year[1]}
+        if spans and spans.last_year else None,
         **{
             name: {
                 "value": current[name],
                 "previous": previous[name],
                 "change": change(current[name], previous[name]),
+                "last_year": last_year[name],
+                "change_last_year": change(current[name], last_year[name]),
             }
             for name in KPI_NAMES
         },
@@ -179,20 +221,35 @@ def _histogram(conn: Connection, totals: OrderTotals, lo: float, hi: float, bins
 
 
 def trend(conn: Connection, filters: Filters) -> dict[str, Any]:
-    """Monthly revenue with month-over-month growth and a 3-month moving average; quarterly seasonality."""
+    """Monthly net revenue and orders with month-over-month growth and a 3-month moving average;
+    quarterly seasonality.
+
+    A month the analysed span covers only in part (the data's last order date, or the filters'
+    dates, fall inside it) is marked ``partial`` and left out of growth and moving averages: no
+    growth for it or for the month after it, no average over a window holding it. ``through`` is
+    the last day the answer covers.
+    """
     source = order_source(conn)
     month = month_key(conn, source.column("order_date")).label("month")
     rows = conn.execute(source.select(filters, "revenue", "orders", by=(month,)).order_by(month)).all()
     monthly = pd.DataFrame(rows, columns=["month", "revenue", "orders"])
     if monthly.empty:
-        return {"monthly": monthly.assign(growth=[], moving_average_3=[]), "quarterly": pd.DataFrame(), "q4_vs_q1": None}
-    months = pd.period_range(monthly["month"].min(), monthly["month"].max(), freq="M").strftime("%Y-%m")
-    monthly = monthly.set_index("month").reindex(months, fill_value=0).rename_axis("month").reset_index()
+        return {"monthly": monthly.assign(partial=[], growth=[], moving_average_3=[]), "quarterly": pd.DataFrame(),
+                "q4_vs_q1": None, "through": None}
+    data_end = date_bounds(conn, source, Filters())[1]
+    through = min(filters.end, data_end) if filters.end and data_end else data_end or filters.end
+    months = pd.period_range(monthly["month"].min(), monthly["month"].max(), freq="M")
+    monthly = monthly.set_index("month").reindex(months.strftime("%Y-%m"), fill_value=0).rename_axis("month").reset_index()
     monthly["revenue"] = monthly["revenue"].astype(float).round(2)
     monthly["orders"] = monthly["orders"].astype(int)
-    previous = monthly["revenue"].shift(1)
-    monthly["growth"] = (monthly["revenue"] - previous) / previous.where(previous != 0)
-    monthly["moving_average_3"] = monthly["revenue"].rolling(3).mean()
+    partial = months.end_time.normalize().date > through
+    if filters.start:
+        partial |= months.start_time.date < filters.start
+    monthly["partial"] = partial
+    complete = monthly["revenue"].where(~monthly["partial"])
+    previous = complete.shift(1)
+    monthly["growth"] = (complete - previous) / previous.where(previous != 0)
+    monthly["moving_average_3"] = complete.rolling(3).mean()
     quarter = "Q" + ((monthly["month"].str[5:7].astype(int) - 1) // 3 + 1).astype(str)
     quarterly = (
         monthly.assign(quarter=quarter)
@@ -202,9 +259,10 @@ def trend(conn: Connection, filters: Filters) -> dict[str, Any]:
     )
     by_quarter = dict(zip(quarterly["quarter"], quarterly["revenue"]))
     return {
-        "monthly": monthly,
+        "monthly": monthly[["month", "revenue", "orders", "partial", "growth", "moving_average_3"]],
         "quarterly": quarterly,
         "q4_vs_q1": change(by_quarter.get("Q4"), by_quarter.get("Q1")),
+        "through": through,
     }
 
 

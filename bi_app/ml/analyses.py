@@ -14,7 +14,7 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from bi_app.analytics.orders import trend
-from bi_app.ml.features import FEATURE_LABELS, SEGMENTATION_FEATURES, customer_features, latest_order_date
+from bi_app.ml.features import FEATURE_LABELS, SEGMENTATION_FEATURES, customer_features
 from bi_app.ml.forecast import HORIZON_MONTHS, complete_months, forecast_revenue
 from bi_app.ml.models import TrainedModels
 from bi_app.ml.rfm import RFM_RULES, RFM_SEGMENTS, rfm_scores
@@ -157,9 +157,7 @@ def churn(conn: Connection, filters: Filters, models: TrainedModels,
 
 def forecast(conn: Connection, filters: Filters, months: int = HORIZON_MONTHS) -> dict[str, Any]:
     """Monthly revenue for the next ``months`` months with 80%/95% intervals and the backtest MAPE."""
-    monthly = trend(conn, filters)["monthly"]
-    latest = latest_order_date(conn, filters)
-    series, dropped = complete_months(monthly, pd.Timestamp(latest) if latest else None)
+    series, dropped = complete_months(trend(conn, filters)["monthly"])
     try:
         result = forecast_revenue(series, months)
     except ValueError as exc:

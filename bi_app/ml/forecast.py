@@ -15,21 +15,17 @@ SEASONAL_MONTHS = 24
 MINIMUM_MONTHS = 6
 
 
-def complete_months(monthly: pd.DataFrame, latest_day: pd.Timestamp | None) -> tuple[pd.Series, str | None]:
-    """Monthly revenue indexed by month start, without a last month the data stops short of.
+def complete_months(monthly: pd.DataFrame) -> tuple[pd.Series, str | None]:
+    """Monthly revenue indexed by month start, without the months :func:`bi_app.analytics.trend`
+    marks ``partial`` (the data or the filters cover only part of them).
 
-    Returns the series and the month left out (None when the last month is complete:
-    the data reaches at least its second-last day).
+    Returns the series and the months left out ("2024-03", or None when every month is whole).
     """
-    series = pd.Series(monthly["revenue"].to_numpy(dtype=float),
-                       index=pd.PeriodIndex(monthly["month"], freq="M").to_timestamp())
-    dropped = None
-    if len(series) and latest_day is not None:
-        month_end = series.index[-1] + pd.offsets.MonthEnd(0)
-        if latest_day < month_end - pd.Timedelta(days=1):
-            dropped = series.index[-1].strftime("%Y-%m")
-            series = series.iloc[:-1]
-    return series.asfreq("MS"), dropped
+    whole = ~monthly["partial"].astype(bool)
+    series = pd.Series(monthly.loc[whole, "revenue"].to_numpy(dtype=float),
+                       index=pd.PeriodIndex(monthly.loc[whole, "month"], freq="M").to_timestamp())
+    dropped = ", ".join(monthly.loc[~whole, "month"])
+    return series.asfreq("MS"), dropped or None
 
 
 def method(months: int) -> str:
