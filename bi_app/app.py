@@ -112,11 +112,14 @@ def _healthz():  # noqa: ANN202 - a Flask view
     replica = current_replica()
     if replica is not None:
         replica.engine_for(version)  # starts the snapshot build if this version has none
+    columnar = replica.status(version) if replica else "off"
+    failure = {"columnar_error": replica.failure(version)} if columnar == "failed" else {}
     return jsonify(
         status="ok",
         database=safe_url(config.database_url),
         data_version=version,
-        columnar=replica.status(version) if replica else "off",
+        columnar=columnar,
+        **failure,
     )
 
 

@@ -251,7 +251,11 @@ def snapshot() -> None:
     if not version:
         raise click.ClickException("the data has no version (never loaded by bi-app): load it first")
     started = time.perf_counter()
-    path = replica.build(version)
+    try:
+        path = replica.build(version)
+    except Exception as exc:  # noqa: BLE001 - DuckDB's, the disk's, the database's: one line each
+        raise click.ClickException(f"the snapshot of data version {version} was not built: "
+                                   f"{describe_error(exc, config.database_url)}") from None
     click.echo(f"Snapshot of data version {version}: {path} ({time.perf_counter() - started:.1f} s)")
 
 

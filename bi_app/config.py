@@ -7,6 +7,7 @@ wherever a URL is displayed (see :func:`data_layer.engine.safe_url`).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
@@ -78,7 +79,7 @@ class Config:
             connect_timeout_s=_int(env, "BI_CONNECT_TIMEOUT_S", 5),
             log_level=(env.get("BI_LOG_LEVEL") or "INFO").upper(),
             columnar=_flag(env, "BI_COLUMNAR", True),
-            columnar_memory=env.get("BI_COLUMNAR_MEMORY") or "1GB",
+            columnar_memory=_memory(env.get("BI_COLUMNAR_MEMORY") or "1GB"),
             currency=_currency(env.get("BI_CURRENCY") or "USD"),
             locale=_locale(env.get("BI_LOCALE") or "en_US"),
             timezone=_timezone(env.get("BI_TIMEZONE") or None),
@@ -116,6 +117,13 @@ def normalise_database_url(url: str) -> str:
             f"unsupported database URL scheme {scheme!r}: use postgresql://... or sqlite:///..."
         )
     return url
+
+
+def _memory(size: str) -> str:
+    """A memory size as DuckDB reads it: a number and a unit (500MB, 1.5GB, 2GiB)."""
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*", size, re.IGNORECASE):
+        raise ConfigError(f"BI_COLUMNAR_MEMORY must be a size such as 500MB or 2GB, got {size!r}")
+    return size.strip()
 
 
 def _currency(code: str) -> str:

@@ -98,6 +98,7 @@ class ColumnarReplica:
         self._engines: dict[str, Engine] = {}
         self._building: set[str] = set()
         self._failed_at: dict[str, float] = {}
+        self._failures: dict[str, str] = {}  # version -> why its last build failed
         self._precomputed_keys: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
@@ -123,11 +124,19 @@ class ColumnarReplica:
         return None
 
     def status(self, version: str | None) -> str:
-        """``ready``, ``building`` or ``absent`` for the snapshot of ``version``."""
+        """``ready``, ``building``, ``failed`` (its last build; :meth:`failure` says why; retried
+        after ``RETRY_AFTER_S``) or ``absent`` for the snapshot of ``version``."""
         if version and self.path(version).exists():
             return "ready"
         with self._lock:
-            return "building" if version in self._building else "absent"
+            if version in self._building:
+                return "building"
+            return "failed" if version in self._failures else "absent"
+
+    def failure(self, version: str | None) -> str | None:
+        """Why the last build of ``version``'s snapshot failed (one line), or None."""
+        with self._lock:
+            return self._failures.get(version) if version else None
 
     def path(self, version: str) -> Path:
         """Where the snapshot of ``version`` lives."""
@@ -207,14 +216,24 @@ class ColumnarReplica:
                 argv, env = self.build_command
                 done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=3600)
                 if done.returncode != 0:
-                    raise RuntimeError((done.stderr or done.stdout).strip().splitlines()[-1:] or "failed")
+                    last_line = ((done.stderr or done.stdout).strip().splitlines() or [""])[-1]
+                    raise RuntimeError(last_line or f"the snapshot process exited with {done.returncode}")
             else:
                 self.build(version)
-        except Exception as exc:  # noqa: BLE001 - the database keeps answering meanwhile
-            log.warning("Columnar snapshot of %s not built (retry in %d s): %s", version, RETRY_AFTER_S,
-                        describe_error(exc))
             with self._lock:
+                self._failures.pop(version, None)
+        except Exception as exc:  # noqa: BLE001 - the database keeps answering meanwhile
+            reason = describe_error(exc)
+            if self.source.url.password:
+                reason = reason.replace(str(self.source.url.password), "***")
+            with self._lock:
+                repeated = self._failures.get(version) == reason
+                self._failures[version] = reason
                 self._failed_at[version] = time.monotonic()
+            # Once per reason: a retry that fails the same way adds nothing to the log.
+            log.log(logging.DEBUG if repeated else logging.WARNING,
+                    "Columnar snapshot of %s not built (retried every %d s; queries use the database): %s",
+                    version, RETRY_AFTER_S, reason)
         finally:
             with self._lock:
                 self._building.discard(version)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -150,26 +152,67 @@ def test_snapshot_command(db_url: str, tmp_path: Path, monkeypatch: pytest.Monke
     assert done.exit_code == 0, done.output
     assert f"Snapshot of data version {version_of(source)}" in done.output
     assert len(list(tmp_path.glob("columnar/*/*.duckdb"))) == 1
+
+    import duckdb
+
+    import data_layer.columnar as columnar
+
+    def disk_full(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202 - what DuckDB raises on a full disk
+        raise duckdb.IOException("IO Error: Could not write file: No space left on device")
+
+    load_demo_data(source, 50, 8, replace=True)  # a new version, so a new snapshot is built
+    monkeypatch.setattr(columnar, "build_snapshot", disk_full)
+    failed = CliRunner().invoke(main, ["snapshot"])
+    assert failed.exit_code == 1 and "Traceback" not in failed.output
+    [line] = failed.output.strip().splitlines()
+    assert line.startswith(f"Error: the snapshot of data version {version_of(source)} was not built: IO Error: "
+                           "Could not write file: No space left on device")
+    monkeypatch.setenv("BI_COLUMNAR_MEMORY", "lots")
+    bad_setting = CliRunner().invoke(main, ["snapshot"])
+    assert bad_setting.output.strip() == "Error: BI_COLUMNAR_MEMORY must be a size such as 500MB or 2GB, got 'lots'"
     source.dispose()
 
 
-def test_a_failed_build_is_retried_later_not_on_every_request(engine: Engine, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_build_is_retried_later_logged_once_and_shown_in_healthz(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        app, client) -> None:  # noqa: ANN001
+    import sys
+
     import data_layer.columnar as columnar
+    from bi_app.context import REPLICAS_KEY
 
     load_demo_data(engine, 50, 8, replace=True)
     version = version_of(engine)
-    replica = ColumnarReplica(engine, tmp_path, build_command=(["false"], {}))
+    fails = ([sys.executable, "-c", "import sys; sys.exit('Error: no space left on device')"], {})
+    replica = ColumnarReplica(engine, tmp_path, build_command=fails)
+
+    def wait_while_building() -> None:  # the build runs in a thread; its end, not a time, is awaited
+        for thread in [t for t in threading.enumerate() if t.name.startswith("columnar-")]:
+            thread.join()
+
     assert replica.engine_for(version) is None
-    deadline = time.monotonic() + 10
-    while replica.status(version) == "building" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert replica.status(version) == "absent"
-    assert replica.engine_for(version) is None and replica.status(version) == "absent", "no retry yet"
+    wait_while_building()
+    assert replica.status(version) == "failed"
+    assert replica.failure(version) == "Error: no space left on device"
+    assert replica.engine_for(version) is None and replica.status(version) == "failed", "no retry yet"
+    monkeypatch.setattr(columnar, "RETRY_AFTER_S", 0)
+    replica.engine_for(version)  # a retry that fails the same way
+    wait_while_building()
+    warnings = [r for r in caplog.records if "not built" in r.getMessage() and r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "no space left on device" in warnings[0].getMessage()
+
+    # /healthz says so (the app's own replica for its database, set to this one).
+    monkeypatch.setattr(columnar, "RETRY_AFTER_S", 3600)
+    config = app.server.config["BI_CONFIG"]
+    monkeypatch.setitem(app.server.config, "BI_CONFIG", replace(config, database_url=engine.url.render_as_string(
+        hide_password=False), embedded=False, columnar=True))
+    monkeypatch.setitem(app.server.config, REPLICAS_KEY, {engine.url.render_as_string(hide_password=False): replica})
+    health = client.get("/healthz").get_json()
+    assert health["columnar"] == "failed" and health["columnar_error"] == "Error: no space left on device"
+
     monkeypatch.setattr(columnar, "RETRY_AFTER_S", 0)
     replica.build_command = None
     replica.engine_for(version)
-    while replica.status(version) != "ready" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert replica.status(version) == "ready"
+    wait_while_building()
+    assert replica.status(version) == "ready" and replica.failure(version) is None
     replica.close()
