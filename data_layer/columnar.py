@@ -35,7 +35,7 @@ from sqlalchemy import Engine, String, create_engine, func, inspect, literal_col
 from sqlalchemy.pool import NullPool
 
 from data_layer.engine import describe_error, is_postgres
-from data_layer.meta import read_meta, stored_columns
+from data_layer.meta import data_version, read_meta, stored_columns
 from data_layer.schema import METADATA_TABLE, SALES_COLUMNS, SALES_TABLE, sales
 from data_layer.summaries import daily
 
@@ -261,7 +261,8 @@ def build_snapshot(source: Engine, path: Path, memory_limit: str = "2GB") -> str
         # SQLite reads are already one snapshot inside a transaction.
         isolation = "REPEATABLE READ" if is_postgres(source) else "SERIALIZABLE"
         with source.connect().execution_options(isolation_level=isolation) as conn:
-            meta = read_meta(conn)
+            # The version these rows are (another tool's change since the last load makes a new one).
+            meta = {**read_meta(conn), "data_version": data_version(conn) or ""}
             has_summary = inspect(conn).has_table(daily.name)
             _export_orders(conn, orders_csv)
             summary = pd.read_sql(select(daily), conn) if has_summary else None
@@ -287,7 +288,7 @@ def build_snapshot(source: Engine, path: Path, memory_limit: str = "2GB") -> str
             duck.execute("CHECKPOINT")
         finally:
             duck.close()
-    return meta.get("data_version")
+    return meta["data_version"] or None
 
 
 def _export_orders(conn, target) -> None:  # noqa: ANN001

@@ -24,7 +24,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from data_layer.engine import describe_error, is_postgres
-from data_layer.meta import data_version, read_meta, scan_stored_lines, write_meta
+from data_layer.meta import (
+    change_fingerprint,
+    data_version,
+    forget_fingerprint,
+    read_meta,
+    scan_stored_lines,
+    unwatch_changes,
+    watch_changes,
+    write_meta,
+)
 from data_layer.quality import DEFAULT_DATE_BOUNDS, QualityReport, quality_report
 from data_layer.schema import (
     LEDGER_COLUMNS,
@@ -184,6 +193,7 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
           configured_currency, remove_orders) -> LoadResult:
     with engine.begin() as conn:
         create_schema(conn)
+        unwatch_changes(conn)  # our own rows are not an outside change; the version below records them
         stored_currency = read_meta(conn).get("currency") or None
         if postgres:
             conn.exec_driver_sql("SET LOCAL statement_timeout = 0")  # a batch job, not an app query
@@ -250,6 +260,7 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
             raise LoadError(f"load rolled back, the data failed its quality checks ({problems})")
         facts = scan_stored_lines(conn, ledger=True)  # the upgrade gave every table the ledger's columns
         version = uuid.uuid4().hex
+        watch_changes(conn)
         before = read_meta(conn).get("multi_line_orders") if mode == "append" else "0"
         if mode == "upsert":  # replaced orders may have had several lines
             lines.beyond_first = True
@@ -266,8 +277,11 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
                 "last_load_rows": str(rows_in),
                 "last_load_source": source,
                 "currency": currency or ("" if mode == "replace" else stored_currency or ""),
+                # The table as this load leaves it: other tools' changes after it make a new version.
+                "fingerprint": change_fingerprint(conn, pending=True) or "",
             },
         )
+    forget_fingerprint(engine)
     seconds = time.perf_counter() - started
     try:
         summary_seconds: float | None = rebuild_summaries(engine, facts)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, Integer, Numeric, delete, func, insert, inspect, literal, select
+from sqlalchemy import Connection, Engine, Integer, Numeric, delete, func, insert, inspect, literal, select, text
 
 from data_layer.engine import safe_url
 from data_layer.schema import (
     LINE_COLUMNS,
     METADATA_TABLE,
     SALES_COLUMNS,
+    SALES_TABLE,
     SCHEMA_VERSION,
     SEED_COLUMNS,
     bi_metadata,
@@ -45,9 +49,104 @@ def write_meta(conn: Connection, values: dict[str, str]) -> None:
     conn.execute(insert(bi_metadata), [{"key": k, "value": str(v)} for k, v in values.items()])
 
 
+#: Seconds between two looks at the orders table's change fingerprint, per database and process.
+FRESHNESS_S = 5.0
+_fingerprints: dict[str, tuple[float, str | None]] = {}
+_fingerprints_lock = threading.Lock()
+#: SQLite: the counter of changes made to the orders table by other tools (triggers; a load of ours
+#: drops them while it writes and records the counter with its version).
+CHANGES_TABLE = "bi_changes"
+
+
 def data_version(conn: Connection) -> str | None:
-    """The version stamped by the last load, or None for a database we never loaded."""
+    """The version of the stored data: what cache keys, snapshots and summaries are tied to.
+
+    The version stamped by the last load while the orders table is as that load left it.
+    After a change made by another tool (a row inserted, updated or deleted with plain SQL,
+    a shop's ETL), noticed by :func:`change_fingerprint` at most :data:`FRESHNESS_S` seconds
+    later, it is a new version derived from the stamp and the fingerprint, so summaries,
+    snapshots and cached answers follow. None for a table we never loaded and cannot watch.
+    """
+    meta = read_meta(conn)
+    stamped = meta.get("data_version")
+    fingerprint = _watched_fingerprint(conn)
+    if fingerprint is None or fingerprint == meta.get("fingerprint"):
+        return stamped
+    return f"{stamped or 'external'}+{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
+
+
+def stamped_version(conn: Connection) -> str | None:
+    """The version stamped by the last load, whatever other tools changed since (the models' version:
+    a few rows written by others do not make them worth retraining)."""
     return read_meta(conn).get("data_version")
+
+
+def _watched_fingerprint(conn: Connection) -> str | None:
+    if conn.dialect.name not in ("postgresql", "sqlite"):
+        return None  # a columnar snapshot never changes; its metadata holds its version
+    key = conn.engine.url.render_as_string(hide_password=False)
+    now = time.monotonic()
+    with _fingerprints_lock:
+        seen = _fingerprints.get(key)
+    if seen is not None and now - seen[0] < FRESHNESS_S:
+        return seen[1]
+    fingerprint = change_fingerprint(conn)
+    with _fingerprints_lock:
+        _fingerprints[key] = (now, fingerprint)
+    return fingerprint
+
+
+def forget_fingerprint(engine: Engine) -> None:
+    """Look at ``engine``'s fingerprint afresh on the next :func:`data_version` (after a write of ours)."""
+    with _fingerprints_lock:
+        _fingerprints.pop(engine.url.render_as_string(hide_password=False), None)
+
+
+def change_fingerprint(conn: Connection, *, pending: bool = False) -> str | None:
+    """A cheap value that changes whenever the orders table's rows do; None when it cannot be read.
+
+    PostgreSQL: the table's statistics (rows inserted, updated and deleted, and its file, which
+    TRUNCATE and rewrites change), which the server updates after each writing transaction ends;
+    with ``pending``, as they will be once the caller's own transaction has committed.
+    SQLite: the change counter kept by triggers on the table (:func:`watch_changes`).
+    """
+    if conn.dialect.name == "postgresql":
+        own = ("+ COALESCE(x.n_tup_ins, 0)", "+ COALESCE(x.n_tup_upd, 0)", "+ COALESCE(x.n_tup_del, 0)") \
+            if pending else ("", "", "")
+        if pending and conn.dialect.server_version_info >= (15,):
+            # The server then publishes this transaction's counts as it commits, not up to 10 s later.
+            conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+        row = conn.execute(text(
+            f"SELECT c.relfilenode, s.n_tup_ins {own[0]}, s.n_tup_upd {own[1]}, s.n_tup_del {own[2]} "
+            "FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid "
+            "LEFT JOIN pg_stat_xact_user_tables x ON x.relid = c.oid WHERE c.oid = to_regclass(:table)"
+        ), {"table": SALES_TABLE}).first()
+        return ":".join(str(value) for value in row) if row else None
+    if conn.dialect.name == "sqlite":
+        if not inspect(conn).has_table(CHANGES_TABLE):
+            return None
+        return str(conn.execute(text(f"SELECT changes FROM {CHANGES_TABLE}")).scalar_one())
+    return None
+
+
+def watch_changes(conn: Connection) -> None:
+    """SQLite: count the changes other tools make to the orders table (three triggers and a one-row
+    counter); PostgreSQL keeps statistics by itself."""
+    if conn.dialect.name != "sqlite":
+        return
+    conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (changes INTEGER NOT NULL)")
+    if conn.exec_driver_sql(f"SELECT count(*) FROM {CHANGES_TABLE}").scalar_one() == 0:
+        conn.exec_driver_sql(f"INSERT INTO {CHANGES_TABLE} VALUES (0)")
+    for event in ("INSERT", "UPDATE", "DELETE"):
+        conn.exec_driver_sql(f"CREATE TRIGGER IF NOT EXISTS {CHANGES_TABLE}_{event.lower()} AFTER {event} ON "
+                             f"{SALES_TABLE} BEGIN UPDATE {CHANGES_TABLE} SET changes = changes + 1; END")
+
+
+def unwatch_changes(conn: Connection) -> None:
+    """SQLite: drop the change triggers for a load of ours (in its transaction; it records its version)."""
+    if conn.dialect.name == "sqlite":
+        for event in ("insert", "update", "delete"):
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {CHANGES_TABLE}_{event}")
 
 
 def stored_columns(conn: Connection) -> tuple[str, ...]:

@@ -56,7 +56,15 @@ from sqlalchemy import (
 )
 
 from data_layer.filters import LIST_PARAMETERS, Filters, conditions
-from data_layer.meta import StoredFacts, has_ledger, has_multi_line_orders, read_meta, scan_stored_lines, write_meta
+from data_layer.meta import (
+    StoredFacts,
+    data_version,
+    has_ledger,
+    has_multi_line_orders,
+    read_meta,
+    scan_stored_lines,
+    write_meta,
+)
 from data_layer.schema import TEXT_LIMIT, metadata, sales
 
 log = logging.getLogger(__name__)
@@ -401,10 +409,9 @@ def stored_dimension_values(conn: Connection) -> dict[str, list[str]] | None:
 
 
 def summaries_are_current(conn: Connection) -> bool:
-    """True when the summary was built from the current data version."""
-    meta = read_meta(conn)
-    version = meta.get("data_version")
-    return bool(version) and meta.get("summary_version") == version
+    """True when the summary was built from the current data version (not before another tool's change)."""
+    version = data_version(conn)
+    return bool(version) and read_meta(conn).get("summary_version") == version
 
 
 @dataclass(frozen=True)
