@@ -129,9 +129,17 @@ def churn_section(churn: dict) -> html.Div:
     if not churn["available"]:
         return dbc.Alert(f"No churn model for this data: {churn['reason']}", color="warning", id="clusters-churn")
     e = churn["evaluation"]
+    model_auc = e.get("model_roc_auc", e["roc_auc"])
+    if e.get("used", "model") == "model":
+        used = (f"The gradient-boosted model (ROC AUC {model_auc:.3f}) beats ranking by recency alone "
+                f"({e['baseline_roc_auc']:.3f}) by at least {e.get('margin', 0):.2f}, so it gives the probabilities")
+    else:
+        used = (f"The gradient-boosted model (ROC AUC {model_auc:.3f}) does not beat ranking by recency alone "
+                f"({e['baseline_roc_auc']:.3f}) by {e['margin']:.2f}, so the probabilities come from the recency "
+                "baseline (days since the last order)")
     text = (f"Churn = no order in the {e['horizon_days']} days after a cutoff. Trained at {e['train_cutoff']}, "
-            f"tested at {e['test_cutoff']} on {e['test_customers']:,} customers: ROC AUC {e['roc_auc']:.3f} against "
-            f"{e['baseline_roc_auc']:.3f} for recency alone; top decile precision {e['top_decile_precision']:.1%}, "
+            f"tested at {e['test_cutoff']} on {e['test_customers']:,} customers it never saw. {used}: ROC AUC "
+            f"{e['roc_auc']:.3f}; top decile precision {e['top_decile_precision']:.1%}, "
             f"recall {e['top_decile_recall']:.1%}; Brier score {e['brier_score']:.3f}. "
             f"{churn['at_risk_customers']:,} of the {churn['customers']:,} matching customers have a churn "
             f"probability of {churn['threshold']:.0%} or more.")

@@ -141,7 +141,8 @@ def forecast_section(forecast: dict, money: MoneyFormat) -> Any:
     backtest = forecast["backtest"]
     mape = "—" if backtest["mape"] is None else f"{backtest['mape']:.1%}"
     note = (f"{forecast['method']}. Backtest: refitted without the last {len(backtest['months'])} months, its "
-            f"forecast of them was off by {mape} on average (MAPE).")
+            f"forecast of them was off by {mape} on average (MAPE: {forecast['quality']} by Lewis's scale; a "
+            "forecast is shown up to 50%).")
     if forecast["partial_month_left_out"]:
         note += (f" Left out as partial months (the data or the filters cover only part of them): "
                  f"{forecast['partial_month_left_out']}.")

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, roc_auc_score, silhouette_score
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sqlalchemy import Engine
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
@@ -197,7 +199,7 @@ def _import(engine: Engine, path: Path):  # noqa: ANN202 - an ImportOutcome
                        report_dir=path.parent, echo=lambda _message: None)
 
 
-def test_churn_labels_and_model_beat_the_recency_baseline(engine: Engine) -> None:
+def test_churn_labels_and_model_beat_the_recency_baseline(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     load_demo_data(engine, 8000, 5, replace=True)
     orders = generate_orders_frame(8000, seed=5)
     models = train_models(engine)
@@ -222,8 +224,31 @@ def test_churn_labels_and_model_beat_the_recency_baseline(engine: Engine) -> Non
     print(f"churn ROC AUC {evaluation['roc_auc']:.3f} vs recency baseline {evaluation['baseline_roc_auc']:.3f}")
     assert evaluation["roc_auc"] > evaluation["baseline_roc_auc"], (
         f"model AUC {evaluation['roc_auc']:.3f} does not beat recency-only {evaluation['baseline_roc_auc']:.3f}")
+    assert evaluation["used"] == ("model" if evaluation["model_roc_auc"] >= evaluation["baseline_roc_auc"] + 0.02
+                                  else "baseline")
     assert 0 <= evaluation["top_decile_precision"] <= 1 and 0 < evaluation["top_decile_recall"] <= 1
     assert 0 <= evaluation["brier_score"] <= 0.25
+
+    # A model that does not beat the baseline by the margin is not used: the baseline's probabilities
+    # are a logistic regression on the days since the last order, fitted at the latest cutoff.
+    import bi_app.ml.churn as churn
+
+    monkeypatch.setattr(churn, "BASELINE_MARGIN", 1.0)  # no model beats ranking by recency by a whole AUC
+    fallback = train_models(engine).churn_evaluation
+    assert fallback["used"] == "baseline" and fallback["model_roc_auc"] == pytest.approx(evaluation["model_roc_auc"])
+    reference = make_pipeline(StandardScaler(), LogisticRegression()).fit(test[["recency_days"]].to_numpy(dtype=float),
+                                                                         test["churned"].astype(int))
+    with engine.connect() as conn:
+        train = labelled_customers(conn, Filters(), pd.Timestamp(fallback["train_cutoff"]).date(), 180)
+    judged = make_pipeline(StandardScaler(), LogisticRegression()).fit(
+        train[["recency_days"]].to_numpy(dtype=float), train["churned"].astype(int))
+    assert fallback["roc_auc"] == pytest.approx(roc_auc_score(
+        test["churned"], judged.predict_proba(test[["recency_days"]].to_numpy(dtype=float))[:, 1]))
+    with engine.connect() as conn:
+        scored = analyses.scored_customers(conn, Filters(), train_models(engine))
+        features = customer_features(conn, Filters())
+    assert scored["churn_probability"].to_numpy() == pytest.approx(
+        reference.predict_proba(features[["recency_days"]].to_numpy(dtype=float))[:, 1])
 
 
 def monthly_series(values: list[float]) -> pd.Series:
@@ -254,6 +279,38 @@ def test_backtest_uses_held_out_months_only() -> None:
     assert len(forecast) == 6 and forecast["month"].iloc[0] == "2024-07"
     assert (forecast["lower_95"] <= forecast["lower_80"]).all() and (forecast["lower_80"] <= forecast["revenue"]).all()
     assert (forecast["revenue"] <= forecast["upper_80"]).all() and (forecast["upper_80"] <= forecast["upper_95"]).all()
+
+
+def test_the_backtest_judges_the_form_that_is_drawn() -> None:
+    """26 months: the drawn model may not be seasonal, since its backtest (20 months) cannot be."""
+    rng = np.random.default_rng(5)
+    series = monthly_series(list(1000 + 150 * np.sin(np.arange(26) * 2 * np.pi / 12) + rng.normal(0, 30, 26)))
+    result = forecast_revenue(series, 6)
+    assert result["method"] == result["backtest"]["method"] == "ETS(A,Ad,N): damped trend"
+    fitted = ETSModel(series, error="add", trend="add", damped_trend=True).fit(disp=False)
+    assert result["forecast"]["revenue"].to_numpy() == pytest.approx(np.maximum(0, fitted.forecast(6).to_numpy()))
+
+
+def test_a_forecast_without_signal_is_not_drawn(engine: Engine, tmp_path: Path) -> None:
+    """Monthly revenue that jumps at random: the backtest is far off, so the page says why, not a chart."""
+    rng = np.random.default_rng(9)
+    amounts = rng.choice([5.0, 50.0, 900.0, 4000.0], size=24)
+    rows = [f"{i},2022-{1 + i % 12:02d}-15,Lamp,1,{amount:.2f},K{i % 7},North" if i < 12 else
+            f"{i},2023-{1 + i % 12:02d}-15,Lamp,1,{amount:.2f},K{i % 7},North" for i, amount in enumerate(amounts)]
+    rows.append("99,2023-12-31,Lamp,1,10.00,K1,North")
+    path = tmp_path / "noisy.csv"
+    path.write_text("Order,Date,Product,Qty,Price,Customer,Region\n" + "\n".join(rows) + "\n")
+    assert _import(engine, path).written == len(rows)
+    with engine.connect() as conn:
+        result = analyses.forecast(conn, Filters())
+    series = pd.Series(amounts, index=pd.date_range("2022-01-01", periods=24, freq="MS"))
+    series.iloc[-1] += 10.0
+    fitted = ETSModel(series.iloc[:-6], error="add", trend="add", damped_trend=True).fit(disp=False)
+    predicted = np.maximum(0, fitted.forecast(6).to_numpy())
+    mape = np.mean(np.abs(series.iloc[-6:].to_numpy() - predicted) / series.iloc[-6:].to_numpy())
+    assert mape > 0.5
+    assert result["available"] is False and result["backtest"]["mape"] == pytest.approx(mape, rel=1e-6)
+    assert result["reason"].startswith("not enough signal in the monthly revenue")
 
 
 def test_forecast_history_is_the_monthly_revenue(demo) -> None:  # noqa: ANN001

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from bi_app.analytics.orders import trend
 from bi_app.ml.features import FEATURE_LABELS, SEGMENTATION_FEATURES, customer_features
-from bi_app.ml.forecast import HORIZON_MONTHS, complete_months, forecast_revenue
+from bi_app.ml.forecast import HORIZON_MONTHS, MAX_BACKTEST_MAPE, complete_months, forecast_revenue, mape_reading
 from bi_app.ml.models import TrainedModels
 from bi_app.ml.rfm import RFM_RULES, RFM_SEGMENTS, rfm_scores
 from data_layer.filters import Filters
@@ -156,11 +156,22 @@ def churn(conn: Connection, filters: Filters, models: TrainedModels,
 
 
 def forecast(conn: Connection, filters: Filters, months: int = HORIZON_MONTHS) -> dict[str, Any]:
-    """Monthly revenue for the next ``months`` months with 80%/95% intervals and the backtest MAPE."""
+    """Monthly revenue for the next ``months`` months with 80%/95% intervals and the backtest MAPE.
+
+    Not available (with the reason, and the backtest when there is one) without enough whole
+    months, or when the backtest MAPE is above :data:`MAX_BACKTEST_MAPE`: not enough signal.
+    """
     series, dropped = complete_months(trend(conn, filters)["monthly"])
     try:
         result = forecast_revenue(series, months)
     except ValueError as exc:
         return {"available": False, "reason": str(exc), "partial_month_left_out": dropped}
-    return {"available": True, **result, "partial_month_left_out": dropped}
+    mape = result["backtest"]["mape"]
+    if mape is None or mape > MAX_BACKTEST_MAPE:
+        missed = "the held-out months had no revenue" if mape is None else \
+            f"refitted without the last {months} months, its forecast of them was off by {mape:.0%} on average"
+        return {"available": False, "backtest": result["backtest"], "partial_month_left_out": dropped,
+                "reason": f"not enough signal in the monthly revenue ({missed}; a forecast is shown from "
+                          f"{MAX_BACKTEST_MAPE:.0%} or better)"}
+    return {"available": True, **result, "quality": mape_reading(mape), "partial_month_left_out": dropped}
 

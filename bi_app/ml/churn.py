@@ -11,7 +11,10 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import calibration_curve
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sqlalchemy import Connection, select
 
 from bi_app.ml.features import CHURN_FEATURES, customer_features, latest_order_date
@@ -20,6 +23,10 @@ from data_layer.schema import sales
 from data_layer.summaries import line_money
 
 DEFAULT_HORIZON_DAYS = 180
+#: The model is used only when its held-out ROC AUC beats the recency baseline's by this much;
+#: else the baseline gives the churn probabilities.
+BASELINE_MARGIN = 0.02
+MODEL_NAMES = {"model": "gradient-boosted trees", "baseline": "recency baseline (days since the last order)"}
 #: At least this many labelled customers, with both outcomes, before a model is trained.
 MINIMUM_CUSTOMERS = 50
 
@@ -74,18 +81,42 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         return self.predict_proba(X)[:, list(self.classes_).index(1)]
 
 
+class RecencyBaseline(ClassifierMixin, BaseEstimator):
+    """P(churn) from the days since the last order alone: a logistic regression on them (scaled)."""
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> "RecencyBaseline":  # noqa: N803 - sklearn's name
+        self.features_ = ["recency_days"]
+        self.model_ = make_pipeline(StandardScaler(), LogisticRegression()).fit(
+            _matrix(X, self.features_), np.asarray(y, dtype=int))
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        return self.model_.predict_proba(_matrix(X, self.features_))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        return self.model_.predict(_matrix(X, self.features_))
+
+    def churn_probability(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """P(no order in the horizon) for each customer."""
+        return self.predict_proba(X)[:, list(self.classes_).index(1)]
+
+
 def _matrix(X: pd.DataFrame, features: list[str]) -> np.ndarray:  # noqa: N803
     return X.loc[:, features].to_numpy(dtype=float)
 
 
 def train_churn(conn: Connection, horizon_days: int = DEFAULT_HORIZON_DAYS,
-                random_state: int = 42) -> tuple[ChurnClassifier, dict[str, Any]]:
+                random_state: int = 42) -> tuple[ChurnClassifier | RecencyBaseline, dict[str, Any]]:
     """A churn model and its evaluation on a time split.
 
     Trained at cutoff ``latest - 2 x horizon`` (labels from the next horizon),
     evaluated at ``latest - horizon`` on customers and outcomes it never saw
-    in time, beside a baseline that ranks by recency alone. The model returned
-    is then refitted at the later cutoff, the most recent one with known outcomes.
+    in time, beside a baseline that ranks by recency alone. The trees are used only
+    when their ROC AUC beats the baseline's by :data:`BASELINE_MARGIN`; else the
+    :class:`RecencyBaseline` is (``evaluation["used"]`` says which, the other measures
+    are of the one used). It is then refitted at the later cutoff, the most recent
+    one with known outcomes.
     """
     latest = latest_order_date(conn, Filters())
     if latest is None:
@@ -103,7 +134,18 @@ def train_churn(conn: Connection, horizon_days: int = DEFAULT_HORIZON_DAYS,
             )
     model = ChurnClassifier(random_state=random_state).fit(train, train["churned"])
     evaluation = evaluate(model, test)
+    used = "model" if evaluation["roc_auc"] >= evaluation["baseline_roc_auc"] + BASELINE_MARGIN else "baseline"
+    chosen = ChurnClassifier(random_state=random_state) if used == "model" else RecencyBaseline()
+    if used == "baseline":
+        model_roc_auc = evaluation["roc_auc"]
+        evaluation = evaluate(chosen.fit(train, train["churned"]), test)
+        evaluation["model_roc_auc"] = model_roc_auc
+    else:
+        evaluation["model_roc_auc"] = evaluation["roc_auc"]
     evaluation.update({
+        "used": used,
+        "used_name": MODEL_NAMES[used],
+        "margin": BASELINE_MARGIN,
         "horizon_days": horizon_days,
         "train_cutoff": train_cutoff,
         "test_cutoff": test_cutoff,
@@ -112,12 +154,12 @@ def train_churn(conn: Connection, horizon_days: int = DEFAULT_HORIZON_DAYS,
         "train_churn_rate": float(train["churned"].mean()),
         "test_churn_rate": float(test["churned"].mean()),
     })
-    final = ChurnClassifier(random_state=random_state).fit(test, test["churned"])
+    final = chosen.fit(test, test["churned"])
     return final, evaluation
 
 
-def evaluate(model: ChurnClassifier, test: pd.DataFrame) -> dict[str, Any]:
-    """ROC AUC (model and recency-only baseline), precision and recall in the top decile, calibration."""
+def evaluate(model: ChurnClassifier | RecencyBaseline, test: pd.DataFrame) -> dict[str, Any]:
+    """ROC AUC (``model`` and the recency ranking), precision and recall in the top decile, calibration."""
     actual = test["churned"].to_numpy(dtype=int)
     probability = model.churn_probability(test)
     top = np.argsort(-probability, kind="stable")[: max(1, len(test) // 10)]

@@ -15,7 +15,7 @@ import joblib
 from threadpoolctl import threadpool_limits
 from sqlalchemy import Engine
 
-from bi_app.ml.churn import DEFAULT_HORIZON_DAYS, ChurnClassifier, NotEnoughHistory, train_churn
+from bi_app.ml.churn import DEFAULT_HORIZON_DAYS, ChurnClassifier, NotEnoughHistory, RecencyBaseline, train_churn
 from bi_app.ml.features import customer_features
 from bi_app.ml.segmentation import CustomerSegmentation
 from data_layer.filters import Filters
@@ -37,7 +37,7 @@ class TrainedModels:
 
     data_version: str
     segmentation: CustomerSegmentation | None
-    churn: ChurnClassifier | None
+    churn: ChurnClassifier | RecencyBaseline | None
     churn_evaluation: dict[str, Any] | None
     trained_at: str
     seconds: dict[str, float] = field(default_factory=dict)

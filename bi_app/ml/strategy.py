@@ -192,6 +192,7 @@ def churn_numbers(customers: pd.DataFrame, models: TrainedModels, threshold_perc
         "expected_revenue_at_risk": round(float((rate * at_risk["churn_probability"]).sum()), 2),
         "lifetime_revenue": round(float(at_risk["total_spent"].sum()), 2),
         "model_roc_auc": models.churn_evaluation["roc_auc"],
+        "model_used": models.churn_evaluation.get("used_name", "gradient-boosted trees"),
     }
 
 
@@ -280,7 +281,8 @@ FINDINGS = {
     "churn_prevention": lambda n, _money: (
         f"{n['customers']:,} customers ({_share(n['share'])}) have a churn probability of {n['threshold']:.0%} "
         f"or more; at their past rate they would bring {_money(n['expected_revenue_at_risk'])} "
-        f"(risk-weighted) in the next {n['horizon_days']} days. Model ROC AUC {n['model_roc_auc']:.2f}."
+        f"(risk-weighted) in the next {n['horizon_days']} days. Probabilities from the {n['model_used']}, "
+        f"ROC AUC {n['model_roc_auc']:.2f} on held-out customers."
     ),
     "pricing": lambda n, _money: (
         f"{_share(n['discounted_share'])} of orders are discounted, by {_share(n['average_discount_rate'])} on "
