@@ -328,6 +328,28 @@ def test_forecast_history_is_the_monthly_revenue(demo) -> None:  # noqa: ANN001
     assert result["history"]["revenue"].tolist() == pytest.approx(expected.tolist(), abs=0.01)
 
 
+def test_churn_prevention_never_promises_more_than_those_customers_spent_lately(demo) -> None:  # noqa: ANN001
+    engine, orders = demo
+    models = train_models(engine)
+    assert models.churn is not None, models.problems
+    with engine.connect() as conn:
+        customers = analyses.scored_customers(conn, Filters(), models)
+        numbers = strategy.recommendations(conn, Filters(), models, churn_threshold_percent=30)[
+            "churn_prevention"]["numbers"]
+    at_risk = customers[customers["churn_probability"] >= 0.30]
+    rate = at_risk["total_spent"] / np.maximum(at_risk["tenure_days"] + 1, 180) * 180
+    expected = float((rate * at_risk["churn_probability"]).sum())
+    dates = pd.to_datetime(orders["order_date"])
+    last = dates.max()
+    lately = orders[(dates > last - timedelta(days=180)) & orders["customer_id"].isin(at_risk["customer_id"])]
+    spent_lately = float(net_revenue(lately).sum())
+    assert len(at_risk) > 0 and numbers["customers"] == len(at_risk)
+    assert numbers["uncapped_revenue_at_risk"] == pytest.approx(expected, abs=0.01)
+    assert numbers["recent_revenue"] == pytest.approx(spent_lately, abs=0.01)
+    assert numbers["expected_revenue_at_risk"] == pytest.approx(min(expected, spent_lately), abs=0.01)
+    assert numbers["capped"] == (expected > spent_lately)
+
+
 def reference_recommendations(orders: pd.DataFrame) -> dict:
     """What the numbers behind the recommendations are, computed with pandas alone."""
     features = reference_features(orders)

@@ -5,6 +5,7 @@ assumptions, which every answer shows beside its projection)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from bi_app.analytics.breakdowns import regions as regions_breakdown
 from bi_app.analytics.stats import pearson, ratio
 from bi_app.ml.analyses import scored_customers
 from bi_app.ml.churn import DEFAULT_HORIZON_DAYS
+from bi_app.ml.features import customer_features, reference_date
 from bi_app.ml.models import TrainedModels
 from bi_app.money import DEFAULT_FORMAT, MoneyFormat, data_money_format
 from data_layer.filters import Filters, conditions
@@ -70,7 +72,8 @@ def recommendations(conn: Connection, filters: Filters, models: TrainedModels, *
         "vip": vip_numbers(customers, chosen["vip_top_percent"]),
         "cross_sell": cross_sell_numbers(customers),
         "regional": regional_numbers(conn, filters),
-        "churn_prevention": churn_numbers(customers, models, chosen["churn_threshold_percent"]),
+        "churn_prevention": churn_numbers(customers, models, chosen["churn_threshold_percent"],
+                                          recent_spend(conn, filters, DEFAULT_HORIZON_DAYS)),
         "pricing": pricing_numbers(conn, filters),
     }
     money = data_money_format(conn)
@@ -176,20 +179,42 @@ def regional_numbers(conn: Connection, filters: Filters) -> dict[str, Any]:
     }
 
 
+def recent_spend(conn: Connection, filters: Filters, days: int) -> pd.Series:
+    """Each customer's net revenue (currency) in the ``days`` days up to the reference date
+    (:func:`bi_app.ml.features.reference_date`), under ``filters``; indexed by customer id."""
+    as_of = reference_date(conn, filters)
+    if as_of is None:
+        return pd.Series(dtype=float)
+    first = as_of - timedelta(days=days - 1)
+    window = replace(filters, start=max(filters.start, first) if filters.start else first, end=as_of)
+    recent = customer_features(conn, window, as_of=as_of)
+    return recent.set_index("customer_id")["total_spent"].astype(float)
+
+
 def churn_numbers(customers: pd.DataFrame, models: TrainedModels, threshold_percent: int,
-                  horizon_days: int = DEFAULT_HORIZON_DAYS) -> dict[str, Any]:
+                  recent: pd.Series | None = None, horizon_days: int = DEFAULT_HORIZON_DAYS) -> dict[str, Any]:
+    """The customers at risk and the revenue they would bring in the next ``horizon_days`` days at
+    their past rate, weighted by their churn probability, and capped by what they actually spent
+    in the last ``horizon_days`` days (``recent``, per customer): a projection never promises
+    more than those customers brought in an equal past span."""
     if models.churn is None:
         return {"available": False, "reason": "no churn model: " + ("; ".join(models.problems) or "not trained")}
     at_risk = at_risk_customers(customers, threshold_percent)
     # Revenue a customer brings in the horizon at their past rate, weighted by the risk of losing it.
     rate = at_risk["total_spent"] / np.maximum(at_risk["tenure_days"] + 1, horizon_days) * horizon_days
+    expected = float((rate * at_risk["churn_probability"]).sum())
+    spent_recently = float(recent.reindex(at_risk["customer_id"]).fillna(0.0).sum()) if recent is not None \
+        else expected
     return {
         "available": True,
         "customers": len(at_risk),
         "share": ratio(len(at_risk), len(customers)),
         "threshold": threshold_percent / 100,
         "horizon_days": horizon_days,
-        "expected_revenue_at_risk": round(float((rate * at_risk["churn_probability"]).sum()), 2),
+        "expected_revenue_at_risk": round(min(expected, spent_recently), 2),
+        "uncapped_revenue_at_risk": round(expected, 2),
+        "recent_revenue": round(spent_recently, 2),
+        "capped": expected > spent_recently,
         "lifetime_revenue": round(float(at_risk["total_spent"].sum()), 2),
         "model_roc_auc": models.churn_evaluation["roc_auc"],
         "model_used": models.churn_evaluation.get("used_name", "gradient-boosted trees"),
@@ -280,8 +305,12 @@ FINDINGS = {
     ),
     "churn_prevention": lambda n, _money: (
         f"{n['customers']:,} customers ({_share(n['share'])}) have a churn probability of {n['threshold']:.0%} "
-        f"or more; at their past rate they would bring {_money(n['expected_revenue_at_risk'])} "
-        f"(risk-weighted) in the next {n['horizon_days']} days. Probabilities from the {n['model_used']}, "
+        f"or more; they would bring {_money(n['expected_revenue_at_risk'])} (risk-weighted) in the next "
+        f"{n['horizon_days']} days"
+        + (f": what they spent in the last {n['horizon_days']} days, since their lifetime rate "
+           f"({_money(n['uncapped_revenue_at_risk'])}) would promise more" if n.get("capped") else
+           " at their lifetime rate")
+        + f". Probabilities from the {n['model_used']}, "
         f"ROC AUC {n['model_roc_auc']:.2f} on held-out customers."
     ),
     "pricing": lambda n, _money: (
