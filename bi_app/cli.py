@@ -20,7 +20,7 @@ from data_layer.bootstrap import load_demo_data
 from data_layer.engine import DatabaseError, describe_error, safe_url
 from data_layer.importer import ImportError_, MissingColumns
 from data_layer.loader import LoadError, LoadResult
-from data_layer.meta import data_version, database_info
+from data_layer.meta import data_version, database_info, stamped_version
 from data_layer.quality import QualityReport, quality_report
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -95,7 +95,7 @@ def _train(config: Config) -> None:
 
     engine = engine_for(config)
     with engine.connect() as conn:
-        version = data_version(conn) or ""
+        version = stamped_version(conn) or ""  # the last load's: other tools' rows since do not retrain
     click.echo("Training the customer models ...")
     started = time.perf_counter()
     models = joblib.load(ModelStore(models_folder(config), answer_default_view).train(engine, version))

@@ -57,16 +57,18 @@ def current_replica() -> ColumnarReplica | None:
         return replica
 
 
-def current_models(version: str | None) -> "TrainedModels":
-    """The models trained on data ``version`` (trained now, once across workers, when missing)."""
+def current_models(version: str | None, models_version: str | None) -> "TrainedModels":
+    """The models of the last load's version ``models_version`` (trained now, on the snapshot of data
+    ``version`` when ready, once across workers, when missing). Rows other tools write after a load
+    make a new data version but not new models."""
     replica = current_replica()
     snapshot = replica.engine_for(version) if replica else None
-    return _model_store().get(snapshot or current_engine(), version or "")
+    return _model_store().get(snapshot or current_engine(), models_version or "")
 
 
-def stored_models(version: str) -> "TrainedModels | None":
-    """The models trained on data ``version`` if they are already trained; never trains."""
-    return _model_store().stored(version)
+def stored_models(models_version: str | None) -> "TrainedModels | None":
+    """The models of ``models_version`` if they are already trained; never trains."""
+    return _model_store().stored(models_version or "")
 
 
 def _model_store() -> "ModelStore":

@@ -28,7 +28,7 @@ from bi_app.context import (
 from bi_app.money import MoneyFormat, data_money_format
 from data_layer.cache import UNVERSIONED_TIMEOUT_S, result_key
 from data_layer.filters import FILTER_PARAMETERS, FilterError, Filters, parse_filters
-from data_layer.meta import data_version
+from data_layer.meta import data_version, stamped_version
 from data_layer.summaries import dimension_values, order_source, stored_dimension_values
 
 if TYPE_CHECKING:
@@ -144,29 +144,30 @@ def run(name: str, filters: Filters, **parameters: int) -> Any:
     analysis = ANALYSES[name]
     parameters = {**{p.name: p.default for p in analysis.parameters}, **parameters}
     with current_engine().connect() as conn:
-        version = data_version(conn)
+        version, models_version = data_version(conn), stamped_version(conn)
         key = result_key(name, version, filters.cache_key(), sorted(parameters.items()))
 
         def compute() -> Any:
-            stored = _precomputed(version, key, with_models=not analysis.precompute)
+            stored = _precomputed(version, key, models_version if not analysis.precompute else None)
             if stored is not None:
                 return stored
-            arguments = {**parameters, "models": current_models(version)} if analysis.needs_models else parameters
+            arguments = {**parameters, "models": current_models(version, models_version)} if analysis.needs_models \
+                else parameters
             return on_fastest_engine(conn, version, name, lambda c: analysis.function(c, filters, **arguments))
 
         return current_cache().get_or_compute(key, compute, timeout=None if version else UNVERSIONED_TIMEOUT_S)
 
 
-def _precomputed(version: str | None, key: str, *, with_models: bool) -> Any | None:
-    """The answer stored for ``key`` in this server's snapshot of ``version`` or, ``with_models``,
-    with the models trained on it; never waiting for either to be built."""
+def _precomputed(version: str | None, key: str, models_version: str | None) -> Any | None:
+    """The answer stored for ``key`` in this server's snapshot of ``version`` or, given a
+    ``models_version``, with the models trained for it; never waiting for either to be built."""
     if not version:
         return None
     try:
         replica = current_replica()
         stored = replica.precomputed(version, key) if replica else None
-        if stored is None and with_models:
-            models = stored_models(version)
+        if stored is None and models_version is not None:
+            models = stored_models(models_version)
             # A models file saved before answers were kept has none.
             stored = getattr(models, "answers", {}).get(key) if models is not None else None
         return stored
@@ -193,7 +194,7 @@ def customer_list(filters: Filters, recommendation: str | None = None, **assumpt
     ``recommendation`` targets (not cached: lists are large and asked for rarely)."""
     with current_engine().connect() as conn:
         version = data_version(conn)
-        models = current_models(version)
+        models = current_models(version, stamped_version(conn))
         if recommendation is None:
             return on_fastest_engine(conn, version, "customers",
                                      lambda c: ml_analyses.scored_customers(c, filters, models))
@@ -275,7 +276,7 @@ def answer_default_view(engine: Engine, models: "TrainedModels") -> dict[str, An
     filters = Filters()
     with engine.connect() as conn:
         version = data_version(conn)
-        if version != models.data_version:
+        if stamped_version(conn) != (models.data_version or None):
             return {}
         for name, analysis in ANALYSES.items():
             if analysis.precompute:

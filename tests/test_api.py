@@ -67,7 +67,8 @@ def test_every_endpoint_answers_what_the_analysis_computes(app, client, name: st
     analysis = service.ANALYSES[name]
     with app.server.test_request_context():
         with current_engine().connect() as conn:
-            models = {"models": current_models(data_version(conn))} if analysis.needs_models else {}
+            models = {"models": current_models(data_version(conn), data_version(conn))} if analysis.needs_models \
+                else {}
             direct = analysis.function(conn, filters, **models)
     assert response.get_json()["data"] == to_jsonable(direct)
 
@@ -202,6 +203,7 @@ def test_rows_written_by_other_tools_make_a_new_version(db_url: str, client, app
         return {"revenue": data["revenue"]["value"], "orders": data["orders"]["value"]}
 
     assert kpis() == pytest.approx(stored_kpis(engine))
+    trained = client.get("/api/v1/clusters").get_json()["data"]["model"]
     postgres = db_url.startswith("postgresql")
     # What PostgreSQL does when the writer's session next goes idle; asked for, so the test need not wait.
     flush = "SELECT pg_stat_force_next_flush();" if postgres else ""
@@ -213,6 +215,9 @@ def test_rows_written_by_other_tools_make_a_new_version(db_url: str, client, app
     assert inserted == pytest.approx(stored_kpis(engine)) and inserted["orders"] == 301
     version = client.get("/healthz").get_json()["data_version"]
     assert version != loaded_version
+    # A few rows by others: the models of the load stay in use (no page waits for a retraining).
+    assert client.get("/api/v1/clusters").get_json()["data"]["model"] == trained
+    assert trained["data_version"] == loaded_version
     with plain_engine.begin() as conn:
         conn.exec_driver_sql(f"{flush} UPDATE advanced_sales_data SET total_amount = total_amount + 1000 "
                              "WHERE order_id = 'OUTSIDE-1'")

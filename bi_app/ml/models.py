@@ -19,7 +19,7 @@ from bi_app.ml.churn import DEFAULT_HORIZON_DAYS, ChurnClassifier, NotEnoughHist
 from bi_app.ml.features import customer_features
 from bi_app.ml.segmentation import CustomerSegmentation
 from data_layer.filters import Filters
-from data_layer.meta import data_version
+from data_layer.meta import stamped_version
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def train_models(engine: Engine, random_state: int = 42) -> TrainedModels:
     seconds: dict[str, float] = {}
     problems: list[str] = []
     with threadpool_limits(limits=TRAINING_THREADS), engine.connect() as conn:
-        version = data_version(conn) or ""
+        version = stamped_version(conn) or ""
         started = time.perf_counter()
         features = customer_features(conn, Filters())
         seconds["features"] = time.perf_counter() - started
