@@ -161,6 +161,11 @@ def has_ledger(conn: Connection) -> bool:
     return "line_type" in stored_columns(conn)
 
 
+def imported(conn: Connection) -> bool:
+    """True when the stored data's last load was a shop's file (``bi-app import``, the Data page)."""
+    return (read_meta(conn).get("last_load_source") or "").startswith("import ")
+
+
 def data_currency(conn: Connection) -> str | None:
     """The ISO 4217 code of the stored data's currency, when a load recorded one."""
     return read_meta(conn).get("currency") or None

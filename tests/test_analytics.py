@@ -125,19 +125,25 @@ def test_kpis(engine_on_path: Engine, orders: pd.DataFrame, filters: Filters) ->
     start = filters.start or apply(orders, filters.without_dates())["order_date"].min().date()
     end = filters.end or apply(orders, filters.without_dates())["order_date"].max().date()
     through = min(end, orders["order_date"].max().date())  # a period past the data's end is compared as far as it goes
-    if start.day == 1 and (pd.Timestamp(end) + pd.offsets.MonthEnd(0)).date() == end:  # whole months: calendar months
-        previous_start = (pd.Period(start, "M") - (pd.Period(end, "M") - pd.Period(start, "M")).n - 1).start_time.date()
+
+    def earlier(day: date, **offset: int) -> date:  # the same day earlier; a month's last day stays its last
+        moved = pd.Timestamp(day) - pd.DateOffset(**offset)
+        return (moved + pd.offsets.MonthEnd(0) if pd.Timestamp(day).is_month_end else moved).date()
+
+    if start.day == 1 and pd.Timestamp(end).is_month_end:  # whole months: the same calendar months before
+        months = (pd.Period(end, "M") - pd.Period(start, "M")).n + 1
+        previous_start, previous_end = earlier(start, months=months), earlier(through, months=months)
     else:
-        previous_start = start - timedelta(days=(end - start).days + 1)
-    previous_end = min(previous_start + (through - start), start - timedelta(days=1))
+        length = timedelta(days=(end - start).days + 1)
+        previous_start, previous_end = start - length, through - length
+    previous_end = min(previous_end, start - timedelta(days=1))
     previous = apply(orders, Filters(**{**filters.__dict__, "start": previous_start, "end": previous_end}))
     assert got["period"] == {"start": start, "end": end, "through": through, "partial": through < end}
     assert got["previous_period"] == {"start": previous_start, "end": previous_end}
-    year_start = date(start.year - 1, start.month, min(start.day, 28 if start.month == 2 else start.day))
-    last_year = apply(orders, Filters(**{**filters.__dict__, "start": year_start,
-                                         "end": year_start + (through - start)}))
-    if year_start + (through - start) < start:
-        assert got["same_period_last_year"] == {"start": year_start, "end": year_start + (through - start)}
+    year_start, year_end = earlier(start, years=1), earlier(through, years=1)
+    last_year = apply(orders, Filters(**{**filters.__dict__, "start": year_start, "end": year_end}))
+    if year_end < start:
+        assert got["same_period_last_year"] == {"start": year_start, "end": year_end}
     else:
         assert got["same_period_last_year"] is None
         last_year = None

@@ -523,3 +523,21 @@ def test_names_with_commas_quotes_and_line_breaks_reach_the_columnar_snapshot(en
         for i, name in enumerate(names, 1):
             assert kpis(conn, Filters(products=(name,)))["revenue"]["value"] == float(i), name
     replica.close()
+
+
+def test_an_imported_shop_gets_no_demo_catalog_margins_nor_cross_sell_without_categories(engine: Engine,
+                                                                                          tmp_path: Path) -> None:
+    """A shop selling a "Lamp" is not the demo's Lamp: no margin from the demo catalog; without
+    categories, nobody is a one-category customer to cross-sell to."""
+    from bi_app.analytics import products
+    from bi_app.ml import strategy
+    from bi_app.ml.models import train_models
+
+    path = write(tmp_path, "lamps.csv", ["1,2024-03-01,Lamp,2,40.00,C1,North", "2,2024-03-02,Desk,1,99.00,C2,North"])
+    outcome, printed = run(engine, path)
+    assert outcome.written == 2, printed
+    with engine.connect() as conn:
+        table = products(conn, Filters())["products"]
+        cross_sell = strategy.recommendations(conn, Filters(), train_models(engine))["cross_sell"]
+    assert table["estimated_margin"].isna().all()
+    assert not cross_sell["available"] and cross_sell["finding"] == "this data has no product categories"

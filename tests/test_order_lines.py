@@ -146,3 +146,22 @@ def test_grid_lists_lines_and_counts_them(shop) -> None:
         assert orders_page(conn, Filters(), offset=0, limit=10, sort=[])[1] == len(lines)  # every line, unfiltered
     assert [(r["order_id"], r["line_number"]) for r in page] == list(
         laptops.sort_values(["order_id", "line_number"])[["order_id", "line_number"]].head(50).itertuples(index=False, name=None))
+
+
+def test_pricing_counts_orders_not_lines(shop) -> None:
+    """An order with a discounted line is one discounted order, however many lines it has."""
+    from bi_app.ml.strategy import pricing_numbers
+
+    engine, lines = shop
+    sold = lines[(lines["line_type"] == "sale") & (lines["total_amount"] != 0)]
+    per_order = sold.groupby("order_id").agg(discounted=("discount_rate", lambda r: bool((r > 0).any())),
+                                             revenue=("total_amount", "sum"))
+    discounted = per_order[per_order["discounted"]]
+    full_price = per_order[~per_order["discounted"]]
+    with engine.connect() as conn:
+        got = pricing_numbers(conn, Filters())
+    assert got["orders"] == len(per_order) < len(sold)
+    assert got["discounted_orders"] == len(discounted)
+    assert got["average_order_discounted"] == pytest.approx(discounted["revenue"].mean())
+    assert got["average_order_full_price"] == pytest.approx(full_price["revenue"].mean())
+    assert got["average_discount_rate"] == pytest.approx(sold.loc[sold["discount_rate"] > 0, "discount_rate"].mean())

@@ -8,6 +8,7 @@ from sqlalchemy import Connection
 from bi_app.analytics.stats import money_per_row, ratio
 from data_layer.demo_data import PRODUCTS
 from data_layer.filters import Filters
+from data_layer.meta import imported
 from data_layer.summaries import distinct_customers, order_source
 
 _ORDER_MEASURES = ("orders", "revenue", "registered_revenue", "units", "subtotal", "satisfaction_sum",
@@ -66,9 +67,11 @@ def regions(conn: Connection, filters: Filters) -> pd.DataFrame:
 
 def products(conn: Connection, filters: Filters) -> dict[str, pd.DataFrame]:
     """Per product and per category: revenue, orders, units, average unit price, estimated margin
-    (catalog margin per unit x units, where the catalog knows the product) and satisfaction."""
+    (the demo catalog's margin per unit x units, for data the demo generator or the seed's pipeline
+    made; none for a shop's imported file, whose products are not the catalog's) and satisfaction."""
     frame = _by(conn, filters, "product", "category", customers=False)
-    margin_per_unit = frame["product"].map({name: p.margin for name, p in PRODUCTS.items()})
+    catalog = {} if imported(conn) else {name: p.margin for name, p in PRODUCTS.items()}
+    margin_per_unit = frame["product"].map(catalog).astype(float)
     frame["estimated_margin"] = (margin_per_unit * frame["units"]).round(2)
     by_product = _finish(frame, ["product", "category"])
     # Per category from the lines themselves: an order of two products of one category is one order

@@ -36,8 +36,8 @@ class ComparedSpans:
     ``through`` is the last day with data: the period's end, or the data's last order date when
     the period runs past it (then ``partial``). ``previous`` is the previous period (the same
     number of calendar months before a range of whole months, else the same number of days
-    before) and ``last_year`` the same dates a year earlier (None for a period of a year or more),
-    each cut to the same elapsed span as the period's (its first ``through - start + 1`` days).
+    before) and ``last_year`` the same dates a year earlier (None for a period of a year or
+    more); for a partial period, each up to the day that matches ``through``.
     """
 
     start: date
@@ -52,18 +52,28 @@ def compared_spans(start: date, end: date, data_end: date | None) -> ComparedSpa
     """The spans :func:`kpis` compares for the period ``start``..``end`` when the data ends on ``data_end``."""
     partial = data_end is not None and start <= data_end < end
     through = data_end if partial else end
-    elapsed = through - start
     if start.day == 1 and (end + timedelta(days=1)).day == 1:  # whole calendar months
         months = (end.year - start.year) * 12 + end.month - start.month + 1
-        previous_start = (pd.Timestamp(start) - pd.DateOffset(months=months)).date()
+        previous_start = _shifted(start, months=months)
+        previous_through = _shifted(through, months=months)
     else:
-        previous_start = start - timedelta(days=(end - start).days + 1)
-    last_year_start = (pd.Timestamp(start) - pd.DateOffset(years=1)).date()
+        length = timedelta(days=(end - start).days + 1)
+        previous_start, previous_through = start - length, through - length
+    last_year = (_shifted(start, years=1), _shifted(through, years=1))
     return ComparedSpans(
         start=start, end=end, through=through, partial=partial,
-        previous=(previous_start, min(previous_start + elapsed, start - timedelta(days=1))),
-        last_year=(last_year_start, last_year_start + elapsed) if last_year_start + elapsed < start else None,
+        previous=(previous_start, min(previous_through, start - timedelta(days=1))),
+        last_year=last_year if last_year[1] < start else None,
     )
+
+
+def _shifted(day: date, *, months: int = 0, years: int = 0) -> date:
+    """The same day ``months`` months or ``years`` years earlier; the month's last day where it is
+    shorter (29 February a year earlier is the 28th), and a month's last day stays its last day."""
+    shifted = (pd.Timestamp(day) - pd.DateOffset(months=months, years=years)).date()
+    if (day + timedelta(days=1)).day == 1:
+        shifted = (pd.Timestamp(shifted) + pd.offsets.MonthEnd(0)).date()
+    return shifted
 
 
 def kpis(conn: Connection, filters: Filters) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from bi_app.analytics.orders import trend
+from bi_app.analytics.stats import money_per_row
 from bi_app.ml.features import FEATURE_LABELS, SEGMENTATION_FEATURES, customer_features
 from bi_app.ml.forecast import HORIZON_MONTHS, MAX_BACKTEST_MAPE, complete_months, forecast_revenue, mape_reading
 from bi_app.ml.models import TrainedModels
@@ -43,6 +44,8 @@ def scored_customers(conn: Connection, filters: Filters, models: TrainedModels) 
     features = features.merge(rfm_scores(features), on="customer_id")
     features["churn_probability"] = models.churn.churn_probability(features) if models.churn is not None \
         else np.nan
+    # As the pages and exports show it (the models used the exact value): to the cent, as invoices round.
+    features["average_order_value"] = money_per_row(features["total_spent"], features["order_count"])
     return features[CUSTOMER_COLUMNS]
 
 

@@ -20,6 +20,7 @@ from bi_app.ml.features import customer_features, reference_date
 from bi_app.ml.models import TrainedModels
 from bi_app.money import DEFAULT_FORMAT, MoneyFormat, data_money_format
 from data_layer.filters import Filters, conditions
+from data_layer.meta import absent_fields
 from data_layer.schema import sales
 from data_layer.summaries import line_money, order_source, pair_measure
 
@@ -70,7 +71,7 @@ def recommendations(conn: Connection, filters: Filters, models: TrainedModels, *
     customers = scored_customers(conn, filters, models)
     numbers = {
         "vip": vip_numbers(customers, chosen["vip_top_percent"]),
-        "cross_sell": cross_sell_numbers(customers),
+        "cross_sell": cross_sell_numbers(customers, has_categories="category" not in absent_fields(conn)),
         "regional": regional_numbers(conn, filters),
         "churn_prevention": churn_numbers(customers, models, chosen["churn_threshold_percent"],
                                           recent_spend(conn, filters, DEFAULT_HORIZON_DAYS)),
@@ -138,7 +139,7 @@ def vip_numbers(customers: pd.DataFrame, top_percent: int) -> dict[str, Any]:
         "average_spent": float(vips["total_spent"].mean()) if len(vips) else None,
         "average_spent_all": float(customers["total_spent"].mean()) if len(customers) else None,
         "available": len(vips) > 0,
-        "reason": "no customer matches the filters",
+        **({} if len(vips) else {"reason": "no customer matches the filters"}),
     }
 
 
@@ -148,16 +149,21 @@ def top_customers(customers: pd.DataFrame, top_percent: int) -> pd.DataFrame:
     return customers.sort_values(["total_spent", "customer_id"], ascending=[False, True]).head(count)
 
 
-def cross_sell_numbers(customers: pd.DataFrame) -> dict[str, Any]:
+def cross_sell_numbers(customers: pd.DataFrame, *, has_categories: bool = True) -> dict[str, Any]:
+    """Customers who bought from one category only (none to tell when the data has no categories)."""
     single = customers[customers["single_category"].astype(bool)]
     orders = single["order_count"].sum()
+    reason = ("this data has no product categories" if not has_categories else
+              "no customer matches the filters" if customers.empty else
+              "every matching customer already buys from several categories")
+    available = has_categories and len(single) > 0
     return {
         "customers": len(single),
         "share": ratio(len(single), len(customers)),
         "revenue": round(float(single["total_spent"].sum()), 2),
         "average_order_value": float(single["total_spent"].sum() / orders) if orders else 0.0,
-        "available": len(single) > 0,
-        "reason": "every matching customer already buys from several categories",
+        "available": available,
+        **({} if available else {"reason": reason}),
     }
 
 
@@ -198,7 +204,8 @@ def churn_numbers(customers: pd.DataFrame, models: TrainedModels, threshold_perc
     in the last ``horizon_days`` days (``recent``, per customer): a projection never promises
     more than those customers brought in an equal past span."""
     if models.churn is None:
-        return {"available": False, "reason": "no churn model: " + ("; ".join(models.problems) or "not trained")}
+        reasons = [problem.removeprefix("churn: ") for problem in models.problems if problem.startswith("churn: ")]
+        return {"available": False, "reason": "no churn model: " + ("; ".join(reasons) or "not trained")}
     at_risk = at_risk_customers(customers, threshold_percent)
     # Revenue a customer brings in the horizon at their past rate, weighted by the risk of losing it.
     rate = at_risk["total_spent"] / np.maximum(at_risk["tenure_days"] + 1, horizon_days) * horizon_days
@@ -227,33 +234,44 @@ def at_risk_customers(customers: pd.DataFrame, threshold_percent: int) -> pd.Dat
 
 
 def pricing_numbers(conn: Connection, filters: Filters) -> dict[str, Any]:
+    """Discounted orders (an order with a discounted line) against orders at full price: counts,
+    averages (net of nothing: merchandise amounts), the discounted lines' subtotal and revenue, and
+    the correlation of discount rate with order size."""
     discounted = sales.c.discount_rate > 0
     # Sale lines: a discount is given on a sale, and returns say nothing about its size.
-    row = conn.execute(
-        select(
-            func.count().label("orders"),
-            func.coalesce(func.sum(sales.c.total_amount), 0).label("revenue"),
-            func.coalesce(func.sum(case((discounted, 1), else_=0)), 0).label("discounted_orders"),
-            func.coalesce(func.sum(case((discounted, sales.c.subtotal), else_=0)), 0).label("discounted_subtotal"),
-            func.coalesce(func.sum(case((discounted, sales.c.total_amount), else_=0)), 0).label("discounted_revenue"),
-            func.coalesce(func.sum(case((discounted, sales.c.discount_rate), else_=0)), 0).label("rate_sum"),
-        ).where(conditions(filters, sales), line_money(conn).counted)
-    ).one()
+    per_order = select(
+        func.max(case((discounted, 1), else_=0)).label("discounted"),
+        func.sum(sales.c.total_amount).label("revenue"),
+        func.sum(case((discounted, sales.c.subtotal), else_=0)).label("discounted_subtotal"),
+        func.sum(case((discounted, sales.c.total_amount), else_=0)).label("discounted_revenue"),
+        func.sum(case((discounted, sales.c.discount_rate), else_=0)).label("rate_sum"),
+        func.sum(case((discounted, 1), else_=0)).label("discounted_lines"),
+    ).where(conditions(filters, sales), line_money(conn).counted).group_by(sales.c.order_id).subquery()
+    row = conn.execute(select(
+        func.count().label("orders"),
+        func.coalesce(func.sum(per_order.c.discounted), 0).label("discounted_orders"),
+        func.coalesce(func.sum(per_order.c.revenue), 0).label("revenue"),
+        func.coalesce(func.sum(case((per_order.c.discounted == 1, per_order.c.revenue), else_=0)), 0)
+        .label("discounted_order_revenue"),
+        *[func.coalesce(func.sum(per_order.c[name]), 0).label(name)
+          for name in ("discounted_subtotal", "discounted_revenue", "rate_sum", "discounted_lines")],
+    )).one()
     pair = [pair_measure("discount_rate", "subtotal", t) for t in ("n", "sx", "sy", "sxx", "syy", "sxy")]
     terms = conn.execute(order_source(conn).select(filters, *pair)).one()
     orders, discounted_orders = int(row.orders), int(row.discounted_orders)
-    revenue, discounted_revenue = float(row.revenue), float(row.discounted_revenue)
+    revenue, discounted_order_revenue = float(row.revenue), float(row.discounted_order_revenue)
+    available = discounted_orders > 0
     return {
-        "available": discounted_orders > 0,
-        "reason": "no matching order was discounted",
+        "available": available,
+        **({} if available else {"reason": "no matching order was discounted"}),
         "orders": orders,
         "discounted_orders": discounted_orders,
         "discounted_share": ratio(discounted_orders, orders),
-        "average_discount_rate": ratio(row.rate_sum, discounted_orders),
+        "average_discount_rate": ratio(row.rate_sum, row.discounted_lines),
         "discounted_subtotal": round(float(row.discounted_subtotal), 2),
-        "discounted_revenue": round(discounted_revenue, 2),
-        "average_order_discounted": ratio(discounted_revenue, discounted_orders),
-        "average_order_full_price": ratio(revenue - discounted_revenue, orders - discounted_orders),
+        "discounted_revenue": round(float(row.discounted_revenue), 2),
+        "average_order_discounted": ratio(discounted_order_revenue, discounted_orders),
+        "average_order_full_price": ratio(revenue - discounted_order_revenue, orders - discounted_orders),
         "discount_order_size_correlation": pearson(*terms),
     }
 
