@@ -130,7 +130,8 @@ def projection_view(name: str, entry: dict | None, chosen: dict[str, int], curre
     return html.Div([
         html.Div([html.Span("Projected net impact: "),
                   html.Strong(currency(result["net"]), id=f"strategy-net-{name}", className=colour)]),
-        html.Div(f"{currency(result['revenue'])} revenue − {currency(result['cost'])} cost · {result['formula']}",
+        html.Div(f"{currency(result['revenue'])} revenue − {currency(result['cost'])} cost · {result['formula']}"
+                 + (" (reached: these customers spent no more than that lately)" if result.get("capped") else ""),
                  className="text-muted small"),
     ])
 

@@ -349,6 +349,18 @@ def test_churn_prevention_never_promises_more_than_those_customers_spent_lately(
     assert numbers["expected_revenue_at_risk"] == pytest.approx(min(expected, spent_lately), abs=0.01)
     assert numbers["capped"] == (expected > spent_lately)
 
+    # Every projection that targets customers is capped the same way: doubling the VIPs' lifetime spend
+    # promises more than they spent in the last 180 days.
+    with engine.connect() as conn:
+        vip = strategy.recommendations(conn, Filters(), models, vip_top_percent=20, vip_uplift_percent=100)["vip"]
+    vips = customers.sort_values(["total_spent", "customer_id"], ascending=[False, True]).head(
+        math.ceil(len(customers) * 0.20))
+    vip_lately = float(net_revenue(orders[(dates > last - timedelta(days=180))
+                                          & orders["customer_id"].isin(vips["customer_id"])]).sum())
+    assert vip["numbers"]["recent_revenue"] == pytest.approx(vip_lately, abs=0.01)
+    assert vip["projection"]["capped"] and vip["projection"]["revenue"] == pytest.approx(vip_lately, abs=0.01)
+    assert vip["projection"]["revenue"] < vips["total_spent"].sum()
+
 
 def reference_recommendations(orders: pd.DataFrame) -> dict:
     """What the numbers behind the recommendations are, computed with pandas alone."""

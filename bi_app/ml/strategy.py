@@ -69,12 +69,12 @@ def recommendations(conn: Connection, filters: Filters, models: TrainedModels, *
     """Each recommendation's finding, the numbers behind it, its assumptions and projected impact."""
     chosen = {**DEFAULTS, **assumptions}
     customers = scored_customers(conn, filters, models)
+    recent = recent_spend(conn, filters, DEFAULT_HORIZON_DAYS)
     numbers = {
-        "vip": vip_numbers(customers, chosen["vip_top_percent"]),
-        "cross_sell": cross_sell_numbers(customers, has_categories="category" not in absent_fields(conn)),
+        "vip": vip_numbers(customers, chosen["vip_top_percent"], recent),
+        "cross_sell": cross_sell_numbers(customers, recent, has_categories="category" not in absent_fields(conn)),
         "regional": regional_numbers(conn, filters),
-        "churn_prevention": churn_numbers(customers, models, chosen["churn_threshold_percent"],
-                                          recent_spend(conn, filters, DEFAULT_HORIZON_DAYS)),
+        "churn_prevention": churn_numbers(customers, models, chosen["churn_threshold_percent"], recent),
         "pricing": pricing_numbers(conn, filters),
     }
     money = data_money_format(conn)
@@ -99,7 +99,12 @@ def describe(name: str, numbers: dict[str, Any], assumptions: dict[str, int], mo
 
 
 def project(name: str, numbers: dict[str, Any], a: dict[str, int]) -> dict[str, Any]:
-    """Projected extra revenue, cost and net effect of one recommendation under assumptions ``a``."""
+    """Projected extra revenue, cost and net effect of one recommendation under assumptions ``a``.
+
+    The extra revenue is at most what the customers it targets spent in the last
+    :data:`DEFAULT_HORIZON_DAYS` days (``numbers["recent_revenue"]``, where the recommendation
+    targets customers): a projection never promises more than they brought in an equal past span.
+    """
     if name == "vip":
         gain = numbers["revenue"] * a["vip_uplift_percent"] / 100
         cost = numbers["customers"] * a["vip_cost_per_customer"]
@@ -124,14 +129,28 @@ def project(name: str, numbers: dict[str, Any], a: dict[str, int]) -> dict[str, 
         how = "discounted subtotal × cut × orders kept − discounted revenue × orders lost"
     else:
         raise KeyError(name)
+    recent = numbers.get("recent_revenue")
+    capped = recent is not None and gain > recent
+    if capped:
+        gain = max(0.0, recent)
+    if recent is not None:
+        how += f", at most what they spent in the last {DEFAULT_HORIZON_DAYS} days"
     return {"revenue": round(float(gain), 2), "cost": round(float(cost), 2), "net": round(float(gain - cost), 2),
-            "formula": how}
+            "formula": how, "capped": capped}
 
 
-def vip_numbers(customers: pd.DataFrame, top_percent: int) -> dict[str, Any]:
+def spent_lately(recent: pd.Series | None, customers: pd.DataFrame) -> float | None:
+    """What ``customers`` spent in the recent span of ``recent`` (per customer id), or None without it."""
+    if recent is None:
+        return None
+    return round(float(recent.reindex(customers["customer_id"]).fillna(0.0).sum()), 2)
+
+
+def vip_numbers(customers: pd.DataFrame, top_percent: int, recent: pd.Series | None = None) -> dict[str, Any]:
     total = float(customers["total_spent"].sum())
     vips = top_customers(customers, top_percent)
     return {
+        "recent_revenue": spent_lately(recent, vips),
         "customers": len(vips),
         "all_customers": len(customers),
         "revenue": round(float(vips["total_spent"].sum()), 2),
@@ -149,7 +168,8 @@ def top_customers(customers: pd.DataFrame, top_percent: int) -> pd.DataFrame:
     return customers.sort_values(["total_spent", "customer_id"], ascending=[False, True]).head(count)
 
 
-def cross_sell_numbers(customers: pd.DataFrame, *, has_categories: bool = True) -> dict[str, Any]:
+def cross_sell_numbers(customers: pd.DataFrame, recent: pd.Series | None = None, *, has_categories: bool = True
+                       ) -> dict[str, Any]:
     """Customers who bought from one category only (none to tell when the data has no categories)."""
     single = customers[customers["single_category"].astype(bool)]
     orders = single["order_count"].sum()
@@ -158,6 +178,7 @@ def cross_sell_numbers(customers: pd.DataFrame, *, has_categories: bool = True) 
               "every matching customer already buys from several categories")
     available = has_categories and len(single) > 0
     return {
+        "recent_revenue": spent_lately(recent, single),
         "customers": len(single),
         "share": ratio(len(single), len(customers)),
         "revenue": round(float(single["total_spent"].sum()), 2),
@@ -182,6 +203,8 @@ def regional_numbers(conn: Connection, filters: Filters) -> dict[str, Any]:
         "laggard_revenue_per_customer": float(laggard["revenue_per_customer"]),
         "laggard_customers": int(laggard["customers"]),
         "gap_per_customer": float(leader["revenue_per_customer"] - laggard["revenue_per_customer"]),
+        "recent_revenue": round(float(recent_spend(conn, replace(filters, regions=(laggard["region"],)),
+                                                   DEFAULT_HORIZON_DAYS).sum()), 2),
     }
 
 
