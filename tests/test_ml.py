@@ -370,6 +370,7 @@ def reference_recommendations(orders: pd.DataFrame) -> dict:
     single = features[features["single_category"]]
     per_region = orders.assign(net=net_revenue(orders)).groupby("region").agg(revenue=("net", "sum"),
                                                                               customers=("customer_id", "nunique"))
+    per_region = per_region[per_region["customers"] >= 10]  # a region of fewer customers is not compared
     rpc = (per_region["revenue"].astype(float) / per_region["customers"]).sort_values(ascending=False)
     discounted = orders[orders["discount_rate"].astype(float) > 0]
     return {

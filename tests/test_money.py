@@ -541,3 +541,19 @@ def test_an_imported_shop_gets_no_demo_catalog_margins_nor_cross_sell_without_ca
         cross_sell = strategy.recommendations(conn, Filters(), train_models(engine))["cross_sell"]
     assert table["estimated_margin"].isna().all()
     assert not cross_sell["available"] and cross_sell["finding"] == "this data has no product categories"
+
+
+
+def test_a_region_of_one_big_customer_leads_nothing(engine: Engine, tmp_path: Path) -> None:
+    from bi_app.ml import strategy
+
+    rows = [f"N{i},2024-03-01,Lamp,1,{20 + i}.00,N{i},North" for i in range(12)]
+    rows += [f"S{i},2024-03-01,Lamp,1,{10 + i}.00,S{i},South" for i in range(10)]
+    rows += ["M1,2024-03-01,Lamp,1,5000.00,M1,Isle of Man"]
+    outcome, printed = run(engine, write(tmp_path, "regions.csv", rows))
+    assert outcome.written == len(rows), printed
+    with engine.connect() as conn:
+        regional = strategy.regional_numbers(conn, Filters())
+    north, south = sum(20 + i for i in range(12)) / 12, sum(10 + i for i in range(10)) / 10
+    assert (regional["leader"], regional["laggard"]) == ("North", "South")
+    assert regional["gap_per_customer"] == pytest.approx(north - south)

@@ -188,10 +188,19 @@ def cross_sell_numbers(customers: pd.DataFrame, recent: pd.Series | None = None,
     }
 
 
+#: A region's revenue per customer is compared only over this many customers or more (fewer is noise:
+#: one big buyer would make a region "lead").
+MIN_REGION_CUSTOMERS = 10
+
+
 def regional_numbers(conn: Connection, filters: Filters) -> dict[str, Any]:
+    """The regions with the most and the least revenue per customer, among those with at least
+    :data:`MIN_REGION_CUSTOMERS` customers."""
     frame = regions_breakdown(conn, filters).dropna(subset=["revenue_per_customer"])
+    frame = frame[frame["customers"] >= MIN_REGION_CUSTOMERS]
     if len(frame) < 2:
-        return {"available": False, "reason": "fewer than two regions match the filters; nothing to compare"}
+        return {"available": False, "reason": f"fewer than two regions with {MIN_REGION_CUSTOMERS} customers or "
+                                              "more match the filters; nothing to compare"}
     ranked = frame.sort_values("revenue_per_customer", ascending=False)
     leader, laggard = ranked.iloc[0], ranked.iloc[-1]
     return {
