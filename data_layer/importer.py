@@ -709,13 +709,14 @@ def _marked_ids(order_id: pd.Series, column: str, decisions: list[Decision]) -> 
     shop's numbering: a shop whose every id starts with a letter has no such marks. Reported.
     """
     ids = pa.array(order_id, type=pa.string(), from_pandas=True)
-    nothing = np.zeros(len(order_id), dtype=bool)
-    if not pc.any(pc.match_substring_regex(ids, r"^\d+$")).as_py():
+    marks = [pc.match_substring_regex(ids, rf"^[{letter}{letter.lower()}]\d+$").to_numpy(zero_copy_only=False)
+             for letter in "AC"]
+    # The costlier look at the other ids only when some id has a mark (a file that has none, most
+    # of them, costs what it did before).
+    if not any(marked.any() for marked in marks) or not pc.any(pc.match_substring_regex(ids, r"^\d+$")).as_py():
+        nothing = np.zeros(len(order_id), dtype=bool)
         return nothing, nothing
-    marks = []
-    for letter, meaning in (("A", "adjustments"), ("C", "cancellations (returns)")):
-        marked = pc.match_substring_regex(ids, rf"^[{letter}{letter.lower()}]\d+$").to_numpy(zero_copy_only=False)
-        marks.append(marked)
+    for letter, meaning, marked in (("A", "adjustments", marks[0]), ("C", "cancellations (returns)", marks[1])):
         if marked.any():
             decisions.append(Decision("line types", column, f"ids of {letter!r} and digits read as {meaning}",
                                       f"{_lines(int(marked.sum()))}, among order ids that are plain numbers"))
