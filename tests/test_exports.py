@@ -191,7 +191,13 @@ def test_assumptions_change_the_projection_not_the_numbers(client) -> None:
     default = client.get("/api/v1/recommendations").get_json()["data"]["vip"]
     bolder = client.get("/api/v1/recommendations?vip_uplift_percent=25").get_json()["data"]["vip"]
     assert bolder["numbers"] == default["numbers"]
-    revenue, lately = default["numbers"]["revenue"], default["numbers"]["recent_revenue"]
-    # At most what the VIPs spent in the last 180 days.
+    revenue = default["numbers"]["revenue"]
+    # At most what the VIPs (top 10% by net spend) spent in the last 180 days, from the demo orders.
+    orders = generate_orders_frame(2000, seed=42).assign(net=lambda o: net_revenue(o).astype(float))
+    spent = orders.groupby("customer_id")["net"].sum().sort_index().sort_values(ascending=False, kind="stable")
+    vips = spent.head(-(-len(spent) // 10)).index
+    dates = pd.to_datetime(orders["order_date"])
+    lately = orders.loc[(dates > dates.max() - pd.Timedelta(days=180)) & orders["customer_id"].isin(vips), "net"].sum()
+    assert default["numbers"]["recent_revenue"] == pytest.approx(lately, abs=0.01)
     assert bolder["projection"]["revenue"] == pytest.approx(min(revenue * 0.25, lately), abs=0.01)
     assert default["projection"]["revenue"] == pytest.approx(min(revenue * 0.10, lately), abs=0.01)

@@ -16,13 +16,13 @@ from bi_app.analytics.breakdowns import regions as regions_breakdown
 from bi_app.analytics.stats import pearson, ratio
 from bi_app.ml.analyses import scored_customers
 from bi_app.ml.churn import DEFAULT_HORIZON_DAYS
-from bi_app.ml.features import customer_features, reference_date
+from bi_app.ml.features import reference_date
 from bi_app.ml.models import TrainedModels
 from bi_app.money import DEFAULT_FORMAT, MoneyFormat, data_money_format
 from data_layer.filters import Filters, conditions
 from data_layer.meta import absent_fields
 from data_layer.schema import sales
-from data_layer.summaries import line_money, order_source, pair_measure
+from data_layer.summaries import customer_rows, line_money, order_source, pair_measure
 
 
 @dataclass(frozen=True)
@@ -225,8 +225,12 @@ def recent_spend(conn: Connection, filters: Filters, days: int) -> pd.Series:
         return pd.Series(dtype=float)
     first = as_of - timedelta(days=days - 1)
     window = replace(filters, start=max(filters.start, first) if filters.start else first, end=as_of)
-    recent = customer_features(conn, window, as_of=as_of)
-    return recent.set_index("customer_id")["total_spent"].astype(float)
+    # The customer aggregates the features are built from, without the features (nor taking the
+    # place of the page's feature table in their memo).
+    rows = customer_rows(conn, window).subquery()
+    spent = conn.execute(select(rows.c.customer_id, rows.c.revenue)).all()
+    return pd.Series([float(revenue) for _, revenue in spent], index=[str(customer) for customer, _ in spent],
+                     dtype=float)
 
 
 def churn_numbers(customers: pd.DataFrame, models: TrainedModels, threshold_percent: int,
