@@ -161,11 +161,14 @@ class Server:
                 break
             except OSError:
                 time.sleep(0.2)
-        # Measure the steady state: wait until the server's columnar snapshot is built.
+        # Measure the steady state: wait until the server's columnar snapshot is built and the customer
+        # models it started training are saved (training takes a core for minutes at a million orders).
         started = time.perf_counter()
         while json.loads(urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz").read())["columnar"] != "ready":
             time.sleep(0.5)
         self.snapshot_seconds = time.perf_counter() - started
+        while subprocess.run(["pgrep", "-f", "bi_app.cli train"], capture_output=True).returncode == 0:
+            time.sleep(1)
         return self
 
     def __exit__(self, *exc: object) -> None:

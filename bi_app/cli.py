@@ -20,7 +20,7 @@ from data_layer.bootstrap import load_demo_data
 from data_layer.engine import DatabaseError, describe_error, safe_url
 from data_layer.importer import ImportError_, MissingColumns
 from data_layer.loader import LoadError, LoadResult
-from data_layer.meta import data_version, database_info, stamped_version
+from data_layer.meta import changed_rows, data_version, database_info, stamped_version
 from data_layer.quality import QualityReport, quality_report
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -80,25 +80,43 @@ def demo_data(rows: int, seed: int, replace: bool, train: bool) -> None:
 
 
 @main.command("train")
+@click.option("--again", is_flag=True, help="Train anew even when the saved models are current.")
 @one_line_errors
-def train_command() -> None:
-    """Train the customer models (segmentation, churn) on the current data and save them."""
-    _train(Config.from_env())
+def train_command(again: bool) -> None:
+    """Train the customer models (segmentation, churn) on the current data and save them.
+
+    Models already saved for the last load are kept until other tools have changed a tenth of the
+    order lines, or any line once they are a day old (or with --again).
+    """
+    _train(Config.from_env(), again=again)
 
 
-def _train(config: Config) -> None:
+def _train(config: Config, *, again: bool = False) -> None:
     import joblib
 
     from bi_app.context import models_folder
-    from bi_app.ml.models import ModelStore
+    from bi_app.ml.models import ModelStore, retraining_due
     from bi_app.service import answer_default_view
 
     engine = engine_for(config)
     with engine.connect() as conn:
-        version = stamped_version(conn) or ""  # the last load's: other tools' rows since do not retrain
+        version = stamped_version(conn) or ""  # the last load's: other tools' rows since do not make a new one
+        changes = changed_rows(conn, fresh=True)
+    reasons: list[str] = []
+
+    def due(models) -> bool:  # noqa: ANN001
+        reasons.append("asked to" if again else retraining_due(models, changes) or "")
+        return bool(reasons[-1])
+
     click.echo("Training the customer models ...")
     started = time.perf_counter()
-    models = joblib.load(ModelStore(models_folder(config), answer_default_view).train(engine, version))
+    store = ModelStore(models_folder(config), answer_default_view)
+    models = joblib.load(store.train(engine, version, again=due))
+    if reasons and not reasons[-1]:
+        click.echo(f"The saved models are current (trained {models.trained_at}); nothing to do.")
+        return
+    if reasons:
+        click.echo(f"Retrained: {reasons[-1]}.")
     _print_models(models, time.perf_counter() - started)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -11,12 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flask import current_app
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from bi_app.config import Config, engine_for
 from data_layer.cache import ResultCache
 from data_layer.columnar import ColumnarReplica
 from data_layer.engine import make_engine
+from data_layer.meta import changed_rows
 
 if TYPE_CHECKING:
     from bi_app.ml.models import ModelStore, TrainedModels
@@ -26,6 +28,7 @@ CACHE_KEY = "BI_CACHE"
 REPLICAS_KEY = "BI_REPLICAS"
 MODELS_KEY = "BI_MODELS"
 _replica_lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 def current_config() -> Config:
@@ -57,13 +60,31 @@ def current_replica() -> ColumnarReplica | None:
         return replica
 
 
-def current_models(version: str | None, models_version: str | None) -> "TrainedModels":
-    """The models of the last load's version ``models_version`` (trained now, on the snapshot of data
-    ``version`` when ready, once across workers, when missing). Rows other tools write after a load
-    make a new data version but not new models."""
-    replica = current_replica()
-    snapshot = replica.engine_for(version) if replica else None
-    return _model_store().get(snapshot or current_engine(), models_version or "")
+def current_models(conn: Connection, version: str | None, models_version: str | None) -> "TrainedModels":
+    """The models of the last load's version ``models_version``; a page never waits for a training
+    that is under way.
+
+    Saved models stay in use while other tools change rows. Once retraining is due
+    (:func:`bi_app.ml.models.retraining_due`, from ``conn``'s change count) it starts in a process of
+    its own, and its models take over once saved. While another process trains the first models
+    of the data (``bi-app serve`` starts one), a stand-in without models says so; when none
+    does, they are trained here, on the snapshot of data ``version`` when ready, once across workers.
+    """
+    from bi_app.ml.models import TrainedModels, retraining_due
+
+    store = _model_store()
+    models = store.stored(models_version or "")
+    if models is None:
+        if store.training_elsewhere():
+            return TrainedModels.being_trained(models_version or "")
+        replica = current_replica()
+        snapshot = replica.engine_for(version) if replica else None
+        return store.get(snapshot or current_engine(), models_version or "")
+    reason = retraining_due(models, changed_rows(conn))
+    if reason and store.may_start_retraining():
+        log.info("Retraining the customer models in the background: %s", reason)
+        start_training(current_config())
+    return models
 
 
 def stored_models(models_version: str | None) -> "TrainedModels | None":

@@ -145,17 +145,25 @@ def run(name: str, filters: Filters, **parameters: int) -> Any:
     parameters = {**{p.name: p.default for p in analysis.parameters}, **parameters}
     with current_engine().connect() as conn:
         version, models_version = data_version(conn), stamped_version(conn)
-        key = result_key(name, version, filters.cache_key(), sorted(parameters.items()))
+        models = current_models(conn, version, models_version) if analysis.needs_models else None
+        key = answer_key(name, version, filters, parameters, models)
 
         def compute() -> Any:
             stored = _precomputed(version, key, models_version if not analysis.precompute else None)
             if stored is not None:
                 return stored
-            arguments = {**parameters, "models": current_models(version, models_version)} if analysis.needs_models \
-                else parameters
+            arguments = {**parameters, "models": models} if analysis.needs_models else parameters
             return on_fastest_engine(conn, version, name, lambda c: analysis.function(c, filters, **arguments))
 
         return current_cache().get_or_compute(key, compute, timeout=None if version else UNVERSIONED_TIMEOUT_S)
+
+
+def answer_key(name: str, version: str | None, filters: Filters, parameters: Mapping[str, int],
+               models: "TrainedModels | None" = None) -> str:
+    """The cache key of an answer: the analysis, the data version, the filters and parameters, and
+    for the customer-level analyses the training whose models labelled the customers."""
+    return result_key(name, version, filters.cache_key(), sorted(parameters.items()),
+                      *([models.identity] if models is not None else []))
 
 
 def _precomputed(version: str | None, key: str, models_version: str | None) -> Any | None:
@@ -194,7 +202,7 @@ def customer_list(filters: Filters, recommendation: str | None = None, **assumpt
     ``recommendation`` targets (not cached: lists are large and asked for rarely)."""
     with current_engine().connect() as conn:
         version = data_version(conn)
-        models = current_models(version, stamped_version(conn))
+        models = current_models(conn, version, stamped_version(conn))
         if recommendation is None:
             return on_fastest_engine(conn, version, "customers",
                                      lambda c: ml_analyses.scored_customers(c, filters, models))
@@ -217,11 +225,14 @@ def known_values() -> dict[str, list[str]]:
     """The regions, segments, categories and products in the data (cached per data version)."""
     with current_engine().connect() as conn:
         version = data_version(conn)
-        return current_cache().get_or_compute(
-            result_key("dimension_values", version),
-            lambda: _dimension_values(conn),
-            timeout=None if version else UNVERSIONED_TIMEOUT_S,
-        )
+        key = result_key("dimension_values", version)
+
+        def compute() -> dict[str, list[str]]:
+            stored = _precomputed(version, key, None)
+            return stored if stored is not None else on_fastest_engine(conn, version, "filter values",
+                                                                       _dimension_values)
+
+        return current_cache().get_or_compute(key, compute, timeout=None if version else UNVERSIONED_TIMEOUT_S)
 
 
 def _dimension_values(conn: Connection) -> dict[str, list[str]]:
@@ -252,16 +263,16 @@ def precomputed_views(values: Mapping[str, list[str]]) -> list[Filters]:
 
 def precompute_default_views(snapshot: Engine, version: str) -> dict[str, Any]:
     """Every analysis for each of :func:`precomputed_views`, keyed as :func:`run` looks them up."""
-    results: dict[str, Any] = {}
     with snapshot.connect() as conn:
-        views = precomputed_views(_dimension_values(conn))
+        values = _dimension_values(conn)
+        results: dict[str, Any] = {result_key("dimension_values", version): values}
+        views = precomputed_views(values)
         for name, analysis in ANALYSES.items():
             if not analysis.precompute:
                 continue
             parameters = {p.name: p.default for p in analysis.parameters}
             for filters in views:
-                key = result_key(name, version, filters.cache_key(), sorted(parameters.items()))
-                results[key] = analysis.function(conn, filters, **parameters)
+                results[answer_key(name, version, filters, parameters)] = analysis.function(conn, filters, **parameters)
     return results
 
 
@@ -288,7 +299,7 @@ def answer_default_view(engine: Engine, models: "TrainedModels") -> dict[str, An
             except Exception as exc:  # noqa: BLE001 - left to the request, which reports it
                 log.warning("%s not answered at training: %s", name, exc)
                 continue
-            answers[result_key(name, version, filters.cache_key(), sorted(parameters.items()))] = answer
+            answers[answer_key(name, version, filters, parameters, models if analysis.needs_models else None)] = answer
         if data_version(conn) != version:
             return {}
     return answers

@@ -35,9 +35,9 @@ from sqlalchemy import Engine, String, create_engine, func, inspect, literal_col
 from sqlalchemy.pool import NullPool
 
 from data_layer.engine import describe_error, is_postgres
-from data_layer.meta import data_version, read_meta, stored_columns
+from data_layer.meta import changed_rows, data_version, read_meta, stored_columns
 from data_layer.schema import METADATA_TABLE, SALES_COLUMNS, SALES_TABLE, sales
-from data_layer.summaries import daily
+from data_layer.summaries import daily, rebuild_summaries
 
 log = logging.getLogger(__name__)
 
@@ -262,10 +262,14 @@ def build_snapshot(source: Engine, path: Path, memory_limit: str = "2GB") -> str
         isolation = "REPEATABLE READ" if is_postgres(source) else "SERIALIZABLE"
         with source.connect().execution_options(isolation_level=isolation) as conn:
             # The version these rows are (another tool's change since the last load makes a new one).
-            meta = {**read_meta(conn), "data_version": data_version(conn) or ""}
-            has_summary = inspect(conn).has_table(daily.name)
+            changed = changed_rows(conn, fresh=True)
+            meta = {**read_meta(conn), "data_version": data_version(conn) or "",
+                    "changed_rows": "" if changed is None else str(changed)}
+            # The summary table when it was built from these rows; else (a table loaded by other tools, or
+            # changed by them since) the snapshot builds its own.
+            current = inspect(conn).has_table(daily.name) and meta.get("summary_version") == meta["data_version"]
             _export_orders(conn, orders_csv)
-            summary = pd.read_sql(select(daily), conn) if has_summary else None
+            summary = pd.read_sql(select(daily), conn) if current else None
         orders_csv.flush()
         # Beyond the memory limit DuckDB sorts on disk, beside the snapshot.
         duck = duckdb.connect(
@@ -288,6 +292,12 @@ def build_snapshot(source: Engine, path: Path, memory_limit: str = "2GB") -> str
             duck.execute("CHECKPOINT")
         finally:
             duck.close()
+    if summary is None and meta["data_version"]:
+        snapshot = create_engine(f"duckdb:///{path}", poolclass=NullPool)
+        try:
+            rebuild_summaries(snapshot)  # stamped with the version the snapshot's metadata holds
+        finally:
+            snapshot.dispose()
     return meta["data_version"] or None
 
 

@@ -129,6 +129,24 @@ def change_fingerprint(conn: Connection, *, pending: bool = False) -> str | None
     return None
 
 
+def changed_rows(conn: Connection, *, fresh: bool = False) -> int | None:
+    """How many rows of the orders table were inserted, updated or deleted, counted since some
+    fixed point (a running total: compare two readings); None when the table is not watched.
+
+    From the change fingerprint (PostgreSQL's statistics, SQLite's trigger counter), looked at
+    at most every :data:`FRESHNESS_S` seconds unless ``fresh``. A PostgreSQL statistics reset
+    makes the total smaller.
+    """
+    if conn.dialect.name == "duckdb":  # a columnar snapshot: the count of the rows it copied
+        copied = read_meta(conn).get("changed_rows")
+        return int(copied) if copied else None
+    fingerprint = change_fingerprint(conn) if fresh else _watched_fingerprint(conn)
+    if fingerprint is None:
+        return None
+    counts = fingerprint.split(":")
+    return sum(int(n) for n in counts[1:]) if len(counts) > 1 else int(counts[0])
+
+
 def watch_changes(conn: Connection) -> None:
     """SQLite: count the changes other tools make to the orders table (three triggers and a one-row
     counter); PostgreSQL keeps statistics by itself."""

@@ -67,7 +67,7 @@ def test_every_endpoint_answers_what_the_analysis_computes(app, client, name: st
     analysis = service.ANALYSES[name]
     with app.server.test_request_context():
         with current_engine().connect() as conn:
-            models = {"models": current_models(data_version(conn), data_version(conn))} if analysis.needs_models \
+            models = {"models": current_models(conn, data_version(conn), data_version(conn))} if analysis.needs_models \
                 else {}
             direct = analysis.function(conn, filters, **models)
     assert response.get_json()["data"] == to_jsonable(direct)
@@ -227,6 +227,66 @@ def test_rows_written_by_other_tools_make_a_new_version(db_url: str, client, app
     assert client.get("/healthz").get_json()["data_version"] not in (version, loaded_version)
     load_demo_data(engine, 200, 4, replace=True)  # a load of ours is its own version again, no outside change
     assert client.get("/healthz").get_json()["data_version"] == version_stamped(engine)
+    engine.dispose()
+
+
+def test_models_are_retrained_in_the_background_once_a_tenth_of_the_lines_changed(
+        db_url: str, client, app, point_app_at, plain_engine, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Other tools add customers' orders: under a tenth of the lines, the load's models stay; past it, a
+    page starts a retraining in a process of its own (once) and keeps answering with the models it has;
+    once the retraining saved its models, pages use them. ``bi-app train`` then has nothing to do."""
+    from click.testing import CliRunner
+
+    import bi_app.context as context
+    import data_layer.meta as meta
+    from bi_app.cli import main
+    from bi_app.context import CONFIG_KEY
+    from bi_app.ml.models import RETRAIN_SHARE
+
+    monkeypatch.setattr(meta, "FRESHNESS_S", 0.0)  # look at every request (the app looks every 5 s)
+    started: list[str] = []
+    monkeypatch.setattr(context, "start_training", lambda config: started.append(config.database_url))
+    engine = make_engine(db_url)
+    load_demo_data(engine, 300, 3, replace=True)
+    point_app_at(db_url)
+
+    def model() -> dict:
+        return client.get("/api/v1/clusters").get_json()["data"]["model"]
+
+    def customers() -> int:
+        with engine.connect() as conn:
+            return pd.read_sql("SELECT customer_id FROM advanced_sales_data", conn)["customer_id"].nunique()
+
+    trained = model()
+    assert trained["trained_on_customers"] == customers()
+    flush = "SELECT pg_stat_force_next_flush();" if db_url.startswith("postgresql") else ""
+    columns = ", ".join(c.name for c in sales.columns if c.name not in ("order_id", "customer_id"))
+
+    def add_orders(first: int, count: int) -> None:
+        with plain_engine.begin() as conn:
+            for number in range(first, first + count):
+                conn.exec_driver_sql(
+                    f"{flush} INSERT INTO advanced_sales_data (order_id, customer_id, {columns}) SELECT "
+                    f"'OUTSIDE-{number}', 'NEW-{number}', {columns} FROM advanced_sales_data "
+                    "WHERE order_id = 'ORD-00000001'")
+
+    below = int(300 * RETRAIN_SHARE) - 1
+    add_orders(0, below)
+    assert model() == trained and started == []
+    add_orders(below, 2)  # now past the share
+    assert model() == trained and len(started) == 1  # answered at once, with the models it has
+    assert model() == trained and len(started) == 1  # one retraining started, not one per request
+
+    config = app.server.config[CONFIG_KEY]
+    env = {"BI_DATABASE_URL": db_url, "BI_DATA_DIR": str(config.data_dir)}
+    retrained = CliRunner().invoke(main, ["train"], env=env)  # what the started process runs
+    assert retrained.exit_code == 0, retrained.output
+    assert f"Retrained: {below + 2:,} order lines changed since training" in retrained.output
+    now = model()
+    assert now["trained_at"] != trained["trained_at"] and now["trained_on_customers"] == customers() == \
+        trained["trained_on_customers"] + below + 2
+    again = CliRunner().invoke(main, ["train"], env=env)
+    assert again.exit_code == 0 and "nothing to do" in again.output, again.output
     engine.dispose()
 
 

@@ -18,8 +18,10 @@ from data_layer.columnar import ColumnarReplica, build_snapshot
 from data_layer.demo_data import generate_orders_frame
 from data_layer.engine import make_engine
 from data_layer.filters import Filters
+from data_layer import meta
 from data_layer.meta import data_version
 from data_layer.schema import SEED_COLUMNS
+from data_layer.summaries import order_source
 from tests.support import assert_same
 
 
@@ -45,10 +47,45 @@ def test_snapshot_of_a_seed_made_table_with_timestamps(plain_engine: Engine, eng
     snapshot = replica._open(path)
     with snapshot.connect() as conn:
         got = analytics.kpis(conn, Filters(regions=("North",)))
+        by_region = analytics.regions(conn, Filters()).set_index("region")
+        # With a version, the snapshot summarised the rows itself (the table has no summary of ours).
+        assert order_source(conn).summary == (version is not None)
     north = frame[frame["region"] == "North"]
     assert got["orders"]["value"] == len(north)
     assert got["revenue"]["value"] == pytest.approx(round(north["total_amount"].sum(), 2), abs=0.005)
+    expected = frame.groupby("region").agg(orders=("order_id", "nunique"), revenue=("total_amount", "sum"))
+    assert by_region["orders"].to_dict() == expected["orders"].to_dict()
+    assert by_region["revenue"].to_dict() == pytest.approx(expected["revenue"].round(2).to_dict(), abs=0.005)
     snapshot.dispose()
+
+
+def test_a_snapshot_after_other_tools_wrote_summarises_the_rows_as_they_are(engine: Engine, plain_engine: Engine,
+                                                                           tmp_path: Path) -> None:
+    """The database's summary table is the last load's; rows written since by other tools make a new
+    version, whose snapshot builds its own summary from the rows it copied."""
+    load_demo_data(engine, 400, 6, replace=True)
+    with plain_engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE advanced_sales_data SET total_amount = total_amount + 50, region = 'Outside' "
+                             "WHERE order_id IN ('ORD-00000001', 'ORD-00000002')")
+    if engine.url.get_backend_name().startswith("postgresql"):
+        with plain_engine.connect() as conn:  # published when the writer's session goes idle; asked for here
+            conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+    meta.forget_fingerprint(engine)
+    version = version_of(engine)
+    path = tmp_path / "changed.duckdb"
+    assert build_snapshot(engine, path) == version
+    with engine.connect() as conn:
+        stored = pd.read_sql("SELECT region, order_id, total_amount, refunded_amount FROM advanced_sales_data", conn)
+    stored["net"] = stored["total_amount"].astype(float) - stored["refunded_amount"].astype(float)
+    expected = stored.groupby("region").agg(orders=("order_id", "nunique"), revenue=("net", "sum"))
+    snapshot = ColumnarReplica(engine, tmp_path)._open(path)
+    with snapshot.connect() as conn:
+        assert order_source(conn).summary
+        by_region = analytics.regions(conn, Filters()).set_index("region")
+    snapshot.dispose()
+    assert by_region.loc["Outside", "orders"] == 2
+    assert by_region["orders"].to_dict() == expected["orders"].to_dict()
+    assert by_region["revenue"].to_dict() == pytest.approx(expected["revenue"].round(2).to_dict(), abs=0.005)
 
 
 def test_a_new_version_replaces_the_old_snapshot(engine: Engine, tmp_path: Path) -> None:

@@ -487,7 +487,7 @@ def test_the_unfiltered_view_is_answered_when_the_models_are_trained(demo, db_ur
     with app.server.test_request_context():
         with current_engine().connect() as conn:
             version = data_version(conn)
-        models = current_models(version, version)  # a load of ours, no change since: one version
+            models = current_models(conn, version, version)  # a load of ours, no change since: one version
         assert {key.split(":", 1)[0] for key in models.answers} == customer_level
         statements: list[str] = []
         event.listen(current_engine(), "before_cursor_execute", lambda *args: statements.append(args[2]))
@@ -521,7 +521,7 @@ def test_a_models_file_saved_before_answers_were_kept_still_serves(demo, db_url:
     with app.server.test_request_context():
         with current_engine().connect() as conn:
             version = data_version(conn)
-        current_models(version, version)
+            current_models(conn, version, version)
         store = app.server.config[MODELS_KEY][db_url]
         older = joblib.load(store.path(version))
         del older.answers
@@ -530,7 +530,7 @@ def test_a_models_file_saved_before_answers_were_kept_still_serves(demo, db_url:
         clusters = service.run("clusters", Filters())
         kpis = service.run("kpis", Filters())
         with current_engine().connect() as conn:
-            assert_same(to_jsonable(clusters), to_jsonable(analyses.clusters(conn, Filters(), current_models(version, version))),
+            assert_same(to_jsonable(clusters), to_jsonable(analyses.clusters(conn, Filters(), current_models(conn, version, version))),
                         "clusters")
             assert to_jsonable(kpis) == to_jsonable(service.ANALYSES["kpis"].function(conn, Filters()))
 
@@ -564,3 +564,47 @@ def test_forecast_intervals_never_go_below_zero() -> None:
     assert (reference["pi_lower"] < 0).any()  # the case at hand
     assert forecast["lower_95"].to_numpy() == pytest.approx(np.maximum(0, reference["pi_lower"].to_numpy()))
     assert (forecast[["revenue", "lower_80", "lower_95"]] >= 0).all().all()
+
+
+def test_retraining_is_due_past_a_share_of_changed_lines_or_after_a_day_of_changes() -> None:
+    from datetime import datetime, timezone
+
+    from bi_app.ml.models import RETRAIN_AFTER_S, RETRAIN_SHARE, TrainedModels, retraining_due
+
+    trained_at = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    models = TrainedModels("v1", None, None, None, trained_at.isoformat(), changes=5_000, lines=1_000)
+    soon = trained_at + timedelta(hours=1)
+    share = int(1_000 * RETRAIN_SHARE)
+    assert retraining_due(models, 5_000, soon) is None
+    assert retraining_due(models, 5_000 + share - 1, soon) is None
+    assert f"{share:,} order lines changed" in retraining_due(models, 5_000 + share, soon)
+    late = trained_at + timedelta(seconds=RETRAIN_AFTER_S)
+    assert retraining_due(models, 5_001, late) is not None
+    assert retraining_due(models, 5_000, late + timedelta(days=30)) is None  # nothing changed: nothing to learn
+    assert "reset" in retraining_due(models, 10, soon)
+    assert retraining_due(models, None, late) is None  # a table nobody can watch
+    assert retraining_due(TrainedModels.being_trained("v1"), 10**9, late) is None
+
+
+def test_a_page_does_not_wait_for_the_first_models_another_process_is_training(demo, db_url: str, app,  # noqa: ANN001
+                                                                                point_app_at) -> None:
+    """While ``bi-app train`` (started by ``bi-app serve``) holds the training lock, the customer-level
+    analyses answer at once that the models are being trained; once it is done, they answer with them."""
+    import fcntl
+
+    from bi_app import service
+    from bi_app.context import current_config, models_folder
+    from bi_app.ml.models import BEING_TRAINED
+
+    point_app_at(db_url)  # and a new, empty result cache
+    with app.server.test_request_context():
+        folder = models_folder(current_config())
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".train.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # as the training process does
+            waiting = {name: service.run(name, Filters()) for name in ("clusters", "churn", "recommendations")}
+        assert waiting["clusters"] == {"available": False, "reason": BEING_TRAINED}
+        assert waiting["churn"] == {"available": False, "reason": BEING_TRAINED}
+        assert waiting["recommendations"]["churn_prevention"]["finding"] == BEING_TRAINED
+        clusters = service.run("clusters", Filters())  # the lock is free: trained here, then answered
+        assert clusters["available"] and clusters["customers"] == demo[1]["customer_id"].nunique()

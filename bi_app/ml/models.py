@@ -13,13 +13,14 @@ from typing import Any, Callable
 
 import joblib
 from threadpoolctl import threadpool_limits
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from bi_app.ml.churn import DEFAULT_HORIZON_DAYS, ChurnClassifier, NotEnoughHistory, RecencyBaseline, train_churn
 from bi_app.ml.features import customer_features
 from bi_app.ml.segmentation import CustomerSegmentation
 from data_layer.filters import Filters
-from data_layer.meta import stamped_version
+from data_layer.meta import changed_rows, stamped_version
+from data_layer.schema import sales
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,16 @@ TRAINING_THREADS = 1
 #: Segmentation is fitted on at most this many customers (a random sample beyond it);
 #: every customer is then labelled by the fitted model.
 TRAINING_SAMPLE = 1_000_000
+#: The models are retrained (in the background) once other tools have inserted, updated or deleted
+#: this share of the order lines they were trained on ...
+RETRAIN_SHARE = 0.10
+#: ... or once they are this old (seconds) and any line changed since. A load of ours retrains at once.
+RETRAIN_AFTER_S = 24 * 3600
+#: Seconds between two starts of a retraining from one process (it checks again whether it is due).
+RETRAIN_CHECK_S = 300
+#: Why the customer-level analyses are not answered while the first models of the data are trained.
+BEING_TRAINED = ("the customer models are being trained on this data (a few minutes at a million orders); "
+                 "this fills in once they are ready: reload the page in a minute")
 
 
 @dataclass
@@ -46,6 +57,38 @@ class TrainedModels:
     #: Answers of the customer-level analyses for the unfiltered view, keyed as the result cache:
     #: the slowest view to compute on request (every customer), computed once with the models.
     answers: dict[str, Any] = field(default_factory=dict)
+    #: The orders table's running total of changed rows when training read it (None: not watched),
+    #: and how many order lines it held: what :func:`retraining_due` compares with.
+    changes: int | None = None
+    lines: int = 0
+    #: True for the stand-in served while the first models of the data are trained elsewhere.
+    pending: bool = False
+
+    @property
+    def identity(self) -> str:
+        """Names this training (answers computed with it are cached under it)."""
+        return "pending" if self.pending else f"{self.data_version or 'unversioned'}@{self.trained_at}"
+
+    @classmethod
+    def being_trained(cls, version: str) -> "TrainedModels":
+        """The stand-in for models another process is training now: no model, and why."""
+        return cls(version, None, None, None, "", problems=[BEING_TRAINED], pending=True)
+
+
+def retraining_due(models: TrainedModels, changes: int | None, now: datetime | None = None) -> str | None:
+    """Why ``models`` should be retrained, given the orders table's running total of changed rows
+    now (:func:`data_layer.meta.changed_rows`); None while they stay in use."""
+    if models.pending or changes is None or models.changes is None or changes == models.changes:
+        return None
+    changed = changes - models.changes
+    if changed < 0:
+        return "the database's change statistics were reset"
+    if changed >= RETRAIN_SHARE * max(models.lines, 1):
+        return f"{changed:,} order lines changed since training ({RETRAIN_SHARE:.0%} or more of {models.lines:,})"
+    age = ((now or datetime.now(timezone.utc)) - datetime.fromisoformat(models.trained_at)).total_seconds()
+    if age >= RETRAIN_AFTER_S:
+        return f"{changed:,} order lines changed since training, {age / 3600:.0f} hours ago"
+    return None
 
 
 def train_models(engine: Engine, random_state: int = 42) -> TrainedModels:
@@ -54,6 +97,9 @@ def train_models(engine: Engine, random_state: int = 42) -> TrainedModels:
     problems: list[str] = []
     with threadpool_limits(limits=TRAINING_THREADS), engine.connect() as conn:
         version = stamped_version(conn) or ""
+        # Read before the rows: a change made while training runs counts towards the next one.
+        changes = changed_rows(conn, fresh=True)
+        lines = conn.execute(select(func.count()).select_from(sales)).scalar_one()
         started = time.perf_counter()
         features = customer_features(conn, Filters())
         seconds["features"] = time.perf_counter() - started
@@ -74,7 +120,8 @@ def train_models(engine: Engine, random_state: int = 42) -> TrainedModels:
             problems.append(f"churn: {exc}")
         seconds["churn"] = time.perf_counter() - started
     return TrainedModels(version, segmentation, churn, evaluation,
-                         datetime.now(timezone.utc).isoformat(timespec="seconds"), seconds, problems, len(features))
+                         datetime.now(timezone.utc).isoformat(timespec="milliseconds"), seconds, problems,
+                         len(features), changes=changes, lines=lines)
 
 
 class ModelStore:
@@ -88,7 +135,8 @@ class ModelStore:
                  answer: Callable[[Engine, TrainedModels], dict[str, Any]] | None = None) -> None:
         self.folder = folder
         self.answer = answer
-        self._loaded: TrainedModels | None = None
+        self._loaded: tuple[Path, int, TrainedModels] | None = None  # (file, its mtime, its models)
+        self._retraining_started = float("-inf")
 
     def path(self, version: str) -> Path:
         return self.folder / f"models-{version or 'unversioned'}.joblib"
@@ -102,22 +150,47 @@ class ModelStore:
         return self.stored(version)  # type: ignore[return-value]
 
     def stored(self, version: str) -> TrainedModels | None:
-        """The models of ``version`` if they are trained (in memory or on disk); never trains."""
-        if self._loaded is not None and self._loaded.data_version == version:
-            return self._loaded
+        """The models of ``version`` if they are trained (in memory or on disk, as last retrained); never trains."""
         path = self.path(version)
-        if not path.exists():
+        try:
+            modified = path.stat().st_mtime_ns
+        except FileNotFoundError:
             return None
-        self._loaded = joblib.load(path)  # our own file, written by train()
-        return self._loaded
+        if self._loaded is None or self._loaded[:2] != (path, modified):
+            self._loaded = (path, modified, joblib.load(path))  # our own file, written by train()
+        return self._loaded[2]
 
-    def train(self, engine: Engine, version: str) -> Path:
-        """Train and save the models of ``version`` unless another process just did; drop older files."""
+    def training_elsewhere(self) -> bool:
+        """True while another process holds the training lock (it is training now)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".train.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            return False
+
+    def may_start_retraining(self) -> bool:
+        """True at most once every :data:`RETRAIN_CHECK_S` seconds per process, and never while a
+        training runs (the caller then starts one)."""
+        now = time.monotonic()
+        if now - self._retraining_started < RETRAIN_CHECK_S or self.training_elsewhere():
+            return False
+        self._retraining_started = now
+        return True
+
+    def train(self, engine: Engine, version: str, *, again: Callable[[TrainedModels], bool] | None = None) -> Path:
+        """Train and save the models of ``version`` unless another process just did; drop older files.
+
+        With ``again``, models already saved for ``version`` are trained anew when ``again(models)``
+        (checked once the lock is held: a process that waited for another's training sees its models).
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.folder / ".train.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             path = self.path(version)
-            if path.exists():
+            if path.exists() and (again is None or not again(joblib.load(path))):
                 return path
             started = time.perf_counter()
             models = train_models(engine)

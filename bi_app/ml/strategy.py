@@ -239,6 +239,8 @@ def churn_numbers(customers: pd.DataFrame, models: TrainedModels, threshold_perc
     their past rate, weighted by their churn probability, and capped by what they actually spent
     in the last ``horizon_days`` days (``recent``, per customer): a projection never promises
     more than those customers brought in an equal past span."""
+    if models.pending:
+        return {"available": False, "reason": models.problems[0]}
     if models.churn is None:
         reasons = [problem.removeprefix("churn: ") for problem in models.problems if problem.startswith("churn: ")]
         return {"available": False, "reason": "no churn model: " + ("; ".join(reasons) or "not trained")}
