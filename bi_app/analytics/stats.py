@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from decimal import ROUND_HALF_UP, Decimal
 
+import numpy as np
 import pandas as pd
 
 
@@ -25,8 +26,15 @@ def money_per(amount: float | None, count: float | None) -> float | None:
 
 
 def money_per_row(amounts: pd.Series, counts: pd.Series) -> pd.Series:
-    """:func:`money_per` for each row (NaN, shown as "—", where the count is 0)."""
-    return pd.Series([money_per(a, c) for a, c in zip(amounts, counts)], index=amounts.index, dtype=float)
+    """:func:`money_per` for each row (NaN, shown as "—", where the count is 0), in whole numbers:
+    ``c`` cents over ``n`` rounds half away from zero to ``(2|c| + n) // 2n`` cents, with ``c``'s sign."""
+    amount = pd.to_numeric(amounts, errors="coerce").to_numpy(dtype=float)
+    count = pd.to_numeric(counts, errors="coerce").to_numpy(dtype=float)
+    defined = ~np.isnan(amount) & ~np.isnan(count) & (count != 0)
+    cents = np.round(np.where(defined, amount, 0.0) * 100).astype(np.int64)
+    n = np.where(defined, count, 1).astype(np.int64)
+    rounded = np.sign(cents) * np.sign(n) * ((2 * np.abs(cents) + np.abs(n)) // (2 * np.abs(n)))
+    return pd.Series(np.where(defined, rounded / 100, np.nan), index=amounts.index, dtype=float)
 
 
 def change(current: float | None, previous: float | None) -> float | None:

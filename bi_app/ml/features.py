@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Double, cast, select
 
 from data_layer.filters import Filters
 from data_layer.meta import data_version
-from data_layer.queries import date_bounds
+from data_layer.queries import date_bounds, read_frame
 from data_layer.summaries import customer_rows, order_source
 
 #: The features the segmentation clusters on (the seed's, plus recency).
@@ -90,7 +90,7 @@ def _features(conn: Connection, filters: Filters, as_of: date | None) -> pd.Data
     # Sums as doubles: a million Decimals from the driver cost more than the query.
     query = select(*[cast(column, Double).label(column.name) if column.name in _SUMS else column
                      for column in rows.c]).order_by(rows.c.customer_id)
-    frame = pd.DataFrame(conn.execute(query).mappings().all())
+    frame = read_frame(conn, query)
     if frame.empty:
         return pd.DataFrame(columns=["customer_id", *CHURN_FEATURES, "first_order_date", "last_order_date",
                                      "single_category"])

@@ -52,10 +52,9 @@ def rfm_scores(features: pd.DataFrame) -> pd.DataFrame:
         "f_score": fifths_score(features["order_count"]),
         "m_score": fifths_score(features["total_spent"]),
     })
-    scores["rfm_score"] = (scores["r_score"].astype(str) + scores["f_score"].astype(str)
-                           + scores["m_score"].astype(str))
-    scores["rfm_segment"] = [segment_of(r, f, orders) for r, f, orders
-                             in zip(scores["r_score"], scores["f_score"], features["order_count"])]
+    scores["rfm_score"] = (scores["r_score"] * 100 + scores["f_score"] * 10 + scores["m_score"]).astype(str)
+    repeat = (features["order_count"].to_numpy() >= 2).astype(int)
+    scores["rfm_segment"] = _SEGMENTS[scores["r_score"].to_numpy() - 1, scores["f_score"].to_numpy() - 1, repeat]
     return scores
 
 
@@ -69,3 +68,8 @@ def segment_of(r: int, f: int, orders: int) -> str:
     if r == 3:
         return "Loyal" if f >= 4 and repeat else "Need attention"
     return "At risk" if f >= 3 and repeat else "Hibernating"
+
+
+#: :func:`segment_of` for every R score, F score and one order or more (indexed [r - 1, f - 1, repeat]).
+_SEGMENTS = np.array([[[segment_of(r, f, orders) for orders in (1, 2)] for f in range(1, 6)] for r in range(1, 6)],
+                     dtype=object)

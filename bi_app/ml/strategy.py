@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, Double, case, cast, func, select
 
 from bi_app.analytics.breakdowns import regions as regions_breakdown
 from bi_app.analytics.stats import pearson, ratio
@@ -21,6 +21,7 @@ from bi_app.ml.models import TrainedModels
 from bi_app.money import DEFAULT_FORMAT, MoneyFormat, data_money_format
 from data_layer.filters import Filters, conditions
 from data_layer.meta import absent_fields
+from data_layer.queries import read_frame
 from data_layer.schema import sales
 from data_layer.summaries import customer_rows, line_money, order_source, pair_measure
 
@@ -228,8 +229,8 @@ def recent_spend(conn: Connection, filters: Filters, days: int) -> pd.Series:
     # The customer aggregates the features are built from, without the features (nor taking the
     # place of the page's feature table in their memo).
     rows = customer_rows(conn, window).subquery()
-    spent = conn.execute(select(rows.c.customer_id, rows.c.revenue)).all()
-    return pd.Series([float(revenue) for _, revenue in spent], index=[str(customer) for customer, _ in spent],
+    spent = read_frame(conn, select(rows.c.customer_id, cast(rows.c.revenue, Double).label("revenue")))
+    return pd.Series(spent["revenue"].to_numpy(dtype=float), index=spent["customer_id"].astype(str).to_numpy(),
                      dtype=float)
 
 
