@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -108,7 +109,8 @@ def change_fingerprint(conn: Connection, *, pending: bool = False) -> str | None
     PostgreSQL: the table's statistics (rows inserted, updated and deleted, and its file, which
     TRUNCATE and rewrites change), which the server updates after each writing transaction ends;
     with ``pending``, as they will be once the caller's own transaction has committed.
-    SQLite: the change counter kept by triggers on the table (:func:`watch_changes`).
+    SQLite: the change counter kept by triggers on the table (:func:`watch_changes`), or for a file
+    no load of ours has touched, the file's size and modification time.
     """
     if conn.dialect.name == "postgresql":
         own = ("+ COALESCE(x.n_tup_ins, 0)", "+ COALESCE(x.n_tup_upd, 0)", "+ COALESCE(x.n_tup_del, 0)") \
@@ -123,10 +125,28 @@ def change_fingerprint(conn: Connection, *, pending: bool = False) -> str | None
         ), {"table": SALES_TABLE}).first()
         return ":".join(str(value) for value in row) if row else None
     if conn.dialect.name == "sqlite":
-        if not inspect(conn).has_table(CHANGES_TABLE):
-            return None
+        tables = inspect(conn)
+        if not tables.has_table(CHANGES_TABLE):
+            return _file_fingerprint(conn.engine.url.database) if tables.has_table(SALES_TABLE) else None
         return str(conn.execute(text(f"SELECT changes FROM {CHANGES_TABLE}")).scalar_one())
     return None
+
+
+def _file_fingerprint(path: str | None) -> str | None:
+    """A SQLite file no load of ours has touched (no change counter): its size and modification time,
+    and its write-ahead log's while that holds changes not yet copied into the file. None in memory."""
+    if not path or path == ":memory:":
+        return None
+    try:
+        main = os.stat(path)
+    except OSError:
+        return None
+    try:
+        log = os.stat(f"{path}-wal")
+        pending = (log.st_size, log.st_mtime_ns) if log.st_size else (0, 0)
+    except OSError:
+        pending = (0, 0)
+    return f"file:{main.st_size}:{main.st_mtime_ns}:{pending[0]}:{pending[1]}"
 
 
 def changed_rows(conn: Connection, *, fresh: bool = False) -> int | None:
@@ -141,7 +161,7 @@ def changed_rows(conn: Connection, *, fresh: bool = False) -> int | None:
         copied = read_meta(conn).get("changed_rows")
         return int(copied) if copied else None
     fingerprint = change_fingerprint(conn) if fresh else _watched_fingerprint(conn)
-    if fingerprint is None:
+    if fingerprint is None or fingerprint.startswith("file:"):  # a file's size and time count no rows
         return None
     counts = fingerprint.split(":")
     return sum(int(n) for n in counts[1:]) if len(counts) > 1 else int(counts[0])

@@ -150,3 +150,35 @@ def test_a_table_of_the_line_schema_is_read_as_is_then_upgraded_to_the_ledger(pl
     assert got["gross_sales"]["value"] == pytest.approx(round(frame["total_amount"].sum() + 10.78, 2), abs=0.005)
     assert got["returns"]["value"] == pytest.approx(10.0)
     assert got["orders"]["value"] == len(frame) + 2
+
+
+def test_rows_other_tools_add_to_a_table_we_never_loaded_reach_the_kpis(plain_engine: Engine, db_url: str, client,  # noqa: ANN001
+                                                                         point_app_at, monkeypatch) -> None:  # noqa: ANN001
+    """A table made and then written by the seed's pipeline alone: its statistics (PostgreSQL) or its file's
+    size and time (SQLite) give it a data version, so cached KPIs follow a row inserted with plain SQL."""
+    import data_layer.meta as meta
+
+    monkeypatch.setattr(meta, "FRESHNESS_S", 0.0)  # look at every request (the app looks every 5 s)
+    frame = seed_frame()
+    make_seed_table(plain_engine, frame, "to_sql-replace")
+    point_app_at(db_url)
+
+    def kpis() -> tuple[float, int]:
+        data = client.get("/api/v1/kpis").get_json()["data"]
+        return data["revenue"]["value"], data["orders"]["value"]
+
+    def healthz_version() -> str:
+        return client.get("/healthz").get_json()["data_version"]
+
+    assert kpis() == (pytest.approx(round(frame["total_amount"].sum(), 2), abs=0.005), len(frame))
+    before = healthz_version()
+    assert before.startswith("external+")
+    flush = "SELECT pg_stat_force_next_flush();" if db_url.startswith("postgresql") else ""
+    added = frame.iloc[[0]].assign(order_id="OUTSIDE-1", total_amount=123.45)
+    with plain_engine.begin() as conn:
+        if flush:
+            conn.exec_driver_sql(flush)
+        added.to_sql("advanced_sales_data", conn, if_exists="append", index=False)
+    after = pd.concat([frame, added])
+    assert kpis() == (pytest.approx(round(after["total_amount"].sum(), 2), abs=0.005), len(after))
+    assert healthz_version() not in (before, None)
