@@ -111,9 +111,12 @@ def start_training(config: Config) -> None:
     Not a thread: in gunicorn's master it would be forked into the workers
     holding its locks; in a worker it would compete with requests.
     """
+    from bi_app.ml.models import ModelStore
+
     env = {**os.environ, "BI_DATABASE_URL": config.database_url, "BI_DATA_DIR": str(config.data_dir.resolve())}
-    subprocess.Popen([sys.executable, "-m", "bi_app.cli", "train"], env=env,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-m", "bi_app.cli", "train"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ModelStore(models_folder(config)).started_training(process.pid)
 
 
 def models_folder(config: Config) -> Path:

@@ -30,6 +30,7 @@ from sqlalchemy import Numeric, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service
+from bi_app.analytics.orders import span_text
 from bi_app.importing import upload_folder
 from bi_app.ml import strategy
 from bi_app.api import error_response
@@ -224,11 +225,11 @@ def build_report(filters: Filters, results: dict[str, Any], version: str | None,
     summary.append([])
     kpis = results["kpis"]
     period = kpis["period"]
-    summary.append(["Period", f"{period['start']} to {period['end']}"
+    summary.append(["Period", span_text(period["start"], period["end"])
                     + (f" (partial: the data ends on {period['through']})" if period["partial"] else "")])
     for label, span in (("Previous period", kpis["previous_period"]),
                         ("Same period last year", kpis["same_period_last_year"])):
-        summary.append([label, f"{span['start']} to {span['end']}" if span else "—"])
+        summary.append([label, span_text(span["start"], span["end"]) if span else "—"])
     summary.append(["Metric", "Value", "Previous period", "Change", "Same period last year", "Change vs last year"])
     header_row = summary.max_row
     money_rows = []

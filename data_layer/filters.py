@@ -141,7 +141,7 @@ def parse_filters(
             unknown = sorted(set(values) - known)
             if unknown:
                 listed = sorted(known)
-                shown = ", ".join(listed[:20]) + (f", ... ({len(listed)} in all)" if len(listed) > 20 else "")
+                shown = ", ".join(map(_quote, listed[:8])) + (f", ... ({len(listed):,} in all)" if len(listed) > 8 else "")
                 raise FilterError(parameter, f"unknown {parameter} {_quote(unknown[0])}; known: {shown or '(none)'}")
         chosen[name] = tuple(values)
     return Filters(start=start, end=end, **chosen)

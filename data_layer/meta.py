@@ -54,6 +54,7 @@ def write_meta(conn: Connection, values: dict[str, str]) -> None:
 FRESHNESS_S = 5.0
 _fingerprints: dict[str, tuple[float, str | None]] = {}
 _fingerprints_lock = threading.Lock()
+_file_rows: dict[str, tuple[str, int]] = {}  # database -> (file fingerprint, rows counted at it)
 #: SQLite: the counter of changes made to the orders table by other tools (triggers; a load of ours
 #: drops them while it writes and records the counter with its version).
 CHANGES_TABLE = "bi_changes"
@@ -152,6 +153,8 @@ def _file_fingerprint(path: str | None) -> str | None:
 def changed_rows(conn: Connection, *, fresh: bool = False) -> int | None:
     """How many rows of the orders table were inserted, updated or deleted, counted since some
     fixed point (a running total: compare two readings); None when the table is not watched.
+    For a SQLite file no load of ours has touched: its row count (rows inserted less rows deleted;
+    updates are not seen).
 
     From the change fingerprint (PostgreSQL's statistics, SQLite's trigger counter), looked at
     at most every :data:`FRESHNESS_S` seconds unless ``fresh``. A PostgreSQL statistics reset
@@ -161,8 +164,17 @@ def changed_rows(conn: Connection, *, fresh: bool = False) -> int | None:
         copied = read_meta(conn).get("changed_rows")
         return int(copied) if copied else None
     fingerprint = change_fingerprint(conn) if fresh else _watched_fingerprint(conn)
-    if fingerprint is None or fingerprint.startswith("file:"):  # a file's size and time count no rows
+    if fingerprint is None:
         return None
+    if fingerprint.startswith("file:"):  # a file's size and time count no rows: its rows, counted once per change
+        database = conn.engine.url.render_as_string(hide_password=False)
+        with _fingerprints_lock:
+            counted = _file_rows.get(database)
+        if counted is None or counted[0] != fingerprint:
+            counted = (fingerprint, conn.execute(text(f"SELECT count(*) FROM {SALES_TABLE}")).scalar_one())
+            with _fingerprints_lock:
+                _file_rows[database] = counted
+        return counted[1]
     counts = fingerprint.split(":")
     return sum(int(n) for n in counts[1:]) if len(counts) > 1 else int(counts[0])
 

@@ -48,6 +48,9 @@ def show_clusters(search: str | None, _db: str):  # noqa: ANN201
     except Exception as exc:  # noqa: BLE001 - a banner, and the page keeps working
         return error_banner(exc), links
     clusters = results["clusters"]
+    if clusters.get("pending"):  # RFM needs no model
+        return [dbc.Alert(clusters["reason"], color="info", id="clusters-pending"),
+                rfm_section(results["rfm"], service.money_format())], links
     if not clusters["available"]:
         return dbc.Alert(f"No segmentation model for this data: {clusters['reason']}", color="warning"), links
     if clusters["customers"] == 0:
@@ -126,6 +129,8 @@ def rfm_section(rfm, money: MoneyFormat) -> html.Div:  # noqa: ANN001
 
 
 def churn_section(churn: dict) -> html.Div:
+    if churn.get("pending"):
+        return dbc.Alert(churn["reason"], color="info", id="clusters-churn")
     if not churn["available"]:
         return dbc.Alert(f"No churn model for this data: {churn['reason']}", color="warning", id="clusters-churn")
     e = churn["evaluation"]

@@ -11,6 +11,7 @@ import pandas as pd
 from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from bi_app import figures, service
+from bi_app.analytics.orders import span_text
 from bi_app.components import count, empty_state, kpi_card, section
 from bi_app.money import MoneyFormat
 from bi_app.shell import error_banner, filters_of, with_filters
@@ -174,13 +175,18 @@ def kpi_cards(kpis: dict, currency: MoneyFormat) -> list:
 def period_caption(kpis: dict) -> html.Div:
     """How many orders, over which days, compared with which: a partial period says where the data ends."""
     period, previous, last_year = kpis["period"], kpis["previous_period"], kpis["same_period_last_year"]
-    text = f"{count(kpis['orders']['value'])} orders from {period['start']} to {period['through']}"
+    text = f"{count(kpis['orders']['value'])} orders, {span_text(period['start'], period['through'])}"
     if period["partial"]:
         text += (f" (the period runs to {period['end']}, past the data's last order: it is compared like for "
                  "like, over the same number of days)")
-    compared = [f"{span['start']} to {span['end']}" for span in (previous, last_year) if span]
+    orders = kpis["orders"]
+    spans = [(span, orders[key]) for span, key in ((previous, "previous"), (last_year, "last_year")) if span]
+    compared = [span_text(span["start"], span["end"]) for span, count_then in spans if count_then]
     if compared:
         text += f"; compared with {' and with '.join(compared)}"
+    empty = [span_text(span["start"], span["end"]) for span, count_then in spans if not count_then]
+    if empty:
+        text += f"; no orders {' nor '.join(empty)} to compare with"
     return html.Div(text + ".", id="overview-period", className="text-muted small mb-2")
 
 

@@ -122,8 +122,8 @@ def valid(assumption, value: Any) -> int:  # noqa: ANN001
 def projection_view(name: str, entry: dict | None, chosen: dict[str, int], currency: MoneyFormat) -> Any:
     if not entry:
         return None
-    if not entry["available"]:
-        return html.Div("No projection: " + entry["finding"], className="text-muted small")
+    if not entry["available"]:  # the finding says why
+        return None
     own = {k: v for k, v in chosen.items() if k in entry["assumptions"]}
     result = project(name, entry["numbers"], own)
     colour = "text-success" if result["net"] >= 0 else "text-danger"

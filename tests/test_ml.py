@@ -328,6 +328,29 @@ def test_forecast_history_is_the_monthly_revenue(demo) -> None:  # noqa: ANN001
     assert result["history"]["revenue"].tolist() == pytest.approx(expected.tolist(), abs=0.01)
 
 
+def test_the_pricing_projection_never_promises_more_than_discounted_orders_brought_lately(demo) -> None:  # noqa: ANN001
+    """Cutting every discount gains at most what the discounted lines brought in the last 180 days."""
+    engine, orders = demo
+    models = train_models(engine)
+    dates = pd.to_datetime(orders["order_date"])
+    counted = (orders["line_type"] == "sale") & (orders["total_amount"].astype(float) != 0)
+    discounted = orders[counted & (orders["discount_rate"].astype(float) > 0)]
+    lately = discounted[dates[discounted.index] > dates.max() - timedelta(days=180)]
+    spent_lately = float(lately["total_amount"].astype(float).sum())
+    for cut, loss in ((2, 3), (50, 0)):
+        with engine.connect() as conn:
+            pricing = strategy.recommendations(conn, Filters(), models, pricing_discount_cut_points=cut,
+                                               pricing_volume_loss_percent=loss)["pricing"]
+        numbers, projection = pricing["numbers"], pricing["projection"]
+        assert numbers["recent_revenue"] == pytest.approx(spent_lately, abs=0.01)
+        kept = 1 - loss / 100
+        gain = (float(discounted["subtotal"].astype(float).sum()) * cut / 100 * kept
+                - float(discounted["total_amount"].astype(float).sum()) * (1 - kept))
+        assert projection["revenue"] == pytest.approx(min(gain, spent_lately), abs=0.01)
+        assert projection["capped"] == (gain > spent_lately)
+    assert projection["capped"]  # half of every discount over the whole history: more than 180 days brought
+
+
 def test_churn_prevention_never_promises_more_than_those_customers_spent_lately(demo) -> None:  # noqa: ANN001
     engine, orders = demo
     models = train_models(engine)
@@ -581,7 +604,7 @@ def test_retraining_is_due_past_a_share_of_changed_lines_or_after_a_day_of_chang
     late = trained_at + timedelta(seconds=RETRAIN_AFTER_S)
     assert retraining_due(models, 5_001, late) is not None
     assert retraining_due(models, 5_000, late + timedelta(days=30)) is None  # nothing changed: nothing to learn
-    assert "reset" in retraining_due(models, 10, soon)
+    assert "went down" in retraining_due(models, 10, soon)
     assert retraining_due(models, None, late) is None  # a table nobody can watch
     assert retraining_due(TrainedModels.being_trained("v1"), 10**9, late) is None
 
@@ -591,9 +614,12 @@ def test_a_page_does_not_wait_for_the_first_models_another_process_is_training(d
     """While ``bi-app train`` (started by ``bi-app serve``) holds the training lock, the customer-level
     analyses answer at once that the models are being trained; once it is done, they answer with them."""
     import fcntl
+    import subprocess
+    import sys
 
     from bi_app import service
     from bi_app.context import current_config, models_folder
+    from bi_app.ml.models import ModelStore
     from bi_app.ml.models import BEING_TRAINED
 
     point_app_at(db_url)  # and a new, empty result cache
@@ -603,10 +629,18 @@ def test_a_page_does_not_wait_for_the_first_models_another_process_is_training(d
         with open(folder / ".train.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # as the training process does
             waiting = {name: service.run(name, Filters()) for name in ("clusters", "churn", "recommendations")}
-        assert waiting["clusters"] == {"available": False, "reason": BEING_TRAINED}
-        assert waiting["churn"] == {"available": False, "reason": BEING_TRAINED}
+        assert waiting["clusters"] == {"available": False, "pending": True, "reason": BEING_TRAINED}
+        assert waiting["churn"] == {"available": False, "pending": True, "reason": BEING_TRAINED}
         assert waiting["recommendations"]["churn_prevention"]["finding"] == BEING_TRAINED
-        clusters = service.run("clusters", Filters())  # the lock is free: trained here, then answered
+        # `bi-app serve` just started `bi-app train`, which has not reached the lock yet: no training here either.
+        starting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "bi_app.cli", "train"])
+        try:
+            ModelStore(folder).started_training(starting.pid)
+            assert service.run("clusters", Filters())["pending"]
+        finally:
+            starting.kill()
+            starting.wait()
+        clusters = service.run("clusters", Filters())  # nobody trains: trained here, then answered
         assert clusters["available"] and clusters["customers"] == demo[1]["customer_id"].nunique()
 
 

@@ -36,3 +36,15 @@ def test_compared_spans(start: str, end: str, data_end: str, through: str, previ
     assert spans.through == D(through) and spans.partial == (D(through) < D(end))
     assert spans.previous == (D(previous[0]), D(previous[1]))
     assert spans.last_year == (None if last_year is None else (D(last_year[0]), D(last_year[1])))
+
+
+@pytest.mark.parametrize(("query", "start", "end"), [("start=2030-01-01", "2030-01-01", None),
+                                                      ("end=2020-01-01", None, "2020-01-01")])
+def test_a_filter_wholly_outside_the_data_keeps_its_own_bounds(client, query: str, start: str | None,  # noqa: ANN001
+                                                               end: str | None) -> None:
+    """From a day after the data's last order (or up to one before its first): no orders, the filter's own
+    bound, never a period that ends before it starts, and nothing to compare with."""
+    data = client.get(f"/api/v1/kpis?{query}").get_json()["data"]
+    assert data["period"]["start"] == start and data["period"]["end"] == end
+    assert data["previous_period"] is None and data["same_period_last_year"] is None
+    assert data["orders"]["value"] == 0 and data["revenue"]["value"] == 0

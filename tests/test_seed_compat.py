@@ -59,6 +59,8 @@ def seed_frame() -> pd.DataFrame:
 def make_seed_table(plain_engine: Engine, frame: pd.DataFrame, how: str) -> None:
     """The orders table as the seed's pipeline makes it: its DDL, or pandas' to_sql alone."""
     with plain_engine.begin() as conn:
+        if plain_engine.dialect.name == "postgresql":  # its statistics published as it commits, not up to 10 s later
+            conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
         if how == "seed-ddl":
             conn.execute(text(SEED_DDL))
             for statement in SEED_INDEXES:
@@ -182,3 +184,34 @@ def test_rows_other_tools_add_to_a_table_we_never_loaded_reach_the_kpis(plain_en
     after = pd.concat([frame, added])
     assert kpis() == (pytest.approx(round(after["total_amount"].sum(), 2), abs=0.005), len(after))
     assert healthz_version() not in (before, None)
+
+
+def test_models_of_a_table_we_never_loaded_are_retrained_once_other_tools_added_a_tenth(
+        plain_engine: Engine, db_url: str, client, point_app_at, monkeypatch) -> None:  # noqa: ANN001
+    """No load of ours stamps such a table, so its models are never "of a load": other tools' rows (counted
+    by PostgreSQL's statistics, or on SQLite as the file's rows) start a retraining past the share."""
+    import bi_app.context as context
+    import data_layer.meta as meta
+    from bi_app.ml.models import RETRAIN_SHARE
+
+    monkeypatch.setattr(meta, "FRESHNESS_S", 0.0)
+    started: list[str] = []
+    monkeypatch.setattr(context, "start_training", lambda config: started.append(config.database_url))
+    frame = seed_frame()
+    make_seed_table(plain_engine, frame, "to_sql-replace")
+    flush = "SELECT pg_stat_force_next_flush()" if db_url.startswith("postgresql") else None
+    point_app_at(db_url)
+    trained = client.get("/api/v1/clusters").get_json()["data"]["model"]
+    assert trained["trained_on_customers"] == frame["customer_id"].nunique()
+
+    def append(rows: pd.DataFrame) -> None:
+        with plain_engine.begin() as conn:
+            if flush:
+                conn.exec_driver_sql(flush)
+            rows.to_sql("advanced_sales_data", conn, if_exists="append", index=False)
+
+    share = int(len(frame) * RETRAIN_SHARE)
+    append(frame.head(share - 1).assign(order_id=lambda f: "FEW-" + f["order_id"]))
+    assert client.get("/api/v1/clusters").get_json()["data"]["model"] == trained and started == []
+    append(frame.head(1).assign(order_id="ONE-MORE"))
+    assert client.get("/api/v1/clusters").get_json()["data"]["model"] == trained and started == [db_url]

@@ -67,6 +67,15 @@ def compared_spans(start: date, end: date, data_end: date | None) -> ComparedSpa
     )
 
 
+def span_text(start: date | None, end: date | None) -> str:
+    """A span of days in words: "2024-01-01 to 2024-03-31", "from 2030-01-01 on", "up to 2020-01-01"."""
+    if start and end:
+        return f"{start} to {end}"
+    if start or end:
+        return f"from {start} on" if start else f"up to {end}"
+    return "no orders"
+
+
 def _shifted(day: date, *, months: int = 0, years: int = 0) -> date:
     """The same day ``months`` months or ``years`` years earlier; the month's last day where it is
     shorter (29 February a year earlier is the 28th), and a month's last day stays its last day."""
@@ -89,6 +98,8 @@ def kpis(conn: Connection, filters: Filters) -> dict[str, Any]:
     source = order_source(conn)
     lo, hi = date_bounds(conn, source, filters.without_dates())
     start, end = filters.start or lo, filters.end or hi
+    if start and end and start > end:  # a filter wholly before or after the data: its own bounds, nothing to compare
+        start, end = filters.start, filters.end
     current = _kpi_values(conn, source, filters)
     previous = last_year = dict.fromkeys(KPI_NAMES)
     spans = None

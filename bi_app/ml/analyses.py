@@ -17,7 +17,7 @@ from bi_app.analytics.orders import trend
 from bi_app.analytics.stats import money_per_row
 from bi_app.ml.features import FEATURE_LABELS, SEGMENTATION_FEATURES, customer_features
 from bi_app.ml.forecast import HORIZON_MONTHS, MAX_BACKTEST_MAPE, complete_months, forecast_revenue, mape_reading
-from bi_app.ml.models import TrainedModels
+from bi_app.ml.models import BEING_TRAINED, TrainedModels
 from bi_app.ml.rfm import RFM_RULES, RFM_SEGMENTS, rfm_scores
 from data_layer.filters import Filters
 
@@ -53,6 +53,8 @@ def clusters(conn: Connection, filters: Filters, models: TrainedModels) -> dict[
     """The segmentation model (k by silhouette, metrics, stability, importance) and the profiles of
     the matching customers per cluster, with a 2-D PCA projection of a sample of them."""
     model = models.segmentation
+    if models.pending:
+        return {"available": False, "pending": True, "reason": BEING_TRAINED}
     if model is None:
         return {"available": False, "reason": "; ".join(models.problems) or "no segmentation model"}
     customers = scored_customers(conn, filters, models)
@@ -134,6 +136,8 @@ def rfm(conn: Connection, filters: Filters) -> pd.DataFrame:
 def churn(conn: Connection, filters: Filters, models: TrainedModels,
           churn_threshold_percent: int = 90) -> dict[str, Any]:
     """The churn model's evaluation, and the matching customers' churn probabilities in ten bands."""
+    if models.pending:
+        return {"available": False, "pending": True, "reason": BEING_TRAINED}
     if models.churn is None:
         return {"available": False, "reason": "; ".join(models.problems) or "no churn model"}
     customers = scored_customers(conn, filters, models)

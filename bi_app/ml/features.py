@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import date
 
 import pandas as pd
-from sqlalchemy import Connection, Double, cast, select
+from sqlalchemy import Connection, Double, String, cast, select, type_coerce
 
 from data_layer.filters import Filters
 from data_layer.meta import data_version
@@ -39,6 +39,7 @@ FEATURE_LABELS = {
 
 
 _SUMS = ("revenue", "units", "discount_amount", "satisfaction_sum")
+_DATES = ("first_order_date", "last_order_date")
 
 
 def latest_order_date(conn: Connection, filters: Filters) -> date | None:
@@ -88,14 +89,15 @@ def _features(conn: Connection, filters: Filters, as_of: date | None) -> pd.Data
     as_of = as_of or reference_date(conn, filters)
     rows = customer_rows(conn, filters).subquery()
     # Sums as doubles: a million Decimals from the driver cost more than the query.
-    query = select(*[cast(column, Double).label(column.name) if column.name in _SUMS else column
+    # Dates as the stored text on SQLite: a table other tools wrote may hold timestamps there.
+    query = select(*[cast(column, Double).label(column.name) if column.name in _SUMS
+                     else type_coerce(column, String).label(column.name) if column.name in _DATES else column
                      for column in rows.c]).order_by(rows.c.customer_id)
     frame = read_frame(conn, query)
     if frame.empty:
         return pd.DataFrame(columns=["customer_id", *CHURN_FEATURES, "first_order_date", "last_order_date",
                                      "single_category"])
-    first = pd.to_datetime(frame["first_order_date"])
-    last = pd.to_datetime(frame["last_order_date"])
+    first, last = _days(frame["first_order_date"]), _days(frame["last_order_date"])
     reference = pd.Timestamp(as_of)
     satisfaction_n = frame["satisfaction_n"].astype(float)
     revenue = frame["revenue"].astype(float)
@@ -114,3 +116,11 @@ def _features(conn: Connection, filters: Filters, as_of: date | None) -> pd.Data
         "last_order_date": last.dt.date,
         "single_category": (frame["category_min"] == frame["category_max"]).to_numpy(),
     })
+
+
+def _days(values: pd.Series) -> pd.Series:
+    """Stored dates (datetimes from DuckDB, dates from PostgreSQL, ISO text from SQLite, where other
+    tools may have written timestamps) as datetimes at midnight."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.dt.normalize()
+    return pd.to_datetime(values.astype(str).str.slice(0, 10))

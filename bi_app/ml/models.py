@@ -38,8 +38,8 @@ RETRAIN_AFTER_S = 24 * 3600
 #: Seconds between two starts of a retraining from one process (it checks again whether it is due).
 RETRAIN_CHECK_S = 300
 #: Why the customer-level analyses are not answered while the first models of the data are trained.
-BEING_TRAINED = ("the customer models are being trained on this data (a few minutes at a million orders); "
-                 "this fills in once they are ready: reload the page in a minute")
+BEING_TRAINED = ("The customer models are being trained on this data (a few minutes at a million orders); "
+                 "this fills in once they are ready: reload the page in a minute.")
 
 
 @dataclass
@@ -82,7 +82,7 @@ def retraining_due(models: TrainedModels, changes: int | None, now: datetime | N
         return None
     changed = changes - models.changes
     if changed < 0:
-        return "the database's change statistics were reset"
+        return "the change count went down (statistics reset, or rows deleted)"
     if changed >= RETRAIN_SHARE * max(models.lines, 1):
         return f"{changed:,} order lines changed since training ({RETRAIN_SHARE:.0%} or more of {models.lines:,})"
     age = ((now or datetime.now(timezone.utc)) - datetime.fromisoformat(models.trained_at)).total_seconds()
@@ -161,7 +161,8 @@ class ModelStore:
         return self._loaded[2]
 
     def training_elsewhere(self) -> bool:
-        """True while another process holds the training lock (it is training now)."""
+        """True while another process trains: it holds the training lock, or it was started to train
+        (:meth:`started_training`) and is still starting up."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.folder / ".train.lock", "w") as lock:
             try:
@@ -169,7 +170,15 @@ class ModelStore:
             except BlockingIOError:
                 return True
             fcntl.flock(lock, fcntl.LOCK_UN)
+        try:
+            return _is_training((self.folder / ".train.pid").read_text().strip())
+        except OSError:
             return False
+
+    def started_training(self, pid: int) -> None:
+        """Note the process just started to train, so that pages do not train too while it starts up."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / ".train.pid").write_text(str(pid))
 
     def may_start_retraining(self) -> bool:
         """True at most once every :data:`RETRAIN_CHECK_S` seconds per process, and never while a
@@ -206,6 +215,19 @@ class ModelStore:
             for old in self.folder.glob("models-*.joblib"):
                 if old != path:
                     old.unlink(missing_ok=True)
-            log.info("Models for data version %s trained in %.1f s (%s)", version, time.perf_counter() - started,
+            log.info("Models for data version %s trained in %.1f s (%s)", version or "(none: no load of ours stamped one)",
+                     time.perf_counter() - started,
                      "; ".join(models.problems) or "all trained")
             return path
+
+
+def _is_training(pid: str) -> bool:
+    """True while process ``pid`` runs ``bi-app train`` (not exited, not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+        with open(f"/proc/{int(pid)}/cmdline", "rb") as cmdline:
+            return b"bi_app.cli\x00train" in cmdline.read()
+    except (OSError, ValueError, IndexError):
+        return False

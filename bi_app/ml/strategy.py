@@ -17,7 +17,7 @@ from bi_app.analytics.stats import pearson, ratio
 from bi_app.ml.analyses import scored_customers
 from bi_app.ml.churn import DEFAULT_HORIZON_DAYS
 from bi_app.ml.features import reference_date
-from bi_app.ml.models import TrainedModels
+from bi_app.ml.models import BEING_TRAINED, TrainedModels
 from bi_app.money import DEFAULT_FORMAT, MoneyFormat, data_money_format
 from data_layer.filters import Filters, conditions
 from data_layer.meta import absent_fields
@@ -76,7 +76,7 @@ def recommendations(conn: Connection, filters: Filters, models: TrainedModels, *
         "cross_sell": cross_sell_numbers(customers, recent, has_categories="category" not in absent_fields(conn)),
         "regional": regional_numbers(conn, filters),
         "churn_prevention": churn_numbers(customers, models, chosen["churn_threshold_percent"], recent),
-        "pricing": pricing_numbers(conn, filters),
+        "pricing": pricing_numbers(conn, filters, recent_days=DEFAULT_HORIZON_DAYS),
     }
     money = data_money_format(conn)
     return {name: describe(name, numbers[name], chosen, money) for name in TITLES}
@@ -218,14 +218,22 @@ def regional_numbers(conn: Connection, filters: Filters) -> dict[str, Any]:
     }
 
 
+def recent_window(conn: Connection, filters: Filters, days: int) -> Filters | None:
+    """``filters`` narrowed to the ``days`` days up to the reference date
+    (:func:`bi_app.ml.features.reference_date`); None without orders."""
+    as_of = reference_date(conn, filters)
+    if as_of is None:
+        return None
+    first = as_of - timedelta(days=days - 1)
+    return replace(filters, start=max(filters.start, first) if filters.start else first, end=as_of)
+
+
 def recent_spend(conn: Connection, filters: Filters, days: int) -> pd.Series:
     """Each customer's net revenue (currency) in the ``days`` days up to the reference date
     (:func:`bi_app.ml.features.reference_date`), under ``filters``; indexed by customer id."""
-    as_of = reference_date(conn, filters)
-    if as_of is None:
+    window = recent_window(conn, filters, days)
+    if window is None:
         return pd.Series(dtype=float)
-    first = as_of - timedelta(days=days - 1)
-    window = replace(filters, start=max(filters.start, first) if filters.start else first, end=as_of)
     # The customer aggregates the features are built from, without the features (nor taking the
     # place of the page's feature table in their memo).
     rows = customer_rows(conn, window).subquery()
@@ -241,7 +249,7 @@ def churn_numbers(customers: pd.DataFrame, models: TrainedModels, threshold_perc
     in the last ``horizon_days`` days (``recent``, per customer): a projection never promises
     more than those customers brought in an equal past span."""
     if models.pending:
-        return {"available": False, "reason": models.problems[0]}
+        return {"available": False, "pending": True, "reason": BEING_TRAINED}
     if models.churn is None:
         reasons = [problem.removeprefix("churn: ") for problem in models.problems if problem.startswith("churn: ")]
         return {"available": False, "reason": "no churn model: " + ("; ".join(reasons) or "not trained")}
@@ -272,10 +280,11 @@ def at_risk_customers(customers: pd.DataFrame, threshold_percent: int) -> pd.Dat
     return customers[customers["churn_probability"].astype(float) >= threshold_percent / 100]
 
 
-def pricing_numbers(conn: Connection, filters: Filters) -> dict[str, Any]:
+def pricing_numbers(conn: Connection, filters: Filters, recent_days: int | None = None) -> dict[str, Any]:
     """Discounted orders (an order with a discounted line) against orders at full price: counts,
     averages (net of nothing: merchandise amounts), the discounted lines' subtotal and revenue, and
-    the correlation of discount rate with order size."""
+    the correlation of discount rate with order size. With ``recent_days``, also the discounted lines'
+    revenue in that many days up to the reference date (``recent_revenue``: what the projection is capped by)."""
     discounted = sales.c.discount_rate > 0
     # Sale lines: a discount is given on a sale, and returns say nothing about its size.
     per_order = select(
@@ -300,6 +309,9 @@ def pricing_numbers(conn: Connection, filters: Filters) -> dict[str, Any]:
     orders, discounted_orders = int(row.orders), int(row.discounted_orders)
     revenue, discounted_order_revenue = float(row.revenue), float(row.discounted_order_revenue)
     available = discounted_orders > 0
+    window = recent_window(conn, filters, recent_days) if recent_days and available else None
+    recent = {"recent_revenue": pricing_numbers(conn, window)["discounted_revenue"] if window else 0.0} \
+        if recent_days and available else {}
     return {
         "available": available,
         **({} if available else {"reason": "no matching order was discounted"}),
@@ -312,6 +324,7 @@ def pricing_numbers(conn: Connection, filters: Filters) -> dict[str, Any]:
         "average_order_discounted": ratio(discounted_order_revenue, discounted_orders),
         "average_order_full_price": ratio(revenue - discounted_order_revenue, orders - discounted_orders),
         "discount_order_size_correlation": pearson(*terms),
+        **recent,
     }
 
 
