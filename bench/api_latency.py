@@ -56,7 +56,7 @@ def main() -> None:
 
     sections = []
     for size in [int(s) for s in args.sizes.split(",")]:
-        url = f"{args.postgres}?options={quote(f'-csearch_path=bench_api_{size // 1_000_000}m')}"
+        _schema, url = schema_url(args.postgres, size)
         ensure_loaded(args.postgres, url, size)
         with Server(url) as server:
             rows = []
@@ -128,6 +128,12 @@ def report(size, rows, rss_api, export, rss_export, args) -> str:  # noqa: ANN00
             f"{rss_export['peak']:,.0f} MB (RSS {rss_export['rss']:,.0f} MB): streamed, not held."
         )
     return "\n".join(lines) + "\n"
+
+
+def schema_url(admin_url: str, size: int, prefix: str = "bench_api") -> tuple[str, str]:
+    """The schema for ``size`` orders (``bench_api_1m``, ``bench_api_2k``) and ``admin_url`` set to use it."""
+    schema = f"{prefix}_{size // 1_000_000}m" if size >= 1_000_000 else f"{prefix}_{size // 1000}k"
+    return schema, f"{admin_url}?options={quote(f'-csearch_path={schema}')}"
 
 
 def ensure_loaded(admin_url: str, url: str, size: int) -> None:

@@ -16,12 +16,11 @@ import argparse
 import itertools
 import sys
 from pathlib import Path
-from urllib.parse import quote
 
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.api_latency import REDIS_URL, Server, ensure_loaded, pct  # noqa: E402
+from bench.api_latency import REDIS_URL, Server, ensure_loaded, pct, schema_url  # noqa: E402
 from bench.report import publish  # noqa: E402
 
 ANALYSES = ["clusters", "churn", "rfm", "recommendations"]
@@ -35,8 +34,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=8, help="requests per analysis, each with a new filter")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    label = f"{args.size // 1_000_000}m" if args.size >= 1_000_000 else f"{args.size // 1000}k"
-    url = f"{args.postgres}?options={quote(f'-csearch_path=bench_api_{label}')}"
+    _schema, url = schema_url(args.postgres, args.size)
     ensure_loaded(args.postgres, url, args.size)
     cache = redis.Redis.from_url(REDIS_URL)
     unseen = (f"region={region}&start={year}-{month:02d}-01" for year, month, region in itertools.product(

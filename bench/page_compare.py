@@ -24,14 +24,13 @@ import urllib.request
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import quote
 
 import redis
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.api_latency import BI_APP, REDIS_URL, ensure_loaded  # noqa: E402
+from bench.api_latency import BI_APP, REDIS_URL, ensure_loaded, schema_url  # noqa: E402
 from bench.page_load import CHROMIUM_ARGS, open_cold, reload_warm  # noqa: E402
 from bench.report import publish  # noqa: E402
 
@@ -80,8 +79,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    label = f"{args.size // 1_000_000}m" if args.size >= 1_000_000 else f"{args.size // 1000}k"
-    database_url = f"{args.postgres}?options={quote(f'-csearch_path=bench_api_{label}')}"
+    _schema, database_url = schema_url(args.postgres, args.size)
     ensure_loaded(args.postgres, database_url, args.size)
     cache = redis.Redis.from_url(REDIS_URL)
     names = (args.base, "working tree")

@@ -38,7 +38,7 @@ import redis
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.api_latency import REDIS_URL, Server, ensure_loaded, pct  # noqa: E402
+from bench.api_latency import REDIS_URL, Server, ensure_loaded, pct, schema_url  # noqa: E402
 from bench.report import write_section  # noqa: E402
 from data_layer.demo_data import SEGMENTS, generate_orders  # noqa: E402
 from data_layer.schema import SEED_COLUMNS  # noqa: E402
@@ -80,9 +80,7 @@ def main() -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         for size, foreign in runs:
-            label = f"{size // 1_000_000}m" if size >= 1_000_000 else f"{size // 1000}k"
-            schema = f"bench_seed_{label}" if foreign else f"bench_api_{label}"
-            url = f"{args.postgres}?options={quote(f'-csearch_path={schema}')}"
+            schema, url = schema_url(args.postgres, size, "bench_seed" if foreign else "bench_api")
             if foreign:
                 load_by_copy(args.postgres, schema, size)
             else:

@@ -669,8 +669,14 @@ def test_money_per_row_rounds_each_row_half_away_from_zero_as_decimal_does() -> 
 
 
 def test_every_rfm_segment_follows_its_rule() -> None:
-    """Each customer's segment is :func:`segment_of` of their scores and order count, for every combination."""
-    from bi_app.ml.rfm import rfm_scores, segment_of
+    """Each customer's segment follows the README's rules (the first that holds), written out here."""
+    from bi_app.ml.rfm import rfm_scores
+
+    def segment_of(r: int, f: int, orders: int) -> str:
+        rules = [("Champions", r >= 4 and f >= 4 and orders >= 2), ("Loyal", r == 3 and f >= 4 and orders >= 2),
+                 ("Potential", r >= 4 and orders >= 2), ("New", r >= 4 and orders == 1), ("Need attention", r == 3),
+                 ("At risk", r <= 2 and f >= 3 and orders >= 2)]
+        return next((name for name, holds in rules if holds), "Hibernating")
 
     rng = np.random.default_rng(8)
     features = pd.DataFrame({"customer_id": [f"C{i}" for i in range(3000)],

@@ -309,9 +309,9 @@ def pricing_numbers(conn: Connection, filters: Filters, recent_days: int | None 
     orders, discounted_orders = int(row.orders), int(row.discounted_orders)
     revenue, discounted_order_revenue = float(row.revenue), float(row.discounted_order_revenue)
     available = discounted_orders > 0
-    window = recent_window(conn, filters, recent_days) if recent_days and available else None
-    recent = {"recent_revenue": pricing_numbers(conn, window)["discounted_revenue"] if window else 0.0} \
-        if recent_days and available else {}
+    # Some order matched, so the window (up to the reference date) is never None.
+    recent = {"recent_revenue": pricing_numbers(conn, recent_window(conn, filters, recent_days))["discounted_revenue"]
+              } if recent_days and available else {}
     return {
         "available": available,
         **({} if available else {"reason": "no matching order was discounted"}),
