@@ -18,14 +18,15 @@ import io
 import logging
 import tempfile
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 from flask import Blueprint, Response, request, send_file, stream_with_context
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
-from openpyxl.utils import get_column_letter
 from sqlalchemy import Numeric, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -72,6 +73,7 @@ def orders_csv() -> Response:
 
     def body() -> Iterator[str]:
         buffer = io.StringIO()
+        buffer.write(BOM)
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
         for batch in _chain(first, rows):
@@ -106,9 +108,9 @@ def customers_xlsx() -> Response | tuple[Response, int]:
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Customers")
     sheet.append(list(frame.columns))
-    money = _money_cells(sheet, frame.columns, service.money_format())
+    cells = _row_cells(sheet, frame.columns, service.money_format())
     for record in frame.itertuples(index=False):
-        sheet.append(money([_cell(v) for v in record]))
+        sheet.append(cells(record))
     return _send_workbook(workbook, "customers.xlsx")
 
 
@@ -141,7 +143,10 @@ def import_report(upload_id: str, kind: str) -> Response | tuple[Response, int]:
 
 
 def _csv(frame: pd.DataFrame, filename: str) -> Response:
-    return Response(frame.to_csv(index=False), mimetype="text/csv",
+    safe = frame.copy()
+    for name in frame.select_dtypes(include=["object", "string"]).columns:
+        safe[name] = frame[name].map(csv_text)
+    return Response(BOM + safe.to_csv(index=False), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
@@ -186,10 +191,10 @@ def orders_xlsx() -> Response | tuple[Response, int]:
     sheet = workbook.create_sheet("Orders")
     columns, batches = _stream_orders(filters)
     sheet.append(list(columns))
-    money = _money_cells(sheet, columns, service.money_format())
+    cells = _row_cells(sheet, columns, service.money_format())
     for batch in batches:
         for row in batch:
-            sheet.append(money(list(row)))
+            sheet.append(cells(row))
     return _send_workbook(workbook, "orders.xlsx")
 
 
@@ -221,7 +226,7 @@ def build_report(filters: Filters, results: dict[str, Any], version: str | None,
     summary.append(["Data version", version or "(not loaded by bi-app)"])
     summary.append(["Currency", money.currency])
     for label, value in filters.describe():
-        summary.append([label, value])
+        summary.append([label, _xlsx_cell(summary, value)])
     summary.append([])
     kpis = results["kpis"]
     period = kpis["period"]
@@ -231,18 +236,14 @@ def build_report(filters: Filters, results: dict[str, Any], version: str | None,
                         ("Same period last year", kpis["same_period_last_year"])):
         summary.append([label, span_text(span["start"], span["end"]) if span else "—"])
     summary.append(["Metric", "Value", "Previous period", "Change", "Same period last year", "Change vs last year"])
-    header_row = summary.max_row
-    money_rows = []
+    _bold(summary[summary.max_row])
     for name in KPI_NAMES:  # named as in the API; "revenue" is net revenue (see the README's Measures)
         figure = kpis[name]
-        summary.append([name, figure["value"], figure["previous"], figure["change"], figure["last_year"],
-                        figure["change_last_year"]])
-        if name in MONEY_KPIS:
-            money_rows.append(summary.max_row)
-    _style_table(summary, header_row, {"B": "#,##0.00", "C": "#,##0.00", "D": "0.0%", "E": "#,##0.00", "F": "0.0%"})
-    for row in money_rows:
-        for column in "BCE":
-            summary[f"{column}{row}"].number_format = money.excel()
+        value_format, change_format = number_format(name, money), number_format("change", money)
+        summary.append([name, *(_xlsx_cell(summary, figure[key], f) for key, f in (
+            ("value", value_format), ("previous", value_format), ("change", change_format),
+            ("last_year", value_format), ("change_last_year", change_format)))])
+    _fit_columns(summary)
 
     distribution = results["distribution"]
     stats = pd.DataFrame(
@@ -273,72 +274,111 @@ def build_report(filters: Filters, results: dict[str, Any], version: str | None,
             if index:
                 sheet.append([])
             _append_frame(sheet, frame, money, percent_values=title == "Cohorts")
+        _fit_columns(sheet)
     return workbook
 
 
+#: Figures written in the data's currency.
 _MONEY = {"revenue", "average_spend", "revenue_per_customer", "guest_revenue", "average_price", "estimated_margin",
-          "moving_average_3", "bin_start", "bin_end", "gross_sales", "returns", "adjustments"}
-#: Columns that mix money and other figures (the statistic/value and metric/value tables).
-_NUMBERS = {"value", "previous"}
-MONEY_KPIS = ("revenue", "gross_sales", "returns", "adjustments", "average_order_value")
-_PERCENT = {"revenue_share", "customer_share", "growth", "retention", "change"}
+          "moving_average_3", "bin_start", "bin_end", "gross_sales", "returns", "adjustments", "average_order_value",
+          "total_spent", "total_discounts", "average_spent", "revenue_at_risk",
+          *MONEY_COLUMNS,
+          # order-value statistics (the Distribution sheet)
+          "mean", "std", "min", "max", "q1", "median", "q3", "q95"}
+_PERCENT = {"growth", "retention", "change", "change_last_year", "q4_vs_q1"}
+_COUNTS = {"orders", "customers", "units", "pairs", "cohort_size", "months_since_first", "churn_days", "order_count",
+           "total_items", "cluster", "r_score", "f_score", "m_score", "quantity", "line_number"}
+_RATIOS = {"correlation", "skewness", "kurtosis", "discount_order_size_correlation", "pc1", "pc2"}
+
+
+def number_format(name: str, money: MoneyFormat) -> str:
+    """The Excel number format of a figure named ``name`` (a column, or a metric in a name/value table):
+    money in ``money``'s currency, shares and changes as percentages, counts as whole numbers."""
+    if name in _PERCENT or name.endswith(("_rate", "_share", "_probability")):
+        return "0.0%"
+    if name in _MONEY:
+        return money.excel()
+    if name in _COUNTS or name.endswith(("_customers", "_orders")):
+        return "#,##0"
+    if name.endswith("_days"):
+        return "#,##0.0"
+    if name in _RATIOS:
+        return "0.000"
+    return "#,##0.00"
+
+
+#: What a spreadsheet reads as the start of a formula (OWASP's list for CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: A UTF-8 byte-order mark: CSVs start with it, so that Excel reads accented names as UTF-8
+#: (pandas, Python's csv with ``utf-8-sig``, and bi-app import skip it).
+BOM = "\ufeff"
+
+
+def csv_text(value: Any) -> Any:
+    """A CSV field: text that a spreadsheet would run as a formula is led by an apostrophe (as OWASP
+    advises), so it shows as text; anything else as it is."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def _xlsx_cell(sheet, value: Any, number_format: str | None = None) -> Any:  # noqa: ANN001
+    """A sheet cell's content: text always a text cell (never a formula) without the control characters
+    a sheet cannot hold, numbers in ``number_format``, empty for None and NaN."""
+    value = _plain(value)
+    if isinstance(value, str):
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)
+        if not value.startswith("="):  # openpyxl reads "=..." as a formula; anything else stays text
+            return value
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.data_type = "s"
+        return cell
+    if number_format and isinstance(value, (int, float)) and not isinstance(value, bool):
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.number_format = number_format
+        return cell
+    return value
 
 
 def _append_frame(sheet, frame: pd.DataFrame, money: MoneyFormat, *, percent_values: bool = False  # noqa: ANN001
                   ) -> None:
+    """``frame`` under a bold header; each column in its number format (a name/value table: each row
+    in its name's; the cohort matrix: percentages)."""
     sheet.append([str(c) for c in frame.columns])
-    header_row = sheet.max_row
+    _bold(sheet[sheet.max_row])
+    keyed = list(frame.columns)[1:] == ["value"]
+    formats = [None if i == 0 else "0.0%" if percent_values else number_format(str(c), money)
+               for i, c in enumerate(frame.columns)]
     for record in frame.itertuples(index=False):
-        sheet.append([_cell(v) for v in record])
-    formats = {}
-    for i, column in enumerate(frame.columns, start=1):
-        letter = get_column_letter(i)
-        if percent_values and i > 1 or column in _PERCENT:
-            formats[letter] = "0.0%"
-        elif column in _MONEY:
-            formats[letter] = money.excel()
-        elif column in _NUMBERS:
-            formats[letter] = "#,##0.00"
-    _style_table(sheet, header_row, formats)
+        row_formats = [None, number_format(str(record[0]), money)] if keyed else formats
+        sheet.append([_xlsx_cell(sheet, v, f) for v, f in zip(record, row_formats)])
 
 
-def _style_table(sheet, header_row: int, formats: dict[str, str]) -> None:  # noqa: ANN001
-    for cell in sheet[header_row]:
+def _bold(cells) -> None:  # noqa: ANN001
+    for cell in cells:
         cell.font = Font(bold=True)
-    for letter, number_format in formats.items():
-        for (cell,) in sheet[f"{letter}{header_row + 1}:{letter}{sheet.max_row}"]:
-            if isinstance(cell.value, (int, float)):
-                cell.number_format = number_format
+
+
+def _fit_columns(sheet) -> None:  # noqa: ANN001
     for column_cells in sheet.columns:
         width = max(len(str(c.value)) if c.value is not None else 0 for c in column_cells)
         sheet.column_dimensions[column_cells[0].column_letter].width = min(max(10, width + 2), 60)
 
 
-#: Money columns of the orders and customers sheets (written with the data's currency format).
-SHEET_MONEY = {*MONEY_COLUMNS, "total_spent", "average_order_value", "total_discounts"}
+def _row_cells(sheet, columns: Iterable[str], money: MoneyFormat) -> Callable[[Iterable], list]:  # noqa: ANN001
+    """A function that turns a row of the orders or customers sheet into its cells: money in ``money``'s
+    currency, shares as percentages, text never a formula."""
+    formats = [number_format(name, money) if name in _MONEY or name.endswith("_probability") else None
+               for name in columns]
+    return lambda values: [_xlsx_cell(sheet, v, f) for v, f in zip(values, formats)]
 
 
-def _money_cells(sheet, columns: Iterable[str], money: MoneyFormat) -> Callable[[list], list]:  # noqa: ANN001
-    """A function that turns a row's money values into cells formatted in ``money``'s currency."""
-    positions = [i for i, name in enumerate(columns) if name in SHEET_MONEY]
-    number_format = money.excel()
-
-    def convert(values: list) -> list:
-        for i in positions:
-            if values[i] is not None:
-                cell = WriteOnlyCell(sheet, value=float(values[i]))
-                cell.number_format = number_format
-                values[i] = cell
-        return values
-
-    return convert
-
-
-def _cell(value: Any) -> Any:
+def _plain(value: Any) -> Any:
+    """A Python value for a cell: numpy scalars as numbers, Decimal as float, NaN as None."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return None
     if hasattr(value, "item"):  # numpy scalars
-        return value.item()
+        return _plain(value.item())
+    if isinstance(value, Decimal):
+        return float(value)
     if isinstance(value, (dict, list)):
         return str(value)
     return value
@@ -381,7 +421,7 @@ def _formatted(columns: tuple[str, ...], row: tuple) -> list[Any]:
         elif hasattr(value, "isoformat"):
             values.append(value.isoformat()[:10] if name == "order_date" else value.isoformat())
         else:
-            values.append(value)
+            values.append(csv_text(value))
     return values
 
 

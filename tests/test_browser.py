@@ -197,7 +197,7 @@ def test_browser_download_has_the_right_rows(tab: Tab, orders: pd.DataFrame) -> 
     tab.open("/?region=South&category=Office")
     with tab.page.expect_download() as download:
         tab.page.click("#download-csv")
-    content = Path(download.value.path()).read_text()
+    content = Path(download.value.path()).read_text(encoding="utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(content)))
     expected = orders[orders["region"].eq("South") & orders["category"].eq("Office")]
     assert len(rows) == len(expected) > 0
@@ -294,7 +294,7 @@ def test_browser_a_recommendations_download_has_its_target_customers(tab: Tab, o
     strategy_tab(tab, "/strategy?region=West")
     with tab.page.expect_download() as download:
         tab.page.click("#strategy-download-cross_sell")
-    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8-sig"))))
     west = orders[orders["region"] == "West"]
     single = west.groupby("customer_id")["category"].nunique()
     assert len(rows) == int((single == 1).sum()) > 0

