@@ -6,7 +6,7 @@ from typing import Iterable, Mapping, Sequence
 
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import html
+from dash import dcc, html
 
 from bi_app.money import DEFAULT_FORMAT, MoneyFormat
 
@@ -57,6 +57,25 @@ def kpi_card(
     if note:
         body.append(html.Div(note, className="small text-muted"))
     return dbc.Card(dbc.CardBody(body), className="h-100 shadow-sm")
+
+
+#: What a chart's toolbar offers: only what acts in the browser (download a PNG, zoom, reset).
+#: Plotly's "share" and "edit in Chart Studio" buttons send the chart's data to an outside service,
+#: and sales data must never leave the deployment.
+CHART_CONFIG = {
+    "displaylogo": False,
+    "responsive": True,
+    "showSendToCloud": False,
+    "showEditInChartStudio": False,
+    "showLink": False,
+    "modeBarButtonsToRemove": ["sendDataToCloud", "editInChartStudio", "pan2d", "select2d", "lasso2d"],
+    "toImageButtonOptions": {"format": "png", "scale": 2},
+}
+
+
+def chart(graph_id: str, figure: object = None, **props) -> dcc.Graph:  # noqa: ANN003
+    """A chart with the app's toolbar (:data:`CHART_CONFIG`); ``figure`` may come later from a callback."""
+    return dcc.Graph(id=graph_id, config=CHART_CONFIG, **({"figure": figure} if figure is not None else {}), **props)
 
 
 def section(title: str | None, *children, **kwargs) -> dbc.Card:  # noqa: ANN002, ANN003

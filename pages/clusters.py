@@ -7,7 +7,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
 from bi_app import figures, service
-from bi_app.components import empty_state, kpi_card, section, table
+from bi_app.components import chart, empty_state, kpi_card, section, table
 from bi_app.ml.features import SEGMENTATION_FEATURES
 from bi_app.money import MoneyFormat
 from bi_app.shell import error_banner, filters_of, search_of
@@ -83,11 +83,10 @@ def model_section(model: dict) -> html.Div:
         dbc.Row([dbc.Col(card, xs=12, sm=6, lg=3, className="mb-3") for card in cards]),
         html.P(stable, className="small", id="clusters-stability"),
         dbc.Row([
-            dbc.Col(section(None, dcc.Graph(id="clusters-silhouette-chart",
-                                            figure=figures.silhouette_by_k(model["silhouette_by_k"], model["k"]))),
+            dbc.Col(section(None, chart("clusters-silhouette-chart",
+                                        figures.silhouette_by_k(model["silhouette_by_k"], model["k"]))),
                     lg=6, className="mb-3"),
-            dbc.Col(section(None, dcc.Graph(id="clusters-importance",
-                                            figure=figures.importance(model["feature_importance"]))),
+            dbc.Col(section(None, chart("clusters-importance", figures.importance(model["feature_importance"]))),
                     lg=6, className="mb-3"),
         ]),
     ])
@@ -103,7 +102,7 @@ def profile_section(clusters: dict, money: MoneyFormat) -> html.Div:
                       decimals=("order_count", "average_satisfaction", "total_items", "recency_days"),
                       currency=money)),
         html.Div(className="mb-3"),
-        section(None, dcc.Graph(id="clusters-projection", figure=figures.projection(clusters["projection"]))),
+        section(None, chart("clusters-projection", figures.projection(clusters["projection"]))),
         html.Div(className="mb-3"),
     ])
 
@@ -111,7 +110,7 @@ def profile_section(clusters: dict, money: MoneyFormat) -> html.Div:
 def rfm_section(rfm, money: MoneyFormat) -> html.Div:  # noqa: ANN001
     shown = rfm[rfm["customers"] > 0]
     return dbc.Row([
-        dbc.Col(section(None, dcc.Graph(id="clusters-rfm-chart", figure=figures.bars(
+        dbc.Col(section(None, chart("clusters-rfm-chart", figures.bars(
             shown, "segment", "customers", "Customers per RFM segment", money=None))), lg=5, className="mb-3"),
         dbc.Col(section("RFM segments", table(
             rfm[["segment", "customers", "customer_share", "revenue", "revenue_share", "average_recency_days",
@@ -151,6 +150,6 @@ def churn_section(churn: dict) -> html.Div:
     return html.Div([
         html.H4("Churn risk", className="mt-2"),
         html.P(text, id="clusters-churn", className="small"),
-        section(None, dcc.Graph(id="clusters-churn-chart", figure=figures.columns(
+        section(None, chart("clusters-churn-chart", figures.columns(
             churn["distribution"], "band", "customers", "Customers by churn probability"))),
     ])

@@ -12,7 +12,7 @@ from dash import Input, Output, State, callback, clientside_callback, dcc, html,
 
 from bi_app import figures, service
 from bi_app.analytics.orders import span_text
-from bi_app.components import count, empty_state, kpi_card, section
+from bi_app.components import chart, count, empty_state, kpi_card, section
 from bi_app.money import MoneyFormat
 from bi_app.shell import error_banner, filters_of, with_filters
 from data_layer.schema import MONEY_COLUMNS, SALES_COLUMNS
@@ -33,8 +33,7 @@ def grid_columns(money: MoneyFormat) -> list[dict]:
 
 def graph(graph_id: str) -> dcc.Loading:
     # The space is held before plotly.js has loaded, so nothing below jumps when the charts draw.
-    return dcc.Loading(dcc.Graph(id=graph_id, config={"displaylogo": False, "responsive": True},
-                                 style={"minHeight": f"{figures.HEIGHT}px"}),
+    return dcc.Loading(chart(graph_id, style={"minHeight": f"{figures.HEIGHT}px"}),
                        type="dot", delay_show=300)
 
 

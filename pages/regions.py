@@ -7,7 +7,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
 from bi_app import figures, service
-from bi_app.components import empty_state, leader_laggard, section, table
+from bi_app.components import chart, empty_state, leader_laggard, section, table
 from bi_app.shell import error_banner, filters_of
 
 dash.register_page(__name__, path="/regions", name="Regions", title="Regions · E-commerce BI", order=2,
@@ -38,12 +38,11 @@ def show_regions(search: str | None, _db: str):  # noqa: ANN201
         callout,
         dbc.Row(
             [
-                dbc.Col(section(None, dcc.Graph(
-                    id="regions-revenue", figure=figures.bars(frame, "region", "revenue", "Revenue by region", money=money))),
+                dbc.Col(section(None, chart("regions-revenue", figures.bars(
+                    frame, "region", "revenue", "Revenue by region", money=money))),
                     lg=6, className="mb-3"),
-                dbc.Col(section(None, dcc.Graph(
-                    id="regions-per-customer",
-                    figure=figures.bars(frame, "region", "revenue_per_customer", "Revenue per customer", money=money))),
+                dbc.Col(section(None, chart("regions-per-customer", figures.bars(
+                    frame, "region", "revenue_per_customer", "Revenue per customer", money=money))),
                     lg=6, className="mb-3"),
             ]
         ),

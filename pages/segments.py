@@ -7,7 +7,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
 from bi_app import figures, service
-from bi_app.components import empty_state, leader_laggard, section, table
+from bi_app.components import chart, empty_state, leader_laggard, section, table
 from bi_app.shell import error_banner, filters_of
 
 dash.register_page(__name__, path="/segments", name="Segments", title="Segments · E-commerce BI", order=1,
@@ -38,12 +38,11 @@ def show_segments(search: str | None, _db: str):  # noqa: ANN201
         callout,
         dbc.Row(
             [
-                dbc.Col(section(None, dcc.Graph(
-                    id="segments-share", figure=figures.share_pie(frame, "segment", "revenue", "Revenue by segment", money))),
+                dbc.Col(section(None, chart("segments-share", figures.share_pie(
+                    frame, "segment", "revenue", "Revenue by segment", money))),
                     lg=5, className="mb-3"),
-                dbc.Col(section(None, dcc.Graph(
-                    id="segments-spend",
-                    figure=figures.bars(frame, "segment", "average_spend", "Average spend per order", money=money))),
+                dbc.Col(section(None, chart("segments-spend", figures.bars(
+                    frame, "segment", "average_spend", "Average spend per order", money=money))),
                     lg=7, className="mb-3"),
             ]
         ),

@@ -11,7 +11,7 @@ from dash import ALL, Input, Output, State, callback, dcc, html
 
 from bi_app import figures, service
 from bi_app.api import to_jsonable
-from bi_app.components import section
+from bi_app.components import chart, section
 from bi_app.money import MoneyFormat
 from bi_app.ml.strategy import ASSUMPTIONS, TITLES, project
 from bi_app.shell import error_banner, filters_of
@@ -147,5 +147,5 @@ def forecast_section(forecast: dict, money: MoneyFormat) -> Any:
     if forecast["partial_month_left_out"]:
         note += (f" Left out as partial months (the data or the filters cover only part of them): "
                  f"{forecast['partial_month_left_out']}.")
-    return section(None, dcc.Graph(id="strategy-forecast-chart", figure=figures.forecast(forecast, money)),
+    return section(None, chart("strategy-forecast-chart", figures.forecast(forecast, money)),
                    html.P(note, id="strategy-forecast-note", className="small text-muted mb-0"))

@@ -30,6 +30,11 @@ DRAWN = {"overview": "#overview-kpis .kpi-value", "segments": "#segments-table",
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
+#: Any http(s) address that is not this machine's.
+OUTSIDE = re.compile(r"^(https?|wss?)://(?!(127\.0\.0\.1|localhost)[:/])")
+#: What a chart's toolbar may offer: actions in the browser only.
+LOCAL_CHART_ACTIONS = {"Download plot as a PNG", "Zoom", "Zoom in", "Zoom out", "Autoscale", "Reset axes"}
+
 pytestmark = pytest.mark.browser
 
 
@@ -76,6 +81,12 @@ class Tab:
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("response", lambda r: self.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        # Nothing on a page may talk to another host: such a request fails, and the test with it.
+        self.context.route(OUTSIDE, self.refuse)
+
+    def refuse(self, route) -> None:  # noqa: ANN001
+        self.errors.append(f"request to an outside host: {route.request.url}")
+        route.abort()
 
     def open(self, path: str) -> None:
         self.page.goto(self.base + path)
@@ -130,6 +141,8 @@ def test_browser_every_page_renders_without_errors_at_desktop_and_phone_width(br
         tab.page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
         overflow = tab.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width}px"
+        actions = tab.page.eval_on_selector_all(".modebar-btn", "buttons => buttons.map(b => b.dataset.title)")
+        assert set(actions) <= LOCAL_CHART_ACTIONS, f"{name}: chart toolbar offers {set(actions) - LOCAL_CHART_ACTIONS}"
         assert tab.errors == [], tab.errors
         tab.close()
 
