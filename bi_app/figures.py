@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import pandas as pd
@@ -24,15 +25,33 @@ _LAYOUT = dict(
 )
 
 
-def _figure(title: str, **layout: Any) -> go.Figure:
-    """A figure with our layout, built without plotly's per-property validation (it cost ~15 ms a figure)."""
-    return go.Figure(layout={**_LAYOUT, "title": {"text": title}, **layout}, _validate=False)
+#: A legend on its own line under the title (beside it, it covers the title on a phone).
+LEGEND_UNDER_TITLE = dict(legend=dict(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom"),
+                          margin=dict(l=10, r=10, t=80, b=10))
+
+
+def wrap(text: str, width: int) -> str:
+    """``text`` broken into lines of at most ``width`` characters with ``<br>`` (plotly does not wrap)."""
+    return "<br>".join(textwrap.wrap(text, width)) or text
+
+
+def _figure(title: str, subtitle: str = "", **layout: Any) -> go.Figure:
+    """A figure with our layout, built without plotly's per-property validation (it cost ~15 ms a figure).
+
+    The title sits at the top edge, so a legend or the ``subtitle`` (lines broken with ``<br>``; the
+    top margin grows with them) never covers it."""
+    heading: dict[str, Any] = {"text": title, "yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 10}}
+    if subtitle:
+        heading["subtitle"] = {"text": subtitle}
+        top = 40 + 16 * (heading["subtitle"]["text"].count("<br>") + 1)
+        layout["margin"] = {**layout.get("margin", _LAYOUT["margin"]), "t": top}
+    return go.Figure(layout={**_LAYOUT, "title": heading, **layout}, _validate=False)
 
 
 def empty(title: str, message: str = "No orders match these filters") -> go.Figure:
     """A blank figure that says why it is blank."""
     figure = _figure(title)
-    figure.add_annotation(text=message, showarrow=False, font=dict(size=14, color="#7f8c8d"))
+    figure.add_annotation(text=wrap(message, 36), showarrow=False, font=dict(size=14, color="#7f8c8d"))
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
     return figure
@@ -47,7 +66,7 @@ def trend(monthly: pd.DataFrame, money: MoneyFormat = DEFAULT_FORMAT) -> go.Figu
     notes = [("partial month: the data or the filters cover only part of it" if part else
               f"vs previous month: {g:+.1%}" if pd.notna(g) else "vs previous month: —")
              for part, g in zip(partial, monthly["growth"])]
-    figure = _figure("Monthly net revenue", separators=money.separators)
+    figure = _figure("Monthly net revenue", separators=money.separators, **LEGEND_UNDER_TITLE)
     figure.add_bar(
         x=monthly["month"], y=monthly["revenue"], name="Net revenue", customdata=notes,
         marker_pattern_shape=["/" if part else "" for part in partial],
@@ -58,22 +77,64 @@ def trend(monthly: pd.DataFrame, money: MoneyFormat = DEFAULT_FORMAT) -> go.Figu
         x=monthly["month"], y=monthly["moving_average_3"], name="3-month average (whole months)", mode="lines",
         hovertemplate=f"%{{x}}<br>3-month average {money.hover('y')}<extra></extra>",
     )
+    # Months as categories: a time axis of one month's bar would tick hours ("23:59:59.9996").
+    figure.update_xaxes(type="category")
     figure.update_yaxes(**money.axis())
     return figure
 
 
+#: Bars a chart draws, largest first, before the rest go into one "Other" bar: at the chart's
+#: height each keeps a label of its own.
+TOP_BARS = 12
+#: Characters of a bar's label; longer names end in an ellipsis and are whole on hover.
+LABEL_CHARS = 24
+
+
+def shorten(name: str, limit: int = LABEL_CHARS) -> str:
+    """``name``, or its first characters and an ellipsis when it is longer than ``limit``."""
+    return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
+
+
+def only_one(title: str, category: str, name: object) -> go.Figure:
+    """What a breakdown shows when every order falls in one group: a note, not a single bar or slice."""
+    return empty(title, f"All of these orders have one {category.replace('_', ' ')}: "
+                        f"{shorten(str(name), 40)}. Nothing to break down.")
+
+
 def bars(frame: pd.DataFrame, category: str, value: str, title: str, *,
-         money: MoneyFormat | None = DEFAULT_FORMAT) -> go.Figure:
-    """Horizontal bars of ``value`` per ``category``, largest on top (click one to drill down);
-    ``money`` writes the values in a currency (None: counts)."""
+         money: MoneyFormat | None = DEFAULT_FORMAT, additive: bool = True, see_all: str | None = None,
+         top: int = TOP_BARS) -> go.Figure:
+    """Horizontal bars of ``value`` per ``category``, largest on top (click one to drill down).
+
+    At most ``top`` bars; an ``additive`` measure (revenue, counts) gathers the rest in one
+    "Other (k more)" bar, and the subtitle says how many are left out, with a link to ``see_all``
+    (the whole table) when given. Labels are shortened to :data:`LABEL_CHARS`, whole on hover.
+    ``money`` writes the values in a currency (None: counts).
+    """
     if frame.empty:
         return empty(title)
-    ordered = frame.sort_values(value)
-    figure = _figure(title, **({"separators": money.separators} if money else {}))
+    if len(frame) == 1:
+        return only_one(title, category, frame[category].iloc[0])
+    ranked = frame.dropna(subset=[value]).sort_values(value, ascending=False, kind="stable")
+    shown, rest = ranked.iloc[:top], ranked.iloc[top:]
+    names = [str(name) for name in shown[category]]
+    values = [float(v) for v in shown[value]]
+    keys: list[str | None] = list(names)
+    subtitle = ""
+    if len(rest):
+        if additive:
+            names.append(f"Other ({len(rest):,} more)")
+            values.append(float(rest[value].sum()))
+            keys.append(None)
+        link = f' · <a href="{see_all}">all {len(ranked):,} as CSV</a>' if see_all else ""
+        subtitle = f"top {len(shown)} of {len(ranked):,}{link}"
+    figure = _figure(title, subtitle, **({"separators": money.separators} if money else {}))
     figure.add_bar(
-        x=ordered[value], y=ordered[category], orientation="h", customdata=ordered[category],
+        x=values[::-1], y=names[::-1], orientation="h", customdata=keys[::-1],
         hovertemplate=f"%{{y}}<br>{money.hover('x')}<extra></extra>" if money else "%{y}<br>%{x:,}<extra></extra>",
     )
+    figure.update_yaxes(type="category", tickmode="array", tickvals=names, ticktext=[shorten(n) for n in names],
+                        automargin=True)
     figure.update_xaxes(**(money.axis() if money else {"separatethousands": True}))
     return figure
 
@@ -83,6 +144,8 @@ def share_pie(frame: pd.DataFrame, category: str, value: str, title: str, money:
     """A donut of ``value`` shares per ``category`` (click a slice to drill down)."""
     if frame.empty:
         return empty(title)
+    if len(frame) == 1:
+        return only_one(title, category, frame[category].iloc[0])
     figure = _figure(title, legend=dict(orientation="h", yanchor="top", y=-0.05, xanchor="center", x=0.5),
                      separators=money.separators)
     figure.add_pie(labels=frame[category], values=frame[value], hole=0.45, customdata=frame[category],
@@ -91,30 +154,45 @@ def share_pie(frame: pd.DataFrame, category: str, value: str, title: str, money:
 
 
 def histogram(bins: list[dict[str, Any]], stats: dict[str, Any], money: MoneyFormat = DEFAULT_FORMAT) -> go.Figure:
-    """Order-value histogram with the median and mean marked."""
+    """Order-value histogram with the median and mean marked; the orders above the 99th percentile,
+    when the analysis put them in an overflow bin, drawn as one last bar named so."""
     if not bins:
         return empty("Order values")
     frame = pd.DataFrame(bins)
+    over = frame[frame["overflow"]] if "overflow" in frame else frame.iloc[:0]
+    frame = frame.drop(over.index)
     centers = (frame["bin_start"] + frame["bin_end"]) / 2
+    width = float((frame["bin_end"] - frame["bin_start"]).iloc[0])
+    subtitle = wrap(f"last bar: the {int(over['orders'].iloc[0]):,} orders over "
+                    f"{money(float(over['bin_start'].iloc[0]), whole=True)} (the 99th percentile)", 52) if len(over) else ""
     # The legend (median and mean) goes under the plot: beside the title it covers it in a narrow chart.
-    figure = _figure("Order values", legend=dict(orientation="h", x=0, xanchor="left", y=-0.12, yanchor="top"),
+    figure = _figure("Order values", subtitle, legend=dict(orientation="h", x=0, xanchor="left", y=-0.12,
+                                                           yanchor="top"),
                      margin=dict(l=10, r=10, t=40, b=40), separators=money.separators)
     figure.add_bar(
-        x=centers, y=frame["orders"], width=(frame["bin_end"] - frame["bin_start"]) * 0.95, name="Orders",
+        x=centers, y=frame["orders"], width=width * 0.95, name="Orders",
         showlegend=False,
         customdata=frame[["bin_start", "bin_end"]],
         hovertemplate=f"{money.hover('customdata[0]', 0)}–{money.hover('customdata[1]', 0)}<br>%{{y:,}} orders"
                       "<extra></extra>",
     )
+    right = float(frame["bin_end"].max())
+    if len(over):
+        start, end = float(over["bin_start"].iloc[0]), float(over["bin_end"].iloc[0])
+        figure.add_bar(x=[right + width / 2], y=over["orders"], width=width * 0.95, showlegend=False,
+                       marker=dict(color=PALETTE[7], pattern_shape="/"),
+                       hovertemplate=f"over {money(start, whole=True)} (up to {money(end, whole=True)})"
+                                     "<br>%{y:,} orders<extra></extra>")
+        right += width
     # The median and mean as vertical lines named in the legend (labels beside the lines overlap
     # each other, or the plot's edge, in a skewed distribution).
-    top = float(frame["orders"].max()) * 1.05
+    top = float(pd.concat([frame["orders"], over["orders"]]).max()) * 1.05
     for name, dash, color in (("median", "dash", PALETTE[4]), ("mean", "dot", PALETTE[3])):
-        if stats.get(name) is not None:
-            figure.add_scatter(x=[stats[name], stats[name]], y=[0, top], mode="lines", name=f"{name} {money(stats[name], whole=True)}",
+        if stats.get(name) is not None and stats[name] <= right:
+            figure.add_scatter(x=[stats[name], stats[name]], y=[0, top], mode="lines",
+                               name=f"{name} {money(stats[name], whole=True)}",
                                line=dict(dash=dash, color=color, width=2), hoverinfo="skip")
-    figure.update_xaxes(**money.axis(),
-                        range=[float(frame["bin_start"].min()), float(frame["bin_end"].max())])
+    figure.update_xaxes(**money.axis(), range=[float(frame["bin_start"].min()), right])
     return figure
 
 
@@ -132,7 +210,7 @@ def cohort_heatmap(cohorts: pd.DataFrame) -> go.Figure:
 
 def silhouette_by_k(scores: pd.DataFrame, chosen: int) -> go.Figure:
     """Silhouette score for each k tried, the chosen k marked."""
-    figure = _figure("Silhouette by number of clusters")
+    figure = _figure("Silhouette by number of clusters", **LEGEND_UNDER_TITLE)
     figure.add_scatter(x=scores["k"], y=scores["silhouette"], mode="lines+markers", name="silhouette",
                        hovertemplate="k = %{x}: %{y:.3f}<extra></extra>")
     best = scores[scores["k"] == chosen]
@@ -156,7 +234,7 @@ def projection(points: pd.DataFrame) -> go.Figure:
     """Customers on the first two principal components, coloured by cluster."""
     if points.empty:
         return empty("Customers in two dimensions (PCA)")
-    figure = _figure("Customers in two dimensions (PCA)")
+    figure = _figure("Customers in two dimensions (PCA)", **LEGEND_UNDER_TITLE)
     for name, group in points.groupby("cluster_name", sort=True):
         figure.add_scatter(x=group["pc1"], y=group["pc2"], mode="markers", name=str(name),
                            marker=dict(size=5, opacity=0.6), customdata=group["customer_id"],
@@ -169,7 +247,7 @@ def projection(points: pd.DataFrame) -> go.Figure:
 def forecast(result: dict[str, Any], money: MoneyFormat = DEFAULT_FORMAT) -> go.Figure:
     """Revenue history, the forecast and its 80% and 95% intervals."""
     history, ahead = result["history"], result["forecast"]
-    figure = _figure("Revenue forecast", separators=money.separators)
+    figure = _figure("Revenue forecast", separators=money.separators, **LEGEND_UNDER_TITLE)
     for level, colour in ((95, "rgba(52,152,219,0.15)"), (80, "rgba(52,152,219,0.3)")):
         figure.add_scatter(x=ahead["month"], y=ahead[f"upper_{level}"], mode="lines", line=dict(width=0),
                            showlegend=False, hoverinfo="skip")

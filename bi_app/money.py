@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from babel import Locale
-from babel.numbers import format_currency, get_currency_symbol
+from babel.numbers import format_currency, get_currency_precision, get_currency_symbol
 from sqlalchemy import Connection
 
 from data_layer.meta import data_currency
@@ -33,7 +33,10 @@ class MoneyFormat:
         if value is None or value != value:
             return "—"
         pattern = self._pattern.replace(".00", "") if whole else None
-        text = format_currency(round(value, 0) if whole else value, self.currency, format=pattern,
+        # Rounded to what is written first, and + 0.0: a sum that is zero but for float noise is
+        # "$0.00", never "−$0.00".
+        value = round(float(value), 0 if whole else get_currency_precision(self.currency)) + 0.0
+        text = format_currency(value, self.currency, format=pattern,
                                locale=self.locale, currency_digits=not whole)
         return text.replace("-", "−", 1)  # a real minus sign
 

@@ -14,7 +14,7 @@ from bi_app import figures, service
 from bi_app.analytics.orders import span_text
 from bi_app.components import chart, count, empty_state, kpi_card, section
 from bi_app.money import MoneyFormat
-from bi_app.shell import error_banner, filters_of, with_filters
+from bi_app.shell import error_banner, filters_of, search_of, with_filters
 from data_layer.schema import MONEY_COLUMNS, SALES_COLUMNS
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview · E-commerce BI", order=0,
@@ -113,12 +113,15 @@ def show_grid(wanted: bool) -> dag.AgGrid:
 #: What the overview shows, computed in one request (the browser opens at most six
 #: connections to a server: six separate callbacks would queue behind the grid's).
 CHARTS = {
-    "overview-trend": ("trend", lambda t, m: figures.trend(t["monthly"], m)),
-    "overview-segments": ("segments", lambda s, m: figures.share_pie(s, "segment", "revenue", "Revenue by segment", m)),
-    "overview-products": ("products", lambda p, m: figures.bars(p["products"], "product", "revenue",
-                                                                "Revenue by product", money=m)),
-    "overview-regions": ("regions", lambda r, m: figures.bars(r, "region", "revenue", "Revenue by region", money=m)),
-    "overview-distribution": ("distribution", lambda d, m: figures.histogram(d["histogram"], d, m)),
+    "overview-trend": ("trend", lambda t, m, q: figures.trend(t["monthly"], m)),
+    "overview-segments": ("segments", lambda s, m, q: figures.share_pie(s, "segment", "revenue", "Revenue by segment",
+                                                                         m)),
+    "overview-products": ("products", lambda p, m, q: figures.bars(p["products"], "product", "revenue",
+                                                                   "Revenue by product", money=m,
+                                                                   see_all=f"/export/products.csv{q}")),
+    "overview-regions": ("regions", lambda r, m, q: figures.bars(r, "region", "revenue", "Revenue by region", money=m,
+                                                                 see_all=f"/export/regions.csv{q}")),
+    "overview-distribution": ("distribution", lambda d, m, q: figures.histogram(d["histogram"], d, m)),
 }
 
 
@@ -137,7 +140,7 @@ def show_overview(search: str | None, _db: str) -> tuple:
         down = figures.empty("", "No figures: see the message above")
         return (None, error_banner(exc), *(down for _ in CHARTS))
     currency = service.money_format()
-    charts = [draw(results[name], currency) for name, draw in CHARTS.values()]
+    charts = [draw(results[name], currency, search_of(filters)) for name, draw in CHARTS.values()]
     kpis = results["kpis"]
     if kpis["orders"]["value"] == 0:
         return (None, empty_state(), *charts)
@@ -205,6 +208,8 @@ def drill_down(region, segment, product, month, search: str | None):  # noqa: AN
     if not clicked:
         return no_update
     point = clicked["points"][0]
+    if point.get("customdata", "") is None:  # the "Other (k more)" bar
+        return no_update
     if trigger == "overview-regions":
         return with_filters("/regions", search, region=point["customdata"])
     if trigger == "overview-segments":

@@ -42,7 +42,7 @@ def show_regions(search: str | None, _db: str):  # noqa: ANN201
                     frame, "region", "revenue", "Revenue by region", money=money))),
                     lg=6, className="mb-3"),
                 dbc.Col(section(None, chart("regions-per-customer", figures.bars(
-                    frame, "region", "revenue_per_customer", "Revenue per customer", money=money))),
+                    frame, "region", "revenue_per_customer", "Revenue per customer", money=money, additive=False))),
                     lg=6, className="mb-3"),
             ]
         ),

@@ -42,7 +42,7 @@ def show_segments(search: str | None, _db: str):  # noqa: ANN201
                     frame, "segment", "revenue", "Revenue by segment", money))),
                     lg=5, className="mb-3"),
                 dbc.Col(section(None, chart("segments-spend", figures.bars(
-                    frame, "segment", "average_spend", "Average spend per order", money=money))),
+                    frame, "segment", "average_spend", "Average spend per order", money=money, additive=False))),
                     lg=7, className="mb-3"),
             ]
         ),

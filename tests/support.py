@@ -71,3 +71,49 @@ def assert_same(got: object, expected: object, where: str) -> None:
 def net_revenue(orders: pd.DataFrame) -> pd.Series:
     """Each line's net revenue: its amount less what was refunded of it (the README's Measures)."""
     return orders["total_amount"] - orders["refunded_amount"]
+
+
+def expected_histogram(values: pd.Series, bins: int = 20) -> tuple[list[int], list[float], bool]:
+    """The order-value histogram as the API draws it, with numpy: equal-width bins from the least to the
+    largest order, or, when the orders above the 99th percentile would take more of the axis than
+    all the others, bins up to that percentile and one overflow bin for the orders above it.
+    Returns the counts, the bins' left edges and whether the overflow bin is there."""
+    import numpy as np
+
+    lo, hi, q99 = values.min(), values.max(), values.quantile(0.99)
+    if hi - q99 > q99 - lo:
+        counts, edges = np.histogram(values[values <= q99], bins=bins, range=(lo, q99))
+        return [*counts.tolist(), int((values > q99).sum())], [*edges[:-1].tolist(), q99], True
+    counts, edges = np.histogram(values, bins=bins)
+    return counts.tolist(), edges[:-1].tolist(), False
+
+
+def wide_shop(path: Path, *, products: int = 1500, regions: int = 40, orders: int = 6000, seed: int = 7) -> Path:
+    """A shop's CSV export as real logs look: many products with names near 60 characters, many
+    regions (one far larger than the rest), a few categories, no segments, satisfaction or discounts,
+    and a handful of huge orders. Writes ``path`` and returns it."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    words = ["Vintage", "Ceramic", "Hand-painted", "Large", "Organic", "Cotton", "Stainless", "Bamboo", "Set of 4",
+             "Limited", "Edition", "Garden", "Kitchen", "Storage", "Lantern", "Cushion", "Blanket", "Teapot"]
+    names = []
+    for i in range(products):
+        name = " ".join(rng.choice(words, size=8)) + f" No. {i:04d}"
+        names.append((name + " Deluxe Collection Edition")[:60])
+    region_names = ["United Kingdom"] + [f"Region {i:02d} of the Overseas Territories" for i in range(1, regions)]
+    region_weights = np.array([40.0] + [1.0] * (regions - 1))
+    lines = []
+    for order in range(orders):
+        day = pd.Timestamp("2023-01-01") + pd.Timedelta(days=int(rng.integers(0, 700)))
+        customer = f"C{int(rng.integers(0, orders // 3)):05d}"
+        region = region_names[rng.choice(regions, p=region_weights / region_weights.sum())]
+        for _ in range(int(rng.integers(1, 4))):
+            # Every product sold once, then the few best sellers most often, as in a real catalogue.
+            product = len(lines) if len(lines) < products else int(min(rng.zipf(1.3), products) - 1)
+            amount = round(float(rng.uniform(3, 80)), 2) * (400 if order % 1500 == 0 else 1)
+            lines.append((f"O{order:06d}", day.date().isoformat(), names[product], f"Category {product % 15}",
+                          round(amount, 2), customer, region))
+    frame = pd.DataFrame(lines, columns=["Order", "Date", "Product", "Category", "Amount", "Customer", "Region"])
+    frame.to_csv(path, index=False)
+    return path

@@ -26,6 +26,7 @@ from data_layer.filters import Filters
 from data_layer.meta import read_meta, write_meta
 from data_layer.summaries import summaries_are_current
 from tests.conftest import postgres_url
+from tests.support import expected_histogram
 
 ROWS, SEED = 2000, 42
 FILTERS = {
@@ -171,13 +172,15 @@ def test_distribution(engine_on_path: Engine, orders: pd.DataFrame, filters: Fil
     assert got["orders"] == len(values)
     assert got["mean"] == pytest.approx(values.mean(), abs=CENT)
     assert got["std"] == pytest.approx(values.std(), rel=1e-9)
-    for name, q in (("q1", 0.25), ("median", 0.5), ("q3", 0.75), ("q95", 0.95)):
+    for name, q in (("q1", 0.25), ("median", 0.5), ("q3", 0.75), ("q95", 0.95), ("q99", 0.99)):
         assert got[name] == pytest.approx(values.quantile(q), abs=CENT), name
     assert got["skewness"] == pytest.approx(values.skew(), rel=1e-6)
     assert got["kurtosis"] == pytest.approx(values.kurt(), rel=1e-6)
-    counts, edges = np.histogram(values.to_numpy(), bins=20)
-    assert [b["orders"] for b in got["histogram"]] == counts.tolist()
-    assert [b["bin_start"] for b in got["histogram"]] == pytest.approx(edges[:-1].tolist())
+    counts, starts, overflow = expected_histogram(values)
+    assert [b["orders"] for b in got["histogram"]] == counts
+    assert [b["bin_start"] for b in got["histogram"]] == pytest.approx(starts)
+    assert [b["overflow"] for b in got["histogram"]] == [False] * 20 + [True] * overflow
+
 
 
 def test_segments(engine_on_path: Engine, orders: pd.DataFrame, filters: Filters) -> None:

@@ -11,6 +11,7 @@ import csv
 import io
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 
 from data_layer.demo_data import generate_orders_frame
-from tests.support import IN_CI, net_revenue, served
+from tests.support import BI_APP, IN_CI, net_revenue, served, wide_shop
 
 CHROMIUM = os.environ.get("BI_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
@@ -124,6 +125,20 @@ def money(value: float) -> str:
     return f"${value:,.2f}"
 
 
+#: The charts whose legend or axis labels cover their title or subtitle.
+COVERED_TITLES = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(plot => {
+    const boxes = selector => [...plot.querySelectorAll(selector)].map(e => e.getBoundingClientRect())
+        .filter(r => r.width > 0 && r.height > 0);
+    const titles = boxes('.gtitle, .gtitle-subtitle'), others = boxes('.legend, .ytick text, .xtick text');
+    return titles.some(a => others.some(b =>
+        a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1));
+}).map(plot => plot.parentElement.id || plot.id)"""
+
+
+def covered_titles(tab: Tab) -> list[str]:
+    return tab.page.evaluate(COVERED_TITLES)
+
+
 @pytest.mark.parametrize("name", list(PAGES))
 def test_browser_every_page_renders_without_errors_at_desktop_and_phone_width(browser, server: str, name: str) -> None:  # noqa: ANN001
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -141,6 +156,7 @@ def test_browser_every_page_renders_without_errors_at_desktop_and_phone_width(br
         tab.page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
         overflow = tab.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width}px"
+        assert covered_titles(tab) == [], f"{name} at {width}px"
         actions = tab.page.eval_on_selector_all(".modebar-btn", "buttons => buttons.map(b => b.dataset.title)")
         assert set(actions) <= LOCAL_CHART_ACTIONS, f"{name}: chart toolbar offers {set(actions) - LOCAL_CHART_ACTIONS}"
         assert tab.errors == [], tab.errors
@@ -427,3 +443,49 @@ def test_browser_upload_page_maps_validates_and_imports(browser, tmp_path: Path,
         assert f"{len(orders) + 3:,} orders" in tab.text("#overview-period")
         assert tab.errors == [], tab.errors
         tab.close()
+
+
+@pytest.fixture(scope="module")
+def wide_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`bi-app serve` on a shop of 1,500 products, 40 regions, 60-character names and no segments."""
+    folder = tmp_path_factory.mktemp("wide-shop")
+    env = {k: v for k, v in os.environ.items() if k not in ("BI_DATABASE_URL", "DATABASE_URL", "BI_CACHE_URL")}
+    env.update(BI_DATA_DIR=str(folder), BI_DATABASE_URL=f"sqlite:///{folder / 'shop.sqlite'}")
+    imported = subprocess.run([BI_APP, "import", str(wide_shop(folder / "shop.csv"))], env=env, capture_output=True,
+                              text=True)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    with served(env, folder / "server.log") as base:
+        yield base
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_browser_a_wide_catalogue_is_readable(browser, wide_server: str, width: int) -> None:  # noqa: ANN001
+    """Top bars with a label each, shortened names, an "Other" bar, a note for the segment donut,
+    the huge orders in an overflow bar; nothing covers a title, nothing scrolls sideways."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tab = Tab(browser, wide_server, width)
+    for path, name in (("/", "overview"), ("/regions", "regions"), ("/segments", "segments")):
+        tab.open(path)
+        tab.page.wait_for_selector(DRAWN[name], timeout=60_000)
+        tab.settle()
+        tab.page.screenshot(path=str(SCREENSHOTS / f"wide-{name}-{width}.png"), full_page=True)
+        assert covered_titles(tab) == [], f"{name} at {width}px"
+        overflow = tab.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width}px"
+        if name == "overview":
+            labels = tab.page.eval_on_selector_all("#overview-products .ytick text", "ts => ts.map(t => t.textContent)")
+            assert len(labels) == 13 and labels[-1] == "Other (1,488 more)", labels
+            assert all(len(label) <= 24 for label in labels)
+            plot = tab.page.eval_on_selector("#overview-products .nsewdrag", "e => e.getBoundingClientRect().width")
+            graph = tab.page.eval_on_selector("#overview-products", "e => e.getBoundingClientRect().width")
+            assert plot >= 0.3 * graph, f"the bars get {plot:.0f} of {graph:.0f} px"
+            def svg_text(selector: str) -> str:
+                return tab.page.eval_on_selector(selector, "e => e.textContent")
+
+            assert "segment: Unknown. Nothing to break" in svg_text("#overview-segments .annotation-text")
+            assert "last bar: the 60 orders over" in svg_text("#overview-distribution .gtitle-subtitle")
+        if name == "regions":
+            labels = tab.page.eval_on_selector_all("#regions-revenue .ytick text", "ts => ts.map(t => t.textContent)")
+            assert labels[0] == "United Kingdom" and len(labels) == 13, labels
+    assert tab.errors == [], tab.errors
+    tab.close()

@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
-from bi_app.analytics import kpis
+from bi_app.analytics import distribution, kpis
 from bi_app.importing import import_file
 from data_layer.filters import Filters
 from data_layer.importer import ImportChoices
 from data_layer.meta import data_currency, data_version
+from tests.support import expected_histogram
 
 HEADER = "Order,Date,Product,Qty,Price,Customer,Region"
 
@@ -557,3 +558,29 @@ def test_a_region_of_one_big_customer_leads_nothing(engine: Engine, tmp_path: Pa
     north, south = sum(20 + i for i in range(12)) / 12, sum(10 + i for i in range(10)) / 10
     assert (regional["leader"], regional["laggard"]) == ("North", "South")
     assert regional["gap_per_customer"] == pytest.approx(north - south)
+
+
+def test_a_few_huge_orders_share_an_overflow_bin(engine: Engine, tmp_path: Path) -> None:
+    """Orders of 10 to 209 and two near 50,000: the bins stop at the 99th percentile (208.99), and the
+    orders above it (209 and the two huge ones) share the last."""
+    amounts = [10 + i for i in range(200)] + [50_000, 48_000]
+    path = tmp_path / "huge.csv"
+    path.write_text("Order,Date,Product,Amount\n" + "".join(
+        f"O{i},2024-01-{i % 28 + 1:02d},Mug,{amount}\n" for i, amount in enumerate(amounts)))
+    run(engine, path)
+    with engine.connect() as conn:
+        got = distribution(conn, Filters())
+    counts, starts, overflow = expected_histogram(pd.Series(amounts, dtype=float))
+    assert overflow and counts[-1] == 3
+    assert [b["orders"] for b in got["histogram"]] == counts
+    assert [b["bin_start"] for b in got["histogram"]] == pytest.approx(starts)
+    assert got["histogram"][-1] == {"bin_start": pytest.approx(starts[-1]), "bin_end": 50_000, "orders": 3,
+                                    "overflow": True}
+
+
+def test_a_sum_that_is_zero_but_for_float_noise_is_written_as_zero() -> None:
+    from bi_app.money import MoneyFormat
+
+    noise = sum([0.1, 0.2, -0.3])  # 5.55e-17 in binary floats
+    assert MoneyFormat()(noise) == MoneyFormat()(-noise) == "$0.00"
+    assert MoneyFormat()(-0.01) == "−$0.01" and MoneyFormat("GBP", "en_GB")(-1e-12, whole=True) == "£0"

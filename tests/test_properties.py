@@ -26,6 +26,7 @@ from bi_app import service
 from bi_app.context import CONFIG_KEY
 from bi_app.importing import import_file
 from data_layer.engine import make_engine
+from tests.support import expected_histogram
 
 PRODUCTS = ("Pen", "Desk, oak", 'The "big" lamp', "A product whose name is long enough to wrap twice on a phone "
             "screen, and then some more words")
@@ -157,6 +158,9 @@ def check_figures(client, query: dict[str, object], want: dict[str, object]) -> 
     if len(values):
         assert distribution["mean"] == pytest.approx(values.mean(), abs=0.005)
         assert distribution["median"] == pytest.approx(values.median(), abs=0.005)
+        counts, starts, _overflow = expected_histogram(values)
+        assert [b["orders"] for b in distribution["histogram"]] == counts
+        assert [b["bin_start"] for b in distribution["histogram"]] == pytest.approx(starts, abs=1e-6)
     rfm = get("rfm")
     assert sum(row["customers"] for row in rfm) == want["customers"]
 

@@ -26,7 +26,7 @@ from data_layer.summaries import (
 
 KPI_NAMES = ("revenue", "gross_sales", "returns", "adjustments", "orders", "customers", "average_order_value",
              "average_satisfaction")
-QUANTILES = {"q1": 0.25, "median": 0.5, "q3": 0.75, "q95": 0.95}
+QUANTILES = {"q1": 0.25, "median": 0.5, "q3": 0.75, "q95": 0.95, "q99": 0.99}
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,10 @@ def distribution(conn: Connection, filters: Filters, bins: int = 20) -> dict[str
 
     An order's value is the sum of its lines (of the lines that match the
     filters). Quantiles use linear interpolation between the two nearest
-    orders (as pandas does); histogram bins are equal-width from min to max (as numpy).
+    orders (as pandas does); histogram bins are equal-width from min to max (as numpy), or,
+    when the orders above the 99th percentile would stretch the axis to more than twice
+    its length, from min to that percentile, followed by one ``overflow`` bin holding the
+    orders above it (up to max).
     """
     source = order_source(conn)
     totals = OrderTotals(filters, line_money(conn), per_order=source.distinct_orders)
@@ -173,7 +176,11 @@ def distribution(conn: Connection, filters: Filters, bins: int = 20) -> dict[str
     stats["min"] = float(row.revenue_min) if n else None
     stats["max"] = float(row.revenue_max) if n else None
     stats.update(_quantiles(conn, totals, n))
-    stats["histogram"] = _histogram(conn, totals, stats["min"], stats["max"], bins) if n else []
+    # A few huge orders would squeeze every other order into the first bar: past the 99th
+    # percentile, when they would take more of the axis than everything below it, they share one bar.
+    clipped = bool(n) and stats["max"] - stats["q99"] > stats["q99"] - stats["min"]
+    stats["histogram"] = (_histogram(conn, totals, stats["min"], stats["q99"] if clipped else stats["max"], bins,
+                                     overflow_to=stats["max"] if clipped else None) if n else [])
     return stats
 
 
@@ -225,20 +232,27 @@ def _quantiles(conn: Connection, totals: OrderTotals, n: int) -> dict[str, float
     return result
 
 
-def _histogram(conn: Connection, totals: OrderTotals, lo: float, hi: float, bins: int) -> list[dict[str, Any]]:
+def _histogram(conn: Connection, totals: OrderTotals, lo: float, hi: float, bins: int,
+               overflow_to: float | None = None) -> list[dict[str, Any]]:
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5  # numpy's range for a single value
     edges = np.linspace(lo, hi, bins + 1)
     total = totals.column
     # Compare with the float edges, bin by bin, exactly as numpy.histogram does.
+    above = [(total > literal(float(hi)), bins)] if overflow_to is not None else []
     bin_of = case(
-        *[(total >= literal(float(edges[i])), i) for i in range(bins - 1, 0, -1)], else_=0
+        *above, *[(total >= literal(float(edges[i])), i) for i in range(bins - 1, 0, -1)], else_=0
     ).label("bin")
     counts = dict(conn.execute(totals.select(bin_of, func.count()).group_by(bin_of)).all())
-    return [
-        {"bin_start": float(edges[i]), "bin_end": float(edges[i + 1]), "orders": int(counts.get(i, 0))}
+    histogram = [
+        {"bin_start": float(edges[i]), "bin_end": float(edges[i + 1]), "orders": int(counts.get(i, 0)),
+         "overflow": False}
         for i in range(bins)
     ]
+    if overflow_to is not None:
+        histogram.append({"bin_start": float(hi), "bin_end": float(overflow_to), "orders": int(counts.get(bins, 0)),
+                          "overflow": True})
+    return histogram
 
 
 def trend(conn: Connection, filters: Filters) -> dict[str, Any]:
