@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service
 from data_layer.engine import describe_error
-from data_layer.filters import FILTER_PARAMETERS, FilterError
+from data_layer.filters import COMPARISONS, LIST_PARAMETERS, PERIODS, FilterError
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,18 @@ def openapi_document() -> dict[str, Any]:
          "description": "First order date to include (YYYY-MM-DD)."},
         {"name": "end", "in": "query", "schema": {"type": "string", "format": "date"},
          "description": "Last order date to include (YYYY-MM-DD), on or after start."},
+        {"name": "period", "in": "query", "schema": {"type": "string", "enum": list(PERIODS)},
+         "description": "A date preset relative to the data's last order date, instead of start and end "
+                        "(month-, quarter- and year-to-date and the last 12 months are partial periods, "
+                        "compared like for like)."},
+        {"name": "compare", "in": "query", "schema": {"type": "string", "enum": list(COMPARISONS)},
+         "description": "Which comparison the pages lead with; answers hold both."},
         *[
             {"name": name, "in": "query", "style": "form", "explode": True,
              "schema": {"type": "array", "items": {"type": "string"}},
              "description": f"Keep only these {name} values; repeat the parameter for several "
                             f"(?{name}=A&{name}=B). Values must exist in the data."}
-            for name in FILTER_PARAMETERS if name not in ("start", "end")
+            for name in LIST_PARAMETERS
         ],
     ]
     error = {"type": "object", "properties": {"error": {"type": "object", "properties": {

@@ -46,12 +46,13 @@ def kpi_card(
         body.append(html.Div(detail, id=f"{card_id}-detail", className="small text-muted"))
     shown = [(against, change) for against, change in changes if change is not None]
     for index, (against, change) in enumerate(shown):
-        up = change >= 0
-        body.append(html.Div(
-            f"{'▲' if up else '▼'} {abs(change):.1%} {against}",
-            id=f"{card_id}-change" if index == 0 else f"{card_id}-change-{index + 1}",
-            className=f"small fw-semibold {'text-success' if up else 'text-danger'}",
-        ))
+        if round(change, 3) == 0:
+            text, tone = f"no change {against}", "kpi-flat"
+        else:
+            text, tone = f"{'▲' if change > 0 else '▼'} {abs(change):.1%} {against}", (
+                "kpi-up" if change > 0 else "kpi-down")
+        body.append(html.Div(text, id=f"{card_id}-change" if index == 0 else f"{card_id}-change-{index + 1}",
+                             className=f"small fw-semibold {tone}"))
     if changes and not shown and note is None:
         body.append(html.Div("no earlier period to compare", id=f"{card_id}-change", className="small text-muted"))
     if note:

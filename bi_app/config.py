@@ -32,6 +32,9 @@ SETTINGS_HELP: dict[str, str] = {
     "BI_CURRENCY": "ISO 4217 code of the data's currency when the imported data has no currency column "
     "(default USD).",
     "BI_LOCALE": "Locale that money and numbers are written in, e.g. en_GB or de_DE (default en_US).",
+    "BI_DEFAULT_PERIOD": "The date preset the dashboard opens on (last-7-days, last-30-days, last-90-days, "
+    "month-to-date, quarter-to-date, year-to-date, last-12-months, previous-month, previous-quarter, all). "
+    "Unset: the last 90 days against the previous 90 (or 30, or 7, the longest the data covers twice).",
     "BI_TIMEZONE": "IANA time zone (e.g. Europe/Paris) that imported timestamps with a UTC offset are put on "
     "their day in. Unset: each on the calendar day it was written with.",
 }
@@ -58,6 +61,7 @@ class Config:
     currency: str = "USD"
     locale: str = "en_US"
     timezone: str | None = None
+    default_period: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Config":
@@ -83,6 +87,7 @@ class Config:
             currency=_currency(env.get("BI_CURRENCY") or "USD"),
             locale=_locale(env.get("BI_LOCALE") or "en_US"),
             timezone=_timezone(env.get("BI_TIMEZONE") or None),
+            default_period=_period(env.get("BI_DEFAULT_PERIOD") or None),
         )
         return replace(config, **overrides) if overrides else config
 
@@ -124,6 +129,14 @@ def _memory(size: str) -> str:
     if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*", size, re.IGNORECASE):
         raise ConfigError(f"BI_COLUMNAR_MEMORY must be a size such as 500MB or 2GB, got {size!r}")
     return size.strip()
+
+
+def _period(name: str | None) -> str | None:
+    from data_layer.filters import PERIODS
+
+    if name is not None and name not in PERIODS:
+        raise ConfigError(f"BI_DEFAULT_PERIOD must be one of {', '.join(PERIODS)}, got {name!r}")
+    return name
 
 
 def _currency(code: str) -> str:

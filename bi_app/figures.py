@@ -57,9 +57,11 @@ def empty(title: str, message: str = "No orders match these filters") -> go.Figu
     return figure
 
 
-def trend(monthly: pd.DataFrame, money: MoneyFormat = DEFAULT_FORMAT) -> go.Figure:
+def trend(monthly: pd.DataFrame, money: MoneyFormat = DEFAULT_FORMAT, *,
+          last_year: pd.DataFrame | None = None) -> go.Figure:
     """Monthly net revenue bars (a partial month hatched and named so), the 3-month moving average,
-    and month-over-month growth on hover."""
+    and month-over-month growth on hover; with ``last_year`` (the same months a year earlier, each
+    under the month it is drawn beside), a line of those months' revenue in place of the average."""
     if monthly.empty:
         return empty("Monthly net revenue")
     partial = monthly["partial"].astype(bool) if "partial" in monthly else pd.Series(False, index=monthly.index)
@@ -73,10 +75,18 @@ def trend(monthly: pd.DataFrame, money: MoneyFormat = DEFAULT_FORMAT) -> go.Figu
         marker_opacity=[0.55 if part else 1.0 for part in partial],
         hovertemplate=f"%{{x}}<br>{money.hover('y')}<br>%{{customdata}}<extra></extra>",
     )
-    figure.add_scatter(
-        x=monthly["month"], y=monthly["moving_average_3"], name="3-month average (whole months)", mode="lines",
-        hovertemplate=f"%{{x}}<br>3-month average {money.hover('y')}<extra></extra>",
-    )
+    if last_year is not None:
+        earlier = monthly[["month"]].merge(last_year[["month", "revenue"]], on="month", how="left")
+        figure.add_scatter(
+            x=earlier["month"], y=earlier["revenue"], name="Same month last year", mode="lines+markers",
+            line=dict(dash="dot", color=PALETTE[3]),
+            hovertemplate=f"%{{x}} a year earlier<br>{money.hover('y')}<extra></extra>",
+        )
+    else:
+        figure.add_scatter(
+            x=monthly["month"], y=monthly["moving_average_3"], name="3-month average (whole months)", mode="lines",
+            hovertemplate=f"%{{x}}<br>3-month average {money.hover('y')}<extra></extra>",
+        )
     # Months as categories: a time axis of one month's bar would tick hours ("23:59:59.9996").
     figure.update_xaxes(type="category")
     figure.update_yaxes(**money.axis())

@@ -7,13 +7,15 @@ same answer for the same filters and data version.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from bi_app import analytics
+from bi_app.analytics.orders import shifted
 from bi_app.ml import analyses as ml_analyses
 from bi_app.ml import strategy
 from data_layer import queries
@@ -131,7 +133,8 @@ def parse_request(
     for parameter in parameters:
         raw = values.pop(parameter.name, None)
         chosen[parameter.name] = _parse_int(parameter, raw) if raw else parameter.default
-    filters = parse_filters(values, known_values=known_values())
+    filters = parse_filters(values, known_values=known_values(),
+                            data_dates=data_dates() if "period" in values else (None, None))
     return filters, chosen
 
 
@@ -235,6 +238,17 @@ def known_values() -> dict[str, list[str]]:
         return current_cache().get_or_compute(key, compute, timeout=None if version else UNVERSIONED_TIMEOUT_S)
 
 
+def data_dates() -> tuple[date | None, date | None]:
+    """The data's first and last order dates (cached per data version): what periods are relative to."""
+    with current_engine().connect() as conn:
+        version = data_version(conn)
+        key = result_key("data_dates", version)
+        return current_cache().get_or_compute(
+            key, lambda: on_fastest_engine(conn, version, "data dates",
+                                           lambda c: queries.date_bounds(c, order_source(c), Filters())),
+            timeout=None if version else UNVERSIONED_TIMEOUT_S)
+
+
 def _dimension_values(conn: Connection) -> dict[str, list[str]]:
     return stored_dimension_values(conn) or dimension_values(conn, order_source(conn))
 
@@ -319,6 +333,17 @@ def parse_leniently(query: Mapping[str, Iterable[str]]) -> tuple[Filters, list[s
                 values = {k: v for k, v in values.items() if k in FILTER_PARAMETERS}
             values.pop(exc.parameter, None)
     return Filters(), notices
+
+
+def trend_a_year_earlier(filters: Filters) -> pd.DataFrame:
+    """The monthly trend of the same filters a year earlier, its months moved a year on (``month`` is
+    the month it is drawn beside), for the same-period-last-year comparison."""
+    through = min(filter(None, (filters.end, data_dates()[1])), default=None)  # like for like
+    earlier = replace(filters, period=None, start=filters.start and shifted(filters.start, years=1),
+                      end=through and shifted(through, years=1))
+    monthly = run("trend", earlier)["monthly"]
+    moved = pd.PeriodIndex(monthly["month"], freq="M") + 12 if len(monthly) else []
+    return monthly.assign(month=[str(month) for month in moved])
 
 
 def run_many(names: Iterable[str], filters: Filters) -> dict[str, Any]:

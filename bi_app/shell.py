@@ -8,6 +8,7 @@ browser's back and forward buttons work.
 from __future__ import annotations
 
 import logging
+from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -18,10 +19,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service
 from bi_app.components import navbar
-from bi_app.context import current_engine
+from bi_app.context import current_config, current_engine
 from data_layer.engine import DatabaseError, describe_error, ping
 from data_layer.meta import OPTIONAL_FIELDS, absent_fields
-from data_layer.filters import LIST_PARAMETERS, Filters
+from data_layer.filters import COMPARISONS, LIST_PARAMETERS, PERIODS, Filters, default_period
 
 log = logging.getLogger(__name__)
 LIST_FILTERS = tuple(LIST_PARAMETERS)  # region, segment, category, product
@@ -72,7 +73,7 @@ def layout() -> html.Div:
 
 
 def filter_bar() -> dbc.Card:
-    """Date range and the four list filters; their values mirror the URL."""
+    """Period preset, date range, comparison and the four list filters; their values mirror the URL."""
     dropdowns = [
         dbc.Col(
             dcc.Dropdown(id=f"filter-{name}", multi=True, placeholder=f"All {PLURALS[name]}",
@@ -83,20 +84,36 @@ def filter_bar() -> dbc.Card:
     ]
     return dbc.Card(
         dbc.CardBody(
-            dbc.Row(
-                [
-                    dbc.Col(
-                        dcc.DatePickerRange(id="filter-dates", display_format="YYYY-MM-DD", clearable=True,
-                                            start_date_placeholder_text="First day",
-                                            end_date_placeholder_text="Last day", className="w-100"),
-                        xs=12, lg=3,
-                    ),
-                    *dropdowns,
-                    dbc.Col(dbc.Button("Reset", id="filter-reset", color="secondary", outline=True, size="sm"),
-                            xs=12, lg=1, className="d-flex align-items-center"),
-                ],
-                className="g-2",
-            ),
+            [
+                dbc.Row(
+                    [
+                        dbc.Col(dcc.Dropdown(id="filter-period", options=[{"label": "Custom dates", "value": ""}]
+                                             + [{"label": label, "value": name} for name, label in PERIODS.items()],
+                                             clearable=False, searchable=False, className="filter-dropdown"),
+                                xs=12, sm=6, lg=2),
+                        dbc.Col(
+                            dcc.DatePickerRange(id="filter-dates", display_format="YYYY-MM-DD", clearable=True,
+                                                start_date_placeholder_text="First day",
+                                                end_date_placeholder_text="Last day", className="w-100"),
+                            xs=12, sm=6, lg=3,
+                        ),
+                        dbc.Col(dcc.Dropdown(id="filter-compare", clearable=False, searchable=False,
+                                             options=[{"label": f"vs {label}", "value": name}
+                                                      for name, label in COMPARISONS.items()],
+                                             value="previous", className="filter-dropdown"),
+                                xs=12, sm=6, lg=3),
+                    ],
+                    className="g-2 mb-2",
+                ),
+                dbc.Row(
+                    [
+                        *dropdowns,
+                        dbc.Col(dbc.Button("Reset", id="filter-reset", color="secondary", outline=True, size="sm"),
+                                xs=12, lg=2, className="d-flex align-items-center"),
+                    ],
+                    className="g-2",
+                ),
+            ],
             className="py-2",
         ),
         className="mb-2 shadow-sm",
@@ -105,50 +122,81 @@ def filter_bar() -> dbc.Card:
 
 @callback(
     Output("url", "search"),
+    Output("filter-period", "value"),
     Output("filter-dates", "start_date"),
     Output("filter-dates", "end_date"),
+    Output("filter-dates", "initial_visible_month"),
+    Output("filter-compare", "value"),
     *[Output(f"filter-{name}", "value") for name in LIST_FILTERS],
     *[Output(f"filter-{name}", "options") for name in LIST_FILTERS],
     Output("filter-notice", "children"),
     Input("url", "search"),
+    Input("filter-period", "value"),
     Input("filter-dates", "start_date"),
     Input("filter-dates", "end_date"),
+    Input("filter-compare", "value"),
     *[Input(f"filter-{name}", "value") for name in LIST_FILTERS],
     Input("filter-reset", "n_clicks"),
     Input("db-status", "data"),
 )
-def sync_filters(search: str | None, start: str | None, end: str | None, *values: Any) -> tuple:
-    """Keep the URL and the filter bar in step, whichever of them changed."""
+def sync_filters(search: str | None, period: str | None, start: str | None, end: str | None, compare: str | None,
+                 *values: Any) -> tuple:
+    """Keep the URL and the filter bar in step, whichever of them changed. A URL without dates opens
+    on the default period (the last 90 days when the data allows a whole previous period)."""
     lists = values[: len(LIST_FILTERS)]
+    unchanged = (no_update,) * (5 + 2 * len(LIST_FILTERS))
     try:
         options = service.known_values()
+        first, last = service.data_dates()
     except Exception as exc:  # noqa: BLE001 - the banner says the database is unreachable
-        return (no_update,) * (3 + 2 * len(LIST_FILTERS)) + (error_banner(exc),)
+        return (no_update, *unchanged, error_banner(exc))
     option_lists = [options.get(name, []) for name in LIST_FILTERS]
     if ctx.triggered_id == "filter-reset":
-        return ("", None, None, *([] for _ in LIST_FILTERS), *option_lists, None)
+        return ("", *(no_update,) * 5, *([] for _ in LIST_FILTERS), *option_lists, None)
     if ctx.triggered_id in (None, "url", "db-status"):
-        filters, notices = filters_of(search)
+        query = query_of(search)
+        if not any(query.get(name) for name in ("period", "start", "end")):
+            query["period"] = [current_config().default_period or default_period(first, last)]
+        filters, notices = service.parse_leniently(query)
         notice = (
             dbc.Alert(["Some filters in the link were ignored: ", "; ".join(notices)], color="warning",
                       dismissable=True, id="filter-notice-alert", className="py-2")
             if notices else None
         )
         new_search = search_of(filters)
-        return (
-            new_search if notices else no_update,
-            filters.start.isoformat() if filters.start else None,
-            filters.end.isoformat() if filters.end else None,
-            *[list(getattr(filters, LIST_PARAMETERS[name][0])) for name in LIST_FILTERS],
-            *option_lists,
-            notice,
-        )
-    query: dict[str, list[str]] = {"start": [start[:10]] if start else [], "end": [end[:10]] if end else []}
+        return (new_search if new_search != (search or "") else no_update, *bar_values(filters, last),
+                *option_lists, notice)
+    query: dict[str, list[str]] = {"compare": [compare or "previous"]}
+    if ctx.triggered_id == "filter-period" and period:
+        query["period"] = [period]
+    elif ctx.triggered_id == "filter-period":  # "Custom dates": the dates shown stay, as dates
+        query.update(start=[start[:10]] if start else [], end=[end[:10]] if end else [])
+    elif ctx.triggered_id == "filter-dates":
+        query.update(start=[start[:10]] if start else [], end=[end[:10]] if end else [])
+        if not start and not end:
+            query["period"] = ["all"]
+    else:
+        query.update({name: chosen for name, chosen in query_of(search).items() if name in ("period", "start", "end")})
     for name, chosen in zip(LIST_FILTERS, lists):
         query[name] = list(chosen or [])
     filters, _notices = service.parse_leniently({k: v for k, v in query.items() if v})
-    return (search_of(filters), no_update, no_update, *(no_update for _ in LIST_FILTERS),
-            *(no_update for _ in LIST_FILTERS), None)
+    if ctx.triggered_id == "filter-period":  # the picker shows the preset's dates
+        return (search_of(filters), *bar_values(filters, last)[:4], *unchanged[4:], None)
+    return (search_of(filters), *unchanged, None)
+
+
+def bar_values(filters: Filters, last: date | None) -> tuple:
+    """The filter bar's values for ``filters``: period, dates, the month the picker opens on (the
+    period's last, else the data's), comparison, and the list filters' values."""
+    visible = filters.end or last
+    return (
+        filters.period or "",
+        filters.start.isoformat() if filters.start else None,
+        filters.end.isoformat() if filters.end else None,
+        visible.isoformat() if visible else None,
+        filters.compare,
+        *[list(getattr(filters, LIST_PARAMETERS[name][0])) for name in LIST_FILTERS],
+    )
 
 
 @callback(Output("page-content", "children"), Input("url", "pathname"))
@@ -206,15 +254,19 @@ def data_notice() -> dbc.Alert | None:
 
 
 def chips(filters: Filters) -> list:
-    """One removable chip per active filter value."""
+    """One removable chip per active filter value (the period by its name; all time has none)."""
     buttons = []
     for parameter, value in filters.to_query():
-        label = {"start": "From", "end": "To"}.get(parameter, LABELS.get(parameter, parameter))
+        if parameter == "compare" or (parameter == "period" and value == "all"):
+            continue
+        label = {"start": "From", "end": "To", "period": "Period"}.get(parameter, LABELS.get(parameter, parameter))
+        shown = PERIODS[value] if parameter == "period" else value
         buttons.append(
             dbc.Button(
-                [f"{label}: {value} ", html.Span("×", className="ms-1")],
+                [f"{label}: {shown} ", html.Span("×", className="ms-1", **{"aria-hidden": "true"})],
                 id={"type": "filter-chip", "parameter": parameter, "value": value},
                 color="primary", outline=True, size="sm", className="rounded-pill filter-chip",
+                title=f"Remove this filter ({label}: {shown})",
             )
         )
     return buttons
@@ -233,6 +285,9 @@ def remove_chip(clicks: list[int | None], search: str | None) -> str:
     removed = ctx.triggered_id
     query = query_of(search)
     query[removed["parameter"]] = [v for v in query.get(removed["parameter"], []) if v != removed["value"]]
+    if removed["parameter"] in ("period", "start", "end") and not any(
+            query.get(name) for name in ("period", "start", "end")):
+        query["period"] = ["all"]  # no dates left is all time, not the default period
     filters, _ = service.parse_leniently({k: v for k, v in query.items() if v})
     return search_of(filters)
 
@@ -275,6 +330,8 @@ def error_banner(exc: Exception) -> dbc.Alert:
 def with_filters(pathname: str, search: str | None, **changes: list[str] | str | None) -> str:
     """A link to ``pathname`` keeping the current filters, with some parameters replaced."""
     query = query_of(search)
+    if "start" in changes or "end" in changes:
+        query.pop("period", None)
     for parameter, value in changes.items():
         query[parameter] = [] if value is None else ([value] if isinstance(value, str) else list(value))
     filters, _ = service.parse_leniently({k: v for k, v in query.items() if v})

@@ -4,7 +4,9 @@ A :class:`Filters` value is parsed from URL query parameters
 (``start``, ``end``, ``region``, ``segment``, ``category``, ``product``; list
 parameters repeat: ``?region=North&region=East``), checked against the values
 the data holds, and turned into SQLAlchemy Core conditions with bound
-parameters only. Row-level scoping (a regional manager's region) will be added
+parameters only. A ``period`` (``last-90-days``, ``month-to-date``, ... see
+:data:`PERIODS`) stands for dates relative to the data's last order date, and
+``compare`` says which comparison the pages lead with. Row-level scoping (a regional manager's region) will be added
 here, in :func:`conditions`, so it applies to every query at once.
 """
 
@@ -27,7 +29,25 @@ LIST_PARAMETERS: dict[str, tuple[str, str]] = {
     "product": ("products", "product"),
 }
 DATE_PARAMETERS = ("start", "end")
-FILTER_PARAMETERS: tuple[str, ...] = DATE_PARAMETERS + tuple(LIST_PARAMETERS)
+FILTER_PARAMETERS: tuple[str, ...] = DATE_PARAMETERS + ("period", "compare") + tuple(LIST_PARAMETERS)
+
+#: Date presets, relative to the data's last order date (the *anchor*), as an executive asks.
+#: A preset that runs past the anchor (month, quarter, year to date, the last 12 months) is a partial
+#: period: its comparisons cover the same elapsed days (docs/MEASURES.md, "Periods").
+PERIODS: dict[str, str] = {
+    "last-7-days": "Last 7 days",
+    "last-30-days": "Last 30 days",
+    "last-90-days": "Last 90 days",
+    "month-to-date": "Month to date",
+    "quarter-to-date": "Quarter to date",
+    "year-to-date": "Year to date",
+    "last-12-months": "Last 12 months",
+    "previous-month": "Previous month",
+    "previous-quarter": "Previous quarter",
+    "all": "All time",
+}
+#: What the KPI cards and the trend compare with (the API answers both).
+COMPARISONS: dict[str, str] = {"previous": "previous period", "last-year": "same period last year"}
 
 MAX_VALUE_LENGTH = TEXT_LIMIT
 MAX_VALUES_PER_PARAMETER = 100
@@ -59,6 +79,11 @@ class Filters:
     segments: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     products: tuple[str, ...] = ()
+    #: The preset (a key of :data:`PERIODS`) ``start`` and ``end`` were resolved from, if any: a link
+    #: keeps the preset, so it follows the data.
+    period: str | None = None
+    #: Which comparison the pages lead with (a key of :data:`COMPARISONS`); queries ignore it.
+    compare: str = "previous"
 
     def __post_init__(self) -> None:
         for name, _column in LIST_PARAMETERS.values():
@@ -66,31 +91,39 @@ class Filters:
 
     @property
     def is_empty(self) -> bool:
-        """True when nothing is filtered."""
-        return self == Filters()
+        """True when no order is filtered out (a period of all time, any comparison)."""
+        return self.cache_key() == ""
 
     def to_query(self) -> list[tuple[str, str]]:
-        """The query parameters that parse back to these filters, in a stable order."""
+        """The query parameters that parse back to these filters, in a stable order (a preset rather
+        than the dates it stands for)."""
         pairs: list[tuple[str, str]] = []
-        if self.start:
-            pairs.append(("start", self.start.isoformat()))
-        if self.end:
-            pairs.append(("end", self.end.isoformat()))
+        if self.period:
+            pairs.append(("period", self.period))
+        else:
+            pairs.extend((name, day.isoformat()) for name, day in (("start", self.start), ("end", self.end)) if day)
+        if self.compare != "previous":
+            pairs.append(("compare", self.compare))
         for parameter, (name, _column) in LIST_PARAMETERS.items():
             pairs.extend((parameter, value) for value in getattr(self, name))
         return pairs
 
     def without_dates(self) -> "Filters":
         """The same filters over the whole date range."""
-        return replace(self, start=None, end=None)
+        return replace(self, start=None, end=None, period=None)
 
     def cache_key(self) -> str:
-        """A stable text form of the filters for cache keys."""
-        return "&".join(f"{k}={v}" for k, v in self.to_query())
+        """A stable text form of what the filters select (the dates, never the preset or the comparison),
+        for cache keys."""
+        pairs = [(name, day.isoformat()) for name, day in (("start", self.start), ("end", self.end)) if day]
+        pairs += [(parameter, value) for parameter, (name, _column) in LIST_PARAMETERS.items()
+                  for value in getattr(self, name)]
+        return "&".join(f"{k}={v}" for k, v in pairs)
 
     def describe(self) -> list[tuple[str, str]]:
         """Human-readable (label, value) pairs, e.g. for the report's first sheet."""
         return [
+            *([("Period", PERIODS[self.period])] if self.period else []),
             ("Start date", self.start.isoformat() if self.start else "(first order)"),
             ("End date", self.end.isoformat() if self.end else "(last order)"),
             ("Regions", ", ".join(self.regions) or "(all)"),
@@ -105,12 +138,15 @@ def parse_filters(
     *,
     known_values: Mapping[str, Iterable[str]] | None = None,
     allowed_extra: Iterable[str] = (),
+    data_dates: tuple[date | None, date | None] = (None, None),
 ) -> Filters:
     """Parse query parameters (each name -> its list of values) into :class:`Filters`.
 
-    Raises :class:`FilterError` naming the parameter for an unknown parameter
+    A ``period`` is resolved to dates with :func:`period_dates` from ``data_dates`` (the data's first
+    and last order dates). Raises :class:`FilterError` naming the parameter for an unknown parameter
     (other than ``allowed_extra``), a malformed or reversed date, a repeated
-    date, an over-long or control-character value, or a value not in
+    date, a period together with dates, an unknown period or comparison,
+    an over-long or control-character value, or a value not in
     ``known_values`` (parameter -> the values the data holds).
     """
     allowed = set(FILTER_PARAMETERS) | set(allowed_extra)
@@ -128,6 +164,12 @@ def parse_filters(
     end = _parse_date("end", lists.get("end"))
     if start and end and start > end:
         raise FilterError("start", f"{start.isoformat()} is after end {end.isoformat()}")
+    compare = _parse_choice("compare", lists.get("compare"), COMPARISONS) or "previous"
+    period = _parse_choice("period", lists.get("period"), PERIODS)
+    if period and (start or end):
+        raise FilterError("period", "give a period or start and end dates, not both")
+    if period:
+        start, end = period_dates(period, data_dates[1])
 
     chosen: dict[str, tuple[str, ...]] = {}
     for parameter, (name, _column) in LIST_PARAMETERS.items():
@@ -144,7 +186,44 @@ def parse_filters(
                 shown = ", ".join(map(_quote, listed[:8])) + (f", ... ({len(listed):,} in all)" if len(listed) > 8 else "")
                 raise FilterError(parameter, f"unknown {parameter} {_quote(unknown[0])}; known: {shown or '(none)'}")
         chosen[name] = tuple(values)
-    return Filters(start=start, end=end, **chosen)
+    return Filters(start=start, end=end, period=period, compare=compare, **chosen)
+
+
+def period_dates(period: str, anchor: date | None) -> tuple[date | None, date | None]:
+    """The first and last day of preset ``period`` (a key of :data:`PERIODS`) when the data's last
+    order is on ``anchor`` (no data, or ``all``: no dates). "To date" presets and the last 12 months
+    run to the end of the anchor's month, quarter or year: a partial period, compared like for like."""
+    if anchor is None or period == "all":
+        return None, None
+    if period.startswith("last-") and period.endswith("-days"):
+        return anchor - timedelta(days=int(period.split("-")[1]) - 1), anchor
+    month = anchor.replace(day=1)
+    quarter = month.replace(month=(anchor.month - 1) // 3 * 3 + 1)
+    starts = {
+        "month-to-date": (month, 1),
+        "quarter-to-date": (quarter, 3),
+        "year-to-date": (month.replace(month=1), 12),
+        "last-12-months": (_months_before(month, 11), 12),
+        "previous-month": (_months_before(month, 1), 1),
+        "previous-quarter": (_months_before(quarter, 3), 3),
+    }
+    first, months = starts[period]
+    return first, _months_before(first, -months) - timedelta(days=1)
+
+
+def default_period(first: date | None, last: date | None) -> str:
+    """The period a dashboard opens on: the last 90 days, or 30, or 7, the longest whose previous
+    span the data covers whole (so the cards compare like with like); all time when the data spans
+    less than two weeks."""
+    for days in (90, 30, 7):
+        if first is not None and last is not None and first <= last - timedelta(days=2 * days - 1):
+            return f"last-{days}-days"
+    return "all"
+
+
+def _months_before(first_of_month: date, months: int) -> date:
+    index = first_of_month.year * 12 + first_of_month.month - 1 - months
+    return date(index // 12, index % 12 + 1, 1)
 
 
 def conditions(filters: Filters, table: Table) -> ColumnElement[bool]:
@@ -180,6 +259,16 @@ def _parse_date(parameter: str, values: list[str] | None) -> date | None:
     if not EARLIEST_DATE <= value <= LATEST_DATE:
         raise FilterError(parameter, f"{text} is outside {EARLIEST_DATE.year}..{LATEST_DATE.year}")
     return value
+
+
+def _parse_choice(parameter: str, values: list[str] | None, choices: Mapping[str, str]) -> str | None:
+    if not values:
+        return None
+    if len(values) > 1:
+        raise FilterError(parameter, "given more than once")
+    if values[0] not in choices:
+        raise FilterError(parameter, f"unknown {parameter} {_quote(values[0])}; use {', '.join(choices)}")
+    return values[0]
 
 
 def _check_text(parameter: str, value: str) -> None:

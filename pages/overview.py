@@ -15,6 +15,7 @@ from bi_app.analytics.orders import span_text
 from bi_app.components import chart, count, empty_state, kpi_card, section
 from bi_app.money import MoneyFormat
 from bi_app.shell import error_banner, filters_of, search_of, with_filters
+from data_layer.filters import COMPARISONS
 from data_layer.schema import MONEY_COLUMNS, SALES_COLUMNS
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview · E-commerce BI", order=0,
@@ -113,7 +114,7 @@ def show_grid(wanted: bool) -> dag.AgGrid:
 #: What the overview shows, computed in one request (the browser opens at most six
 #: connections to a server: six separate callbacks would queue behind the grid's).
 CHARTS = {
-    "overview-trend": ("trend", lambda t, m, q: figures.trend(t["monthly"], m)),
+    "overview-trend": ("trend", lambda t, m, q: figures.trend(t["monthly"], m, last_year=t.get("last_year"))),
     "overview-segments": ("segments", lambda s, m, q: figures.share_pie(s, "segment", "revenue", "Revenue by segment",
                                                                          m)),
     "overview-products": ("products", lambda p, m, q: figures.bars(p["products"], "product", "revenue",
@@ -136,6 +137,8 @@ def show_overview(search: str | None, _db: str) -> tuple:
     try:
         filters, _ = filters_of(search)
         results = service.run_many(["kpis", *(name for name, _draw in CHARTS.values())], filters)
+        if filters.compare == "last-year":
+            results["trend"] = {**results["trend"], "last_year": service.trend_a_year_earlier(filters)}
     except Exception as exc:  # noqa: BLE001 - a banner, and the page keeps working
         down = figures.empty("", "No figures: see the message above")
         return (None, error_banner(exc), *(down for _ in CHARTS))
@@ -144,12 +147,12 @@ def show_overview(search: str | None, _db: str) -> tuple:
     kpis = results["kpis"]
     if kpis["orders"]["value"] == 0:
         return (None, empty_state(), *charts)
-    return (kpi_cards(kpis, currency), None, *charts)
+    return (kpi_cards(kpis, currency, filters.compare), None, *charts)
 
 
-def kpi_cards(kpis: dict, currency: MoneyFormat) -> list:
-    """The period caption (with the spans compared) and the four KPI cards with their changes against
-    the previous period and the same period last year; net revenue says what it is net of."""
+def kpi_cards(kpis: dict, currency: MoneyFormat, compare: str = "previous") -> list:
+    """The period caption (with the spans compared) and the four KPI cards with their change against
+    ``compare`` (the previous period, or the same period last year); net revenue says what it is net of."""
     satisfaction = kpis["average_satisfaction"]["value"]
     gross, returns = kpis["gross_sales"]["value"], kpis["returns"]["value"]
     adjustments = kpis["adjustments"]["value"]
@@ -158,7 +161,8 @@ def kpi_cards(kpis: dict, currency: MoneyFormat) -> list:
         if adjustments else "")
 
     def changes(name: str) -> list[tuple[str, float | None]]:
-        return [("vs previous period", kpis[name]["change"]), ("vs same period last year", kpis[name]["change_last_year"])]
+        key = "change_last_year" if compare == "last-year" else "change"
+        return [(f"vs {COMPARISONS[compare]}", kpis[name][key])]
 
     cards = [
         kpi_card("Net revenue", currency(kpis["revenue"]["value"]), card_id="overview-kpi-revenue",
@@ -183,7 +187,7 @@ def period_caption(kpis: dict) -> html.Div:
                  "like, over the same number of days)")
     orders = kpis["orders"]
     spans = [(span, orders[key]) for span, key in ((previous, "previous"), (last_year, "last_year")) if span]
-    compared = [span_text(span["start"], span["end"]) for span, count_then in spans if count_then]
+    compared = list(dict.fromkeys(span_text(span["start"], span["end"]) for span, count_then in spans if count_then))
     if compared:
         text += f"; compared with {' and with '.join(compared)}"
     empty = [span_text(span["start"], span["end"]) for span, count_then in spans if not count_then]

@@ -126,7 +126,7 @@ def projection_view(name: str, entry: dict | None, chosen: dict[str, int], curre
         return None
     own = {k: v for k, v in chosen.items() if k in entry["assumptions"]}
     result = project(name, entry["numbers"], own)
-    colour = "text-success" if result["net"] >= 0 else "text-danger"
+    colour = "kpi-up" if result["net"] >= 0 else "kpi-down"
     return html.Div([
         html.Div([html.Span("Projected net impact: "),
                   html.Strong(currency(result["net"]), id=f"strategy-net-{name}", className=colour)]),

@@ -343,3 +343,24 @@ def test_analytics_registry_matches_the_packages() -> None:
         getattr(analytics, name) for name in analytics.__all__
     } | ml
     assert {name for name, a in service.ANALYSES.items() if a.needs_models} == {"clusters", "churn", "recommendations"}
+
+
+def test_a_period_preset_answers_for_the_days_it_stands_for(client, orders: pd.DataFrame) -> None:
+    """``period=last-30-days``: the 30 days up to the data's last order; month to date is compared like
+    for like with the same days of the month before; a bad preset is a 400 naming it."""
+    last = orders["order_date"].max()
+    window = orders[orders["order_date"].between(last - pd.Timedelta(days=29), last)]
+    answer = client.get("/api/v1/kpis?period=last-30-days&region=North").get_json()["data"]
+    north = window[window["region"] == "North"]
+    assert answer["revenue"]["value"] == pytest.approx(round(north["net"].sum(), 2), abs=0.005)
+    assert answer["period"]["start"] == (last - pd.Timedelta(days=29)).date().isoformat()
+    month = client.get("/api/v1/kpis?period=month-to-date").get_json()["data"]
+    assert month["period"]["partial"] == (last.day < last.days_in_month)
+    first = last.replace(day=1)
+    now = orders[orders["order_date"].between(first, last)]["net"].sum()
+    before = orders[orders["order_date"].between(first - pd.DateOffset(months=1), last - pd.DateOffset(months=1))]
+    assert month["revenue"]["change"] == pytest.approx(now / before["net"].sum() - 1, abs=1e-4)
+    bad = client.get("/api/v1/kpis?period=fortnight")
+    assert bad.status_code == 400 and bad.get_json()["error"]["parameter"] == "period"
+    both = client.get("/api/v1/kpis?period=all&start=2024-01-01")
+    assert both.status_code == 400 and "not both" in both.get_json()["error"]["message"]

@@ -164,7 +164,7 @@ def test_browser_every_page_renders_without_errors_at_desktop_and_phone_width(br
 
 
 def test_browser_filter_change_updates_the_kpis_and_url(tab: Tab, orders: pd.DataFrame) -> None:
-    tab.open("/")
+    tab.open("/?period=all")
     assert tab.text("#overview-kpi-revenue") == money(round(orders["net"].sum(), 2))
     tab.choose("filter-region", "West")
     tab.page.wait_for_url(re.compile(r"region=West"))
@@ -183,6 +183,54 @@ def test_browser_filter_change_updates_the_kpis_and_url(tab: Tab, orders: pd.Dat
     )
     assert "region=" not in tab.page.url
     assert tab.errors == []
+
+
+def test_browser_opens_on_the_last_90_days_with_presets_and_a_comparison(tab: Tab, orders: pd.DataFrame) -> None:
+    """The first question, "how are we doing against last period / last year", answered without typing dates."""
+    last = orders["order_date"].max()
+
+    def net(first: pd.Timestamp, through: pd.Timestamp) -> float:
+        return float(orders.loc[orders["order_date"].between(first, through), "net"].sum())
+
+    def change_text(now: float, then: float, against: str) -> str:
+        change = now / then - 1
+        return f"{'▲' if change > 0 else '▼'} {abs(change):.1%} vs {against}"
+
+    def shows(selector: str, expected: str) -> None:
+        tab.page.wait_for_function(
+            "([s, e]) => document.querySelector(s)?.innerText.trim() === e", arg=[selector, expected], timeout=20_000)
+
+    tab.open("/")
+    tab.page.wait_for_url(re.compile(r"period=last-90-days"), timeout=20_000)
+    day = pd.Timedelta(days=1)
+    now, before = net(last - 89 * day, last), net(last - 179 * day, last - 90 * day)
+    shows("#overview-kpi-revenue", money(round(now, 2)))
+    shows("#overview-kpi-revenue-change", change_text(now, before, "previous period"))
+    assert "Period: Last 90 days" in tab.text("#filter-chips")
+
+    tab.page.click("#filter-period")
+    tab.page.get_by_role("option", name="Previous month", exact=True).click()
+    tab.page.wait_for_url(re.compile(r"period=previous-month"), timeout=20_000)
+    month = last.to_period("M") - 1
+    now = net(month.start_time, month.end_time.normalize())
+    shows("#overview-kpi-revenue", money(round(now, 2)))
+
+    tab.page.click("#filter-compare")
+    tab.page.get_by_role("option", name="vs same period last year", exact=True).click()
+    tab.page.wait_for_url(re.compile(r"compare=last-year"), timeout=20_000)
+    a_year_earlier = month - 12
+    shows("#overview-kpi-revenue-change",
+          change_text(now, net(a_year_earlier.start_time, a_year_earlier.end_time.normalize()), "same period last year"))
+    tab.settle()
+    legend = tab.page.eval_on_selector_all("#overview-trend .legendtext", "ts => ts.map(t => t.textContent)")
+    assert "Same month last year" in legend
+    assert "period=previous-month" in tab.page.url and "compare=last-year" in tab.page.url
+
+    tab.page.click("#filter-dates")  # the picker opens on the period's month, not today's
+    tab.page.wait_for_function("c => document.querySelector('.dash-datepicker-calendar-wrapper')?.innerText"
+                               ".includes(c)", arg=month.strftime("%B %Y"), timeout=20_000)
+    tab.page.keyboard.press("Escape")
+    assert tab.errors == [], tab.errors
 
 
 def test_browser_a_shared_url_reproduces_the_view(tab: Tab, orders: pd.DataFrame) -> None:
@@ -211,7 +259,7 @@ def test_browser_bad_url_parameters_show_a_notice_and_defaults(tab: Tab, orders:
 
 
 def test_browser_drill_down_from_a_region_bar_lands_on_the_region_page(tab: Tab, orders: pd.DataFrame) -> None:
-    tab.open("/?segment=Bulk")
+    tab.open("/?period=all&segment=Bulk")
     largest = orders[orders["customer_segment"] == "Bulk"].groupby("region")["net"].sum().idxmax()
     bars = tab.page.locator("#overview-regions g.point path")
     bars.last.click(force=True)  # bars are drawn smallest first
@@ -223,7 +271,7 @@ def test_browser_drill_down_from_a_region_bar_lands_on_the_region_page(tab: Tab,
 
 
 def test_browser_download_has_the_right_rows(tab: Tab, orders: pd.DataFrame) -> None:
-    tab.open("/?region=South&category=Office")
+    tab.open("/?period=all&region=South&category=Office")
     with tab.page.expect_download() as download:
         tab.page.click("#download-csv")
     content = Path(download.value.path()).read_text(encoding="utf-8-sig")
@@ -234,7 +282,7 @@ def test_browser_download_has_the_right_rows(tab: Tab, orders: pd.DataFrame) -> 
 
 
 def test_browser_transactions_grid_pages_and_filters_on_the_server(tab: Tab, orders: pd.DataFrame) -> None:
-    tab.open("/?product=Laptop")
+    tab.open("/?period=all&product=Laptop")
     tab.page.wait_for_selector("#overview-kpis .kpi-value")
     assert tab.page.locator("#overview-grid").count() == 0  # below the fold: made when scrolled to
     tab.page.locator("#overview-grid-slot").scroll_into_view_if_needed()
@@ -248,7 +296,7 @@ def test_browser_transactions_grid_pages_and_filters_on_the_server(tab: Tab, ord
 
 
 def test_browser_drill_down_on_a_product_bar_and_a_month(tab: Tab, orders: pd.DataFrame) -> None:
-    tab.open("/?region=North")
+    tab.open("/?period=all&region=North")
     north = orders[orders["region"] == "North"]
     largest = north.groupby("product")["net"].sum().idxmax()
     tab.page.locator("#overview-products g.point path").last.click(force=True)
@@ -270,12 +318,12 @@ def test_browser_drill_down_on_a_product_bar_and_a_month(tab: Tab, orders: pd.Da
 
 
 def test_browser_clusters_profile_follows_the_filter(tab: Tab, orders: pd.DataFrame) -> None:
-    tab.open("/clusters")
+    tab.open("/clusters?period=all")
     tab.page.wait_for_selector("#clusters-profile", timeout=60_000)
     everyone = tab.text("#clusters-profile")
     assert f"{orders['customer_id'].nunique():,} matching customers" in tab.page.inner_text("#clusters-content")
     tab.choose("filter-region", "South")
-    tab.page.wait_for_url(re.compile(r"/clusters\?region=South"))
+    tab.page.wait_for_url(re.compile(r"/clusters\?period=all&region=South"))
     south = orders[orders["region"] == "South"]
     tab.page.wait_for_function(
         "expected => document.querySelector('#clusters-content')?.innerText.includes(expected)",
@@ -289,7 +337,7 @@ def test_browser_clusters_profile_follows_the_filter(tab: Tab, orders: pd.DataFr
     assert tab.errors == []
 
 
-def strategy_tab(tab: Tab, path: str = "/strategy") -> None:
+def strategy_tab(tab: Tab, path: str = "/strategy?period=all") -> None:
     tab.open(path)
     tab.page.wait_for_selector("#strategy-net-vip", timeout=60_000)
     tab.settle()
@@ -320,7 +368,7 @@ def test_browser_changing_an_assumption_changes_the_projected_impact(tab: Tab, o
 
 
 def test_browser_a_recommendations_download_has_its_target_customers(tab: Tab, orders: pd.DataFrame) -> None:
-    strategy_tab(tab, "/strategy?region=West")
+    strategy_tab(tab, "/strategy?period=all&region=West")
     with tab.page.expect_download() as download:
         tab.page.click("#strategy-download-cross_sell")
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8-sig"))))
@@ -362,7 +410,7 @@ def test_browser_database_outage_shows_a_banner_and_recovers_by_itself(browser, 
     try:
         with served(env, tmp_path / "server.log") as base:
             tab = Tab(browser, base)
-            tab.open("/")
+            tab.open("/?period=all")
             assert tab.text("#overview-kpi-revenue") == expected
             kick_out()
             tab.page.wait_for_selector("#database-banner", timeout=30_000)
@@ -433,7 +481,7 @@ def test_browser_upload_page_maps_validates_and_imports(browser, tmp_path: Path,
         report = Path(download.value.path()).read_text()
         assert "not a number: quantity 'ten'" in report and "date order: month first" in report
 
-        tab.open("/")
+        tab.open("/?period=all")
         # Net revenue: the four sale lines less the "Discount" adjustment of the C invoice.
         revenue = round(orders["net"].sum() + 6 * 2.55 + 6 * 3.39 + 6 * 1.85 + 2 * 4.25 - 27.50, 2)
         tab.page.wait_for_function(
@@ -464,7 +512,8 @@ def test_browser_a_wide_catalogue_is_readable(browser, wide_server: str, width: 
     the huge orders in an overflow bar; nothing covers a title, nothing scrolls sideways."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     tab = Tab(browser, wide_server, width)
-    for path, name in (("/", "overview"), ("/regions", "regions"), ("/segments", "segments")):
+    for path, name in (("/?period=all", "overview"), ("/regions?period=all", "regions"),
+                       ("/segments?period=all", "segments")):
         tab.open(path)
         tab.page.wait_for_selector(DRAWN[name], timeout=60_000)
         tab.settle()

@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 
 from bi_app.analytics.orders import compared_spans
+from data_layer.filters import FilterError, default_period, parse_filters, period_dates
 
 D = date.fromisoformat
 
@@ -48,3 +49,53 @@ def test_a_filter_wholly_outside_the_data_keeps_its_own_bounds(client, query: st
     assert data["period"]["start"] == start and data["period"]["end"] == end
     assert data["previous_period"] is None and data["same_period_last_year"] is None
     assert data["orders"]["value"] == 0 and data["revenue"]["value"] == 0
+
+
+@pytest.mark.parametrize(("period", "anchor", "start", "end"), [
+    ("last-7-days", "2024-03-10", "2024-03-04", "2024-03-10"),
+    ("last-90-days", "2024-03-10", "2023-12-12", "2024-03-10"),
+    ("month-to-date", "2024-03-10", "2024-03-01", "2024-03-31"),
+    ("quarter-to-date", "2024-05-10", "2024-04-01", "2024-06-30"),
+    ("year-to-date", "2024-05-10", "2024-01-01", "2024-12-31"),
+    ("last-12-months", "2024-05-10", "2023-06-01", "2024-05-31"),
+    ("previous-month", "2024-01-10", "2023-12-01", "2023-12-31"),
+    ("previous-quarter", "2024-02-29", "2023-10-01", "2023-12-31"),
+    ("previous-quarter", "2024-12-31", "2024-07-01", "2024-09-30"),
+])
+def test_presets_are_relative_to_the_datas_last_order(period: str, anchor: str, start: str, end: str) -> None:
+    assert period_dates(period, D(anchor)) == (D(start), D(end))
+    assert period_dates(period, None) == (None, None) and period_dates("all", D(anchor)) == (None, None)
+
+
+def test_a_preset_to_date_is_compared_like_for_like() -> None:
+    """Month to date on the 10th: the 1st to the 10th, against the 1st to the 10th of the month before."""
+    start, end = period_dates("month-to-date", D("2024-03-10"))
+    spans = compared_spans(start, end, D("2024-03-10"))
+    assert spans.partial and spans.through == D("2024-03-10")
+    assert spans.previous == (D("2024-02-01"), D("2024-02-10"))
+    assert spans.last_year == (D("2023-03-01"), D("2023-03-10"))
+
+
+@pytest.mark.parametrize(("first", "last", "expected"), [
+    ("2022-01-01", "2024-03-10", "last-90-days"),
+    ("2023-12-12", "2024-03-10", "last-30-days"),  # 90 days of data: the previous 90 days are not there
+    ("2024-02-10", "2024-03-10", "last-7-days"),
+    ("2024-03-01", "2024-03-10", "all"),
+])
+def test_the_default_period_has_a_whole_previous_period_to_compare(first: str, last: str, expected: str) -> None:
+    assert default_period(D(first), D(last)) == expected
+    assert default_period(None, None) == "all"
+
+
+def test_a_period_parses_to_its_dates_and_keeps_its_name_in_the_link() -> None:
+    filters = parse_filters({"period": ["last-30-days"], "compare": ["last-year"], "region": ["North"]},
+                            data_dates=(D("2023-01-01"), D("2024-03-10")))
+    assert (filters.start, filters.end) == (D("2024-02-10"), D("2024-03-10"))
+    assert filters.to_query() == [("period", "last-30-days"), ("compare", "last-year"), ("region", "North")]
+    assert filters.cache_key() == "start=2024-02-10&end=2024-03-10&region=North"  # what is selected, not how
+    with pytest.raises(FilterError, match="not both"):
+        parse_filters({"period": ["all"], "start": ["2024-01-01"]})
+    with pytest.raises(FilterError, match="unknown period 'last-year'; use last-7-days"):
+        parse_filters({"period": ["last-year"]})
+    with pytest.raises(FilterError, match="unknown compare"):
+        parse_filters({"compare": ["yesterday"]})

@@ -54,12 +54,12 @@ def compared_spans(start: date, end: date, data_end: date | None) -> ComparedSpa
     through = data_end if partial else end
     if start.day == 1 and (end + timedelta(days=1)).day == 1:  # whole calendar months
         months = (end.year - start.year) * 12 + end.month - start.month + 1
-        previous_start = _shifted(start, months=months)
-        previous_through = _shifted(through, months=months)
+        previous_start = shifted(start, months=months)
+        previous_through = shifted(through, months=months)
     else:
         length = timedelta(days=(end - start).days + 1)
         previous_start, previous_through = start - length, through - length
-    last_year = (_shifted(start, years=1), _shifted(through, years=1))
+    last_year = (shifted(start, years=1), shifted(through, years=1))
     return ComparedSpans(
         start=start, end=end, through=through, partial=partial,
         previous=(previous_start, min(previous_through, start - timedelta(days=1))),
@@ -76,7 +76,7 @@ def span_text(start: date | None, end: date | None) -> str:
     return "no orders"
 
 
-def _shifted(day: date, *, months: int = 0, years: int = 0) -> date:
+def shifted(day: date, *, months: int = 0, years: int = 0) -> date:
     """The same day ``months`` months or ``years`` years earlier; the month's last day where it is
     shorter (29 February a year earlier is the 28th), and a month's last day stays its last day."""
     shifted = (pd.Timestamp(day) - pd.DateOffset(months=months, years=years)).date()
