@@ -57,6 +57,7 @@ def create_app(config: Config | None = None) -> dash.Dash:
         suppress_callback_exceptions=True,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
+    app.index_string = app.index_string.replace("<html>", '<html lang="en">', 1)
     app.server.config[CONFIG_KEY] = config
     app.server.config[CACHE_KEY] = ResultCache.from_url(config.cache_url)
     app.server.register_blueprint(api)

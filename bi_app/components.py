@@ -107,8 +107,11 @@ def table(frame, *, table_id: str, money: tuple[str, ...] = (), percent: tuple[s
     header = html.Thead(html.Tr([html.Th(c.replace("_", " ").capitalize()) for c in frame.columns]))
     rows = [html.Tr([html.Td(cell(c, v)) for c, v in zip(frame.columns, record)])
             for record in frame.itertuples(index=False)]
-    return dbc.Table([header, html.Tbody(rows)], id=table_id, striped=True, hover=True, size="sm",
-                     responsive=True, className="mb-0")
+    # Scrolls sideways on a phone: a region keyboard users can focus and scroll too.
+    return html.Div(dbc.Table([header, html.Tbody(rows)], id=table_id, striped=True, hover=True, size="sm",
+                              className="mb-0"),
+                    className="table-responsive", tabIndex="0", role="region",
+                    **{"aria-label": table_id.replace("-", " ")})
 
 
 def count(value: int | None) -> str:

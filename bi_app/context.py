@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import logging
 import os
@@ -150,4 +152,5 @@ def replica_for(config: Config, *, build_in_subprocess: bool) -> ColumnarReplica
             "BI_CONNECT_TIMEOUT_S": str(config.connect_timeout_s),
         }
         command = ([sys.executable, "-m", "bi_app.cli", "snapshot"], env)
-    return ColumnarReplica(source, folder.resolve(), config.columnar_memory, precompute_default_views, command)
+    return ColumnarReplica(source, folder.resolve(), config.columnar_memory,
+                           functools.partial(precompute_default_views, period=config.default_period), command)

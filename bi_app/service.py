@@ -29,7 +29,14 @@ from bi_app.context import (
 )
 from bi_app.money import MoneyFormat, data_money_format
 from data_layer.cache import UNVERSIONED_TIMEOUT_S, result_key
-from data_layer.filters import FILTER_PARAMETERS, FilterError, Filters, parse_filters
+from data_layer.filters import (
+    FILTER_PARAMETERS,
+    FilterError,
+    Filters,
+    default_period,
+    parse_filters,
+    period_dates,
+)
 from data_layer.meta import data_version, stamped_version
 from data_layer.summaries import dimension_values, order_source, stored_dimension_values
 
@@ -243,10 +250,13 @@ def data_dates() -> tuple[date | None, date | None]:
     with current_engine().connect() as conn:
         version = data_version(conn)
         key = result_key("data_dates", version)
-        return current_cache().get_or_compute(
-            key, lambda: on_fastest_engine(conn, version, "data dates",
-                                           lambda c: queries.date_bounds(c, order_source(c), Filters())),
-            timeout=None if version else UNVERSIONED_TIMEOUT_S)
+
+        def compute() -> tuple[date | None, date | None]:
+            stored = _precomputed(version, key, None)
+            return tuple(stored) if stored is not None else on_fastest_engine(
+                conn, version, "data dates", lambda c: queries.date_bounds(c, order_source(c), Filters()))
+
+        return current_cache().get_or_compute(key, compute, timeout=None if version else UNVERSIONED_TIMEOUT_S)
 
 
 def _dimension_values(conn: Connection) -> dict[str, list[str]]:
@@ -265,22 +275,28 @@ def _parse_int(parameter: Parameter, raw: list[str]) -> int:
     return value
 
 
-def precomputed_views(values: Mapping[str, list[str]]) -> list[Filters]:
+def precomputed_views(values: Mapping[str, list[str]], dates: tuple[date | None, date | None] = (None, None),
+                      period: str | None = None) -> list[Filters]:
     """The views answered when a snapshot is built: no filter, and each single region and segment
-    (the drill-down targets), given the dimension values of the data."""
-    return [
-        Filters(),
-        *(Filters(regions=(region,)) for region in values.get("region", [])),
-        *(Filters(segments=(segment,)) for segment in values.get("segment", [])),
-    ]
+    (the drill-down targets), given the dimension values of the data; each over all time and over
+    the period the dashboard opens on (``period``, else :func:`default_period` of the data's ``dates``)."""
+    first, last = dates
+    start, end = period_dates(period or default_period(first, last), last)
+    spans = [(None, None), *([(start, end)] if start or end else [])]
+    narrowed = [{}, *({"regions": (region,)} for region in values.get("region", [])),
+                *({"segments": (segment,)} for segment in values.get("segment", []))]
+    return [Filters(start=first_day, end=last_day, **one) for first_day, last_day in spans for one in narrowed]
 
 
-def precompute_default_views(snapshot: Engine, version: str) -> dict[str, Any]:
-    """Every analysis for each of :func:`precomputed_views`, keyed as :func:`run` looks them up."""
+def precompute_default_views(snapshot: Engine, version: str, period: str | None = None) -> dict[str, Any]:
+    """Every analysis for each of :func:`precomputed_views` (``period``: the configured default
+    period, if any), keyed as :func:`run` looks them up."""
     with snapshot.connect() as conn:
         values = _dimension_values(conn)
-        results: dict[str, Any] = {result_key("dimension_values", version): values}
-        views = precomputed_views(values)
+        dates = queries.date_bounds(conn, order_source(conn), Filters())
+        results: dict[str, Any] = {result_key("dimension_values", version): values,
+                                   result_key("data_dates", version): dates}
+        views = precomputed_views(values, dates, period)
         for name, analysis in ANALYSES.items():
             if not analysis.precompute:
                 continue

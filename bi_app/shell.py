@@ -73,42 +73,40 @@ def layout() -> html.Div:
 
 
 def filter_bar() -> dbc.Card:
-    """Period preset, date range, comparison and the four list filters; their values mirror the URL."""
+    """Period preset, date range, comparison and the four list filters; their values mirror the URL.
+    Period, dates and comparison are the browser's own controls (labelled, keyboard- and screen-reader
+    friendly; the date inputs open on the period's month)."""
+    def labelled(label: str, control, **width: int) -> dbc.Col:  # noqa: ANN001
+        return dbc.Col([dbc.Label(label, html_for=control.id, className="visually-hidden"), control], **width)
+
     dropdowns = [
-        dbc.Col(
-            dcc.Dropdown(id=f"filter-{name}", multi=True, placeholder=f"All {PLURALS[name]}",
-                         className="filter-dropdown"),
-            xs=12, sm=6, lg=2,
-        )
+        labelled(f"{LABELS[name]} filter", dcc.Dropdown(id=f"filter-{name}", multi=True,
+                                                       placeholder=f"All {PLURALS[name]}", className="filter-dropdown"),
+                 xs=12, sm=6, lg=2)
         for name in LIST_FILTERS
     ]
+    periods = [{"label": "Custom dates", "value": ""}] + [{"label": label, "value": name}
+                                                         for name, label in PERIODS.items()]
     return dbc.Card(
         dbc.CardBody(
             [
                 dbc.Row(
                     [
-                        dbc.Col(dcc.Dropdown(id="filter-period", options=[{"label": "Custom dates", "value": ""}]
-                                             + [{"label": label, "value": name} for name, label in PERIODS.items()],
-                                             clearable=False, searchable=False, className="filter-dropdown"),
-                                xs=12, sm=6, lg=2),
-                        dbc.Col(
-                            dcc.DatePickerRange(id="filter-dates", display_format="YYYY-MM-DD", clearable=True,
-                                                start_date_placeholder_text="First day",
-                                                end_date_placeholder_text="Last day", className="w-100"),
-                            xs=12, sm=6, lg=3,
-                        ),
-                        dbc.Col(dcc.Dropdown(id="filter-compare", clearable=False, searchable=False,
-                                             options=[{"label": f"vs {label}", "value": name}
-                                                      for name, label in COMPARISONS.items()],
-                                             value="previous", className="filter-dropdown"),
-                                xs=12, sm=6, lg=3),
+                        labelled("Period", dbc.Select(id="filter-period", options=periods),
+                                 xs=12, sm=6, lg=2),
+                        labelled("From", dbc.Input(id="filter-start", type="date"), xs=6, sm=3, lg=2),
+                        labelled("To", dbc.Input(id="filter-end", type="date"), xs=6, sm=3, lg=2),
+                        labelled("Compare with", dbc.Select(
+                            id="filter-compare", value="previous",
+                            options=[{"label": f"vs {label}", "value": name} for name, label in COMPARISONS.items()]),
+                            xs=12, sm=6, lg=3),
                     ],
                     className="g-2 mb-2",
                 ),
                 dbc.Row(
                     [
                         *dropdowns,
-                        dbc.Col(dbc.Button("Reset", id="filter-reset", color="secondary", outline=True, size="sm"),
+                        dbc.Col(dbc.Button("Reset", id="filter-reset", color="primary", outline=True, size="sm"),
                                 xs=12, lg=2, className="d-flex align-items-center"),
                     ],
                     className="g-2",
@@ -117,23 +115,24 @@ def filter_bar() -> dbc.Card:
             className="py-2",
         ),
         className="mb-2 shadow-sm",
+        id="filter-bar",
     )
 
 
 @callback(
     Output("url", "search"),
     Output("filter-period", "value"),
-    Output("filter-dates", "start_date"),
-    Output("filter-dates", "end_date"),
-    Output("filter-dates", "initial_visible_month"),
+    Output("filter-start", "value"),
+    Output("filter-end", "value"),
+    Output("filter-start", "max"),
     Output("filter-compare", "value"),
     *[Output(f"filter-{name}", "value") for name in LIST_FILTERS],
     *[Output(f"filter-{name}", "options") for name in LIST_FILTERS],
     Output("filter-notice", "children"),
     Input("url", "search"),
     Input("filter-period", "value"),
-    Input("filter-dates", "start_date"),
-    Input("filter-dates", "end_date"),
+    Input("filter-start", "value"),
+    Input("filter-end", "value"),
     Input("filter-compare", "value"),
     *[Input(f"filter-{name}", "value") for name in LIST_FILTERS],
     Input("filter-reset", "n_clicks"),
@@ -171,7 +170,7 @@ def sync_filters(search: str | None, period: str | None, start: str | None, end:
         query["period"] = [period]
     elif ctx.triggered_id == "filter-period":  # "Custom dates": the dates shown stay, as dates
         query.update(start=[start[:10]] if start else [], end=[end[:10]] if end else [])
-    elif ctx.triggered_id == "filter-dates":
+    elif ctx.triggered_id in ("filter-start", "filter-end"):
         query.update(start=[start[:10]] if start else [], end=[end[:10]] if end else [])
         if not start and not end:
             query["period"] = ["all"]
@@ -186,14 +185,14 @@ def sync_filters(search: str | None, period: str | None, start: str | None, end:
 
 
 def bar_values(filters: Filters, last: date | None) -> tuple:
-    """The filter bar's values for ``filters``: period, dates, the month the picker opens on (the
-    period's last, else the data's), comparison, and the list filters' values."""
-    visible = filters.end or last
+    """The filter bar's values for ``filters``: period, dates, the latest day the start date can be
+    (the data's last: an empty date input then opens on the data's months, not today's), comparison,
+    and the list filters' values."""
     return (
         filters.period or "",
-        filters.start.isoformat() if filters.start else None,
-        filters.end.isoformat() if filters.end else None,
-        visible.isoformat() if visible else None,
+        filters.start.isoformat() if filters.start else "",
+        filters.end.isoformat() if filters.end else "",
+        last.isoformat() if last else None,
         filters.compare,
         *[list(getattr(filters, LIST_PARAMETERS[name][0])) for name in LIST_FILTERS],
     )
@@ -230,13 +229,17 @@ clientside_callback(
     Output("filter-chips", "children"),
     Output("downloads", "children"),
     Output("data-notice", "children"),
+    Output("filter-bar", "style"),
     Input("url", "search"),
     Input("url", "pathname"),
 )
-def show_chips_and_downloads(search: str | None, pathname: str | None) -> tuple[list, list, object]:
-    """The chips of the active filters, the download links for them, and what the data lacks."""
+def show_chips_and_downloads(search: str | None, pathname: str | None) -> tuple[list, list, object, dict]:
+    """The chips of the active filters, the download links for them, and what the data lacks; a page
+    that filters nothing (``filters=False`` in its registration: Data) shows none of them."""
+    if not (page_for(pathname) or {}).get("filters", True):
+        return [], [], None, {"display": "none"}
     filters, _ = filters_of(search)
-    return chips(filters), downloads(filters, pathname), data_notice()
+    return chips(filters), downloads(filters, pathname), data_notice(), {}
 
 
 def data_notice() -> dbc.Alert | None:

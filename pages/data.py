@@ -29,7 +29,7 @@ from data_layer.parsing import DATE_ORDER_NAMES, DECIMAL_NAMES
 
 log = logging.getLogger(__name__)
 
-dash.register_page(__name__, path="/data", name="Data", title="Data · E-commerce BI", order=5, download="orders")
+dash.register_page(__name__, path="/data", name="Data", title="Data · E-commerce BI", order=5, filters=False)
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 PREVIEW_ROWS = 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -39,10 +40,13 @@ def recommendation_card(name: str, currency: str) -> dbc.Card:
     inputs = [
         dbc.Col(
             [
-                dbc.Label(f"{a.label} ({currency if a.unit == 'money' else a.unit})", html_for=f"assumption-{a.name}",
-                          className="small mb-0"),
+                dbc.Label(f"{a.label} ({currency if a.unit == 'money' else a.unit})",
+                          html_for=dom_id({"type": "assumption", "name": a.name}), className="small mb-0"),
                 dbc.Input(id={"type": "assumption", "name": a.name}, type="number", value=a.default,
                           min=a.minimum, max=a.maximum, step=1, size="sm", debounce=True),
+                dbc.FormFeedback(f"Use a whole number from {a.minimum:,} to {a.maximum:,}. Until then the "
+                                 f"projection uses {a.default:,}.", type="invalid",
+                                 id={"type": "assumption-feedback", "name": a.name}),
             ],
             xs=12, sm=6,
         )
@@ -111,6 +115,12 @@ def show_projections(numbers: dict | None, values: list, ids: list[dict], search
     return (*projections, *links, invalid)
 
 
+def dom_id(component_id: dict) -> str:
+    """The id a pattern-matching component gets in the page (Dash writes its keys sorted, as JSON),
+    for a label's ``for``."""
+    return json.dumps(component_id, sort_keys=True, separators=(",", ":"))
+
+
 def valid(assumption, value: Any) -> int:  # noqa: ANN001
     """The value when it is a whole number in range, else the assumption's default."""
     if isinstance(value, (int, float)) and float(value).is_integer() and \
@@ -138,7 +148,8 @@ def projection_view(name: str, entry: dict | None, chosen: dict[str, int], curre
 
 def forecast_section(forecast: dict, money: MoneyFormat) -> Any:
     if not forecast["available"]:
-        return dbc.Alert(f"No forecast: {forecast['reason']}", color="secondary", id="strategy-forecast-note")
+        return dbc.Alert(f"No forecast: {forecast['reason']}", color="light", id="strategy-forecast-note",
+                         className="border")
     backtest = forecast["backtest"]
     mape = "—" if backtest["mape"] is None else f"{backtest['mape']:.1%}"
     note = (f"{forecast['method']}. Backtest: refitted without the last {len(backtest['months'])} months, its "

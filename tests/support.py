@@ -20,8 +20,9 @@ BI_APP = str(Path(sys.executable).with_name("bi-app"))
 
 
 @contextmanager
-def served(env: dict[str, str], log: Path, seconds: float = 60) -> Iterator[str]:
-    """`bi-app serve` on a free port with exactly ``env``; yields its base URL once /healthz answers.
+def served(env: dict[str, str], log: Path, seconds: float = 60, cwd: Path | None = None) -> Iterator[str]:
+    """`bi-app serve` on a free port with exactly ``env`` (in ``cwd``, as `make run` in a checkout);
+    yields its base URL once /healthz answers.
 
     The server's output goes to ``log`` (shown if it exits early); it is stopped on exit.
     """
@@ -30,7 +31,7 @@ def served(env: dict[str, str], log: Path, seconds: float = 60) -> Iterator[str]
         port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     with open(log, "w") as output:
-        process = subprocess.Popen([BI_APP, "serve", "--port", str(port)], env=env,
+        process = subprocess.Popen([BI_APP, "serve", "--port", str(port)], env=env, cwd=cwd,
                                    stdout=output, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + seconds

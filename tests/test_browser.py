@@ -139,6 +139,15 @@ def covered_titles(tab: Tab) -> list[str]:
     return tab.page.evaluate(COVERED_TITLES)
 
 
+def serious_accessibility_problems(tab: Tab) -> list[str]:
+    """What axe-core (WCAG 2.x A and AA rules and best practices) finds serious or critical on the page."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    violations = Axe().run(tab.page).response["violations"]
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes'][:3]]}"
+            for v in violations if v["impact"] in ("serious", "critical")]
+
+
 @pytest.mark.parametrize("name", list(PAGES))
 def test_browser_every_page_renders_without_errors_at_desktop_and_phone_width(browser, server: str, name: str) -> None:  # noqa: ANN001
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -157,6 +166,7 @@ def test_browser_every_page_renders_without_errors_at_desktop_and_phone_width(br
         overflow = tab.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width}px"
         assert covered_titles(tab) == [], f"{name} at {width}px"
+        assert serious_accessibility_problems(tab) == [], f"{name} at {width}px"
         actions = tab.page.eval_on_selector_all(".modebar-btn", "buttons => buttons.map(b => b.dataset.title)")
         assert set(actions) <= LOCAL_CHART_ACTIONS, f"{name}: chart toolbar offers {set(actions) - LOCAL_CHART_ACTIONS}"
         assert tab.errors == [], tab.errors
@@ -208,15 +218,13 @@ def test_browser_opens_on_the_last_90_days_with_presets_and_a_comparison(tab: Ta
     shows("#overview-kpi-revenue-change", change_text(now, before, "previous period"))
     assert "Period: Last 90 days" in tab.text("#filter-chips")
 
-    tab.page.click("#filter-period")
-    tab.page.get_by_role("option", name="Previous month", exact=True).click()
+    tab.page.get_by_label("Period").select_option(label="Previous month")
     tab.page.wait_for_url(re.compile(r"period=previous-month"), timeout=20_000)
     month = last.to_period("M") - 1
     now = net(month.start_time, month.end_time.normalize())
     shows("#overview-kpi-revenue", money(round(now, 2)))
 
-    tab.page.click("#filter-compare")
-    tab.page.get_by_role("option", name="vs same period last year", exact=True).click()
+    tab.page.get_by_label("Compare with").select_option(label="vs same period last year")
     tab.page.wait_for_url(re.compile(r"compare=last-year"), timeout=20_000)
     a_year_earlier = month - 12
     shows("#overview-kpi-revenue-change",
@@ -226,10 +234,15 @@ def test_browser_opens_on_the_last_90_days_with_presets_and_a_comparison(tab: Ta
     assert "Same month last year" in legend
     assert "period=previous-month" in tab.page.url and "compare=last-year" in tab.page.url
 
-    tab.page.click("#filter-dates")  # the picker opens on the period's month, not today's
-    tab.page.wait_for_function("c => document.querySelector('.dash-datepicker-calendar-wrapper')?.innerText"
-                               ".includes(c)", arg=month.strftime("%B %Y"), timeout=20_000)
-    tab.page.keyboard.press("Escape")
+    # The date inputs hold the period's days (their calendars open on its month) ...
+    assert tab.page.input_value("#filter-start") == month.start_time.date().isoformat()
+    assert tab.page.input_value("#filter-end") == month.end_time.date().isoformat()
+    # ... and, emptied (all time), open on the data's last month rather than today's.
+    tab.page.select_option("#filter-period", "all")
+    tab.page.wait_for_url(re.compile(r"period=all"), timeout=20_000)
+    tab.settle()
+    assert tab.page.input_value("#filter-start") == ""
+    assert tab.page.get_attribute("#filter-start", "max") == last.date().isoformat()
     assert tab.errors == [], tab.errors
 
 
@@ -364,6 +377,11 @@ def test_browser_changing_an_assumption_changes_the_projected_impact(tab: Tab, o
     tab.page.keyboard.press("Enter")
     tab.page.wait_for_selector("input[id*='vip_uplift_percent'].is-invalid", timeout=20_000)
     assert tab.text("#strategy-net-vip") == expected(10)
+    feedback = tab.page.locator("input[id*='vip_uplift_percent'] ~ .invalid-feedback")
+    assert feedback.is_visible() and "Use a whole number from 0 to 100. Until then the projection uses 10." \
+        == feedback.inner_text().strip()
+    label = tab.page.get_by_label(re.compile("Extra spend from VIPs"))  # the label names the input
+    assert label.input_value() == "500"
     assert tab.errors == []
 
 
@@ -438,12 +456,13 @@ C536379,12/1/2010 9:41,Discount,-1,27.50,14527,United Kingdom
 
 
 def test_browser_upload_page_maps_validates_and_imports(browser, tmp_path: Path, orders: pd.DataFrame) -> None:  # noqa: ANN001
-    """On a server of its own (the import changes the data)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("BI_DATABASE_URL", "DATABASE_URL", "BI_CACHE_URL")}
-    env["BI_DATA_DIR"] = str(tmp_path / "data")
+    """On a server of its own (the import changes the data), started as `make run` starts it: in its
+    folder, with the default relative data folder (./data)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("BI_DATABASE_URL", "DATABASE_URL", "BI_CACHE_URL", "BI_DATA_DIR")}
     shop = tmp_path / "shop.csv"
     shop.write_text(SHOP_CSV)
-    with served(env, tmp_path / "server.log") as base:
+    with served(env, tmp_path / "server.log", cwd=tmp_path) as base:
         tab = Tab(browser, base)
         tab.open("/data")
         tab.page.set_input_files("#data-file input[type=file]", str(shop))
@@ -480,6 +499,11 @@ def test_browser_upload_page_maps_validates_and_imports(browser, tmp_path: Path,
             tab.page.click("#data-report")
         report = Path(download.value.path()).read_text()
         assert "not a number: quantity 'ten'" in report and "date order: month first" in report
+        with tab.page.expect_download() as download:
+            tab.page.click("#data-rejected-rows")
+        rejected = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8-sig"))))
+        assert len(rejected) == 1 and "ten" in rejected[0].values()
+        assert tab.page.locator("#filter-bar").is_hidden() and tab.page.locator("#download-csv").count() == 0
 
         tab.open("/?period=all")
         # Net revenue: the four sale lines less the "Discount" adjustment of the C invoice.
@@ -519,6 +543,7 @@ def test_browser_a_wide_catalogue_is_readable(browser, wide_server: str, width: 
         tab.settle()
         tab.page.screenshot(path=str(SCREENSHOTS / f"wide-{name}-{width}.png"), full_page=True)
         assert covered_titles(tab) == [], f"{name} at {width}px"
+        assert serious_accessibility_problems(tab) == [], f"{name} at {width}px"
         overflow = tab.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width}px"
         if name == "overview":
@@ -538,3 +563,18 @@ def test_browser_a_wide_catalogue_is_readable(browser, wide_server: str, width: 
             assert labels[0] == "United Kingdom" and len(labels) == 13, labels
     assert tab.errors == [], tab.errors
     tab.close()
+
+
+def test_browser_keyboard_focus_is_always_visible(tab: Tab) -> None:
+    """Tabbing through the page: every element that takes focus shows an outline."""
+    tab.open("/?period=all")
+    tab.page.wait_for_selector(DRAWN["overview"], timeout=60_000)
+    seen = []
+    for _ in range(14):
+        tab.page.keyboard.press("Tab")
+        seen.append(tab.page.evaluate("""() => {
+            const e = document.activeElement, style = getComputedStyle(e);
+            return [e.id || e.className || e.tagName, style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2];
+        }"""))
+    assert len({name for name, _visible in seen}) >= 10, seen  # it went through the navigation and the filters
+    assert [name for name, visible in seen if not visible] == [], seen

@@ -128,6 +128,7 @@ def test_the_service_answers_from_the_snapshot_once_it_is_built(db_url: str, app
 
 def test_default_and_drill_down_views_are_precomputed_into_the_snapshot(engine: Engine, tmp_path: Path) -> None:
     from bi_app.service import ANALYSES, precompute_default_views
+    from data_layer.filters import default_period, period_dates
     from bi_app.api import to_jsonable
     from data_layer.cache import result_key
 
@@ -136,8 +137,12 @@ def test_default_and_drill_down_views_are_precomputed_into_the_snapshot(engine: 
     version = version_of(engine)
     replica = ColumnarReplica(engine, tmp_path, precompute=precompute_default_views)
     replica.build(version)
-    views = [Filters(), *(Filters(regions=(r,)) for r in sorted(orders["region"].unique())),
-             *(Filters(segments=(s,)) for s in sorted(orders["customer_segment"].unique()))]
+    days = pd.to_datetime(orders["order_date"])
+    start, end = period_dates(default_period(days.min().date(), days.max().date()), days.max().date())
+    assert start is not None  # the demo spans two years: the dashboard opens on the last 90 days
+    views = [Filters(start=first, end=last, **one) for first, last in ((None, None), (start, end))
+             for one in ({}, *({"regions": (r,)} for r in sorted(orders["region"].unique())),
+                         *({"segments": (s,)} for s in sorted(orders["customer_segment"].unique())))]
     with engine.connect() as conn:
         for name, analysis in ANALYSES.items():
             parameters = {p.name: p.default for p in analysis.parameters}
