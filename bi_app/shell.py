@@ -42,8 +42,16 @@ def search_of(filters: Filters) -> str:
 
 
 def filters_of(search: str | None) -> tuple[Filters, list[str]]:
-    """The filters in a page's query string, and a notice for each parameter that was dropped."""
-    return service.parse_leniently(query_of(search))
+    """The filters in a page's query string, and a notice for each parameter that was dropped. A query
+    without (valid) dates is the period the dashboard opens on (``BI_DEFAULT_PERIOD``, else the last 90 days
+    when the data allows a whole previous period: :func:`default_period`)."""
+    query = query_of(search)
+    filters, notices = service.parse_leniently(query)
+    if filters.period is None and filters.start is None and filters.end is None:  # none given, or none valid
+        query = {name: values for name, values in query.items() if name not in ("start", "end")}
+        query["period"] = [current_config().default_period or default_period(*service.data_dates())]
+        filters, _again = service.parse_leniently(query)
+    return filters, notices
 
 
 def layout() -> html.Div:
@@ -80,7 +88,8 @@ def filter_bar() -> dbc.Card:
         return dbc.Col([dbc.Label(label, html_for=control.id, className="visually-hidden"), control], **width)
 
     dropdowns = [
-        labelled(f"{LABELS[name]} filter", dcc.Dropdown(id=f"filter-{name}", multi=True,
+        # One line per option, whole on hover: with names near 60 characters the list showed two at a time.
+        labelled(f"{LABELS[name]} filter", dcc.Dropdown(id=f"filter-{name}", multi=True, maxHeight=340, optionHeight=34,
                                                        placeholder=f"All {PLURALS[name]}", className="filter-dropdown"),
                  xs=12, sm=6, lg=2)
         for name in LIST_FILTERS
@@ -140,23 +149,21 @@ def filter_bar() -> dbc.Card:
 )
 def sync_filters(search: str | None, period: str | None, start: str | None, end: str | None, compare: str | None,
                  *values: Any) -> tuple:
-    """Keep the URL and the filter bar in step, whichever of them changed. A URL without dates opens
-    on the default period (the last 90 days when the data allows a whole previous period)."""
+    """Keep the URL and the filter bar in step, whichever of them changed; a URL without dates gets
+    the default period written into it (see :func:`filters_of`)."""
     lists = values[: len(LIST_FILTERS)]
     unchanged = (no_update,) * (5 + 2 * len(LIST_FILTERS))
     try:
         options = service.known_values()
-        first, last = service.data_dates()
+        _first, last = service.data_dates()
     except Exception as exc:  # noqa: BLE001 - the banner says the database is unreachable
         return (no_update, *unchanged, error_banner(exc))
-    option_lists = [options.get(name, []) for name in LIST_FILTERS]
+    option_lists = [[{"label": value, "value": value, "title": value} for value in options.get(name, [])]
+                    for name in LIST_FILTERS]
     if ctx.triggered_id == "filter-reset":
         return ("", *(no_update,) * 5, *([] for _ in LIST_FILTERS), *option_lists, None)
     if ctx.triggered_id in (None, "url", "db-status"):
-        query = query_of(search)
-        if not any(query.get(name) for name in ("period", "start", "end")):
-            query["period"] = [current_config().default_period or default_period(first, last)]
-        filters, notices = service.parse_leniently(query)
+        filters, notices = filters_of(search)
         notice = (
             dbc.Alert(["Some filters in the link were ignored: ", "; ".join(notices)], color="warning",
                       dismissable=True, id="filter-notice-alert", className="py-2")
@@ -168,9 +175,7 @@ def sync_filters(search: str | None, period: str | None, start: str | None, end:
     query: dict[str, list[str]] = {"compare": [compare or "previous"]}
     if ctx.triggered_id == "filter-period" and period:
         query["period"] = [period]
-    elif ctx.triggered_id == "filter-period":  # "Custom dates": the dates shown stay, as dates
-        query.update(start=[start[:10]] if start else [], end=[end[:10]] if end else [])
-    elif ctx.triggered_id in ("filter-start", "filter-end"):
+    elif ctx.triggered_id in ("filter-period", "filter-start", "filter-end"):  # "Custom dates": the dates shown
         query.update(start=[start[:10]] if start else [], end=[end[:10]] if end else [])
         if not start and not end:
             query["period"] = ["all"]

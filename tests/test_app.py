@@ -46,7 +46,7 @@ def test_first_run_seeds_the_embedded_database_and_healthz_is_ok(client) -> None
 def test_overview_shows_the_four_kpis_of_the_demo_orders(app: dash.Dash, client) -> None:
     orders = generate_orders_frame(2000, seed=42)  # what the first run seeds
     revenue = round(net_revenue(orders).sum(), 2)
-    layout = overview(app)
+    layout = overview(app, "?period=all")
     assert find_text(layout, "overview-kpi-revenue") == f"${revenue:,.2f}"
     assert find_text(layout, "overview-kpi-aov") == f"${revenue / len(orders):,.2f}"
     assert find_text(layout, "overview-kpi-customers") == f"{orders['customer_id'].nunique():,}"
