@@ -2,7 +2,7 @@
 
 For each size the demo orders sit in a PostgreSQL schema of their own (loaded
 once, as by bench/api_latency.py); the real server (`bi-app serve`, Redis cache)
-is started and its columnar snapshot awaited. "Fully rendered" means the four
+is started and its columnar snapshot awaited. "Fully rendered" means the five
 KPI cards and all five charts drawn and no Dash callback pending.
 
 - cold: a new browser profile (empty HTTP cache) and the server's Redis cache flushed;
@@ -53,7 +53,7 @@ RENDERED = """() => {
     const c = store.getState().callbacks;
     const idle = ['requested', 'prioritized', 'blocked', 'executing', 'watched', 'executed', 'stored']
         .every(k => (c[k] || []).length === 0);
-    const kpis = document.querySelectorAll('#overview-kpis .kpi-value').length === 4;
+    const kpis = document.querySelectorAll('#overview-kpis .kpi-value').length === 5;
     const graphs = %s.every(id => {
         const plot = document.getElementById(id)?.querySelector('.js-plotly-plot');
         return plot && plot._fullData && plot._fullData.length > 0;
@@ -195,7 +195,7 @@ def pick_region(page, cache: redis.Redis, region: str) -> float:  # noqa: ANN001
 def report(sections, runs: int) -> str:  # noqa: ANN001
     lines = [
         f"{runs} runs per size; one gunicorn worker, Redis cache, columnar snapshot ready. Timed from navigation "
-        "(or from clicking a region in the filter bar's list) until the four KPI cards and five charts are drawn and no "
+        "(or from clicking a region in the filter bar's list) until the five KPI cards and five charts are drawn and no "
         "Dash callback is pending. Cold: new browser profile and server cache flushed; warm: reload with both warm; "
         "filter change: server cache flushed, a region picked in the filter bar (single regions and segments are "
         "precomputed into the snapshot); computed: the same pick on a page filtered by a segment, so nothing is "

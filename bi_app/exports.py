@@ -27,6 +27,7 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
 from sqlalchemy import Numeric, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -107,8 +108,8 @@ def customers_xlsx() -> Response | tuple[Response, int]:
                               f"most {EXCEL_MAX_DATA_ROWS:,} rows. Narrow the filters, or download CSV.")
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Customers")
-    sheet.append(list(frame.columns))
     cells = _row_cells(sheet, frame.columns, service.money_format())
+    sheet.append(list(frame.columns))
     for record in frame.itertuples(index=False):
         sheet.append(cells(record))
     return _send_workbook(workbook, "customers.xlsx")
@@ -190,8 +191,8 @@ def orders_xlsx() -> Response | tuple[Response, int]:
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Orders")
     columns, batches = _stream_orders(filters)
-    sheet.append(list(columns))
     cells = _row_cells(sheet, columns, service.money_format())
+    sheet.append(list(columns))
     for batch in batches:
         for row in batch:
             sheet.append(cells(row))
@@ -238,7 +239,10 @@ def build_report(filters: Filters, results: dict[str, Any], version: str | None,
     summary.append(["Metric", "Value", "Previous period", "Change", "Same period last year", "Change vs last year"])
     _bold(summary[summary.max_row])
     for name in KPI_NAMES:  # named as in the API; "revenue" is net revenue (see the README's Measures)
-        figure = kpis[name]
+        figure = dict(kpis[name])
+        for span, value, change in (("previous", "previous", "change"), ("last_year", "last_year", "change_last_year")):
+            if not kpis["orders"][span]:  # no orders then: nothing to compare, as the page says
+                figure[value] = figure[change] = "—"
         value_format, change_format = number_format(name, money), number_format("change", money)
         summary.append([name, *(_xlsx_cell(summary, figure[key], f) for key, f in (
             ("value", value_format), ("previous", value_format), ("change", change_format),
@@ -365,9 +369,14 @@ def _fit_columns(sheet) -> None:  # noqa: ANN001
 
 def _row_cells(sheet, columns: Iterable[str], money: MoneyFormat) -> Callable[[Iterable], list]:  # noqa: ANN001
     """A function that turns a row of the orders or customers sheet into its cells: money in ``money``'s
-    currency, shares as percentages, text never a formula."""
-    formats = [number_format(name, money) if name in _MONEY or name.endswith("_probability") else None
-               for name in columns]
+    currency, rates and shares as percentages, text never a formula. The sheet (write-only: set before its
+    first row) keeps its header in view and gives each column room for its name."""
+    columns = list(columns)
+    sheet.freeze_panes = "A2"
+    for index, name in enumerate(columns, start=1):
+        sheet.column_dimensions[get_column_letter(index)].width = max(12, len(name) + 2)
+    formats = [number_format(name, money) if name in _MONEY or name.endswith(("_probability", "_rate", "_share"))
+               else None for name in columns]
     return lambda values: [_xlsx_cell(sheet, v, f) for v, f in zip(values, formats)]
 
 

@@ -82,7 +82,7 @@ def trend(monthly: pd.DataFrame, money: MoneyFormat = DEFAULT_FORMAT, *,
             line=dict(dash="dot", color=PALETTE[3]),
             hovertemplate=f"%{{x}} a year earlier<br>{money.hover('y')}<extra></extra>",
         )
-    else:
+    elif monthly["moving_average_3"].notna().any():
         figure.add_scatter(
             x=monthly["month"], y=monthly["moving_average_3"], name="3-month average (whole months)", mode="lines",
             hovertemplate=f"%{{x}}<br>3-month average {money.hover('y')}<extra></extra>",
@@ -125,7 +125,10 @@ def bars(frame: pd.DataFrame, category: str, value: str, title: str, *,
         return empty(title)
     if len(frame) == 1:
         return only_one(title, category, frame[category].iloc[0])
-    ranked = frame.dropna(subset=[value]).sort_values(value, ascending=False, kind="stable")
+    ranked = frame.dropna(subset=[value])
+    if additive and ranked[category].duplicated().any():  # e.g. a product sold under two categories: one bar
+        ranked = ranked.groupby(category, as_index=False, sort=False)[value].sum()
+    ranked = ranked.sort_values(value, ascending=False, kind="stable")
     shown, rest = ranked.iloc[:top], ranked.iloc[top:]
     names = [str(name) for name in shown[category]]
     values = [float(v) for v in shown[value]]
@@ -140,12 +143,22 @@ def bars(frame: pd.DataFrame, category: str, value: str, title: str, *,
         subtitle = f"top {len(shown)} of {len(ranked):,}{link}"
     figure = _figure(title, subtitle, **({"separators": money.separators} if money else {}))
     figure.add_bar(
-        x=values[::-1], y=names[::-1], orientation="h", customdata=keys[::-1],
-        hovertemplate=f"%{{y}}<br>{money.hover('x')}<extra></extra>" if money else "%{y}<br>%{x:,}<extra></extra>",
+        x=values[::-1], y=names[::-1], orientation="h", customdata=keys[::-1], hovertext=names[::-1],
+        hovertemplate=(f"%{{hovertext}}<br>{money.hover('x')}<extra></extra>" if money
+                       else "%{hovertext}<br>%{x:,}<extra></extra>"),
     )
     figure.update_yaxes(type="category", tickmode="array", tickvals=names, ticktext=[shorten(n) for n in names],
                         automargin=True)
     figure.update_xaxes(**(money.axis() if money else {"separatethousands": True}))
+    largest = max(values[: len(shown)])
+    if len(values) > len(shown) and values[-1] > 1.5 * largest > 0:
+        # An "Other" bar far longer than the top bars would flatten them: the axis stops past the
+        # largest of them and the Other bar, cut there, carries its value.
+        figure.update_xaxes(range=[0, largest * 1.25])
+        figure.data[0].text = [(money(values[-1], whole=True) if money else f"{values[-1]:,.0f}") + " ▸"] + [""] * (
+            len(values) - 1)
+        figure.data[0].textposition = "inside"
+        figure.data[0].insidetextanchor = "end"
     return figure
 
 

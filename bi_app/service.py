@@ -281,11 +281,13 @@ def precomputed_views(values: Mapping[str, list[str]], dates: tuple[date | None,
     (the drill-down targets), given the dimension values of the data; each over all time and over
     the period the dashboard opens on (``period``, else :func:`default_period` of the data's ``dates``)."""
     first, last = dates
-    start, end = period_dates(period or default_period(first, last), last)
-    spans = [(None, None), *([(start, end)] if start or end else [])]
+    opening = period or default_period(first, last)
+    start, end = period_dates(opening, last)
+    spans = [(None, None, None), *([(start, end, opening)] if start or end else [])]
     narrowed = [{}, *({"regions": (region,)} for region in values.get("region", [])),
                 *({"segments": (segment,)} for segment in values.get("segment", []))]
-    return [Filters(start=first_day, end=last_day, **one) for first_day, last_day in spans for one in narrowed]
+    return [Filters(start=first_day, end=last_day, period=name, **one)
+            for first_day, last_day, name in spans for one in narrowed]
 
 
 def precompute_default_views(snapshot: Engine, version: str, period: str | None = None) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from data_layer.filters import COMPARISONS, LIST_PARAMETERS, PERIODS, Filters, d
 log = logging.getLogger(__name__)
 LIST_FILTERS = tuple(LIST_PARAMETERS)  # region, segment, category, product
 LABELS = {"region": "Region", "segment": "Segment", "category": "Category", "product": "Product"}
+#: The period select's value for dates chosen by hand.
+CUSTOM = "custom"
 PLURALS = {"region": "regions", "segment": "segments", "category": "categories", "product": "products"}
 
 
@@ -63,6 +65,7 @@ def layout() -> html.Div:
             dcc.Interval(id="db-retry", interval=5000),
             dcc.Store(id="db-status", data="ok"),
             dcc.Store(id="page-titles", data={p["path"]: p["title"] for p in dash.page_registry.values()}),
+            html.A("Skip to the figures", href="#page-content", className="visually-hidden-focusable"),
             navbar(dash.page_registry.values()),
             dbc.Container(
                 [
@@ -71,7 +74,7 @@ def layout() -> html.Div:
                     html.Div(id="data-notice"),
                     html.Div(id="filter-chips", className="d-flex flex-wrap gap-2 mb-2"),
                     html.Div(id="downloads", className="d-flex flex-wrap gap-2 mb-3"),
-                    html.Div(id="page-content"),
+                    html.Main(id="page-content", tabIndex="-1"),
                 ],
                 fluid=True,
                 className="py-3",
@@ -94,7 +97,7 @@ def filter_bar() -> dbc.Card:
                  xs=12, sm=6, lg=2)
         for name in LIST_FILTERS
     ]
-    periods = [{"label": "Custom dates", "value": ""}] + [{"label": label, "value": name}
+    periods = [{"label": "Custom dates", "value": CUSTOM}] + [{"label": label, "value": name}
                                                          for name, label in PERIODS.items()]
     return dbc.Card(
         dbc.CardBody(
@@ -103,8 +106,10 @@ def filter_bar() -> dbc.Card:
                     [
                         labelled("Period", dbc.Select(id="filter-period", options=periods),
                                  xs=12, sm=6, lg=2),
-                        labelled("From", dbc.Input(id="filter-start", type="date"), xs=6, sm=3, lg=2),
-                        labelled("To", dbc.Input(id="filter-end", type="date"), xs=6, sm=3, lg=2),
+                        # debounce: a date counts once typed whole (Enter or leaving the box), not at
+                        # each digit of its year.
+                        labelled("From", dbc.Input(id="filter-start", type="date", debounce=True), xs=6, sm=3, lg=2),
+                        labelled("To", dbc.Input(id="filter-end", type="date", debounce=True), xs=6, sm=3, lg=2),
                         labelled("Compare with", dbc.Select(
                             id="filter-compare", value="previous",
                             options=[{"label": f"vs {label}", "value": name} for name, label in COMPARISONS.items()]),
@@ -152,41 +157,35 @@ def sync_filters(search: str | None, period: str | None, start: str | None, end:
     """Keep the URL and the filter bar in step, whichever of them changed; a URL without dates gets
     the default period written into it (see :func:`filters_of`)."""
     lists = values[: len(LIST_FILTERS)]
-    unchanged = (no_update,) * (5 + 2 * len(LIST_FILTERS))
     try:
         options = service.known_values()
         _first, last = service.data_dates()
     except Exception as exc:  # noqa: BLE001 - the banner says the database is unreachable
-        return (no_update, *unchanged, error_banner(exc))
+        return (no_update, *(no_update,) * (5 + 2 * len(LIST_FILTERS)), error_banner(exc))
     option_lists = [[{"label": value, "value": value, "title": value} for value in options.get(name, [])]
                     for name in LIST_FILTERS]
-    if ctx.triggered_id == "filter-reset":
-        return ("", *(no_update,) * 5, *([] for _ in LIST_FILTERS), *option_lists, None)
-    if ctx.triggered_id in (None, "url", "db-status"):
-        filters, notices = filters_of(search)
-        notice = (
-            dbc.Alert(["Some filters in the link were ignored: ", "; ".join(notices)], color="warning",
-                      dismissable=True, id="filter-notice-alert", className="py-2")
-            if notices else None
-        )
-        new_search = search_of(filters)
-        return (new_search if new_search != (search or "") else no_update, *bar_values(filters, last),
-                *option_lists, notice)
-    query: dict[str, list[str]] = {"compare": [compare or "previous"]}
-    if ctx.triggered_id == "filter-period" and period:
-        query["period"] = [period]
-    elif ctx.triggered_id in ("filter-period", "filter-start", "filter-end"):  # "Custom dates": the dates shown
-        query.update(start=[start[:10]] if start else [], end=[end[:10]] if end else [])
-        if not start and not end:
-            query["period"] = ["all"]
+    if ctx.triggered_id in (None, "url", "db-status", "filter-reset"):
+        filters, notices = filters_of("" if ctx.triggered_id == "filter-reset" else search)
     else:
-        query.update({name: chosen for name, chosen in query_of(search).items() if name in ("period", "start", "end")})
-    for name, chosen in zip(LIST_FILTERS, lists):
-        query[name] = list(chosen or [])
-    filters, _notices = service.parse_leniently({k: v for k, v in query.items() if v})
-    if ctx.triggered_id == "filter-period":  # the picker shows the preset's dates
-        return (search_of(filters), *bar_values(filters, last)[:4], *unchanged[4:], None)
-    return (search_of(filters), *unchanged, None)
+        query: dict[str, list[str]] = {"compare": [compare or "previous"]}
+        if ctx.triggered_id == "filter-period" and period != CUSTOM:
+            query["period"] = [period]
+        elif ctx.triggered_id in ("filter-period", "filter-start", "filter-end"):  # dates as typed (or shown)
+            query.update(start=[start[:10]] if start else [], end=[end[:10]] if end else [])
+            if not start and not end:
+                query["period"] = ["all"]
+        else:
+            query.update({name: chosen for name, chosen in query_of(search).items()
+                          if name in ("period", "start", "end")})
+        for name, chosen in zip(LIST_FILTERS, lists):
+            query[name] = list(chosen or [])
+        filters, notices = service.parse_leniently({k: v for k, v in query.items() if v})
+    notice = (dbc.Alert(["Some filters were not used: ", "; ".join(notices)], color="warning", dismissable=True,
+                        id="filter-notice-alert", className="py-2") if notices else None)
+    new_search = search_of(filters)
+    # The bar always shows what the figures use (a date it could not use, a reset, a preset's days).
+    return (new_search if new_search != (search or "") else no_update, *bar_values(filters, last),
+            *option_lists, notice)
 
 
 def bar_values(filters: Filters, last: date | None) -> tuple:
@@ -194,7 +193,7 @@ def bar_values(filters: Filters, last: date | None) -> tuple:
     (the data's last: an empty date input then opens on the data's months, not today's), comparison,
     and the list filters' values."""
     return (
-        filters.period or "",
+        filters.period or CUSTOM,
         filters.start.isoformat() if filters.start else "",
         filters.end.isoformat() if filters.end else "",
         last.isoformat() if last else None,

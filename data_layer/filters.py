@@ -108,6 +108,11 @@ class Filters:
             pairs.extend((parameter, value) for value in getattr(self, name))
         return pairs
 
+    @property
+    def by_days(self) -> bool:
+        """True for "the last N days": compared with the N days before, even when they are a calendar month."""
+        return bool(self.period) and self.period.startswith("last-") and self.period.endswith("-days")
+
     def without_dates(self) -> "Filters":
         """The same filters over the whole date range."""
         return replace(self, start=None, end=None, period=None)
@@ -118,6 +123,8 @@ class Filters:
         pairs = [(name, day.isoformat()) for name, day in (("start", self.start), ("end", self.end)) if day]
         pairs += [(parameter, value) for parameter, (name, _column) in LIST_PARAMETERS.items()
                   for value in getattr(self, name)]
+        if self.by_days and self.start:
+            pairs.append(("compared", "by-days"))
         return "&".join(f"{k}={v}" for k, v in pairs)
 
     def describe(self) -> list[tuple[str, str]]:

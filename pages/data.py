@@ -302,7 +302,8 @@ def run_import(_clicks: int, values: list, ids: list[dict], encoding: str | None
     colour = "danger" if outcome.failed else "success"
     return html.Div([
         dbc.Alert(messages[-1], color=colour, id="data-result-summary"),
-        html.Pre("\n".join(m for m in messages if not m.startswith("Report:")), className="small bg-light p-2",
-                 id="data-log"),
+        html.Details([html.Summary("What the import did, step by step", className="small"),
+                      html.Pre("\n".join(m for m in messages if not m.startswith("Report:")),
+                               className="small bg-light p-2 text-wrap", id="data-log")], className="mb-2"),
         html.Div(links),
     ])

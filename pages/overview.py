@@ -151,7 +151,7 @@ def show_overview(search: str | None, _db: str) -> tuple:
 
 
 def kpi_cards(kpis: dict, currency: MoneyFormat, compare: str = "previous") -> list:
-    """The period caption (with the spans compared) and the four KPI cards with their change against
+    """The period caption (with the spans compared) and the five KPI cards with their change against
     ``compare`` (the previous period, or the same period last year); net revenue says what it is net of."""
     satisfaction = kpis["average_satisfaction"]["value"]
     gross, returns = kpis["gross_sales"]["value"], kpis["returns"]["value"]
@@ -167,6 +167,8 @@ def kpi_cards(kpis: dict, currency: MoneyFormat, compare: str = "previous") -> l
     cards = [
         kpi_card("Net revenue", currency(kpis["revenue"]["value"]), card_id="overview-kpi-revenue",
                  changes=changes("revenue"), detail=net_of),
+        kpi_card("Orders", count(kpis["orders"]["value"]), card_id="overview-kpi-orders", changes=changes("orders"),
+                 detail="with a sale"),
         kpi_card("Average order value", currency(kpis["average_order_value"]["value"]),
                  card_id="overview-kpi-aov", changes=changes("average_order_value"), detail="net revenue ÷ orders"),
         kpi_card("Unique customers", count(kpis["customers"]["value"]), card_id="overview-kpi-customers",
@@ -175,13 +177,13 @@ def kpi_cards(kpis: dict, currency: MoneyFormat, compare: str = "previous") -> l
                  card_id="overview-kpi-satisfaction", changes=changes("average_satisfaction"),
                  note="no ratings in these orders" if satisfaction is None else None),
     ]
-    return [period_caption(kpis), dbc.Row([dbc.Col(card, xs=12, sm=6, lg=3, className="mb-3") for card in cards])]
+    return [period_caption(kpis), dbc.Row([dbc.Col(card, xs=12, sm=6, lg=True, className="mb-3") for card in cards])]
 
 
 def period_caption(kpis: dict) -> html.Div:
     """How many orders, over which days, compared with which: a partial period says where the data ends."""
     period, previous, last_year = kpis["period"], kpis["previous_period"], kpis["same_period_last_year"]
-    text = f"{count(kpis['orders']['value'])} orders, {span_text(period['start'], period['through'])}"
+    text = f"{count(kpis['orders']['value'], 'order')}, {span_text(period['start'], period['through'])}"
     if period["partial"]:
         text += (f" (the period runs to {period['end']}, past the data's last order: it is compared like for "
                  "like, over the same number of days)")

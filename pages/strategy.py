@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -82,7 +83,8 @@ def show_recommendations(search: str | None, _db: str, *targets: Any) -> tuple:
     chosen = {a.name: valid(a, value) for a, value in zip(TARGETS, targets)}
     try:
         recommendations = service.run("recommendations", filters, **chosen)
-        forecast = service.run("forecast", filters)
+        # A forecast needs history: every month up to the period's end, whatever its start.
+        forecast = service.run("forecast", replace(filters, start=None, period=None))
     except Exception as exc:  # noqa: BLE001 - a banner, and the page keeps working
         return None, error_banner(exc), *("—" for _ in TITLES)
     findings = [recommendations[name]["finding"] for name in TITLES]
@@ -152,7 +154,8 @@ def forecast_section(forecast: dict, money: MoneyFormat) -> Any:
                          className="border")
     backtest = forecast["backtest"]
     mape = "—" if backtest["mape"] is None else f"{backtest['mape']:.1%}"
-    note = (f"{forecast['method']}. Backtest: refitted without the last {len(backtest['months'])} months, its "
+    note = (f"{forecast['method']}, from every month of the data up to the period's end (the period's own "
+            f"start is not used: a forecast needs history). Backtest: refitted without the last {len(backtest['months'])} months, its "
             f"forecast of them was off by {mape} on average (MAPE: {forecast['quality']} by Lewis's scale; a "
             "forecast is shown up to 50%).")
     if forecast["partial_month_left_out"]:

@@ -138,9 +138,11 @@ def test_default_and_drill_down_views_are_precomputed_into_the_snapshot(engine: 
     replica = ColumnarReplica(engine, tmp_path, precompute=precompute_default_views)
     replica.build(version)
     days = pd.to_datetime(orders["order_date"])
-    start, end = period_dates(default_period(days.min().date(), days.max().date()), days.max().date())
+    opening = default_period(days.min().date(), days.max().date())
+    start, end = period_dates(opening, days.max().date())
     assert start is not None  # the demo spans two years: the dashboard opens on the last 90 days
-    views = [Filters(start=first, end=last, **one) for first, last in ((None, None), (start, end))
+    views = [Filters(start=first, end=last, period=name, **one)
+             for first, last, name in ((None, None, None), (start, end, opening))
              for one in ({}, *({"regions": (r,)} for r in sorted(orders["region"].unique())),
                          *({"segments": (s,)} for s in sorted(orders["customer_segment"].unique())))]
     with engine.connect() as conn:

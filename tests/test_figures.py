@@ -28,7 +28,12 @@ def test_many_products_are_the_top_bars_and_one_other_bar_with_the_rest(products
     assert list(axis.tickvals) == [*top["product"], "Other (1,488 more)"]  # a label for every drawn bar
     assert all(len(label) <= figures.LABEL_CHARS for label in axis.ticktext)
     assert all(label.endswith("…") for label in axis.ticktext[:-1])
-    assert "%{y}" in bar.hovertemplate  # the whole name on hover
+    assert list(bar.hovertext[::-1]) == [*top["product"], "Other (1,488 more)"]  # whole names on hover
+    assert "%{hovertext}" in bar.hovertemplate
+    # "Other" holds far more than any top bar: the axis stops past the largest, Other carries its value.
+    other = ranked["revenue"].iloc[figures.TOP_BARS:].sum()
+    assert list(figure.layout.xaxis.range) == pytest.approx([0, top["revenue"].iloc[0] * 1.25])
+    assert bar.text[0] == f"${other:,.0f} ▸" and set(bar.text[1:]) == {""}
     assert "top 12 of 1,500" in figure.layout.title.subtitle.text
     assert 'href="/export/products.csv"' in figure.layout.title.subtitle.text
 
@@ -73,3 +78,10 @@ def test_one_month_trend_has_a_month_axis_not_hours() -> None:
     monthly = pd.DataFrame({"month": ["2024-03"], "revenue": [10.0], "orders": [1], "partial": [False],
                             "growth": [None], "moving_average_3": [None]})
     assert figures.trend(monthly).layout.xaxis.type == "category"
+
+
+def test_a_product_sold_under_two_categories_is_one_bar() -> None:
+    frame = pd.DataFrame({"product": ["Mug", "Mug", "Cup", "Jug"], "category": ["Kitchen", "Gifts", "Kitchen", "Gifts"],
+                          "revenue": [30.0, 40.0, 50.0, 10.0]})
+    bar = figures.bars(frame, "product", "revenue", "Revenue by product").data[0]
+    assert list(bar.y[::-1]) == ["Mug", "Cup", "Jug"] and list(bar.x[::-1]) == [70.0, 50.0, 10.0]

@@ -92,10 +92,21 @@ def test_a_period_parses_to_its_dates_and_keeps_its_name_in_the_link() -> None:
                             data_dates=(D("2023-01-01"), D("2024-03-10")))
     assert (filters.start, filters.end) == (D("2024-02-10"), D("2024-03-10"))
     assert filters.to_query() == [("period", "last-30-days"), ("compare", "last-year"), ("region", "North")]
-    assert filters.cache_key() == "start=2024-02-10&end=2024-03-10&region=North"  # what is selected, not how
+    assert filters.cache_key() == "start=2024-02-10&end=2024-03-10&region=North&compared=by-days"  # not the name
     with pytest.raises(FilterError, match="not both"):
         parse_filters({"period": ["all"], "start": ["2024-01-01"]})
     with pytest.raises(FilterError, match="unknown period 'last-year'; use last-7-days"):
         parse_filters({"period": ["last-year"]})
     with pytest.raises(FilterError, match="unknown compare"):
         parse_filters({"compare": ["yesterday"]})
+
+
+def test_the_last_30_days_are_compared_with_the_30_days_before_even_when_they_are_a_month() -> None:
+    """The last 30 days ending on 30 June are 1-30 June: against 2-31 May, not all 31 days of May."""
+    start, end = period_dates("last-30-days", D("2025-06-30"))
+    assert (start, end) == (D("2025-06-01"), D("2025-06-30"))
+    assert compared_spans(start, end, D("2025-06-30"), by_days=True).previous == (D("2025-05-02"), D("2025-05-31"))
+    assert compared_spans(start, end, D("2025-06-30")).previous == (D("2025-05-01"), D("2025-05-31"))
+    by_days = parse_filters({"period": ["last-30-days"]}, data_dates=(D("2024-01-01"), D("2025-06-30")))
+    typed = parse_filters({"start": ["2025-06-01"], "end": ["2025-06-30"]})
+    assert by_days.by_days and not typed.by_days and by_days.cache_key() != typed.cache_key()

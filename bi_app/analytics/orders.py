@@ -48,11 +48,12 @@ class ComparedSpans:
     last_year: tuple[date, date] | None
 
 
-def compared_spans(start: date, end: date, data_end: date | None) -> ComparedSpans:
-    """The spans :func:`kpis` compares for the period ``start``..``end`` when the data ends on ``data_end``."""
+def compared_spans(start: date, end: date, data_end: date | None, *, by_days: bool = False) -> ComparedSpans:
+    """The spans :func:`kpis` compares for the period ``start``..``end`` when the data ends on ``data_end``
+    (``by_days``: the same number of days before, even for whole calendar months, as "the last 30 days" means)."""
     partial = data_end is not None and start <= data_end < end
     through = data_end if partial else end
-    if start.day == 1 and (end + timedelta(days=1)).day == 1:  # whole calendar months
+    if not by_days and start.day == 1 and (end + timedelta(days=1)).day == 1:  # whole calendar months
         months = (end.year - start.year) * 12 + end.month - start.month + 1
         previous_start = shifted(start, months=months)
         previous_through = shifted(through, months=months)
@@ -104,7 +105,7 @@ def kpis(conn: Connection, filters: Filters) -> dict[str, Any]:
     previous = last_year = dict.fromkeys(KPI_NAMES)
     spans = None
     if start and end:
-        spans = compared_spans(start, end, date_bounds(conn, source, Filters())[1])
+        spans = compared_spans(start, end, date_bounds(conn, source, Filters())[1], by_days=filters.by_days)
         previous = _kpi_values(conn, source, replace(filters, start=spans.previous[0], end=spans.previous[1]))
         if spans.last_year:
             last_year = _kpi_values(conn, source, replace(filters, start=spans.last_year[0], end=spans.last_year[1]))
