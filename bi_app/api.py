@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
+@api.get("/")
+def index() -> Response:
+    """What the API offers: one endpoint per analysis, and its OpenAPI document."""
+    return Response(json.dumps({"endpoints": {f"/api/v1/{name}": spec.summary for name, spec in service.ANALYSES.items()},
+                                "openapi": "/api/v1/openapi.json"}), mimetype="application/json")
+
+
 @api.get("/<name>")
 def analysis(name: str) -> Response | tuple[Response, int]:
     """Run analysis ``name`` for the filters in the query string."""

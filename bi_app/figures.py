@@ -128,6 +128,10 @@ def bars(frame: pd.DataFrame, category: str, value: str, title: str, *,
     ranked = frame.dropna(subset=[value])
     if additive and ranked[category].duplicated().any():  # e.g. a product sold under two categories: one bar
         ranked = ranked.groupby(category, as_index=False, sort=False)[value].sum()
+    if ranked.empty:  # e.g. revenue per customer where every order is a guest's
+        return empty(title, "No figure to draw for these orders")
+    if len(ranked) == 1:
+        return only_one(title, category, ranked[category].iloc[0])
     ranked = ranked.sort_values(value, ascending=False, kind="stable")
     shown, rest = ranked.iloc[:top], ranked.iloc[top:]
     names = [str(name) for name in shown[category]]

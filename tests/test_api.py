@@ -364,3 +364,9 @@ def test_a_period_preset_answers_for_the_days_it_stands_for(client, orders: pd.D
     assert bad.status_code == 400 and bad.get_json()["error"]["parameter"] == "period"
     both = client.get("/api/v1/kpis?period=all&start=2024-01-01")
     assert both.status_code == 400 and "not both" in both.get_json()["error"]["message"]
+
+
+def test_the_api_root_lists_its_endpoints_as_json(client) -> None:
+    body = client.get("/api/v1/").get_json()
+    assert set(body["endpoints"]) == {f"/api/v1/{name}" for name in service.ANALYSES}
+    assert body["openapi"] == "/api/v1/openapi.json"

@@ -85,3 +85,10 @@ def test_a_product_sold_under_two_categories_is_one_bar() -> None:
                           "revenue": [30.0, 40.0, 50.0, 10.0]})
     bar = figures.bars(frame, "product", "revenue", "Revenue by product").data[0]
     assert list(bar.y[::-1]) == ["Mug", "Cup", "Jug"] and list(bar.x[::-1]) == [70.0, 50.0, 10.0]
+
+
+def test_a_measure_undefined_everywhere_is_a_note() -> None:
+    """Revenue per customer where every order is a guest's: no value to draw, no error."""
+    frame = pd.DataFrame({"region": ["North", "South"], "revenue_per_customer": [float("nan"), float("nan")]})
+    figure = figures.bars(frame, "region", "revenue_per_customer", "Revenue per customer", additive=False)
+    assert len(figure.data) == 0 and "No figure" in figure.layout.annotations[0].text
