@@ -30,8 +30,9 @@ api = Blueprint("api", __name__, url_prefix="/api/v1")
 @api.get("/")
 def index() -> Response:
     """What the API offers: one endpoint per analysis, and its OpenAPI document."""
-    return Response(json.dumps({"endpoints": {f"/api/v1/{name}": spec.summary for name, spec in service.ANALYSES.items()},
-                                "openapi": "/api/v1/openapi.json"}), mimetype="application/json")
+    endpoints = {f"/api/v1/{name}": spec.summary for name, spec in service.ANALYSES.items()}
+    return Response(json.dumps({"endpoints": endpoints, "openapi": "/api/v1/openapi.json"}),
+                    mimetype="application/json")
 
 
 @api.get("/<name>")

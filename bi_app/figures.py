@@ -190,8 +190,10 @@ def histogram(bins: list[dict[str, Any]], stats: dict[str, Any], money: MoneyFor
     frame = frame.drop(over.index)
     centers = (frame["bin_start"] + frame["bin_end"]) / 2
     width = float((frame["bin_end"] - frame["bin_start"]).iloc[0])
-    subtitle = wrap(f"last bar: the {int(over['orders'].iloc[0]):,} orders over "
-                    f"{money(float(over['bin_start'].iloc[0]), whole=True)} (the 99th percentile)", 52) if len(over) else ""
+    subtitle = ""
+    if len(over):
+        subtitle = wrap(f"last bar: the {int(over['orders'].iloc[0]):,} orders over "
+                        f"{money(float(over['bin_start'].iloc[0]), whole=True)} (the 99th percentile)", 52)
     # The legend (median and mean) goes under the plot: beside the title it covers it in a narrow chart.
     figure = _figure("Order values", subtitle, legend=dict(orientation="h", x=0, xanchor="left", y=-0.12,
                                                            yanchor="top"),

@@ -155,7 +155,8 @@ def forecast_section(forecast: dict, money: MoneyFormat) -> Any:
     backtest = forecast["backtest"]
     mape = "—" if backtest["mape"] is None else f"{backtest['mape']:.1%}"
     note = (f"{forecast['method']}, from every month of the data up to the period's end (the period's own "
-            f"start is not used: a forecast needs history). Backtest: refitted without the last {len(backtest['months'])} months, its "
+            "start is not used: a forecast needs history). "
+            f"Backtest: refitted without the last {len(backtest['months'])} months, its "
             f"forecast of them was off by {mape} on average (MAPE: {forecast['quality']} by Lewis's scale; a "
             "forecast is shown up to 50%).")
     if forecast["partial_month_left_out"]:
