@@ -56,7 +56,8 @@ RENDERED = """() => {
     const kpis = document.querySelectorAll('#overview-kpis .kpi-value').length === 5;
     const graphs = %s.every(id => {
         const plot = document.getElementById(id)?.querySelector('.js-plotly-plot');
-        return plot && plot._fullData && plot._fullData.length > 0;
+        // drawn: its traces, or the note that replaces a one-group breakdown
+        return plot && plot._fullData && (plot._fullData.length > 0 || (plot._fullLayout.annotations || []).length > 0);
     });
     return idle && kpis && graphs;
 }""" % GRAPHS
