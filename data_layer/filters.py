@@ -89,11 +89,6 @@ class Filters:
         for name, _column in LIST_PARAMETERS.values():
             object.__setattr__(self, name, tuple(sorted(set(getattr(self, name)))))
 
-    @property
-    def is_empty(self) -> bool:
-        """True when no order is filtered out (a period of all time, any comparison)."""
-        return self.cache_key() == ""
-
     def to_query(self) -> list[tuple[str, str]]:
         """The query parameters that parse back to these filters, in a stable order (a preset rather
         than the dates it stands for)."""
