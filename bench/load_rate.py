@@ -58,11 +58,12 @@ def main() -> None:
         )
         wall = time.perf_counter() - started
         rate = float(re.search(r"([\d,]+) rows/s", result.stdout).group(1).replace(",", ""))
-        summary = float(re.search(r"Summary tables? rebuilt in ([\d.]+) s", result.stdout).group(1))
+        summary = float(re.search(r"Summary tables (?:built with the load|rebuilt) in ([\d.]+) s",
+                                  result.stdout).group(1))
         printed_rates.append(rate)
         wall_rates.append(args.rows / wall)
         summary_seconds.append(summary)
-        print(f"run {attempt + 1}: load {rate:,.0f} rows/s as printed; summary rebuild {summary:.1f} s; "
+        print(f"run {attempt + 1}: load {rate:,.0f} rows/s as printed; summary {summary:.1f} s; "
               f"whole command {wall:.2f} s")
 
     frame = generate_orders_frame(args.seed_rows, seed=42)
@@ -83,20 +84,21 @@ def main() -> None:
     verdict = "meets" if median_rate >= 200_000 else "misses"
     body = f"""
 `bi-app demo-data --rows {args.rows:,} --replace` into PostgreSQL, {args.repeat} runs. The load rate
-is the one the command prints: generation, COPY, primary key and index rebuild, ANALYZE and
-the quality report, all inside the load's transaction; at its commit the data is stored, versioned
-and queryable. The command then rebuilds the summary table in a second transaction (queries read
-the raw rows until it is done); "whole command" adds that and Python start-up.
+is the one the command prints: generation, COPY, primary key and index rebuild, ANALYZE, the
+quality report and the summary table (built from the lines in DuckDB while the database builds its
+indexes), all inside the load's transaction; at its commit the data is stored, summarised, versioned
+and queryable. "Whole command" adds Python start-up.
 
-| run | load rate (printed) | summary rebuild | whole command |
+| run | load rate (printed) | summary (inside the load) | whole command |
 |---|---|---|---|
 """ + "".join(
         f"| {i + 1} | {p:,.0f} rows/s | {s:.1f} s | {args.rows / w:.1f} s |\n"
         for i, (p, s, w) in enumerate(zip(printed_rates, summary_seconds, wall_rates))
     ) + f"""
 Median load rate: **{median_rate:,.0f} rows/s**, which {verdict} the target of 200,000 rows/s.
-Peak memory of the command (max RSS): {peak_mb:,.0f} MB: rows stream in chunks of 100,000, so
-this does not grow with the number of rows (only the per-customer table, ~10 bytes a customer, does).
+Peak memory of the command (max RSS): {peak_mb:,.0f} MB: rows stream in chunks of 100,000; the copy
+the summary is built from stays in memory up to 512 MB and goes to disk beyond, and the per-customer
+table takes ~10 bytes a customer.
 
 Baseline in the same run: the seed's `DataFrame.to_sql(method="multi")` loads {seed_rate:,.0f} rows/s
 (on {args.seed_rows:,} rows); the COPY loader is **{median_rate / seed_rate:.0f}x** faster.

@@ -214,9 +214,7 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     if not loaded.changed:
         echo("Every order in the file is already stored exactly so: nothing changed.")
         return outcome(len(result.lines), failed=False, how="already stored as they are")
-    summary = ("summary tables not rebuilt (queries read the raw rows)" if loaded.summary_seconds is None
-               else f"summary tables rebuilt in {loaded.summary_seconds:.2f} s")
-    echo(f"Loaded {loaded.rows_in:,} lines ({mode}) in {loaded.seconds:.2f} s; {summary}; "
+    echo(f"Loaded {loaded.rows_in:,} lines ({mode}) in {loaded.seconds:.2f} s; summary tables {loaded.summary_note}; "
          f"{loaded.rows_stored:,} lines stored; data version {loaded.data_version}")
     return outcome(loaded.rows_in, failed=False)
 

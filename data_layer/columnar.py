@@ -27,17 +27,26 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
 
 import duckdb
 import pandas as pd
-from sqlalchemy import Engine, String, create_engine, func, inspect, literal_column, select, text, type_coerce
-from sqlalchemy.pool import NullPool
+import pyarrow as pa
+from sqlalchemy import Connection, Engine, String, create_engine, func, inspect, literal_column, select, text, type_coerce
+from sqlalchemy.pool import NullPool, StaticPool
 
 from data_layer.engine import describe_error, is_postgres
-from data_layer.meta import changed_rows, data_version, read_meta, stored_columns
+from data_layer.meta import (
+    StoredFacts,
+    changed_rows,
+    data_version,
+    read_meta,
+    scan_stored_lines,
+    stored_columns,
+)
 from data_layer.schema import METADATA_TABLE, SALES_COLUMNS, SALES_TABLE, sales
-from data_layer.summaries import daily, rebuild_summaries
+from data_layer.summaries import daily, fill_summary, rebuild_summaries
 
 log = logging.getLogger(__name__)
 
@@ -327,3 +336,103 @@ def _export_orders(conn, target) -> None:  # noqa: ANN001
         writer.writerows(batch)
     text.flush()
 
+
+
+@dataclass(frozen=True)
+class LinesSummary:
+    """What :class:`LoadSummary` found in a load's lines."""
+
+    facts: StoredFacts
+    #: The rows of ``bi_daily``.
+    daily_rows: pa.Table
+    #: The filter values (query parameter -> sorted values).
+    values: dict[str, list[str]]
+    seconds: float
+
+
+class LoadSummary:
+    """The summary of the lines a replace load writes, built in DuckDB from the lines as they stream by.
+
+    A replace load's lines are the whole table, so their summary, made by the queries
+    of :func:`data_layer.summaries.fill_summary` on DuckDB, is the one a rebuild from
+    the stored table would make; the load writes it in its own transaction. The lines
+    are copied into DuckDB as they pass to the database (what the summary reads of them),
+    and summarised while the database builds its indexes: DuckDB takes about 0.3 s per
+    million lines on one core, where PostgreSQL took 2.3 s after the load. Beyond
+    ``memory_limit`` the copy goes to disk. Orders of several lines leave ``bi_daily`` empty
+    (see :func:`data_layer.summaries.fill_summary`): for them the loader stops the copy and
+    lists the filter values after the load, from the table.
+    """
+
+    #: Columns the summary never reads (strings cost the most to copy); of ``customer_id`` it
+    #: reads only whether a line has one.
+    _UNREAD = ("order_id", "day_of_week", "quarter")
+    #: Loads of fewer lines are summarised by the database after the load: as quick for them as
+    #: setting DuckDB up (60 ms).
+    MIN_LINES = 50_000
+
+    def __init__(self, memory_limit: str = "512MB") -> None:
+        self._memory_limit = memory_limit
+        self._pending: list[pa.Table] = []
+        self._lines = 0
+        self._conn: Connection | None = None
+
+    @property
+    def started(self) -> bool:
+        """True once the load had lines enough for the summary to be built here."""
+        return self._conn is not None
+
+    def watch(self, chunks: Iterable[pa.Table], wanted: Callable[[], bool]) -> Iterator[pa.Table]:
+        """Pass the chunks through, keeping what the summary reads of their lines while ``wanted()``."""
+        for chunk in chunks:
+            if wanted():
+                self._keep(chunk)
+            yield chunk
+
+    def _keep(self, chunk: pa.Table) -> None:
+        self._lines += chunk.num_rows
+        if not self.started:
+            self._pending.append(chunk)
+            if self._lines < self.MIN_LINES:
+                return
+            self._start()
+            chunks, self._pending = self._pending, []
+        else:
+            chunks = [chunk]
+        for kept in chunks:
+            self._duck.register("load_chunk", kept)
+            try:
+                self._duck.execute(self._insert)
+            finally:
+                self._duck.unregister("load_chunk")
+
+    def _start(self) -> None:
+        self._spill = tempfile.TemporaryDirectory(prefix="bi-load-summary-")
+        config = {"memory_limit": self._memory_limit, "temp_directory": self._spill.name, "threads": 1}
+        self._engine = create_engine("duckdb:///:memory:", poolclass=StaticPool, connect_args={"config": config})
+        self._conn = self._engine.connect()
+        self._duck = self._conn.connection.driver_connection
+        kept = {name: kind for name, kind in _DUCK_TYPES.items() if name not in self._UNREAD}
+        self._duck.execute(f"CREATE TABLE {SALES_TABLE} ({', '.join(f'{n} {k}' for n, k in kept.items())})")
+        # Cast to the stored types (money exact) on the way in.
+        columns = ", ".join("CASE WHEN customer_id IS NULL THEN NULL ELSE '' END" if name == "customer_id"
+                            else name for name in kept)
+        self._insert = f"INSERT INTO {SALES_TABLE} SELECT {columns} FROM load_chunk"
+
+    def build(self) -> LinesSummary:
+        """Summarise the lines kept (all of the load's, of orders of one line each)."""
+        started = time.perf_counter()
+        facts = scan_stored_lines(self._conn, ledger=True)
+        daily.create(self._conn)
+        values = fill_summary(self._conn, ledger=True, multi_line=False, facts=facts)
+        rows = self._duck.sql(f"SELECT * FROM {daily.name}").arrow()
+        # DuckDB 1.x answers a table, 2.x a reader of its batches.
+        rows = rows.read_all() if isinstance(rows, pa.RecordBatchReader) else rows
+        return LinesSummary(facts, rows, values, time.perf_counter() - started)
+
+    def close(self) -> None:
+        self._pending = []
+        if self.started:
+            self._conn.close()
+            self._engine.dispose()
+            self._spill.cleanup()

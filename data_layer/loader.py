@@ -12,9 +12,10 @@ import queue
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Callable, Iterable, Iterator, Literal, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, Sequence, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,6 +27,7 @@ from sqlalchemy.schema import CreateIndex, DropIndex
 from data_layer.engine import describe_error, is_postgres
 from data_layer.meta import (
     change_fingerprint,
+    count_multi_line_orders,
     data_version,
     forget_fingerprint,
     read_meta,
@@ -44,7 +46,10 @@ from data_layer.schema import (
     metadata,
     sales,
 )
-from data_layer.summaries import rebuild_summaries
+from data_layer.summaries import DIMENSIONS, create_daily, daily, rebuild_summaries, store_summary_meta
+
+if TYPE_CHECKING:
+    from data_layer.columnar import LinesSummary
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +77,21 @@ class LoadResult:
     data_version: str
     quality: QualityReport
     summary_seconds: float | None = None
+    #: True when the summary was built from the lines during the load (a replace), not rebuilt after it.
+    summary_with_load: bool = False
     #: False when an upsert found every order already stored exactly so (nothing was written).
     changed: bool = True
 
     @property
     def rows_per_second(self) -> float:
         return self.rows_in / self.seconds if self.seconds else float("inf")
+
+    @property
+    def summary_note(self) -> str:
+        """How the summary tables were made, for messages ("built with the load in 0.52 s")."""
+        if self.summary_seconds is None:
+            return "not rebuilt (queries read the raw rows)"
+        return f"{'built with the load' if self.summary_with_load else 'rebuilt'} in {self.summary_seconds:.2f} s"
 
 
 def create_schema(conn: Connection) -> None:
@@ -191,6 +205,23 @@ class _Unchanged(Exception):
 
 def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postgres, currency,  # noqa: ANN001, PLR0913
           configured_currency, remove_orders) -> LoadResult:
+    if mode != "replace":  # the summary must then cover the stored lines too: rebuilt after the load
+        return _load_lines(engine, chunks, mode, source, date_bounds, on_progress, started, postgres, currency,
+                           configured_currency, remove_orders, None, None)
+    from data_layer.columnar import LoadSummary  # DuckDB: only loads need it, not every command
+
+    summary = LoadSummary()
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-summary") as background:
+            return _load_lines(engine, chunks, mode, source, date_bounds, on_progress, started, postgres, currency,
+                               configured_currency, remove_orders, summary, background)
+    finally:
+        summary.close()
+
+
+def _load_lines(engine, chunks, mode, source, date_bounds, on_progress, started, postgres, currency,  # noqa: ANN001, PLR0913
+                configured_currency, remove_orders, summary, background) -> LoadResult:
+    built = None
     with engine.begin() as conn:
         create_schema(conn)
         unwatch_changes(conn)  # our own rows are not an outside change; the version below records them
@@ -217,6 +248,9 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
 
         rows_in = 0
         lines = _LineWatch()
+        streamed = lines.watch(chunks)
+        if summary:
+            streamed = summary.watch(streamed, wanted=lambda: not lines.beyond_first)
         target = SALES_TABLE
         if mode == "upsert":
             target = STAGING_TABLE
@@ -229,19 +263,22 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
         if postgres:
             # Arrow writes the next chunk's CSV in a thread while PostgreSQL copies this one.
             freeze = mode == "replace"
-            for csv_bytes, rows in _in_background(_csv_chunks(lines.watch(chunks))):
+            for csv_bytes, rows in _in_background(_csv_chunks(streamed)):
                 _copy_csv(conn, csv_bytes, freeze=freeze, table=target)
                 rows_in += rows
                 if on_progress:
                     on_progress(rows)
         else:
-            for chunk in lines.watch(chunks):
+            for chunk in streamed:
                 _insert_chunk(conn, chunk.select(list(SALES_COLUMNS)), table=target)
                 rows_in += chunk.num_rows
                 if on_progress:
                     on_progress(chunk.num_rows)
         if mode == "upsert":
             rows_before -= _merge_staged(conn, rows_in, rows_before, remove_orders)
+        # DuckDB summarises the lines on one core while the database builds its indexes on the other.
+        building = background.submit(summary.build) if summary and summary.started and not lines.beyond_first \
+            else None
 
         if primary_key:
             conn.exec_driver_sql(
@@ -258,7 +295,9 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
         if not report.ok:
             problems = "; ".join(f"{c.name}: {c.failing_rows:,} rows" for c in report.failures)
             raise LoadError(f"load rolled back, the data failed its quality checks ({problems})")
-        facts = scan_stored_lines(conn, ledger=True)  # the upgrade gave every table the ledger's columns
+        built = building.result() if building else None
+        # The upgrade gave every table the ledger's columns.
+        facts = built.facts if built else scan_stored_lines(conn, ledger=True)
         version = uuid.uuid4().hex
         watch_changes(conn)
         before = read_meta(conn).get("multi_line_orders") if mode == "append" else "0"
@@ -281,8 +320,14 @@ def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postg
                 "fingerprint": change_fingerprint(conn, pending=True) or "",
             },
         )
+        if built:
+            _store_summary(conn, built, version)
     forget_fingerprint(engine)
     seconds = time.perf_counter() - started
+    if built:
+        return LoadResult(mode=mode, rows_in=rows_in, rows_stored=report.row_count, seconds=seconds,
+                          data_version=version, quality=report, summary_seconds=built.seconds,
+                          summary_with_load=True)
     try:
         summary_seconds: float | None = rebuild_summaries(engine, facts)
     except SQLAlchemyError as exc:
@@ -339,12 +384,6 @@ def _merge_staged(conn: Connection, rows_in: int, rows_before: int, remove_order
     return deleted + removed
 
 
-def count_multi_line_orders(conn: Connection) -> int:
-    """How many orders have more than one line."""
-    several = select(sales.c.order_id).group_by(sales.c.order_id).having(func.count() > 1).subquery()
-    return conn.execute(select(func.count()).select_from(several)).scalar_one()
-
-
 class _LineWatch:
     """Passes chunks through, noting whether any holds a line beyond an order's first."""
 
@@ -358,11 +397,11 @@ class _LineWatch:
             yield chunk
 
 
-def _csv_chunks(chunks: Iterable[pa.Table]) -> Iterator[tuple[bytes, int]]:
+def _csv_chunks(chunks: Iterable[pa.Table], columns: Sequence[str] = SALES_COLUMNS) -> Iterator[tuple[bytes, int]]:
     options = pacsv.WriteOptions(include_header=False)
     for chunk in chunks:
         buffer = io.BytesIO()
-        pacsv.write_csv(chunk.select(list(SALES_COLUMNS)), buffer, options)
+        pacsv.write_csv(chunk.select(list(columns)), buffer, options)
         yield buffer.getvalue(), chunk.num_rows
 
 
@@ -406,30 +445,47 @@ class _Failure:
     error: BaseException
 
 
-def _copy_csv(conn: Connection, csv_bytes: bytes, *, freeze: bool, table: str = SALES_TABLE) -> None:
+def _store_summary(conn: Connection, built: LinesSummary, version: str) -> None:
+    """Write the summary of a replace load's lines in the load's transaction, stamped with its ``version``."""
+    create_daily(conn)
+    conn.execute(delete(daily))
+    rows = built.daily_rows
+    if rows.num_rows and conn.dialect.name == "postgresql":
+        _copy_csv(conn, next(_csv_chunks([rows], rows.column_names))[0], freeze=False, table=daily.name,
+                  columns=rows.column_names)
+        conn.exec_driver_sql(f"ANALYZE {daily.name} ({', '.join(DIMENSIONS)})")
+    elif rows.num_rows:
+        _insert_chunk(conn, rows, table=daily.name)
+    store_summary_meta(conn, version, built.values)
+
+
+def _copy_csv(conn: Connection, csv_bytes: bytes, *, freeze: bool, table: str = SALES_TABLE,
+              columns: Sequence[str] = SALES_COLUMNS) -> None:
     buffer = io.BytesIO(csv_bytes)
-    columns = ", ".join(SALES_COLUMNS)
+    names = ", ".join(columns)
     # FREEZE is allowed (and saves a later rewrite) only right after our TRUNCATE.
     options = "FORMAT csv, FREEZE true" if freeze else "FORMAT csv"
     cursor = conn.connection.driver_connection.cursor()
     try:
-        cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH ({options})", buffer, size=1 << 20)
+        cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH ({options})", buffer, size=1 << 20)
     finally:
         cursor.close()
 
 
 def _insert_chunk(conn: Connection, chunk: pa.Table, table: str = SALES_TABLE) -> None:
+    """Insert the chunk's columns into the SQLite ``table``."""
     columns = []
-    for name in SALES_COLUMNS:
-        column = chunk.column(name)
+    for column in chunk.columns:
         if pa.types.is_date(column.type):
             column = pc.cast(column, pa.string())  # SQLite keeps dates as ISO text
+        elif pa.types.is_decimal(column.type):
+            column = pc.cast(column, pa.float64())  # as SQLAlchemy stores a Numeric there
         columns.append(column.to_pylist())
-    placeholders = ", ".join("?" for _ in SALES_COLUMNS)
+    placeholders = ", ".join("?" for _ in chunk.column_names)
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.executemany(
-            f"INSERT INTO {table} ({', '.join(SALES_COLUMNS)}) VALUES ({placeholders})",
+            f"INSERT INTO {table} ({', '.join(chunk.column_names)}) VALUES ({placeholders})",
             zip(*columns),
         )
     finally:

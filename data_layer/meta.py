@@ -278,6 +278,12 @@ def scan_stored_lines(conn: Connection, *, ledger: bool) -> StoredFacts:
     )
 
 
+def count_multi_line_orders(conn: Connection) -> int:
+    """How many orders have more than one line."""
+    several = select(sales.c.order_id).group_by(sales.c.order_id).having(func.count() > 1).subquery()
+    return conn.execute(select(func.count()).select_from(several)).scalar_one()
+
+
 def database_info(engine: Engine) -> dict[str, object]:
     """What ``bi-app info`` shows: the masked URL, backend, row counts and data version."""
     url = engine.url.render_as_string(hide_password=False)

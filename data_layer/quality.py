@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import pandas as pd
-from sqlalchemy import Connection, String, case, func, inspect, literal, or_, select, type_coerce
+from sqlalchemy import Connection, String, func, inspect, literal, or_, select, type_coerce
 
 from data_layer.schema import CRITICAL_COLUMNS, SALES_TABLE, sales
 
@@ -59,7 +59,7 @@ def quality_report(
     c = sales.c
 
     def count_where(condition) -> object:  # noqa: ANN001 - a SQL expression
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+        return func.count().filter(condition)
 
     lo, hi = date_bounds
     ledger = {"refunded_amount"} <= {column["name"] for column in inspect(conn).get_columns(SALES_TABLE)}

@@ -307,33 +307,45 @@ CUSTOMER_AGGREGATES: dict[str, Callable[[Ledger], ColumnElement]] = {
 def rebuild_summaries(engine: Engine, facts: StoredFacts | None = None) -> float:
     """Rebuild ``bi_daily`` from the raw rows in one transaction; return the seconds taken.
 
-    The new summary is stamped with the data version it was built from. While some
-    order has several lines the summary is never read (see :func:`order_source`), so
-    it is left empty and only the filter values are stored. ``facts``: what the load
-    that just committed found in one scan of the same lines (else scanned here).
+    The new summary is stamped with the data version it was built from. ``facts``: what
+    the load that just committed found in one scan of the same lines (else scanned here).
     """
     started = time.perf_counter()
     with engine.begin() as conn:
-        _create_daily(conn)
+        create_daily(conn)
         if engine.dialect.name == "postgresql":
             # A batch job: no app statement timeout; room to hash the ~100k groups in memory.
             conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         version = read_meta(conn).get("data_version")
-        conn.execute(delete(daily))
-        ledger = has_ledger(conn)
-        if has_multi_line_orders(conn):
-            values = dimension_values(conn, OrderSource(sales, summary=False, ledger=ledger))
-        else:
-            _fill_daily(conn, ledger, facts or scan_stored_lines(conn, ledger=ledger))
-            values = dimension_values(conn, OrderSource(daily, summary=True))
-        write_meta(conn, {"summary_version": version or "", "dimension_values": json.dumps(values)})
+        values = fill_summary(conn, ledger=has_ledger(conn), multi_line=has_multi_line_orders(conn), facts=facts)
+        store_summary_meta(conn, version or "", values)
     seconds = time.perf_counter() - started
     log.info("Summary table rebuilt in %.2f s", seconds)
     return seconds
 
 
-def _create_daily(conn: Connection) -> None:
+def fill_summary(conn: Connection, *, ledger: bool, multi_line: bool,
+                 facts: StoredFacts | None = None) -> dict[str, list[str]]:
+    """Empty ``bi_daily`` and fill it from the lines stored on ``conn``; return the filter values.
+
+    While some order has several lines (``multi_line``) the summary is never read (see
+    :func:`order_source`), so it is left empty and the values come from the lines.
+    ``ledger``: the table has the ledger's columns; ``facts``: a scan of the lines, if done.
+    """
+    conn.execute(delete(daily))
+    if multi_line:
+        return dimension_values(conn, OrderSource(sales, summary=False, ledger=ledger))
+    _fill_daily(conn, ledger, facts or scan_stored_lines(conn, ledger=ledger))
+    return dimension_values(conn, OrderSource(daily, summary=True))
+
+
+def store_summary_meta(conn: Connection, version: str, values: dict[str, list[str]]) -> None:
+    """Stamp ``bi_daily`` as built from data ``version``, with the filter values found."""
+    write_meta(conn, {"summary_version": version, "dimension_values": json.dumps(values)})
+
+
+def create_daily(conn: Connection) -> None:
     """Create ``bi_daily``, or re-create it when an older version of the app made it with other columns."""
     inspector = inspect(conn)
     if inspector.has_table(daily.name):
@@ -370,10 +382,20 @@ def _fill_daily(conn: Connection, ledger: bool, facts: StoredFacts) -> None:
         *[agg(rows).label(name) for name, agg in ADDITIVE.items()],
         *[agg(rows).label(name) for name, (_combine, agg) in EXTREMA.items()],
     ).group_by(*dims)
-    conn.execute(insert(daily).from_select([*DIMENSIONS, *ADDITIVE, *EXTREMA], query))
-    if conn.dialect.name == "postgresql":
-        # Statistics on what queries filter and group by; the ~70 measure columns need none.
-        conn.exec_driver_sql(f"ANALYZE bi_daily ({', '.join(DIMENSIONS)})")
+    columns = [*DIMENSIONS, *ADDITIVE, *EXTREMA]
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(daily).from_select(columns, query))
+        return
+    # PostgreSQL 15 never runs INSERT ... SELECT in parallel but does CREATE TABLE AS; every row
+    # crosses from the workers to the leader, so only a zero per-row transfer cost lets the planner
+    # use them (2.1 s -> 1.5 s for the aggregate at 1M lines on 2 cores).
+    conn.exec_driver_sql("SET LOCAL parallel_tuple_cost = 0")
+    aggregate = query.compile(dialect=conn.dialect)
+    conn.exec_driver_sql(f"CREATE TEMP TABLE bi_daily_fill ON COMMIT DROP AS {aggregate}", aggregate.params)
+    names = ", ".join(columns)
+    conn.exec_driver_sql(f"INSERT INTO {daily.name} ({names}) SELECT {names} FROM bi_daily_fill")
+    # Statistics on what queries filter and group by; the ~70 measure columns need none.
+    conn.exec_driver_sql(f"ANALYZE bi_daily ({', '.join(DIMENSIONS)})")
 
 
 SALES_MEASURE_COLUMNS = (
