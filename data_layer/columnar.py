@@ -34,6 +34,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy import Connection, Engine, String, create_engine, func, inspect, literal_column, select, text, type_coerce
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool, StaticPool
 
 from data_layer.engine import describe_error, is_postgres
@@ -358,8 +359,8 @@ class LoadSummary:
     the stored table would make; the load writes it in its own transaction. The lines
     are copied into DuckDB as they pass to the database (what the summary reads of them),
     and summarised while the database builds its indexes: DuckDB takes about 0.3 s per
-    million lines on one core, where PostgreSQL took 2.3 s after the load. Beyond
-    ``memory_limit`` the copy goes to disk. Orders of several lines leave ``bi_daily`` empty
+    million lines on one core, where PostgreSQL took 2.3 s after the load. Should DuckDB fail
+    (short of memory, say), the database's rebuild after the load takes over. Orders of several lines leave ``bi_daily`` empty
     (see :func:`data_layer.summaries.fill_summary`): for them the loader stops the copy and
     lists the filter values after the load, from the table.
     """
@@ -371,16 +372,19 @@ class LoadSummary:
     #: setting DuckDB up (60 ms).
     MIN_LINES = 50_000
 
-    def __init__(self, memory_limit: str = "512MB") -> None:
-        self._memory_limit = memory_limit
+    #: DuckDB's memory for the copy and the summary; the copy goes to disk beyond it.
+    MEMORY_LIMIT = "512MB"
+
+    def __init__(self) -> None:
         self._pending: list[pa.Table] = []
         self._lines = 0
         self._conn: Connection | None = None
+        self._failure: str | None = None
 
     @property
     def started(self) -> bool:
-        """True once the load had lines enough for the summary to be built here."""
-        return self._conn is not None
+        """True once the load had lines enough for the summary to be built here (and DuckDB copes)."""
+        return self._conn is not None and self._failure is None
 
     def watch(self, chunks: Iterable[pa.Table], wanted: Callable[[], bool]) -> Iterator[pa.Table]:
         """Pass the chunks through, keeping what the summary reads of their lines while ``wanted()``."""
@@ -390,8 +394,17 @@ class LoadSummary:
             yield chunk
 
     def _keep(self, chunk: pa.Table) -> None:
+        if self._failure is not None:
+            return
+        try:
+            self._copy(chunk)
+        except duckdb.Error as exc:  # the database's rebuild after the load takes over
+            self._failure = str(exc)
+            log.warning("Summary not built with the load (%s); it is rebuilt after it", describe_error(exc))
+
+    def _copy(self, chunk: pa.Table) -> None:
         self._lines += chunk.num_rows
-        if not self.started:
+        if self._conn is None:
             self._pending.append(chunk)
             if self._lines < self.MIN_LINES:
                 return
@@ -408,7 +421,7 @@ class LoadSummary:
 
     def _start(self) -> None:
         self._spill = tempfile.TemporaryDirectory(prefix="bi-load-summary-")
-        config = {"memory_limit": self._memory_limit, "temp_directory": self._spill.name, "threads": 1}
+        config = {"memory_limit": self.MEMORY_LIMIT, "temp_directory": self._spill.name, "threads": 1}
         self._engine = create_engine("duckdb:///:memory:", poolclass=StaticPool, connect_args={"config": config})
         self._conn = self._engine.connect()
         self._duck = self._conn.connection.driver_connection
@@ -419,20 +432,25 @@ class LoadSummary:
                             else name for name in kept)
         self._insert = f"INSERT INTO {SALES_TABLE} SELECT {columns} FROM load_chunk"
 
-    def build(self) -> LinesSummary:
-        """Summarise the lines kept (all of the load's, of orders of one line each)."""
+    def build(self) -> LinesSummary | None:
+        """Summarise the lines kept (all of the load's, of orders of one line each); None when
+        DuckDB could not (short of memory, say): the database's rebuild after the load takes over."""
         started = time.perf_counter()
-        facts = scan_stored_lines(self._conn, ledger=True)
-        daily.create(self._conn)
-        values = fill_summary(self._conn, ledger=True, multi_line=False, facts=facts)
-        rows = self._duck.sql(f"SELECT * FROM {daily.name}").arrow()
+        try:
+            facts = scan_stored_lines(self._conn, ledger=True)
+            daily.create(self._conn)
+            values = fill_summary(self._conn, ledger=True, multi_line=False, facts=facts)
+            rows = self._duck.sql(f"SELECT * FROM {daily.name}").arrow()
+        except (duckdb.Error, SQLAlchemyError) as exc:
+            log.warning("Summary not built with the load (%s); it is rebuilt after it", describe_error(exc))
+            return None
         # DuckDB 1.x answers a table, 2.x a reader of its batches.
         rows = rows.read_all() if isinstance(rows, pa.RecordBatchReader) else rows
         return LinesSummary(facts, rows, values, time.perf_counter() - started)
 
     def close(self) -> None:
         self._pending = []
-        if self.started:
+        if self._conn is not None:
             self._conn.close()
             self._engine.dispose()
             self._spill.cleanup()

@@ -148,3 +148,19 @@ def test_a_replace_load_writes_the_summary_a_rebuild_from_the_stored_lines_makes
     assert not load_orders(engine, iter([lines.slice(0, 999)]), mode="replace").summary_with_load  # a small load
     assert loaded_meta == rebuilt_meta
     pd.testing.assert_frame_equal(loaded_rows, rebuilt_rows, check_dtype=False, rtol=1e-9)
+
+
+@pytest.mark.parametrize("memory_limit", ["2MB", "20MB"])
+def test_a_summary_duckdb_cannot_build_is_rebuilt_after_the_load(
+        engine: Engine, memory_limit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short of memory while copying the lines or while summarising them, the load still succeeds."""
+    monkeypatch.setattr(LoadSummary, "MIN_LINES", 1000)
+    monkeypatch.setattr(LoadSummary, "MEMORY_LIMIT", memory_limit)
+    result = load_orders(engine, generate_orders(20_000, 4, chunk_rows=2000), mode="replace")
+    assert result.rows_stored == 20_000 and not result.summary_with_load
+    loaded_rows, loaded_meta = summary_state(engine)
+    assert loaded_meta["summary_version"] == result.data_version
+    rebuild_summaries(engine)
+    rebuilt_rows, rebuilt_meta = summary_state(engine)
+    assert len(loaded_rows) and loaded_meta == rebuilt_meta
+    pd.testing.assert_frame_equal(loaded_rows, rebuilt_rows, check_dtype=False, rtol=1e-9)
