@@ -33,9 +33,8 @@ def fifths_score(values: pd.Series, *, higher_is_better: bool = True) -> pd.Seri
     n = len(goodness)
     if n == 0:
         return pd.Series([], dtype=int, index=values.index)
-    below = goodness.rank(method="min") - 1
-    equal = goodness.map(goodness.value_counts())
-    percentile = (below + equal / 2) / n
+    # Mid-rank: the values below, plus half of those equal (the average rank minus a half).
+    percentile = (goodness.rank(method="average") - 0.5) / n
     return pd.Series(np.minimum(5, 1 + np.floor(5 * percentile.to_numpy())).astype(int), index=values.index)
 
 
