@@ -27,7 +27,7 @@ SETTINGS_HELP: dict[str, str] = {
     "BI_CONNECT_TIMEOUT_S": "Seconds to wait when connecting to PostgreSQL (default 5).",
     "BI_COLUMNAR": "1 (default) keeps a columnar DuckDB snapshot of each data version under "
     "BI_DATA_DIR/columnar for fast customer-level analytics; 0 queries the database only.",
-    "BI_COLUMNAR_MEMORY": "Memory limit of the columnar engine per process (default 1GB).",
+    "BI_COLUMNAR_MEMORY": "Memory limit of the columnar engine per process (default 256MB; beyond it, work goes to disk beside the snapshot).",
     "BI_LOG_LEVEL": "Logging level (default INFO).",
     "BI_CURRENCY": "ISO 4217 code of the data's currency when the imported data has no currency column "
     "(default USD).",
@@ -57,7 +57,7 @@ class Config:
     connect_timeout_s: int = 5
     log_level: str = "INFO"
     columnar: bool = True
-    columnar_memory: str = "1GB"
+    columnar_memory: str = "256MB"
     currency: str = "USD"
     locale: str = "en_US"
     timezone: str | None = None
@@ -83,7 +83,7 @@ class Config:
             connect_timeout_s=_int(env, "BI_CONNECT_TIMEOUT_S", 5),
             log_level=(env.get("BI_LOG_LEVEL") or "INFO").upper(),
             columnar=_flag(env, "BI_COLUMNAR", True),
-            columnar_memory=_memory(env.get("BI_COLUMNAR_MEMORY") or "1GB"),
+            columnar_memory=_memory(env.get("BI_COLUMNAR_MEMORY") or "256MB"),
             currency=_currency(env.get("BI_CURRENCY") or "USD"),
             locale=_locale(env.get("BI_LOCALE") or "en_US"),
             timezone=_timezone(env.get("BI_TIMEZONE") or None),

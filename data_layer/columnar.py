@@ -214,7 +214,8 @@ class ColumnarReplica:
         # Pooled: opening a DuckDB connection costs ~15 ms, a checkout well under 1 ms.
         return create_engine(
             f"duckdb:///{path}",
-            connect_args={"read_only": True, "config": {"memory_limit": self.memory_limit}},
+            connect_args={"read_only": True, "config": {"memory_limit": self.memory_limit,
+                                                        "temp_directory": str(path.parent / ".tmp")}},
             pool_size=4,
             max_overflow=8,
         )
