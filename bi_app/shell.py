@@ -69,11 +69,17 @@ def layout() -> html.Div:
             navbar(dash.page_registry.values()),
             dbc.Container(
                 [
-                    filter_bar(),
-                    html.Div(id="filter-notice"),
-                    html.Div(id="data-notice"),
-                    html.Div(id="filter-chips", className="d-flex flex-wrap gap-2 mb-2"),
-                    html.Div(id="downloads", className="d-flex flex-wrap gap-2 mb-3"),
+                    # A named section is a landmark: screen readers list it, and no content is outside one.
+                    html.Section(
+                        [
+                            filter_bar(),
+                            html.Div(id="filter-notice"),
+                            html.Div(id="data-notice"),
+                            html.Div(id="filter-chips", className="d-flex flex-wrap gap-2 mb-2"),
+                            html.Div(id="downloads", className="d-flex flex-wrap gap-2 mb-3"),
+                        ],
+                        **{"aria-label": "Filters and downloads"},
+                    ),
                     html.Main(id="page-content", tabIndex="-1"),
                 ],
                 fluid=True,
@@ -207,7 +213,7 @@ def route(pathname: str | None):  # noqa: ANN201
     """The registered page for the path (the query string is read by each page's callbacks)."""
     page = page_for(pathname)
     if page is None:
-        return html.Div([html.H2("Page not found"), html.P(["Nothing lives at ", html.Code(pathname or ""),
+        return html.Div([html.H1("Page not found", className="h2"), html.P(["Nothing lives at ", html.Code(pathname or ""),
                          ". ", dcc.Link("Back to the overview", href="/")])], id="not-found")
     return page["layout"]()
 

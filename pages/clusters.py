@@ -21,7 +21,7 @@ PROFILE_MONEY = ("revenue", "total_spent", "average_order_value", "total_discoun
 def layout(**_query: str) -> html.Div:
     return html.Div(
         [
-            html.H2("Customer clusters", className="mb-3"),
+            html.H1("Customer clusters", className="h2 mb-3"),
             html.Div(id="clusters-downloads", className="d-flex flex-wrap gap-2 mb-3"),
             dcc.Loading(html.Div(id="clusters-content"), type="dot", delay_show=300),
         ]
@@ -148,7 +148,7 @@ def churn_section(churn: dict) -> html.Div:
             f"{churn['at_risk_customers']:,} of the {churn['customers']:,} matching customers have a churn "
             f"probability of {churn['threshold']:.0%} or more.")
     return html.Div([
-        html.H4("Churn risk", className="mt-2"),
+        html.H2("Churn risk", className="h4 mt-2"),
         html.P(text, id="clusters-churn", className="small"),
         section(None, chart("clusters-churn-chart", figures.columns(
             churn["distribution"], "band", "customers", "Customers by churn probability"))),

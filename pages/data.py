@@ -40,7 +40,7 @@ REQUIRED = {"order_id", "order_date", "product"}
 def layout(**_query: str) -> html.Div:
     return html.Div(
         [
-            html.H2("Import orders", className="mb-3"),
+            html.H1("Import orders", className="h2 mb-3"),
             html.P("Upload a CSV (any delimiter and encoding, .gz) or XLSX file of your orders. Check how its "
                    "columns were matched, how its dates and numbers were read and what would be rejected; change "
                    "what is wrong and answer what the file cannot tell, then import. Nothing is written until you "

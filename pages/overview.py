@@ -41,7 +41,7 @@ def graph(graph_id: str) -> dcc.Loading:
 def layout(**_query: str) -> html.Div:
     return html.Div(
         [
-            html.H2("Overview", className="mb-3"),
+            html.H1("Overview", className="h2 mb-3"),
             html.Div(id="overview-status"),
             dcc.Loading(html.Div(id="overview-kpis", style={"minHeight": "140px"}), type="dot", delay_show=300),
             dbc.Row(

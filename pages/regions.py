@@ -17,7 +17,7 @@ dash.register_page(__name__, path="/regions", name="Regions", title="Regions · 
 def layout(**_query: str) -> html.Div:
     return html.Div(
         [
-            html.H2("Regions", className="mb-3"),
+            html.H1("Regions", className="h2 mb-3"),
             dcc.Loading(html.Div(id="regions-content"), type="dot", delay_show=300),
         ]
     )

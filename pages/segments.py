@@ -17,7 +17,7 @@ dash.register_page(__name__, path="/segments", name="Segments", title="Segments 
 def layout(**_query: str) -> html.Div:
     return html.Div(
         [
-            html.H2("Customer segments", className="mb-3"),
+            html.H1("Customer segments", className="h2 mb-3"),
             dcc.Loading(html.Div(id="segments-content"), type="dot", delay_show=300),
         ]
     )

@@ -28,7 +28,7 @@ def layout(**_query: str) -> html.Div:
     currency = service.money_format().currency
     return html.Div(
         [
-            html.H2("Strategy", className="mb-3"),
+            html.H1("Strategy", className="h2 mb-3"),
             dcc.Store(id="strategy-numbers"),
             dcc.Loading(html.Div(id="strategy-forecast", className="mb-3"), type="dot", delay_show=300),
             dbc.Row([dbc.Col(recommendation_card(name, currency), lg=6, className="mb-3") for name in TITLES]),
