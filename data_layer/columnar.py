@@ -26,14 +26,25 @@ import subprocess
 import tempfile
 import threading
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import Connection, Engine, String, create_engine, func, inspect, literal_column, select, text, type_coerce
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    create_engine,
+    func,
+    inspect,
+    literal_column,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool, StaticPool
 
@@ -339,7 +350,6 @@ def _export_orders(conn, target) -> None:  # noqa: ANN001
     text.flush()
 
 
-
 @dataclass(frozen=True)
 class LinesSummary:
     """What :class:`LoadSummary` found in a load's lines."""
@@ -360,10 +370,11 @@ class LoadSummary:
     the stored table would make; the load writes it in its own transaction. The lines
     are copied into DuckDB as they pass to the database (what the summary reads of them),
     and summarised while the database builds its indexes: DuckDB takes about 0.3 s per
-    million lines on one core, where PostgreSQL took 2.3 s after the load. Should DuckDB fail
-    (short of memory, say), the database's rebuild after the load takes over. Orders of several lines leave ``bi_daily`` empty
-    (see :func:`data_layer.summaries.fill_summary`): for them the loader stops the copy and
-    lists the filter values after the load, from the table.
+    million lines on one core, where PostgreSQL took 2.3 s after the load. Should DuckDB
+    fail (short of memory, say), the database's rebuild after the load takes over. Orders
+    of several lines leave ``bi_daily`` empty (see :func:`data_layer.summaries.fill_summary`):
+    for them the loader stops the copy and lists the filter values after the load, from
+    the table.
     """
 
     #: Columns the summary never reads (strings cost the most to copy); of ``customer_id`` it
@@ -372,7 +383,6 @@ class LoadSummary:
     #: Loads of fewer lines are summarised by the database after the load: as quick for them as
     #: setting DuckDB up (60 ms).
     MIN_LINES = 50_000
-
     #: DuckDB's memory for the copy and the summary; the copy goes to disk beyond it.
     MEMORY_LIMIT = "512MB"
 
