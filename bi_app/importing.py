@@ -28,12 +28,15 @@ from data_layer.importer import (
     validate,
 )
 from data_layer.engine import describe_error
-from data_layer.loader import LoadError, load_orders
+from data_layer.loader import LoadError, load_orders, orders_already_stored
 from data_layer.meta import data_currency
 from data_layer.parsing import DATE_ORDERS, DECIMAL_MARKS, Question
 
 LOAD_CHUNK_ROWS = 100_000
 SHOWN_REJECTS = 15
+#: What to do when an append meets orders already stored.
+TO_REPLACE_STORED = ("import in upsert mode to replace their stored versions, or in replace mode to replace all "
+                     "stored orders")
 
 
 @dataclass(frozen=True)
@@ -180,8 +183,10 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
 
     def outcome(written: int, failed: bool, how: str = "written") -> ImportOutcome:
         rejected = result.rows_in - written
+        # Lines a status or a line id leaves out are not errors: say so where they are counted.
+        by_rule = len(result.rejected) - len(errors) if written else 0
         echo(f"{result.rows_in:,} row{'s' if result.rows_in != 1 else ''} in = {written:,} {how} + {rejected:,} "
-             "rejected")
+             "rejected" + (f" ({by_rule:,} of them left out by rule, not invalid)" if by_rule else ""))
         return ImportOutcome(result.rows_in, written if how == "written" else 0, rejected, failed, report, rejects)
 
     if errors and not skip_invalid:
@@ -190,6 +195,11 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
         return outcome(0, failed=True)
     if dry_run:
         echo("Dry run: nothing written.")
+        stored = _orders_already_stored(engine, result.lines["order_id"].unique()) if mode == "append" else 0
+        if stored:
+            echo(f"{stored:,} order{'s' if stored != 1 else ''} of the file {'are' if stored != 1 else 'is'} already "
+                 f"stored, so an append would write nothing: {TO_REPLACE_STORED}")
+            return outcome(0, failed=True, how="to write")
         return outcome(len(result.lines), failed=False, how="to write")
     if result.lines.empty and not (mode == "upsert" and result.excluded_orders):
         echo("Nothing to write.")
@@ -208,8 +218,7 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     except (IntegrityError, sqlite3.IntegrityError, psycopg2.IntegrityError) as exc:
         if not _is_duplicate_key(exc):
             raise LoadError(f"the database refused the lines, so nothing was written: {describe_error(exc)}") from None
-        raise LoadError("some orders in the file are already stored, so nothing was written: import in upsert "
-                        "mode to replace their stored versions, or in replace mode to replace all stored orders"
+        raise LoadError(f"some orders in the file are already stored, so nothing was written: {TO_REPLACE_STORED}"
                         ) from None
     if not loaded.changed:
         echo("Every order in the file is already stored exactly so: nothing changed.")
@@ -217,6 +226,15 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     echo(f"Loaded {loaded.rows_in:,} lines ({mode}) in {loaded.seconds:.2f} s; summary tables {loaded.summary_note}; "
          f"{loaded.rows_stored:,} lines stored; data version {loaded.data_version}")
     return outcome(loaded.rows_in, failed=False)
+
+
+def _orders_already_stored(engine: Engine, order_ids: Iterable[str]) -> int:
+    """How many of the file's orders are stored already (0 when the database cannot say: the import will)."""
+    try:
+        with engine.connect() as conn:
+            return orders_already_stored(conn, list(order_ids))
+    except SQLAlchemyError:
+        return 0
 
 
 def stored_currency(engine: Engine) -> str | None:

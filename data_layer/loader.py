@@ -384,6 +384,18 @@ def _merge_staged(conn: Connection, rows_in: int, rows_before: int, remove_order
     return deleted + removed
 
 
+def orders_already_stored(conn: Connection, order_ids: Sequence[str], batch: int = 5_000) -> int:
+    """How many of ``order_ids`` (distinct ids) have lines stored: lines an append of them would refuse."""
+    if not inspect(conn).has_table(SALES_TABLE):
+        return 0
+    found = 0
+    for start in range(0, len(order_ids), batch):
+        part = list(order_ids[start:start + batch])
+        found += conn.execute(select(func.count(func.distinct(sales.c.order_id)))
+                              .where(sales.c.order_id.in_(part))).scalar_one()
+    return found
+
+
 class _LineWatch:
     """Passes chunks through, noting whether any holds a line beyond an order's first."""
 

@@ -16,6 +16,7 @@ from bi_app.importing import import_file, parse_map_options
 from data_layer.filters import Filters
 from data_layer.importer import ImportError_, auto_mapping, read_table
 from data_layer.parsing import read_dates, read_numbers
+from data_layer.loader import LoadError
 from data_layer.meta import data_version
 
 HEADER = "InvoiceNo,InvoiceDate,Description,Quantity,UnitPrice,CustomerID,Country"
@@ -277,8 +278,6 @@ def test_upsert_of_the_same_file_changes_nothing_and_of_a_changed_file_replaces_
         columns=rows.columns)])
     assert_kpis(engine, rows)
 
-    from data_layer.loader import LoadError
-
     with pytest.raises(LoadError, match="already stored"):  # append of stored orders: refused, nothing written
         run(engine, path)
     assert_kpis(engine, rows)
@@ -411,3 +410,31 @@ def test_fields_the_file_lacks_are_recorded_for_the_pages(engine: Engine, tmp_pa
     assert "no satisfaction ratings; no customer segments; no product categories" in notice
     with engine.connect() as conn:
         assert kpis(conn, Filters())["average_satisfaction"]["value"] is None
+
+
+def test_a_dry_run_append_says_when_the_file_holds_orders_already_stored(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text(csv_text(good_lines()))
+    first, _printed = run(engine, path)
+    assert not first.failed and first.written == 5
+    dry, printed = run(engine, path, dry_run=True)
+    stored_orders = good_rows()["order"].nunique()
+    assert dry.failed and dry.written == 0, printed
+    assert f"{stored_orders} orders of the file are already stored, so an append would write nothing" in printed
+    assert "5 rows in = 0 to write + 5 rejected" in printed
+    with pytest.raises(LoadError, match="already stored"):  # the dry run said what the import does
+        run(engine, path)
+    new_orders = tmp_path / "new.csv"
+    new_orders.write_text(csv_text([row.replace("100", "900", 1) for row in good_lines()]))
+    dry, printed = run(engine, new_orders, dry_run=True)
+    assert not dry.failed and "5 rows in = 5 to write + 0 rejected" in printed, printed
+
+
+def test_lines_a_status_leaves_out_are_told_apart_from_invalid_ones(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "statuses.csv"
+    statuses = ["paid", "paid", "pending", "paid", "pending"]  # pending: not a sale yet
+    path.write_text(csv_text([f"{row},{status}" for row, status in zip(good_lines(), statuses)],
+                             header=HEADER + ",Status"))
+    outcome, printed = run(engine, path)
+    assert (outcome.written, outcome.rejected) == (3, 2), printed
+    assert "5 rows in = 3 written + 2 rejected (2 of them left out by rule, not invalid)" in printed
