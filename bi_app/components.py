@@ -116,13 +116,12 @@ def table(frame, *, table_id: str, money: tuple[str, ...] = (), percent: tuple[s
 
 def count(value: int | None, noun: str | None = None) -> str:
     """A whole number with thousands separators, and ``noun`` after it in the right number
-    ("1 order", "2 orders"; nouns in -y take -ies)."""
+    ("1 order", "2 orders")."""
     if value is None:
         return "—"
     if noun is None:
         return f"{value:,}"
-    plural = noun if value == 1 else (noun[:-1] + "ies" if noun.endswith("y") else noun + "s")
-    return f"{value:,} {plural}"
+    return f"{value:,} {noun if value == 1 else noun + 's'}"
 
 
 def leader_laggard(frame: pd.DataFrame, key: str, measure: str, label: str, callout_id: str,

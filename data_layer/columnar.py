@@ -390,12 +390,12 @@ class LoadSummary:
         self._pending: list[pa.Table] = []
         self._lines = 0
         self._conn: Connection | None = None
-        self._failure: str | None = None
+        self._failed = False
 
     @property
     def started(self) -> bool:
         """True once the load had lines enough for the summary to be built here (and DuckDB copes)."""
-        return self._conn is not None and self._failure is None
+        return self._conn is not None and not self._failed
 
     def watch(self, chunks: Iterable[pa.Table], wanted: Callable[[], bool]) -> Iterator[pa.Table]:
         """Pass the chunks through, keeping what the summary reads of their lines while ``wanted()``."""
@@ -405,12 +405,12 @@ class LoadSummary:
             yield chunk
 
     def _keep(self, chunk: pa.Table) -> None:
-        if self._failure is not None:
+        if self._failed:
             return
         try:
             self._copy(chunk)
         except duckdb.Error as exc:  # the database's rebuild after the load takes over
-            self._failure = str(exc)
+            self._failed = True
             log.warning("Summary not built with the load (%s); it is rebuilt after it", describe_error(exc))
 
     def _copy(self, chunk: pa.Table) -> None:
