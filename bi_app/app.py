@@ -57,7 +57,10 @@ def create_app(config: Config | None = None) -> dash.Dash:
         suppress_callback_exceptions=True,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
-    app.index_string = app.index_string.replace("<html>", '<html lang="en">', 1)
+    app.index_string = app.index_string.replace("<html>", '<html lang="en">', 1).replace(
+        # Fetched and compiled off the main thread while the page starts; a graph then finds it loaded
+        # (instead of fetching it once the first graph mounts and compiling it then, ~0.6 s on a slow core).
+        "{%css%}", f'{{%css%}}\n        <script async src="{PLOTLY_PATH}"></script>', 1)
     app.server.config[CONFIG_KEY] = config
     app.server.config[CACHE_KEY] = ResultCache.from_url(config.cache_url)
     app.server.register_blueprint(api)
