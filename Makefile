@@ -6,13 +6,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench-load clean
+.PHONY: run test lint install bench-load clean
 
 run: $(STAMP)  ## Serve the dashboard on the embedded demo database (or BI_DATABASE_URL)
 	$(BIN)/bi-app serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)  ## Run the test suite (PostgreSQL tests need BI_TEST_POSTGRES_URL or a local server)
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)  ## Lint (ruff) and type-check (mypy) bi_app, data_layer and pages
+	$(BIN)/ruff check bi_app data_layer pages
+	$(BIN)/mypy
 
 install: $(STAMP)
 
@@ -21,7 +25,7 @@ $(STAMP): pyproject.toml
 		{ echo "Python 3.11 or newer is needed; found $$($(PYTHON) --version 2>&1)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
 	touch $(STAMP)
 
 bench-load: $(STAMP)  ## Load-rate benchmark into PostgreSQL (writes docs/BENCHMARKS.md)

@@ -6,21 +6,22 @@ Every error ends as one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 import sys
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from bi_app.config import Config, ConfigError
-from bi_app.config import engine_for
+from bi_app.config import Config, ConfigError, engine_for
 from data_layer.bootstrap import load_demo_data
 from data_layer.engine import DatabaseError, describe_error, safe_url
-from data_layer.importer import ImportError_, MissingColumns
+from data_layer.importer import FileImportError, MissingColumnsError
+from data_layer.info import database_info
 from data_layer.loader import LoadError, LoadResult
-from data_layer.meta import changed_rows, data_version, database_info, stamped_version
+from data_layer.meta import changed_rows, data_version, stamped_version
 from data_layer.quality import QualityReport, quality_report
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -33,7 +34,7 @@ def one_line_errors(func: F) -> F:
     def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         try:
             return func(*args, **kwargs)
-        except (ConfigError, DatabaseError, LoadError, ImportError_) as exc:
+        except (ConfigError, DatabaseError, LoadError, FileImportError) as exc:
             raise click.ClickException(str(exc)) from None
         except SQLAlchemyError as exc:
             url = _config_or_none()
@@ -62,7 +63,8 @@ def main() -> None:
 
 @main.command("demo-data")
 @click.option("--rows", default=2000, show_default=True, type=click.IntRange(min=1), help="Orders to generate.")
-@click.option("--seed", default=42, show_default=True, type=int, help="Random seed; the same seed gives the same orders.")
+@click.option("--seed", default=42, show_default=True, type=int,
+              help="Random seed; the same seed gives the same orders.")
 @click.option("--replace", is_flag=True, help="Replace the stored orders instead of appending to them.")
 @click.option("--train/--no-train", default=True, show_default=True,
               help="Train the customer models on the new data (else on first use).")
@@ -71,7 +73,8 @@ def demo_data(rows: int, seed: int, replace: bool, train: bool) -> None:
     """Generate realistic demo orders and load them in one transaction."""
     config = Config.from_env()
     engine = engine_for(config)
-    click.echo(f"Loading {rows:,} demo orders (seed {seed}, {'replace' if replace else 'append'}) into {safe_url(config.database_url)}")
+    click.echo(f"Loading {rows:,} demo orders (seed {seed}, {'replace' if replace else 'append'}) "
+               f"into {safe_url(config.database_url)}")
     with click.progressbar(length=rows, label="Loading", show_percent=True, show_pos=True, file=sys.stderr) as bar:
         result = load_demo_data(engine, rows, seed, replace=replace, on_progress=bar.update)
     _print_load(result)
@@ -173,7 +176,7 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None
 @click.option("--train/--no-train", default=True, show_default=True,
               help="Retrain the customer models after a successful import (else on first use).")
 @one_line_errors
-def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None, date_order: str | None,
+def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None, date_order: str | None,  # noqa: PLR0913 - one per option
                    decimal: str | None, encoding: str | None, status_maps: tuple[str, ...], drop_identical: bool,
                    mode: str, skip_invalid: bool, dry_run: bool, report_dir: Path | None, train: bool) -> None:
     """Import orders from a CSV (any delimiter and encoding, .gz) or XLSX file, all or nothing."""
@@ -192,7 +195,7 @@ def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None,
         outcome = import_file(engine_for(config), file, overrides, mode=mode, skip_invalid=skip_invalid,
                               dry_run=dry_run, report_dir=report_dir, echo=click.echo,
                               progress=progress if sys.stderr.isatty() else None, choices=choices)
-    except MissingColumns as exc:
+    except MissingColumnsError as exc:
         raise click.ClickException(f"{exc} (--map COLUMN=FIELD)") from None
     for question in outcome.questions:
         click.echo(f"Answer with {ANSWERS[question.setting](question)}")
@@ -249,7 +252,7 @@ def info() -> None:
     details = database_info(engine_for(Config.from_env()))
     click.echo(f"Database:      {details['database']}")
     click.echo(f"Backend:       {details['backend']}")
-    for table, rows in details["tables"].items():  # type: ignore[union-attr]
+    for table, rows in details["tables"].items():
         click.echo(f"Table {table + ':':<19} {'(absent)' if rows is None else f'{rows:,} rows'}")
     click.echo(f"Data version:  {details['data_version'] or '(none: loaded by another tool)'}")
     if details["loaded_at"]:
@@ -261,9 +264,10 @@ def info() -> None:
 def snapshot() -> None:
     """Build this server's columnar snapshot of the current data (app servers do it by themselves)."""
     from bi_app.context import replica_for
+    from bi_app.service import precompute_default_views
 
     config = Config.from_env()
-    replica = replica_for(config, build_in_subprocess=False)
+    replica = replica_for(config, precompute_default_views, build_in_subprocess=False)
     with replica.source.connect() as conn:
         version = data_version(conn)
     if not version:
@@ -301,7 +305,8 @@ def _print_models(models, seconds: float) -> None:  # noqa: ANN001
                    f"clusters: {', '.join(segmentation.names_.values())}")
     evaluation = models.churn_evaluation
     if evaluation is not None:
-        click.echo(f"  churn: ROC AUC {evaluation['roc_auc']:.3f} (recency alone {evaluation['baseline_roc_auc']:.3f}), "
+        click.echo(f"  churn: ROC AUC {evaluation['roc_auc']:.3f} "
+                   f"(recency alone {evaluation['baseline_roc_auc']:.3f}), "
                    f"top-decile precision {evaluation['top_decile_precision']:.2f}")
     for problem in models.problems:
         click.echo(f"  not trained: {problem}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import dash_bootstrap_components as dbc
 import pandas as pd
@@ -63,7 +64,7 @@ def kpi_card(
 #: What a chart's toolbar offers: only what acts in the browser (download a PNG, zoom, reset).
 #: Plotly's "share" and "edit in Chart Studio" buttons send the chart's data to an outside service,
 #: and sales data must never leave the deployment.
-CHART_CONFIG = {
+CHART_CONFIG: dcc.Graph.Config = {
     "displaylogo": False,
     "responsive": True,
     "showSendToCloud": False,
@@ -74,9 +75,11 @@ CHART_CONFIG = {
 }
 
 
-def chart(graph_id: str, figure: object = None, **props) -> dcc.Graph:  # noqa: ANN003
+def chart(graph_id: str, figure: object = None, **props: Any) -> dcc.Graph:
     """A chart with the app's toolbar (:data:`CHART_CONFIG`); ``figure`` may come later from a callback."""
-    return dcc.Graph(id=graph_id, config=CHART_CONFIG, **({"figure": figure} if figure is not None else {}), **props)
+    if figure is not None:
+        props["figure"] = figure
+    return dcc.Graph(id=graph_id, config=CHART_CONFIG, **props)
 
 
 def section(title: str | None, *children, **kwargs) -> dbc.Card:  # noqa: ANN002, ANN003
@@ -93,7 +96,7 @@ def empty_state(message: str = "No orders match these filters. Remove a filter c
 def table(frame, *, table_id: str, money: tuple[str, ...] = (), percent: tuple[str, ...] = (),  # noqa: ANN001
           decimals: tuple[str, ...] = (), currency: MoneyFormat = DEFAULT_FORMAT) -> dbc.Table:
     """A formatted read-only table of a small DataFrame (``money`` columns written in ``currency``)."""
-    def cell(column: str, value: object) -> str:
+    def cell(column: str, value: Any) -> str:
         if value is None or (isinstance(value, float) and value != value):
             return "—"
         if column in money:
@@ -105,13 +108,18 @@ def table(frame, *, table_id: str, money: tuple[str, ...] = (), percent: tuple[s
         return f"{value:,}" if isinstance(value, int) else str(value)
 
     header = html.Thead(html.Tr([html.Th(c.replace("_", " ").capitalize()) for c in frame.columns]))
-    rows = [html.Tr([html.Td(cell(c, v)) for c, v in zip(frame.columns, record)])
+    rows = [html.Tr([html.Td(cell(c, v)) for c, v in zip(frame.columns, record, strict=True)])
             for record in frame.itertuples(index=False)]
     # Scrolls sideways on a phone: a region keyboard users can focus and scroll too.
     return html.Div(dbc.Table([header, html.Tbody(rows)], id=table_id, striped=True, hover=True, size="sm",
                               className="mb-0"),
                     className="table-responsive", tabIndex="0", role="region",
-                    **{"aria-label": table_id.replace("-", " ")})
+                    **attributes(aria_label=table_id.replace("-", " ")))
+
+
+def attributes(**values: str) -> dict[str, Any]:
+    """HTML attributes whose names hold a hyphen (``aria_label`` -> ``aria-label``), for a component's keywords."""
+    return {name.replace("_", "-"): value for name, value in values.items()}
 
 
 def count(value: int | None, noun: str | None = None) -> str:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -27,7 +28,8 @@ SETTINGS_HELP: dict[str, str] = {
     "BI_CONNECT_TIMEOUT_S": "Seconds to wait when connecting to PostgreSQL (default 5).",
     "BI_COLUMNAR": "1 (default) keeps a columnar DuckDB snapshot of each data version under "
     "BI_DATA_DIR/columnar for fast customer-level analytics; 0 queries the database only.",
-    "BI_COLUMNAR_MEMORY": "Memory limit of the columnar engine per process (default 256MB; beyond it, work goes to disk beside the snapshot).",
+    "BI_COLUMNAR_MEMORY": "Memory limit of the columnar engine per process (default 256MB; beyond it, work goes "
+                          "to disk beside the snapshot).",
     "BI_LOG_LEVEL": "Logging level (default INFO).",
     "BI_CURRENCY": "ISO 4217 code of the data's currency when the imported data has no currency column "
     "(default USD).",
@@ -64,7 +66,7 @@ class Config:
     default_period: str | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Config":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Build a config from ``BI_*`` environment variables, then apply ``overrides``."""
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("BI_DATA_DIR") or DEFAULT_DATA_DIR)
@@ -96,7 +98,7 @@ class ConfigError(ValueError):
     """A setting has a value we cannot use."""
 
 
-def engine_for(config: Config) -> "Engine":
+def engine_for(config: Config) -> Engine:
     """This process's engine for ``config``'s database."""
     from data_layer.engine import get_engine
 

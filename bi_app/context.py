@@ -1,17 +1,23 @@
-"""The running app's config and engine, for pages and routes inside a request."""
+"""The running app's config and engine, for pages and routes inside a request.
+
+The columnar replica and the model store of the app's database are made on first use (a test
+may point the app at another database); what they precompute comes from the service, handed
+over by the app factory (:data:`PRECOMPUTE_KEY`, :data:`ANSWER_KEY`) rather than imported: the
+service reads this module.
+"""
 
 from __future__ import annotations
 
 import functools
-
 import hashlib
 import logging
 import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 from sqlalchemy import Connection, Engine
@@ -29,6 +35,11 @@ CONFIG_KEY = "BI_CONFIG"
 CACHE_KEY = "BI_CACHE"
 REPLICAS_KEY = "BI_REPLICAS"
 MODELS_KEY = "BI_MODELS"
+#: The service's precomputation of the default views into a snapshot: (snapshot, version, period) -> answers.
+PRECOMPUTE_KEY = "BI_PRECOMPUTE"
+#: The service's answers of the unfiltered view saved with the models: (engine, models) -> answers.
+ANSWER_KEY = "BI_ANSWER_DEFAULT_VIEW"
+Precompute = Callable[..., dict[str, Any]]
 _replica_lock = threading.Lock()
 log = logging.getLogger(__name__)
 
@@ -57,12 +68,12 @@ def current_replica() -> ColumnarReplica | None:
     with _replica_lock:
         replica = replicas.get(config.database_url)
         if replica is None:
-            replica = replica_for(config, build_in_subprocess=True)
+            replica = replica_for(config, current_app.config[PRECOMPUTE_KEY], build_in_subprocess=True)
             replicas[config.database_url] = replica
         return replica
 
 
-def current_models(conn: Connection, version: str | None, models_version: str | None) -> "TrainedModels":
+def current_models(conn: Connection, version: str | None, models_version: str | None) -> TrainedModels:
     """The models of the last load's version ``models_version``; a page never waits for a training
     that is under way.
 
@@ -89,21 +100,20 @@ def current_models(conn: Connection, version: str | None, models_version: str | 
     return models
 
 
-def stored_models(models_version: str | None) -> "TrainedModels | None":
+def stored_models(models_version: str | None) -> TrainedModels | None:
     """The models of ``models_version`` if they are already trained; never trains."""
     return _model_store().stored(models_version or "")
 
 
-def _model_store() -> "ModelStore":
+def _model_store() -> ModelStore:
     from bi_app.ml.models import ModelStore
-    from bi_app.service import answer_default_view  # the service imports this module
 
     config = current_config()
     stores: dict[str, ModelStore] = current_app.config.setdefault(MODELS_KEY, {})
     with _replica_lock:
         store = stores.get(config.database_url)
         if store is None:
-            store = stores[config.database_url] = ModelStore(models_folder(config), answer_default_view)
+            store = stores[config.database_url] = ModelStore(models_folder(config), current_app.config[ANSWER_KEY])
         return store
 
 
@@ -131,14 +141,13 @@ def database_key(config: Config) -> str:
     return hashlib.sha256(config.database_url.encode()).hexdigest()[:12]
 
 
-def replica_for(config: Config, *, build_in_subprocess: bool) -> ColumnarReplica:
-    """The columnar snapshots of ``config``'s database, under ``BI_DATA_DIR/columnar/<database>``.
+def replica_for(config: Config, precompute: Precompute, *, build_in_subprocess: bool) -> ColumnarReplica:
+    """The columnar snapshots of ``config``'s database, under ``BI_DATA_DIR/columnar/<database>``;
+    ``precompute`` (:func:`bi_app.service.precompute_default_views`) answers the default views into each.
 
     With ``build_in_subprocess`` a new version is copied by ``bi-app snapshot`` in a
     process of its own (the app server's memory stays flat), else in a thread.
     """
-    from bi_app.service import precompute_default_views  # the service imports this module
-
     folder = config.data_dir / "columnar" / database_key(config)
     # Its own engine: snapshot copies are batch work, outside the app's pool and timeout.
     source = make_engine(config.database_url, statement_timeout_ms=0, connect_timeout_s=config.connect_timeout_s)
@@ -153,4 +162,4 @@ def replica_for(config: Config, *, build_in_subprocess: bool) -> ColumnarReplica
         }
         command = ([sys.executable, "-m", "bi_app.cli", "snapshot"], env)
     return ColumnarReplica(source, folder.resolve(), config.columnar_memory,
-                           functools.partial(precompute_default_views, period=config.default_period), command)
+                           functools.partial(precompute, period=config.default_period), command)

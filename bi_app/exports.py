@@ -17,9 +17,10 @@ import csv
 import io
 import logging
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import pandas as pd
 from flask import Blueprint, Response, request, send_file, stream_with_context
@@ -32,12 +33,11 @@ from sqlalchemy import Numeric, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service
-from bi_app.analytics.orders import span_text
+from bi_app.analytics.orders import KPI_NAMES, span_text
+from bi_app.api import error_response
+from bi_app.context import current_engine
 from bi_app.importing import upload_folder
 from bi_app.ml import strategy
-from bi_app.api import error_response
-from bi_app.analytics.orders import KPI_NAMES
-from bi_app.context import current_engine
 from bi_app.money import DEFAULT_FORMAT, MoneyFormat
 from data_layer.engine import describe_error
 from data_layer.filters import FilterError, Filters, conditions
@@ -223,7 +223,7 @@ def build_report(filters: Filters, results: dict[str, Any], version: str | None,
     summary.title = "Summary"
     summary.append(["E-commerce BI report"])
     summary["A1"].font = Font(bold=True, size=14)
-    summary.append(["Generated", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")])
+    summary.append(["Generated", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")])
     summary.append(["Data version", version or "(not loaded by bi-app)"])
     summary.append(["Currency", money.currency])
     for label, value in filters.describe():
@@ -353,7 +353,7 @@ def _append_frame(sheet, frame: pd.DataFrame, money: MoneyFormat, *, percent_val
                for i, c in enumerate(frame.columns)]
     for record in frame.itertuples(index=False):
         row_formats = [None, number_format(str(record[0]), money)] if keyed else formats
-        sheet.append([_xlsx_cell(sheet, v, f) for v, f in zip(record, row_formats)])
+        sheet.append([_xlsx_cell(sheet, v, f) for v, f in zip(record, row_formats, strict=True)])
 
 
 def _bold(cells) -> None:  # noqa: ANN001
@@ -377,7 +377,7 @@ def _row_cells(sheet, columns: Iterable[str], money: MoneyFormat) -> Callable[[I
         sheet.column_dimensions[get_column_letter(index)].width = max(12, len(name) + 2)
     formats = [number_format(name, money) if name in _MONEY or name.endswith(("_probability", "_rate", "_share"))
                else None for name in columns]
-    return lambda values: [_xlsx_cell(sheet, v, f) for v, f in zip(values, formats)]
+    return lambda values: [_xlsx_cell(sheet, v, f) for v, f in zip(values, formats, strict=True)]
 
 
 def _plain(value: Any) -> Any:
@@ -393,14 +393,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _stream_orders(filters: Filters) -> tuple[tuple[str, ...], Iterator[list[tuple]]]:
+def _stream_orders(filters: Filters) -> tuple[tuple[str, ...], Iterator[Sequence[Any]]]:
     """The stored order columns, and batches of matching rows from a server-side cursor."""
     with current_engine().connect() as conn:
         columns = stored_columns(conn)
     return columns, _batches(filters, columns)
 
 
-def _batches(filters: Filters, columns: tuple[str, ...]) -> Iterator[list[tuple]]:
+def _batches(filters: Filters, columns: tuple[str, ...]) -> Iterator[Sequence[Any]]:
     key = [sales.c[name] for name in ("order_id", "line_number") if name in columns]
     with current_engine().connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH_ROWS).execute(
@@ -414,14 +414,14 @@ def _batches(filters: Filters, columns: tuple[str, ...]) -> Iterator[list[tuple]
             yield []
 
 
-def _chain(first: list[tuple], rest: Iterator[list[tuple]]) -> Iterator[list[tuple]]:
+def _chain(first: Sequence[Any], rest: Iterator[Sequence[Any]]) -> Iterator[Sequence[Any]]:
     yield first
     yield from rest
 
 
 def _formatted(columns: tuple[str, ...], row: tuple) -> list[Any]:
     values = []
-    for name, value in zip(columns, row):
+    for name, value in zip(columns, row, strict=True):
         scale = _SCALES.get(name)
         if value is None:
             values.append("")
@@ -445,7 +445,7 @@ def _decimal_text(value: float, scale: int) -> str:
 
 
 def _send_workbook(workbook: Workbook, filename: str) -> Response:
-    spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
+    spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115 - send_file closes it
     workbook.save(spool)
     spool.seek(0)
     return send_file(

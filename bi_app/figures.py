@@ -26,7 +26,7 @@ _LAYOUT = dict(
 
 
 #: A legend on its own line under the title (beside it, it covers the title on a phone).
-LEGEND_UNDER_TITLE = dict(legend=dict(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom"),
+LEGEND_UNDER_TITLE: dict[str, Any] = dict(legend=dict(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom"),
                           margin=dict(l=10, r=10, t=80, b=10))
 
 
@@ -67,7 +67,7 @@ def trend(monthly: pd.DataFrame, money: MoneyFormat = DEFAULT_FORMAT, *,
     partial = monthly["partial"].astype(bool) if "partial" in monthly else pd.Series(False, index=monthly.index)
     notes = [("partial month: the data or the filters cover only part of it" if part else
               f"vs previous month: {g:+.1%}" if pd.notna(g) else "vs previous month: —")
-             for part, g in zip(partial, monthly["growth"])]
+             for part, g in zip(partial, monthly["growth"], strict=True)]
     figure = _figure("Monthly net revenue", separators=money.separators, **LEGEND_UNDER_TITLE)
     figure.add_bar(
         x=monthly["month"], y=monthly["revenue"], name="Net revenue", customdata=notes,

@@ -7,28 +7,28 @@ import json
 import re
 import sqlite3
 import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import nullcontext
-from typing import Callable, ContextManager, Iterable
 
 import psycopg2
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from data_layer.engine import describe_error
 from data_layer.importer import (
     FIELDS,
     STATUS_CLASSES,
+    FileImportError,
     ImportChoices,
-    ImportError_,
     SourceTable,
     Validation,
     auto_mapping,
     read_table,
     validate,
 )
-from data_layer.engine import describe_error
-from data_layer.loader import LoadError, load_orders, orders_already_stored
+from data_layer.loader import LoadError, load_mode, load_orders, orders_already_stored
 from data_layer.meta import data_currency
 from data_layer.parsing import DATE_ORDERS, DECIMAL_MARKS, Question
 
@@ -72,19 +72,19 @@ def read_mapping_file(mapping_file: Path | None) -> dict:
     try:
         loaded = json.loads(mapping_file.read_text())
     except (OSError, ValueError) as exc:
-        raise ImportError_(f"cannot read the mapping file {mapping_file}: {exc}") from None
+        raise FileImportError(f"cannot read the mapping file {mapping_file}: {exc}") from None
     if not isinstance(loaded, dict):
-        raise ImportError_('the mapping file must be a JSON object {"COLUMN": "FIELD", ...}')
+        raise FileImportError('the mapping file must be a JSON object {"COLUMN": "FIELD", ...}')
     if not set(loaded) & set(MAPPING_FILE_KEYS):
         loaded = {"columns": loaded}
     unknown = sorted(set(loaded) - set(MAPPING_FILE_KEYS))
     if unknown:
-        raise ImportError_(f"the mapping file has unknown key(s) {', '.join(unknown)}; "
+        raise FileImportError(f"the mapping file has unknown key(s) {', '.join(unknown)}; "
                            f"keys: {', '.join(MAPPING_FILE_KEYS)}")
     for key in ("columns", "statuses"):
         value = loaded.get(key, {})
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise ImportError_(f'"{key}" in the mapping file must be an object of text values')
+            raise FileImportError(f'"{key}" in the mapping file must be an object of text values')
     return loaded
 
 
@@ -97,17 +97,17 @@ def parse_choices(mapping_file: Path | None = None, *, date_order: str | None = 
     for option in status_maps:
         status, separator, kind = option.rpartition("=")
         if not separator:
-            raise ImportError_(f"--status-map {option!r}: write it as STATUS=CLASS")
+            raise FileImportError(f"--status-map {option!r}: write it as STATUS=CLASS")
         statuses[status] = kind
     for status, kind in statuses.items():
         if kind not in STATUS_CLASSES:
-            raise ImportError_(f"status {status!r}: {kind!r} is not one of {', '.join(STATUS_CLASSES)}")
+            raise FileImportError(f"status {status!r}: {kind!r} is not one of {', '.join(STATUS_CLASSES)}")
     date_order = date_order or loaded.get("date_order")
     decimal = decimal or loaded.get("decimal")
     if date_order is not None and date_order not in DATE_ORDERS:
-        raise ImportError_(f"date order {date_order!r}: use one of {', '.join(DATE_ORDERS)}")
+        raise FileImportError(f"date order {date_order!r}: use one of {', '.join(DATE_ORDERS)}")
     if decimal is not None and decimal not in DECIMAL_MARKS:
-        raise ImportError_(f"decimal mark {decimal!r}: use . or ,")
+        raise FileImportError(f"decimal mark {decimal!r}: use . or ,")
     return ImportChoices(date_order=date_order, decimal=decimal, encoding=encoding or loaded.get("encoding"),
                          statuses=statuses, drop_identical=drop_identical or bool(loaded.get("drop_identical")),
                          timezone=timezone, currency=currency)
@@ -119,20 +119,21 @@ def parse_map_options(maps: Iterable[str], mapping_file: Path | None) -> dict[st
     for option in maps:
         column, separator, field_name = option.rpartition("=")
         if not separator or not column or not field_name:
-            raise ImportError_(f"--map {option!r}: write it as COLUMN=FIELD")
+            raise FileImportError(f"--map {option!r}: write it as COLUMN=FIELD")
         pairs[column] = field_name
     mapping: dict[str, str] = {}
     for column, field_name in pairs.items():
         if field_name not in FIELDS:
-            raise ImportError_(f"--map {column}={field_name}: unknown field; fields: {', '.join(FIELDS)}")
+            raise FileImportError(f"--map {column}={field_name}: unknown field; fields: {', '.join(FIELDS)}")
         mapping[field_name] = column
     return mapping
 
 
-def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: str, skip_invalid: bool,
+def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: str, skip_invalid: bool,  # noqa: PLR0913 - keyword-only options
                 dry_run: bool, report_dir: Path | None, echo: Callable[[str], None],
                 without: Iterable[str] = (), choices: ImportChoices = ImportChoices(),
-                progress: Callable[[int], ContextManager[Callable[[int], None]]] | None = None) -> ImportOutcome:
+                progress: Callable[[int], AbstractContextManager[Callable[[int], None]]] | None = None,
+                ) -> ImportOutcome:
     """Import ``path`` into ``engine``'s database in one transaction, printing what happens.
 
     ``overrides`` (field -> column) go on top of the automatic mapping; ``without``
@@ -195,10 +196,11 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
         return outcome(0, failed=True)
     if dry_run:
         echo("Dry run: nothing written.")
-        stored = _orders_already_stored(engine, result.lines["order_id"].unique()) if mode == "append" else 0
-        if stored:
-            echo(f"{stored:,} order{'s' if stored != 1 else ''} of the file {'are' if stored != 1 else 'is'} already "
-                 f"stored, so an append would write nothing: {TO_REPLACE_STORED}")
+        already = _orders_already_stored(engine, result.lines["order_id"].unique()) if mode == "append" else 0
+        if already:
+            echo(f"{already:,} order{'s' if already != 1 else ''} of the file "
+                 f"{'are' if already != 1 else 'is'} already stored, so an append would write nothing: "
+                 f"{TO_REPLACE_STORED}")
             return outcome(0, failed=True, how="to write")
         return outcome(len(result.lines), failed=False, how="to write")
     if result.lines.empty and not (mode == "upsert" and result.excluded_orders):
@@ -212,7 +214,8 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     chunks = [table.slice(start, LOAD_CHUNK_ROWS) for start in range(0, table.num_rows, LOAD_CHUNK_ROWS)]
     try:
         with progress(table.num_rows) if progress else nullcontext(None) as advance:
-            loaded = load_orders(engine, chunks, mode=mode, source=f"import {path.name}", on_progress=advance,
+            loaded = load_orders(engine, chunks, mode=load_mode(mode), source=f"import {path.name}",
+                                 on_progress=advance,
                                  currency=result.currency, configured_currency=choices.currency,
                                  remove_orders=result.excluded_orders if mode == "upsert" else ())
     except (IntegrityError, sqlite3.IntegrityError, psycopg2.IntegrityError) as exc:
@@ -265,7 +268,7 @@ def write_report(path: Path, source: SourceTable, result: Validation, report_dir
     try:
         return _write_report(folder, report_stem(path), source, result)
     except OSError as exc:
-        raise ImportError_(f"cannot write the import report in {folder}: {exc.strerror or exc}; "
+        raise FileImportError(f"cannot write the import report in {folder}: {exc.strerror or exc}; "
                            "nothing was written to the database") from None
 
 

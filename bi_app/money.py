@@ -83,7 +83,7 @@ class MoneyFormat:
 DEFAULT_FORMAT = MoneyFormat()
 
 
-def data_money_format(conn: Connection, config: "Config | None" = None) -> MoneyFormat:
+def data_money_format(conn: Connection, config: Config | None = None) -> MoneyFormat:
     """The money format of the data behind ``conn``: its recorded currency, else ``BI_CURRENCY``,
     in ``BI_LOCALE`` (of ``config``, else of the environment)."""
     from bi_app.config import Config

@@ -7,18 +7,16 @@ same answer for the same filters and data version.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from bi_app import analytics
 from bi_app.analytics.orders import shifted
-from bi_app.ml import analyses as ml_analyses
-from bi_app.ml import strategy
-from data_layer import queries
 from bi_app.context import (
     current_cache,
     current_config,
@@ -27,7 +25,10 @@ from bi_app.context import (
     current_replica,
     stored_models,
 )
+from bi_app.ml import analyses as ml_analyses
+from bi_app.ml import strategy
 from bi_app.money import MoneyFormat, data_money_format
+from data_layer import queries
 from data_layer.cache import UNVERSIONED_TIMEOUT_S, result_key
 from data_layer.filters import (
     FILTER_PARAMETERS,
@@ -169,7 +170,7 @@ def run(name: str, filters: Filters, **parameters: int) -> Any:
 
 
 def answer_key(name: str, version: str | None, filters: Filters, parameters: Mapping[str, int],
-               models: "TrainedModels | None" = None) -> str:
+               models: TrainedModels | None = None) -> str:
     """The cache key of an answer: the analysis, the data version, the filters and parameters, and
     for the customer-level analyses the training whose models labelled the customers."""
     return result_key(name, version, filters.cache_key(), sorted(parameters.items()),
@@ -284,10 +285,11 @@ def precomputed_views(values: Mapping[str, list[str]], dates: tuple[date | None,
     opening = period or default_period(first, last)
     start, end = period_dates(opening, last)
     spans = [(None, None, None), *([(start, end, opening)] if start or end else [])]
-    narrowed = [{}, *({"regions": (region,)} for region in values.get("region", [])),
-                *({"segments": (segment,)} for segment in values.get("segment", []))]
-    return [Filters(start=first_day, end=last_day, period=name, **one)
-            for first_day, last_day, name in spans for one in narrowed]
+    narrowed: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
+        ((), ()), *(((region,), ()) for region in values.get("region", [])),
+        *(((), (segment,)) for segment in values.get("segment", []))]
+    return [Filters(start=first_day, end=last_day, period=name, regions=regions, segments=segments)
+            for first_day, last_day, name in spans for regions, segments in narrowed]
 
 
 def precompute_default_views(snapshot: Engine, version: str, period: str | None = None) -> dict[str, Any]:
@@ -308,7 +310,7 @@ def precompute_default_views(snapshot: Engine, version: str, period: str | None 
     return results
 
 
-def answer_default_view(engine: Engine, models: "TrainedModels") -> dict[str, Any]:
+def answer_default_view(engine: Engine, models: TrainedModels) -> dict[str, Any]:
     """The customer-level analyses (those no snapshot precomputes) for the unfiltered view with
     their default parameters, keyed as :func:`run` looks them up; saved with ``models``.
 

@@ -14,15 +14,15 @@ from urllib.parse import parse_qs, urlencode
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash import ALL, Input, NoUpdate, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service
-from bi_app.components import navbar
+from bi_app.components import attributes, navbar
 from bi_app.context import current_config, current_engine
 from data_layer.engine import DatabaseError, describe_error, ping
-from data_layer.meta import OPTIONAL_FIELDS, absent_fields
 from data_layer.filters import COMPARISONS, LIST_PARAMETERS, PERIODS, Filters, default_period
+from data_layer.meta import OPTIONAL_FIELDS, absent_fields
 
 log = logging.getLogger(__name__)
 LIST_FILTERS = tuple(LIST_PARAMETERS)  # region, segment, category, product
@@ -78,7 +78,7 @@ def layout() -> html.Div:
                             html.Div(id="filter-chips", className="d-flex flex-wrap gap-2 mb-2"),
                             html.Div(id="downloads", className="d-flex flex-wrap gap-2 mb-3"),
                         ],
-                        **{"aria-label": "Filters and downloads"},
+                        **attributes(aria_label="Filters and downloads"),
                     ),
                     html.Main(id="page-content", tabIndex="-1"),
                 ],
@@ -174,7 +174,7 @@ def sync_filters(search: str | None, period: str | None, start: str | None, end:
         filters, notices = filters_of("" if ctx.triggered_id == "filter-reset" else search)
     else:
         query: dict[str, list[str]] = {"compare": [compare or "previous"]}
-        if ctx.triggered_id == "filter-period" and period != CUSTOM:
+        if ctx.triggered_id == "filter-period" and period and period != CUSTOM:
             query["period"] = [period]
         elif ctx.triggered_id in ("filter-period", "filter-start", "filter-end"):  # dates as typed (or shown)
             query.update(start=[start[:10]] if start else [], end=[end[:10]] if end else [])
@@ -183,7 +183,7 @@ def sync_filters(search: str | None, period: str | None, start: str | None, end:
         else:
             query.update({name: chosen for name, chosen in query_of(search).items()
                           if name in ("period", "start", "end")})
-        for name, chosen in zip(LIST_FILTERS, lists):
+        for name, chosen in zip(LIST_FILTERS, lists, strict=True):
             query[name] = list(chosen or [])
         filters, notices = service.parse_leniently({k: v for k, v in query.items() if v})
     notice = (dbc.Alert(["Some filters were not used: ", "; ".join(notices)], color="warning", dismissable=True,
@@ -213,8 +213,9 @@ def route(pathname: str | None):  # noqa: ANN201
     """The registered page for the path (the query string is read by each page's callbacks)."""
     page = page_for(pathname)
     if page is None:
-        return html.Div([html.H1("Page not found", className="h2"), html.P(["Nothing lives at ", html.Code(pathname or ""),
-                         ". ", dcc.Link("Back to the overview", href="/")])], id="not-found")
+        return html.Div([html.H1("Page not found", className="h2"),
+                         html.P(["Nothing lives at ", html.Code(pathname or ""), ". ",
+                                 dcc.Link("Back to the overview", href="/")])], id="not-found")
     return page["layout"]()
 
 
@@ -276,7 +277,7 @@ def chips(filters: Filters) -> list:
         shown = PERIODS[value] if parameter == "period" else value
         buttons.append(
             dbc.Button(
-                [f"{label}: {shown} ", html.Span("×", className="ms-1", **{"aria-hidden": "true"})],
+                [f"{label}: {shown} ", html.Span("×", className="ms-1", **attributes(aria_hidden="true"))],
                 id={"type": "filter-chip", "parameter": parameter, "value": value},
                 color="primary", outline=True, size="sm", className="rounded-pill filter-chip",
                 title=f"Remove this filter ({label}: {shown})",
@@ -291,7 +292,7 @@ def chips(filters: Filters) -> list:
     State("url", "search"),
     prevent_initial_call=True,
 )
-def remove_chip(clicks: list[int | None], search: str | None) -> str:
+def remove_chip(clicks: list[int | None], search: str | None) -> str | NoUpdate:
     """Drop the clicked chip's value from the URL."""
     if not ctx.triggered_id or not any(clicks):
         return no_update
@@ -352,7 +353,7 @@ def with_filters(pathname: str, search: str | None, **changes: list[str] | str |
 
 
 @callback(Output("db-status", "data"), Input("db-retry", "n_intervals"), State("db-status", "data"))
-def watch_database(_ticks: int | None, status: str) -> str:
+def watch_database(_ticks: int | None, status: str) -> str | NoUpdate:
     """``ok`` or ``down``; changes only when the database's state does, so pages redraw then."""
     try:
         ping(current_engine())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import fcntl
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import Engine, func, inspect, select
 

@@ -13,9 +13,11 @@ import hashlib
 import logging
 import threading
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from flask_caching.backends import RedisCache, SimpleCache
+from flask_caching.backends.base import BaseCache
 
 from data_layer.engine import safe_url
 
@@ -31,14 +33,14 @@ WARNING_INTERVAL_S = 60.0
 class ResultCache:
     """get-or-compute over a flask-caching backend that never raises."""
 
-    def __init__(self, backend: object, description: str) -> None:
+    def __init__(self, backend: BaseCache, description: str) -> None:
         self.backend = backend
         self.description = description
         self._last_warning = 0.0
         self._warning_lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str | None) -> "ResultCache":
+    def from_url(cls, url: str | None) -> ResultCache:
         """In-process cache for ``None``; Redis for ``redis://`` / ``rediss://`` URLs."""
         if not url:
             return cls(SimpleCache(threshold=5000, default_timeout=0), "in-process")

@@ -26,9 +26,10 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -48,7 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool, StaticPool
 
-from data_layer.engine import describe_error, is_postgres
+from data_layer.engine import describe_error, driver_connection, is_postgres
 from data_layer.meta import (
     StoredFacts,
     changed_rows,
@@ -188,7 +189,7 @@ class ColumnarReplica:
     def precomputed(self, version: str | None, key: str) -> Any | None:
         """The answer stored under ``key`` in the snapshot of ``version``, if there is one."""
         engine = self.engine_for(version) if version else None
-        if engine is None:
+        if engine is None or version is None:
             return None
         keys = self._precomputed_keys.get(version)
         if keys is None:
@@ -203,6 +204,8 @@ class ColumnarReplica:
         return pickle.loads(row[0]) if row else None  # our own file, written by build()
 
     def _store_precomputed(self, partial: Path, version: str) -> None:
+        if self.precompute is None:
+            return
         engine = create_engine(f"duckdb:///{partial}", poolclass=NullPool)
         try:
             results = self.precompute(engine, version)
@@ -332,7 +335,7 @@ def _export_orders(conn, target) -> None:  # noqa: ANN001
         name: value for name, value in MISSING_COLUMN_VALUES.items() if name not in stored}
     columns = ", ".join(computed.get(n, n) for n in SALES_COLUMNS)
     if conn.dialect.name == "postgresql":
-        cursor = conn.connection.driver_connection.cursor()
+        cursor = driver_connection(conn).cursor()
         try:
             cursor.copy_expert(f"COPY (SELECT {columns} FROM {SALES_TABLE}) TO STDOUT WITH (FORMAT csv)", target)
         finally:
@@ -419,39 +422,45 @@ class LoadSummary:
             self._pending.append(chunk)
             if self._lines < self.MIN_LINES:
                 return
-            self._start()
+            self._conn = self._start()
             chunks, self._pending = self._pending, []
         else:
             chunks = [chunk]
+        duck = driver_connection(self._conn)
         for kept in chunks:
-            self._duck.register("load_chunk", kept)
+            duck.register("load_chunk", kept)
             try:
-                self._duck.execute(self._insert)
+                duck.execute(self._insert)
             finally:
-                self._duck.unregister("load_chunk")
+                duck.unregister("load_chunk")
 
-    def _start(self) -> None:
+    def _start(self) -> Connection:
         self._spill = tempfile.TemporaryDirectory(prefix="bi-load-summary-")
         config = {"memory_limit": self.MEMORY_LIMIT, "temp_directory": self._spill.name, "threads": 1}
         self._engine = create_engine("duckdb:///:memory:", poolclass=StaticPool, connect_args={"config": config})
-        self._conn = self._engine.connect()
-        self._duck = self._conn.connection.driver_connection
+        conn = self._engine.connect()
         kept = {name: kind for name, kind in _DUCK_TYPES.items() if name not in self._UNREAD}
-        self._duck.execute(f"CREATE TABLE {SALES_TABLE} ({', '.join(f'{n} {k}' for n, k in kept.items())})")
+        definitions = ", ".join(f"{name} {kind}" for name, kind in kept.items())
+        driver_connection(conn).execute(f"CREATE TABLE {SALES_TABLE} ({definitions})")
         # Cast to the stored types (money exact) on the way in.
         columns = ", ".join("CASE WHEN customer_id IS NULL THEN NULL ELSE '' END" if name == "customer_id"
                             else name for name in kept)
         self._insert = f"INSERT INTO {SALES_TABLE} SELECT {columns} FROM load_chunk"
+        return conn
 
     def build(self) -> LinesSummary | None:
         """Summarise the lines kept (all of the load's, of orders of one line each); None when
-        DuckDB could not (short of memory, say): the database's rebuild after the load takes over."""
+        DuckDB could not (short of memory, say), or the load had too few lines to start it: the
+        database's rebuild after the load takes over."""
         started = time.perf_counter()
+        conn = self._conn
+        if conn is None:
+            return None
         try:
-            facts = scan_stored_lines(self._conn, ledger=True)
-            daily.create(self._conn)
-            values = fill_summary(self._conn, ledger=True, multi_line=False, facts=facts)
-            rows = self._duck.sql(f"SELECT * FROM {daily.name}").arrow()
+            facts = scan_stored_lines(conn, ledger=True)
+            daily.create(conn)
+            values = fill_summary(conn, ledger=True, multi_line=False, facts=facts)
+            rows = driver_connection(conn).sql(f"SELECT * FROM {daily.name}").arrow()
         except (duckdb.Error, SQLAlchemyError) as exc:
             log.warning("Summary not built with the load (%s); it is rebuilt after it", describe_error(exc))
             return None

@@ -16,9 +16,9 @@ so net revenue differs from gross sales as in a real shop.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -128,7 +128,7 @@ def generate_orders(
         rows, customers.count, [min(rows, s + chunk_rows) - s for s in starts], seed
     )
     acquired = 0
-    for start, firsts in zip(starts, firsts_per_chunk):
+    for start, firsts in zip(starts, firsts_per_chunk, strict=True):
         stop = min(rows, start + chunk_rows)
         rng = np.random.default_rng(np.random.SeedSequence([seed, first_order_number + start]))
         order_index = np.arange(start, stop)
@@ -192,9 +192,9 @@ class _Customers:
         is_first = np.zeros(n, dtype=bool)
         if order_index[0] == 0:
             is_first[0] = True
-            others = rng.choice(np.arange(1, n), size=firsts - 1, replace=False) if firsts > 1 else []
+            others = rng.choice(np.arange(1, n), size=firsts - 1, replace=False) if firsts > 1 else np.empty(0, int)
         else:
-            others = rng.choice(n, size=firsts, replace=False) if firsts else []
+            others = rng.choice(n, size=firsts, replace=False) if firsts else np.empty(0, int)
         is_first[others] = True
         acquired_so_far = acquired + np.cumsum(is_first)  # customers acquired up to each order
         customer = acquired_so_far - 1

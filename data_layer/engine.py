@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 _engines: dict[tuple[str, int, int, int], Engine] = {}
@@ -94,6 +95,15 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBA
 
 def _sqlite_on_begin(conn) -> None:  # noqa: ANN001 - SQLAlchemy hook
     conn.exec_driver_sql("BEGIN")
+
+
+def driver_connection(conn: Connection) -> Any:
+    """The driver's own connection under ``conn`` (psycopg2's, DuckDB's, sqlite3's), for what SQLAlchemy has
+    no call for: COPY, bulk inserts, DuckDB's columnar results."""
+    driver = conn.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the connection is closed")
+    return driver
 
 
 def ping(engine: Engine) -> None:

@@ -13,9 +13,9 @@ here, in :func:`conditions`, so it applies to every query at once.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Iterable, Mapping
 
 from sqlalchemy import ColumnElement, Table, and_, true
 
@@ -106,9 +106,9 @@ class Filters:
     @property
     def by_days(self) -> bool:
         """True for "the last N days": compared with the N days before, even when they are a calendar month."""
-        return bool(self.period) and self.period.startswith("last-") and self.period.endswith("-days")
+        return self.period is not None and self.period.startswith("last-") and self.period.endswith("-days")
 
-    def without_dates(self) -> "Filters":
+    def without_dates(self) -> Filters:
         """The same filters over the whole date range."""
         return replace(self, start=None, end=None, period=None)
 
@@ -185,7 +185,8 @@ def parse_filters(
             unknown = sorted(set(values) - known)
             if unknown:
                 listed = sorted(known)
-                shown = ", ".join(map(_quote, listed[:8])) + (f", ... ({len(listed):,} in all)" if len(listed) > 8 else "")
+                more = f", ... ({len(listed):,} in all)" if len(listed) > 8 else ""
+                shown = ", ".join(map(_quote, listed[:8])) + more
                 raise FilterError(parameter, f"unknown {parameter} {_quote(unknown[0])}; known: {shown or '(none)'}")
         chosen[name] = tuple(values)
     return Filters(start=start, end=end, period=period, compare=compare, **chosen)

@@ -42,10 +42,10 @@ import csv
 import gzip
 import io
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -55,8 +55,8 @@ import pyarrow.csv as pacsv
 
 from data_layer.parsing import (
     DECIMAL_NAMES,
-    Decision,
     DateOrder,
+    Decision,
     EncodingError,
     Question,
     decode,
@@ -179,11 +179,11 @@ class ImportChoices:
     currency: str | None = None
 
 
-class ImportError_(ValueError):
+class FileImportError(ValueError):
     """The file cannot be imported at all (unreadable, or a required field has no column)."""
 
 
-class MissingColumns(ImportError_):
+class MissingColumnsError(FileImportError):
     """A required field has no column (the mapping must say which holds it)."""
 
 
@@ -298,14 +298,18 @@ def read_table(path: Path, encoding: str | None = None) -> SourceTable:
     if name.endswith((".xlsx", ".xlsm")):
         return _read_xlsx(path)
     try:
-        raw = gzip.open(path, "rb").read() if name.endswith(".gz") else path.read_bytes()
+        if name.endswith(".gz"):
+            with gzip.open(path, "rb") as packed:
+                raw = packed.read()
+        else:
+            raw = path.read_bytes()
     except (OSError, EOFError) as exc:
-        raise ImportError_(f"cannot read {path.name}: {exc}") from None
+        raise FileImportError(f"cannot read {path.name}: {exc}") from None
     if raw.startswith(b"\x1f\x8b") and not name.endswith(".gz"):  # gzip whose name does not say so
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
-            raise ImportError_(f"cannot read {path.name}: {exc}") from None
+            raise FileImportError(f"cannot read {path.name}: {exc}") from None
     if raw.startswith(b"PK\x03\x04"):  # a zip: a workbook whose name does not say so
         table = _read_xlsx(path)
         table.decisions.append(Decision("format", None, "Excel workbook", "the file is a workbook, whatever its "
@@ -314,16 +318,13 @@ def read_table(path: Path, encoding: str | None = None) -> SourceTable:
     try:
         text, decision = decode(raw, encoding)
     except EncodingError as exc:
-        raise ImportError_(str(exc)) from None
+        raise FileImportError(str(exc)) from None
     if looks_binary(text):
-        raise ImportError_(f"{path.name} is not a text file of orders (CSV or XLSX): it holds binary data")
+        raise FileImportError(f"{path.name} is not a text file of orders (CSV or XLSX): it holds binary data")
     text = text.lstrip("\ufeff")
-    if decision.choice == "utf-8":
-        data = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
-    else:
-        data = text.encode("utf-8")
+    data = raw.removeprefix(b"\xef\xbb\xbf") if decision.choice == "utf-8" else text.encode("utf-8")
     if not text.strip():
-        raise ImportError_("the file is empty")
+        raise FileImportError("the file is empty")
     sample = text[:65536]
     try:
         delimiter = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
@@ -409,7 +410,7 @@ def _read_with_csv_module(text: str, delimiter: str) -> tuple[pd.DataFrame, np.n
             lines.append(start)
         start = reader.line_num + 1
     if header is None:
-        raise ImportError_("the file is empty")
+        raise FileImportError("the file is empty")
     width = len(header)
     overlong = {i: len(row) for i, row in enumerate(rows) if len(row) > width and any(row[width:])}
     rows = [row[:width] + [""] * (width - len(row)) for row in rows]
@@ -424,7 +425,7 @@ def _read_xlsx(path: Path) -> SourceTable:
         # From bytes: openpyxl refuses a path whose name does not end in .xlsx.
         workbook = load_workbook(io.BytesIO(path.read_bytes()), read_only=True, data_only=True)
     except Exception:  # noqa: BLE001 - any unreadable workbook
-        raise ImportError_(f"{path.name} is not an Excel workbook (.xlsx) that can be read: save it again from "
+        raise FileImportError(f"{path.name} is not an Excel workbook (.xlsx) that can be read: save it again from "
                            "the spreadsheet program, or export it as CSV") from None
     sheet = workbook.worksheets[0]
     decisions = [Decision("sheet", None, repr(sheet.title), f"the first of {len(workbook.worksheets)} sheets; "
@@ -442,7 +443,7 @@ def _read_xlsx(path: Path) -> SourceTable:
             lines.append(number)
     workbook.close()
     if header is None:
-        raise ImportError_("the first sheet is empty")
+        raise FileImportError("the first sheet is empty")
     frame = pd.DataFrame(rows, columns=_unique(header), dtype=pd.StringDtype("pyarrow"))
     return SourceTable(frame, np.asarray(lines, dtype=np.int64), "xlsx", None, decisions)
 
@@ -485,20 +486,20 @@ def auto_mapping(columns: Iterable[str]) -> dict[str, str]:
 
 
 def check_mapping(mapping: dict[str, str], columns: Iterable[str]) -> None:
-    """Raise :class:`ImportError_` naming what is missing or unknown in ``mapping``."""
+    """Raise :class:`FileImportError` naming what is missing or unknown in ``mapping``."""
     columns = set(columns)
     unknown_fields = sorted(set(mapping) - set(FIELDS))
     if unknown_fields:
-        raise ImportError_(f"unknown field(s) {', '.join(unknown_fields)}; fields: {', '.join(FIELDS)}")
+        raise FileImportError(f"unknown field(s) {', '.join(unknown_fields)}; fields: {', '.join(FIELDS)}")
     missing_columns = sorted(c for c in mapping.values() if c not in columns)
     if missing_columns:
-        raise ImportError_(f"no column {', '.join(map(repr, missing_columns))} in the file; "
+        raise FileImportError(f"no column {', '.join(map(repr, missing_columns))} in the file; "
                            f"columns: {', '.join(sorted(columns))}")
     required = [f for f in ("order_id", "order_date", "product") if f not in mapping]
     if "total_amount" not in mapping and not {"quantity", "unit_price"} <= set(mapping):
         required.append("total_amount (or quantity and unit_price)")
     if required:
-        raise MissingColumns(f"no column for {', '.join(required)}: say which column of the file holds it")
+        raise MissingColumnsError(f"no column for {', '.join(required)}: say which column of the file holds it")
 
 
 _MONEY_FIELDS = ("unit_price", "total_amount", "subtotal", "discount_amount", "shipping_cost", "refunded_amount")
@@ -509,17 +510,17 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
              latest: date | None = None) -> Validation:
     """Turn the mapped rows into order lines; reject each row that cannot be one, saying why.
 
-    Raises :class:`ImportError_` for what no row can fix (a missing required column,
+    Raises :class:`FileImportError` for what no row can fix (a missing required column,
     mixed currencies). What the values cannot tell (date order, decimal mark, unknown
     statuses) comes back as ``questions``, with no lines: answer them in ``choices``.
     """
     try:
         check_mapping(mapping, source.columns)
-    except MissingColumns as exc:
+    except MissingColumnsError as exc:
         sheet = next((d for d in source.decisions if d.topic == "sheet"), None)
         if sheet is None:
             raise
-        raise MissingColumns(f"{exc} (read from sheet {sheet.choice}, {sheet.reason})") from None
+        raise MissingColumnsError(f"{exc} (read from sheet {sheet.choice}, {sheet.reason})") from None
     frame = source.frame
     n = len(frame)
     line = source.line_numbers
@@ -597,12 +598,13 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
     lines = _order_lines(keep, order_id, customer, product, when, amounts, sign, line_type, refunded, numbers,
                          text, several_lines=bool(repeated.any()))
     return Validation(lines=lines, rejected=sorted(out.rejected, key=lambda r: r.line), rows_in=n,
-                      decisions=decisions, identical=copies, currency=currency, dropped_identical=choices.drop_identical,
+                      decisions=decisions, identical=copies, currency=currency,
+                      dropped_identical=choices.drop_identical,
                       excluded_orders=excluded_orders)
 
 
 def _read_number_columns(text, mapping: dict[str, str], choices: ImportChoices, decisions: list[Decision],  # noqa: ANN001
-                         questions: list[Question], out: "_Outcome") -> dict[str, pd.Series]:
+                         questions: list[Question], out: _Outcome) -> dict[str, pd.Series]:
     """Each mapped number column, read with the decimal mark its values show (else the file's)."""
     readings = {}
     pending = []
@@ -619,8 +621,8 @@ def _read_number_columns(text, mapping: dict[str, str], choices: ImportChoices, 
         if file_mark:
             readings[name] = read_numbers(text(name), mapping[name], fallback=file_mark,
                                           percent=name == "discount_rate")
-        else:
-            questions.append(readings[name].question)
+        elif (question := readings[name].question) is not None:
+            questions.append(question)
     for name, reading in readings.items():
         if reading.mark:
             decisions.append(Decision("decimal mark", mapping[name], DECIMAL_NAMES[reading.mark], reading.reason))
@@ -654,7 +656,7 @@ def _whole_number_ids(ids: pd.Series, column: str | None, decisions: list[Decisi
 
 
 def _currency(values: pd.Series) -> str | None:
-    """The one currency of a currency column (ISO 4217, e.g. GBP), or :class:`ImportError_`."""
+    """The one currency of a currency column (ISO 4217, e.g. GBP), or :class:`FileImportError`."""
     from babel.numbers import list_currencies
 
     codes = values.str.upper()
@@ -664,17 +666,17 @@ def _currency(values: pd.Series) -> str | None:
     known = set(list_currencies())
     unknown = [str(code) for code in counts.index if code not in known]
     if unknown:
-        raise ImportError_(f"{unknown[0]!r} in the currency column is not an ISO 4217 currency code (such as EUR, "
+        raise FileImportError(f"{unknown[0]!r} in the currency column is not an ISO 4217 currency code (such as EUR, "
                            "GBP or USD)")
     if len(counts) > 1:
         listed = ", ".join(f"{code} ({_lines(count)})" for code, count in counts.items())
-        raise ImportError_(f"the file mixes currencies: {listed}. One data set holds one currency: "
+        raise FileImportError(f"the file mixes currencies: {listed}. One data set holds one currency: "
                            "import each currency as its own data set")
     return str(counts.index[0])
 
 
 def _line_types(text, order_id: pd.Series, product: pd.Series, quantity: pd.Series,  # noqa: ANN001
-                numbers: dict[str, pd.Series], mapping: dict[str, str], decisions: list[Decision], out: "_Outcome"
+                numbers: dict[str, pd.Series], mapping: dict[str, str], decisions: list[Decision], out: _Outcome
                 ) -> tuple[pd.Series, pd.Series]:
     """Each line's type and the sign of its amounts (see the module's rules)."""
     negative = (quantity < 0) | (numbers["total_amount"] < 0) | (numbers["unit_price"] < 0) \
@@ -724,7 +726,7 @@ def _marked_ids(order_id: pd.Series, column: str, decisions: list[Decision]) -> 
 
 
 def _status_classes(status: pd.Series, choices: ImportChoices, questions: list[Question], decisions: list[Decision],
-                    out: "_Outcome") -> pd.Series:
+                    out: _Outcome) -> pd.Series:
     """Each line's status class (each status's reported); lines of an excluded status are left out (listed),
     unknown ones asked."""
     given = {normal_status(k): v for k, v in choices.statuses.items()}
@@ -758,7 +760,7 @@ def _repeated(order_id: pd.Series) -> pd.Series:
 
 
 def _copies(frame: pd.DataFrame, repeated: pd.Series, text, mapping: dict[str, str],  # noqa: ANN001
-            choices: ImportChoices, out: "_Outcome") -> int:
+            choices: ImportChoices, out: _Outcome) -> int:
     """Leave out lines that share a line id with an earlier line; count (or, asked to, leave out)
     lines identical in every cell to an earlier one (only lines whose order id repeats can be).
     Returns how many identical lines there are."""
@@ -776,7 +778,7 @@ def _copies(frame: pd.DataFrame, repeated: pd.Series, text, mapping: dict[str, s
 
 
 def _refunds(total: pd.Series, sign: pd.Series, given: pd.Series, order_id: pd.Series,
-             status_class: pd.Series | None, mapping: dict[str, str], out: "_Outcome") -> pd.Series:
+             status_class: pd.Series | None, mapping: dict[str, str], out: _Outcome) -> pd.Series:
     """The refunded part of each sale line (``total``: the lines' amounts, unsigned).
 
     A refunded amount on every line of an order is each line's own; on some lines only
@@ -842,7 +844,8 @@ class _Outcome:
         new = pd.Series(np.asarray(mask.fillna(False), dtype=bool)) & ~self.dropped
         column = self.mapping.get(field_name, field_name)
         for i in np.flatnonzero(new.to_numpy()):
-            self.rejected.append(Rejected(int(self.line[i]), column, reason(i) if callable(reason) else reason, blocking))
+            said = reason(i) if callable(reason) else reason
+            self.rejected.append(Rejected(int(self.line[i]), column, said, blocking))
         self.dropped |= new
         if not blocking:
             self.rule_dropped |= new
@@ -890,7 +893,7 @@ def cents(amounts: pd.Series) -> pd.Series:
     return np.sign(amounts) * np.floor(amounts.abs() * 100 + 0.5 + 1e-7) / 100
 
 
-def _order_lines(keep, order_id, customer, product, when, amounts, sign, line_type, refunded, numbers, text, *,  # noqa: ANN001
+def _order_lines(keep, order_id, customer, product, when, amounts, sign, line_type, refunded, numbers, text, *,  # noqa: ANN001, PLR0913 - the columns read
                  several_lines: bool) -> pd.DataFrame:
     kept = amounts[keep]
     signed = sign[keep]

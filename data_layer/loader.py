@@ -12,19 +12,20 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, Sequence, TypeVar
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, MetaData, Numeric, String, delete, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.schema import CreateIndex, DropIndex
+from sqlalchemy.schema import CreateIndex, DefaultClause, DropIndex
 
-from data_layer.engine import describe_error, is_postgres
+from data_layer.engine import describe_error, driver_connection, is_postgres
 from data_layer.meta import (
     change_fingerprint,
     count_multi_line_orders,
@@ -49,13 +50,21 @@ from data_layer.schema import (
 from data_layer.summaries import DIMENSIONS, create_daily, daily, rebuild_summaries, store_summary_meta
 
 if TYPE_CHECKING:
-    from data_layer.columnar import LinesSummary
+    from data_layer.columnar import LinesSummary, LoadSummary
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 LoadMode = Literal["replace", "append", "upsert"]
 LOAD_MODES: tuple[LoadMode, ...] = ("replace", "append", "upsert")
+
+
+def load_mode(value: str) -> LoadMode:
+    """``value`` as a load mode; ValueError if it is none of :data:`LOAD_MODES`."""
+    for mode in LOAD_MODES:
+        if mode == value:
+            return mode
+    raise ValueError(f"mode must be one of {', '.join(LOAD_MODES)}, got {value!r}")
 STAGING_TABLE = "bi_staging"
 #: The columns queries filter, group and join on: the ones a load gathers statistics for.
 ANALYZED_COLUMNS = ("order_id", "customer_id", "order_date", "region", "customer_segment", "category", "product",
@@ -118,8 +127,9 @@ def upgrade_sales_table(conn: Connection) -> None:
         log.info("Upgrading %s: adding %s", SALES_TABLE, name)
         column = sales.c[name]
         type_ = column.type.compile(conn.dialect)
-        conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ADD COLUMN {name} {type_} NOT NULL "
-                             f"DEFAULT {column.server_default.arg!r}")
+        default = column.server_default
+        assert isinstance(default, DefaultClause), f"{name} has a server default in the schema"
+        conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ADD COLUMN {name} {type_} NOT NULL DEFAULT {default.arg!r}")
     if is_postgres(conn.engine):  # SQLite enforces neither a VARCHAR's length nor a NUMERIC's scale
         changes = [f"ALTER COLUMN {name} TYPE {sales.c[name].type.compile(conn.dialect)}"
                    for name, info in columns.items() if name in sales.c and _narrower(info["type"], sales.c[name].type)]
@@ -130,11 +140,13 @@ def upgrade_sales_table(conn: Connection) -> None:
 
 def _narrower(stored: object, wanted: object) -> bool:
     """A stored VARCHAR shorter, or NUMERIC with fewer decimals, than the schema's."""
-    if isinstance(wanted, String):
-        return bool(getattr(stored, "length", None)) and stored.length < wanted.length
-    if isinstance(wanted, Numeric) and isinstance(stored, Numeric):
-        return stored.scale is not None and stored.scale < wanted.scale
-    return False
+    if isinstance(wanted, String) and isinstance(stored, String):
+        has, needs = stored.length, wanted.length
+    elif isinstance(wanted, Numeric) and isinstance(stored, Numeric):
+        has, needs = stored.scale, wanted.scale
+    else:
+        return False
+    return has is not None and needs is not None and has < needs
 
 
 def _add_line_numbers(conn: Connection, columns: dict) -> None:
@@ -160,7 +172,7 @@ def _add_line_numbers(conn: Connection, columns: dict) -> None:
         conn.execute(CreateIndex(index, if_not_exists=True))
 
 
-def load_orders(
+def load_orders(  # noqa: PLR0913 - keyword-only options
     engine: Engine,
     chunks: Iterable[pa.Table],
     *,
@@ -188,9 +200,10 @@ def load_orders(
         raise ValueError(f"mode must be one of {', '.join(LOAD_MODES)}, got {mode!r}")
     started = time.perf_counter()
     postgres = is_postgres(engine)
+    job = _LoadJob(engine, mode, source, date_bounds, on_progress, started, postgres, currency, configured_currency,
+                   tuple(remove_orders))
     try:
-        return _load(engine, chunks, mode, source, date_bounds, on_progress, started, postgres, currency,
-                     configured_currency, tuple(remove_orders))
+        return _load(job, chunks)
     except _Unchanged as unchanged:
         with engine.connect() as conn:
             return LoadResult(mode=mode, rows_in=unchanged.rows_in, rows_stored=unchanged.rows_stored,
@@ -198,29 +211,45 @@ def load_orders(
                               quality=quality_report(conn, date_bounds=date_bounds), changed=False)
 
 
-class _Unchanged(Exception):
+class _Unchanged(Exception):  # noqa: N818 - not an error: the load had nothing to write
     def __init__(self, rows_in: int, rows_stored: int) -> None:
         self.rows_in, self.rows_stored = rows_in, rows_stored
 
 
-def _load(engine, chunks, mode, source, date_bounds, on_progress, started, postgres, currency,  # noqa: ANN001, PLR0913
-          configured_currency, remove_orders) -> LoadResult:
-    if mode != "replace":  # the summary must then cover the stored lines too: rebuilt after the load
-        return _load_lines(engine, chunks, mode, source, date_bounds, on_progress, started, postgres, currency,
-                           configured_currency, remove_orders, None, None)
+@dataclass(frozen=True)
+class _LoadJob:
+    """What :func:`load_orders` was asked to do, and when it started."""
+
+    engine: Engine
+    mode: LoadMode
+    source: str
+    date_bounds: tuple[date, date]
+    on_progress: Callable[[int], None] | None
+    started: float
+    postgres: bool
+    currency: str | None
+    configured_currency: str | None
+    remove_orders: tuple[str, ...]
+
+
+def _load(job: _LoadJob, chunks: Iterable[pa.Table]) -> LoadResult:
+    if job.mode != "replace":  # the summary must then cover the stored lines too: rebuilt after the load
+        return _load_lines(job, chunks, None, None)
     from data_layer.columnar import LoadSummary  # DuckDB: only loads need it, not every command
 
     summary = LoadSummary()
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-summary") as background:
-            return _load_lines(engine, chunks, mode, source, date_bounds, on_progress, started, postgres, currency,
-                               configured_currency, remove_orders, summary, background)
+            return _load_lines(job, chunks, summary, background)
     finally:
         summary.close()
 
 
-def _load_lines(engine, chunks, mode, source, date_bounds, on_progress, started, postgres, currency,  # noqa: ANN001, PLR0913
-                configured_currency, remove_orders, summary, background) -> LoadResult:
+def _load_lines(job: _LoadJob, chunks: Iterable[pa.Table], summary: LoadSummary | None,
+                background: ThreadPoolExecutor | None) -> LoadResult:
+    engine, mode, source, date_bounds, on_progress = job.engine, job.mode, job.source, job.date_bounds, job.on_progress
+    started, postgres, currency, configured_currency = job.started, job.postgres, job.currency, job.configured_currency
+    remove_orders = job.remove_orders
     built = None
     with engine.begin() as conn:
         create_schema(conn)
@@ -277,8 +306,8 @@ def _load_lines(engine, chunks, mode, source, date_bounds, on_progress, started,
         if mode == "upsert":
             rows_before -= _merge_staged(conn, rows_in, rows_before, remove_orders)
         # DuckDB summarises the lines on one core while the database builds its indexes on the other.
-        building = background.submit(summary.build) if summary and summary.started and not lines.beyond_first \
-            else None
+        building = background.submit(summary.build) \
+            if background and summary and summary.started and not lines.beyond_first else None
 
         if primary_key:
             conn.exec_driver_sql(
@@ -311,7 +340,7 @@ def _load_lines(engine, chunks, mode, source, date_bounds, on_progress, started,
                 "absent_fields": ",".join(facts.absent_fields),
                 # Only loads with a line beyond the first can add orders of several lines.
                 "multi_line_orders": str(count_multi_line_orders(conn)) if lines.beyond_first else before or "0",
-                "loaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "last_load_mode": mode,
                 "last_load_rows": str(rows_in),
                 "last_load_source": source,
@@ -477,7 +506,7 @@ def _copy_csv(conn: Connection, csv_bytes: bytes, *, freeze: bool, table: str = 
     names = ", ".join(columns)
     # FREEZE is allowed (and saves a later rewrite) only right after our TRUNCATE.
     options = "FORMAT csv, FREEZE true" if freeze else "FORMAT csv"
-    cursor = conn.connection.driver_connection.cursor()
+    cursor = driver_connection(conn).cursor()
     try:
         cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH ({options})", buffer, size=1 << 20)
     finally:
@@ -494,11 +523,11 @@ def _insert_chunk(conn: Connection, chunk: pa.Table, table: str = SALES_TABLE) -
             column = pc.cast(column, pa.float64())  # as SQLAlchemy stores a Numeric there
         columns.append(column.to_pylist())
     placeholders = ", ".join("?" for _ in chunk.column_names)
-    cursor = conn.connection.driver_connection.cursor()
+    cursor = driver_connection(conn).cursor()
     try:
         cursor.executemany(
             f"INSERT INTO {table} ({', '.join(chunk.column_names)}) VALUES ({placeholders})",
-            zip(*columns),
+            zip(*columns, strict=True),
         )
     finally:
         cursor.close()

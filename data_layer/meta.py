@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, Integer, Numeric, delete, func, insert, inspect, literal, select, text
 
-from data_layer.engine import safe_url
 from data_layer.schema import (
     LINE_COLUMNS,
     METADATA_TABLE,
@@ -116,7 +115,7 @@ def change_fingerprint(conn: Connection, *, pending: bool = False) -> str | None
     if conn.dialect.name == "postgresql":
         own = ("+ COALESCE(x.n_tup_ins, 0)", "+ COALESCE(x.n_tup_upd, 0)", "+ COALESCE(x.n_tup_del, 0)") \
             if pending else ("", "", "")
-        if pending and conn.dialect.server_version_info >= (15,):
+        if pending and (conn.dialect.server_version_info or (0,)) >= (15,):
             # The server then publishes this transaction's counts as it commits, not up to 10 s later.
             conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
         row = conn.execute(text(
@@ -282,37 +281,3 @@ def count_multi_line_orders(conn: Connection) -> int:
     """How many orders have more than one line."""
     several = select(sales.c.order_id).group_by(sales.c.order_id).having(func.count() > 1).subquery()
     return conn.execute(select(func.count()).select_from(several)).scalar_one()
-
-
-def database_info(engine: Engine) -> dict[str, object]:
-    """What ``bi-app info`` shows: the masked URL, backend, row counts and data version."""
-    url = engine.url.render_as_string(hide_password=False)
-    with engine.connect() as conn:
-        meta = read_meta(conn)
-        counts = table_row_counts(conn)
-    return {
-        "database": safe_url(url),
-        "backend": engine.dialect.name,
-        "tables": counts,
-        "data_version": meta.get("data_version"),
-        "loaded_at": meta.get("loaded_at"),
-        "last_load": meta.get("last_load_source"),
-    }
-
-
-def table_row_counts(conn: Connection) -> dict[str, int | None]:
-    """Rows in each of the app's tables; None for a table that does not exist."""
-    existing = set(inspect(conn).get_table_names())
-    return {
-        table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
-        if table.name in existing
-        else None
-        for table in (sales, bi_metadata, *summary_tables())
-    }
-
-
-def summary_tables() -> list:
-    """The summary tables (imported late: summaries depends on this module)."""
-    from data_layer.summaries import daily
-
-    return [daily]

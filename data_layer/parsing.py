@@ -25,6 +25,11 @@ import pyarrow.compute as pc
 
 DateOrder = Literal["dmy", "mdy", "ymd"]
 DATE_ORDERS: tuple[DateOrder, ...] = ("dmy", "mdy", "ymd")
+
+
+def date_order_of(value: str | None) -> DateOrder | None:
+    """``value`` as a date order when it is one of :data:`DATE_ORDERS`; else None (decided from the file)."""
+    return next((order for order in DATE_ORDERS if order == value), None)
 DATE_ORDER_NAMES = {"dmy": "day first (31/12/2024)", "mdy": "month first (12/31/2024)",
                     "ymd": "year first (2024/12/31)"}
 DECIMAL_MARKS = (".", ",")

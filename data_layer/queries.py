@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 import pandas as pd
 from sqlalchemy import Connection, Date, Select, String, cast, func, inspect, select, type_coerce
 from sqlalchemy.sql import ColumnElement
 
+from data_layer.engine import driver_connection
 from data_layer.filters import Filters, conditions
-from data_layer.quality import as_date
 from data_layer.meta import stored_columns
+from data_layer.quality import as_date
 from data_layer.schema import SALES_TABLE, sales
 from data_layer.summaries import OrderSource, order_source
 
@@ -26,7 +28,7 @@ def read_frame(conn: Connection, query: Select) -> pd.DataFrame:
         return pd.DataFrame(conn.execute(query).mappings().all(), columns=list(query.selected_columns.keys()))
     compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     parameters = [compiled.params[name] for name in compiled.positiontup or ()]
-    return conn.connection.driver_connection.execute(compiled.string, parameters).df()
+    return driver_connection(conn).execute(compiled.string, parameters).df()
 
 
 def has_sales_data(conn: Connection) -> bool:
@@ -71,7 +73,7 @@ MAX_PAGE_ROWS = 1000
 
 
 def orders_page(
-    conn: Connection, filters: Filters, *, offset: int, limit: int, sort: list[tuple[str, bool]] = ()
+    conn: Connection, filters: Filters, *, offset: int, limit: int, sort: Sequence[tuple[str, bool]] = ()
 ) -> tuple[list[dict], int]:
     """One page of matching order lines (JSON-ready dicts) and how many match in all.
 

@@ -17,8 +17,8 @@ Text columns hold :data:`TEXT_LIMIT` characters (ids :data:`ID_LIMIT`): real
 product titles are long, and nothing is ever cut. A unit price has
 :data:`PRICE_DECIMALS` decimals (0.065 a piece is a real wholesale price). A table without
 ``line_number`` (the seed's, or one from an older version of this app) is
-read as is and upgraded by the next load (:func:`data_layer.loader.upgrade_sales_table`). ``bi_metadata`` is the app's own small
-key/value table (data version, last load); it may be absent in such a
+read as is and upgraded by the next load (:func:`data_layer.loader.upgrade_sales_table`).
+``bi_metadata`` is the app's own small key/value table (data version, last load); it may be absent in such a
 database, and every reader copes with that.
 """
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 from sqlalchemy import (
     BigInteger,
@@ -36,8 +36,8 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Date,
-    Engine,
     Double,
+    Engine,
     Index,
     Numeric,
     Select,
@@ -196,7 +196,7 @@ def _sum(value: ColumnElement, where: ColumnElement) -> ColumnElement:
     return func.coalesce(_filtered(func.sum(value), where), 0)
 
 
-def _refunds(r: "Rows") -> ColumnElement:
+def _refunds(r: Rows) -> ColumnElement:
     """What was refunded of the lines (most lines have nothing refunded)."""
     if not r.money.ledger:
         return literal(0)
@@ -409,7 +409,7 @@ SALES_MEASURE_COLUMNS = (
 )
 
 
-def dimension_values(conn: Connection, source: "OrderSource") -> dict[str, list[str]]:
+def dimension_values(conn: Connection, source: OrderSource) -> dict[str, list[str]]:
     """The distinct values of each list filter (query parameter -> sorted values).
 
     One scan for the combinations of all of them, rather than one per filter (each scan of the

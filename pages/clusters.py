@@ -122,7 +122,7 @@ def rfm_section(rfm, money: MoneyFormat) -> html.Div:  # noqa: ANN001
                    "fifths (5 is best; equal customers score equally). The first rule that holds names the "
                    "segment:", className="small text-muted mt-2 mb-1"),
             html.Ul([html.Li([html.Strong(segment), f": {rule}"]) for segment, rule in
-                     zip(rfm["segment"], rfm["rule"])], className="small text-muted mb-0")),
+                     zip(rfm["segment"], rfm["rule"], strict=True)], className="small text-muted mb-0")),
             lg=7, className="mb-3"),
     ])
 

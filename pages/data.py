@@ -17,15 +17,15 @@ from bi_app.importing import import_file, stored_currency, upload_folder
 from data_layer.importer import (
     FIELDS,
     STATUS_CLASSES,
+    FileImportError,
     ImportChoices,
-    ImportError_,
     auto_mapping,
     read_table,
     unknown_statuses,
     validate,
 )
 from data_layer.loader import LoadError
-from data_layer.parsing import DATE_ORDER_NAMES, DECIMAL_NAMES
+from data_layer.parsing import DATE_ORDER_NAMES, DECIMAL_NAMES, date_order_of
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,8 @@ def reading_card() -> dbc.Card:
 def choices_of(encoding: str | None, date_order: str | None, decimal: str | None, drop_identical: bool | None,
                statuses: list, status_ids: list[dict]) -> ImportChoices:
     """The user's reading choices as the importer takes them."""
-    return ImportChoices(date_order=date_order or None, decimal=decimal or None, encoding=encoding or None,
-                         statuses={i["status"]: v for i, v in zip(status_ids, statuses) if v},
+    return ImportChoices(date_order=date_order_of(date_order), decimal=decimal or None, encoding=encoding or None,
+                         statuses={i["status"]: v for i, v in zip(status_ids, statuses, strict=True) if v},
                          drop_identical=bool(drop_identical), timezone=current_config().timezone,
                          currency=current_config().currency)
 
@@ -140,7 +140,8 @@ def receive_file(contents: str | None, filename: str | None):  # noqa: ANN201
     mapping = auto_mapping(source.columns)
     preview = dbc.Table(
         [html.Thead(html.Tr([html.Th(c) for c in source.columns])),
-         html.Tbody([html.Tr([html.Td(v) for v in row]) for row in source.frame.head(PREVIEW_ROWS).itertuples(index=False)])],
+         html.Tbody([html.Tr([html.Td(v) for v in row])
+                     for row in source.frame.head(PREVIEW_ROWS).itertuples(index=False)])],
         size="sm", striped=True, responsive=True, id="data-preview",
     )
     info = [
@@ -173,14 +174,14 @@ def mapping_editor(columns: list[str], mapping: dict[str, str]) -> dbc.Card:
 def problem(exc: Exception, what: str) -> str:
     """What went wrong, in words for the page: the importer's own message, else a plain sentence
     (the traceback goes to the log, not the browser)."""
-    if isinstance(exc, (ImportError_, LoadError)):
+    if isinstance(exc, (FileImportError, LoadError)):
         return str(exc)
     log.exception("Upload could not be %s", what)
     return f"the file could not be {what} because of an unexpected error (logged for the operators)."
 
 
 def chosen_mapping(values: list, ids: list[dict]) -> dict[str, str]:
-    return {i["field"]: v for i, v in zip(ids, values) if v}
+    return {i["field"]: v for i, v in zip(ids, values, strict=True) if v}
 
 
 @callback(
@@ -226,7 +227,7 @@ def status_choices(values: list, ids: list[dict], upload: dict | None, encoding:
     State("data-upload", "data"),
     prevent_initial_call=True,
 )
-def check_file(values: list, encoding: str | None, date_order: str | None, decimal: str | None,  # noqa: ANN201
+def check_file(values: list, encoding: str | None, date_order: str | None, decimal: str | None,  # noqa: ANN201, PLR0913 - one per input
                drop_identical: bool | None, statuses: list, ids: list[dict], status_ids: list[dict],
                upload: dict | None):
     """Validate the file under the mapping and reading choices as they stand: how it was read, what it
@@ -274,7 +275,7 @@ def check_file(values: list, encoding: str | None, date_order: str | None, decim
     State("data-skip-invalid", "value"),
     prevent_initial_call=True,
 )
-def run_import(_clicks: int, values: list, ids: list[dict], encoding: str | None, date_order: str | None,  # noqa: ANN201
+def run_import(_clicks: int, values: list, ids: list[dict], encoding: str | None, date_order: str | None,  # noqa: ANN201, PLR0913 - one per input
                decimal: str | None, drop_identical: bool | None, statuses: list, status_ids: list[dict],
                upload: dict | None, mode: str, skip_invalid: bool):
     """Import the file in one transaction; say what happened, with the report to download."""

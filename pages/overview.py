@@ -8,7 +8,7 @@ import dash
 import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
+from dash import Input, NoUpdate, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from bi_app import figures, service
 from bi_app.analytics.orders import span_text
@@ -233,7 +233,7 @@ def drill_down(region, segment, product, month, search: str | None):  # noqa: AN
     State("url", "search"),
     prevent_initial_call=True,
 )
-def grid_rows(request: dict | None, search: str | None) -> dict:
+def grid_rows(request: dict | None, search: str | None) -> dict | NoUpdate:
     """One block of the transactions grid, paged and sorted in the database."""
     if not request:
         return no_update

@@ -46,6 +46,7 @@ def show_regions(search: str | None, _db: str):  # noqa: ANN201
                     lg=6, className="mb-3"),
             ]
         ),
-        section("Regions", table(frame, table_id="regions-table", money=("revenue", "revenue_per_customer", "guest_revenue"),
+        section("Regions", table(frame, table_id="regions-table",
+                                 money=("revenue", "revenue_per_customer", "guest_revenue"),
                                  percent=("customer_share",), decimals=("satisfaction",), currency=money)),
     ]

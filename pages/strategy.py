@@ -14,8 +14,8 @@ from dash import ALL, Input, Output, State, callback, dcc, html
 from bi_app import figures, service
 from bi_app.api import to_jsonable
 from bi_app.components import chart, section
-from bi_app.money import MoneyFormat
 from bi_app.ml.strategy import ASSUMPTIONS, TITLES, project
+from bi_app.money import MoneyFormat
 from bi_app.shell import error_banner, filters_of
 
 dash.register_page(__name__, path="/strategy", name="Strategy", title="Strategy · E-commerce BI", order=4,
@@ -80,7 +80,7 @@ def recommendation_card(name: str, currency: str) -> dbc.Card:
 def show_recommendations(search: str | None, _db: str, *targets: Any) -> tuple:
     """The data behind each recommendation (recomputed when the filters or who is targeted change)."""
     filters, _ = filters_of(search)
-    chosen = {a.name: valid(a, value) for a, value in zip(TARGETS, targets)}
+    chosen = {a.name: valid(a, value) for a, value in zip(TARGETS, targets, strict=True)}
     try:
         recommendations = service.run("recommendations", filters, **chosen)
         # A forecast needs history: every month up to the period's end, whatever its start.
@@ -102,7 +102,7 @@ def show_recommendations(search: str | None, _db: str, *targets: Any) -> tuple:
 )
 def show_projections(numbers: dict | None, values: list, ids: list[dict], search: str | None) -> tuple:
     """Each projection under the assumptions as they stand (no database work), and the target-list links."""
-    given = {i["name"]: v for i, v in zip(ids, values)}
+    given = {i["name"]: v for i, v in zip(ids, values, strict=True)}
     spec = {a.name: a for a in ASSUMPTIONS}
     chosen = {name: valid(spec[name], value) for name, value in given.items()}
     invalid = [valid(spec[name], value) != value for name, value in given.items()]

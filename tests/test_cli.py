@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 
 from bi_app.cli import main
-from data_layer.meta import database_info
+from data_layer.info import database_info
 from sqlalchemy.engine import make_url
 
 

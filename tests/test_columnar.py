@@ -168,13 +168,14 @@ def test_default_and_drill_down_views_are_precomputed_into_the_snapshot(engine: 
 def test_app_servers_build_the_snapshot_in_a_process_of_their_own(db_url: str, tmp_path: Path) -> None:
     from bi_app.config import Config
     from bi_app.context import replica_for
+    from bi_app.service import precompute_default_views
 
     source = make_engine(db_url)
     load_demo_data(source, 300, 6, replace=True)
     version = version_of(source)
     source.dispose()
     config = Config.from_env({"BI_DATABASE_URL": db_url, "BI_DATA_DIR": str(tmp_path)})
-    replica = replica_for(config, build_in_subprocess=True)
+    replica = replica_for(config, precompute_default_views, build_in_subprocess=True)
     assert replica.build_command[0][-1] == "snapshot"
     assert replica.engine_for(version) is None and replica.status(version) == "building"
     deadline = time.monotonic() + 90

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from bi_app.analytics import kpis
 from bi_app.importing import import_file, parse_map_options
 from data_layer.filters import Filters
-from data_layer.importer import ImportError_, auto_mapping, read_table
+from data_layer.importer import FileImportError, auto_mapping, read_table
 from data_layer.parsing import read_dates, read_numbers
 from data_layer.loader import LoadError
 from data_layer.meta import data_version
@@ -288,7 +288,7 @@ def test_mapping_by_name_and_by_option(tmp_path: Path) -> None:
         "order_id": "InvoiceNo", "order_date": "InvoiceDate", "unit_price": "UnitPrice",
         "customer_id": "CustomerID", "product": "Description"}
     assert parse_map_options(["Ref=order_id", "When=order_date"], None) == {"order_id": "Ref", "order_date": "When"}
-    with pytest.raises(ImportError_, match="unknown field"):
+    with pytest.raises(FileImportError, match="unknown field"):
         parse_map_options(["Ref=orderid"], None)
     path = tmp_path / "plain.csv"
     path.write_text("Ref;When;What;Paid\n7;2024-01-02;Desk;10\n")

@@ -11,7 +11,8 @@ from data_layer.bootstrap import load_demo_data
 from data_layer.columnar import LoadSummary
 from data_layer.demo_data import generate_orders, generate_orders_frame
 from data_layer.loader import LoadError, load_orders
-from data_layer.meta import data_version, database_info, read_meta, scan_stored_lines
+from data_layer.info import database_info
+from data_layer.meta import data_version, read_meta, scan_stored_lines
 from data_layer.schema import SEED_COLUMNS, SALES_TABLE, sales
 from data_layer.summaries import DIMENSIONS, daily, rebuild_summaries
 

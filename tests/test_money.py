@@ -319,7 +319,7 @@ def test_long_names_are_stored_whole(engine: Engine, tmp_path: Path) -> None:
 
 def test_a_currency_column_is_stored_with_the_data_and_mixed_currencies_are_refused(engine: Engine,
                                                                                   tmp_path: Path) -> None:
-    from data_layer.importer import ImportError_
+    from data_layer.importer import FileImportError
 
     path = write(tmp_path, "gbp.csv", ["1,2024-03-01,Lamp,1,10.00,C1,North,GBP", "2,2024-03-01,Lamp,1,10.00,C2,North,gbp"],
                  header=HEADER + ",Currency")
@@ -329,7 +329,7 @@ def test_a_currency_column_is_stored_with_the_data_and_mixed_currencies_are_refu
         assert data_currency(conn) == "GBP"
     mixed = write(tmp_path, "mixed.csv", ["3,2024-03-01,Lamp,1,10.00,C1,North,GBP",
                                           "4,2024-03-01,Lamp,1,10.00,C2,North,EUR"], header=HEADER + ",Currency")
-    with pytest.raises(ImportError_, match="mixes currencies: GBP \\(1 line\\), EUR \\(1 line\\)"):
+    with pytest.raises(FileImportError, match="mixes currencies: GBP \\(1 line\\), EUR \\(1 line\\)"):
         run(engine, mixed)
     euros = write(tmp_path, "eur.csv", ["5,2024-03-01,Lamp,1,10.00,C1,North,EUR"], header=HEADER + ",Currency")
     from data_layer.loader import LoadError
@@ -359,7 +359,7 @@ def test_files_that_are_not_what_their_name_says_and_floating_ids(engine: Engine
     an unquoted delimiter is rejected, not read shifted."""
     from openpyxl import Workbook
 
-    from data_layer.importer import ImportError_
+    from data_layer.importer import FileImportError
 
     workbook = Workbook()
     workbook.active.append(["Order", "Date", "Product", "Qty", "Price", "Customer", "Region"])
@@ -377,7 +377,7 @@ def test_files_that_are_not_what_their_name_says_and_floating_ids(engine: Engine
 
     binary = tmp_path / "photo.csv"
     binary.write_bytes(bytes(range(256)) * 20)
-    with pytest.raises(ImportError_, match="not a text file of orders"):
+    with pytest.raises(FileImportError, match="not a text file of orders"):
         run(engine, binary)
 
     shifted = write(tmp_path, "shifted.csv", ["4,2024-03-03,Box,6,2,10.00,C9,North", "5,2024-03-03,Mug,1,5.00,C9,North"])
@@ -386,11 +386,11 @@ def test_files_that_are_not_what_their_name_says_and_floating_ids(engine: Engine
 
 
 def test_the_report_cannot_be_written_is_an_error_line_and_nothing_is_written(engine: Engine, tmp_path: Path) -> None:
-    from data_layer.importer import ImportError_
+    from data_layer.importer import FileImportError
 
     path = write(tmp_path, "orders.2024-01.csv", ["1,2024-03-01,Mug,1,5.00,C1,North"])
     (tmp_path / "blocker").write_text("a file, not a folder")
-    with pytest.raises(ImportError_, match="cannot write the import report"):
+    with pytest.raises(FileImportError, match="cannot write the import report"):
         import_file(engine, path, {}, mode="append", skip_invalid=False, dry_run=False,
                     report_dir=tmp_path / "blocker" / "reports", echo=lambda _line: None)
     with engine.connect() as conn:
@@ -400,13 +400,13 @@ def test_the_report_cannot_be_written_is_an_error_line_and_nothing_is_written(en
 
 
 def test_currencies_that_cannot_be_told_apart_are_refused(engine: Engine, tmp_path: Path) -> None:
-    from data_layer.importer import ImportError_
+    from data_layer.importer import FileImportError
     from data_layer.loader import LoadError
 
     run(engine, write(tmp_path, "plain.csv", ["1,2024-03-01,Mug,1,5.00,C1,North"]))  # no currency recorded
     with pytest.raises(LoadError, match="no recorded currency"):
         run(engine, write(tmp_path, "gbp.csv", ["2,2024-03-01,Mug,1,5.00,C1,North,GBP"], header=HEADER + ",Currency"))
-    with pytest.raises(ImportError_, match="'£' in the currency column is not an ISO 4217"):
+    with pytest.raises(FileImportError, match="'£' in the currency column is not an ISO 4217"):
         run(engine, write(tmp_path, "sign.csv", ["3,2024-03-01,Mug,1,5.00,C1,North,£"], header=HEADER + ",Currency"))
 
 

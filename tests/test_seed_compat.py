@@ -11,7 +11,7 @@ from sqlalchemy import Engine, inspect, text
 from data_layer.bootstrap import load_demo_data
 from data_layer.demo_data import generate_orders_frame
 from data_layer.filters import Filters
-from data_layer.meta import database_info
+from data_layer.info import database_info
 from data_layer.quality import quality_report
 from data_layer.schema import LEDGER_COLUMNS, SEED_COLUMNS
 from bi_app.analytics import kpis

@@ -28,11 +28,13 @@ def _by(conn: Connection, filters: Filters, column: str, *extra: str, customers:
     frame["orders"] = frame["orders"].astype(int)
     frame["units"] = frame["units"].astype(int)
     if customers:
-        counts = pd.DataFrame(conn.execute(distinct_customers(conn, filters, by=column)).all(), columns=[column, "customers"])
+        counts = pd.DataFrame(conn.execute(distinct_customers(conn, filters, by=column)).all(),
+                              columns=[column, "customers"])
         frame = frame.merge(counts, on=column, how="left")
         frame["customers"] = frame["customers"].fillna(0).astype(int)
     frame["revenue"] = frame["revenue"].round(2)
-    frame["satisfaction"] = [ratio(s, n) for s, n in zip(frame["satisfaction_sum"], frame["satisfaction_n"])]
+    frame["satisfaction"] = [ratio(s, n)
+                             for s, n in zip(frame["satisfaction_sum"], frame["satisfaction_n"], strict=True)]
     return frame
 
 

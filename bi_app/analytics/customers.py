@@ -99,7 +99,7 @@ def cohorts(conn: Connection, filters: Filters) -> pd.DataFrame:
         return pd.DataFrame(columns=["cohort", "months_since_first", "customers", "cohort_size", "retention"])
     cohort = pd.PeriodIndex(frame["cohort"], freq="M")
     active = pd.PeriodIndex(frame["active_month"], freq="M")
-    frame["months_since_first"] = [a.ordinal - c.ordinal for a, c in zip(active, cohort)]
+    frame["months_since_first"] = [a.ordinal - c.ordinal for a, c in zip(active, cohort, strict=True)]
     frame["customers"] = frame["customers"].astype(int)
     sizes = frame[frame["months_since_first"] == 0].set_index("cohort")["customers"]
     frame["cohort_size"] = frame["cohort"].map(sizes).astype(int)

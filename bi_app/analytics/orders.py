@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Double, and_, case, cast, func, literal, select
+from sqlalchemy import Connection, Double, FromClause, and_, case, cast, func, literal, select
 
 from bi_app.analytics.stats import change, moments, money_per, pearson, ratio
 from data_layer.filters import Filters, conditions
@@ -52,7 +52,7 @@ def compared_spans(start: date, end: date, data_end: date | None, *, by_days: bo
     """The spans :func:`kpis` compares for the period ``start``..``end`` when the data ends on ``data_end``
     (``by_days``: the same number of days before, even for whole calendar months, as "the last 30 days" means)."""
     partial = data_end is not None and start <= data_end < end
-    through = data_end if partial else end
+    through = data_end if data_end is not None and partial else end
     if not by_days and start.day == 1 and (end + timedelta(days=1)).day == 1:  # whole calendar months
         months = (end.year - start.year) * 12 + end.month - start.month + 1
         previous_start = shifted(start, months=months)
@@ -191,6 +191,7 @@ class OrderTotals:
 
     def __init__(self, filters: Filters, money: Ledger, *, per_order: bool) -> None:
         where = conditions(filters, sales)
+        self._from: FromClause
         if per_order:
             grouped = (select(func.sum(money.net).label("order_value"))
                        .where(where).group_by(sales.c.order_id)
@@ -219,11 +220,12 @@ def _quantiles(conn: Connection, totals: OrderTotals, n: int) -> dict[str, float
         row = conn.execute(
             totals.select(
                 # In double precision: DuckDB would keep the decimal column's two places.
-                *[func.percentile_cont(q).within_group(cast(total, Double)).label(name) for name, q in QUANTILES.items()]
+                *[func.percentile_cont(q).within_group(cast(total, Double)).label(name)
+                  for name, q in QUANTILES.items()]
             )
         ).one()
         return {name: float(row._mapping[name]) for name in QUANTILES}
-    result = {}
+    result: dict[str, float | None] = {}
     for name, q in QUANTILES.items():
         position = (n - 1) * q
         below = int(np.floor(position))
@@ -275,7 +277,8 @@ def trend(conn: Connection, filters: Filters) -> dict[str, Any]:
     data_end = date_bounds(conn, source, Filters())[1]
     through = min(filters.end, data_end) if filters.end and data_end else data_end or filters.end
     months = pd.period_range(monthly["month"].min(), monthly["month"].max(), freq="M")
-    monthly = monthly.set_index("month").reindex(months.strftime("%Y-%m"), fill_value=0).rename_axis("month").reset_index()
+    monthly = (monthly.set_index("month").reindex(months.strftime("%Y-%m"), fill_value=0)
+               .rename_axis("month").reset_index())
     monthly["revenue"] = monthly["revenue"].astype(float).round(2)
     monthly["orders"] = monthly["orders"].astype(int)
     partial = months.end_time.normalize().date > through
@@ -293,7 +296,7 @@ def trend(conn: Connection, filters: Filters) -> dict[str, Any]:
         .sum()
         .round({"revenue": 2})
     )
-    by_quarter = dict(zip(quarterly["quarter"], quarterly["revenue"]))
+    by_quarter = dict(zip(quarterly["quarter"], quarterly["revenue"], strict=True))
     return {
         "monthly": monthly[["month", "revenue", "orders", "partial", "growth", "moving_average_3"]],
         "quarterly": quarterly,
@@ -305,7 +308,8 @@ def trend(conn: Connection, filters: Filters) -> dict[str, Any]:
 def correlations(conn: Connection, filters: Filters) -> pd.DataFrame:
     """Pearson correlation of total_amount with each numeric column, strongest first."""
     source = order_source(conn)
-    names = [pair_measure(x, "total_amount", term) for x in CORRELATED for term in ("n", "sx", "sy", "sxx", "syy", "sxy")]
+    names = [pair_measure(x, "total_amount", term)
+             for x in CORRELATED for term in ("n", "sx", "sy", "sxx", "syy", "sxy")]
     row = conn.execute(source.select(filters, *names)).one()._mapping
     records = []
     for x in CORRELATED:

@@ -7,7 +7,8 @@ customers that match the filters.
 
 from __future__ import annotations
 
-from typing import Any, Collection
+from collections.abc import Collection
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from bi_app.ml.features import FEATURE_LABELS, SEGMENTATION_FEATURES, customer_f
 from bi_app.ml.forecast import HORIZON_MONTHS, MAX_BACKTEST_MAPE, complete_months, forecast_revenue, mape_reading
 from bi_app.ml.models import BEING_TRAINED, TrainedModels
 from bi_app.ml.rfm import RFM_RULES, RFM_SEGMENTS, rfm_scores
+from bi_app.ml.segmentation import CustomerSegmentation
 from data_layer.filters import Filters
 
 #: Points drawn in the 2-D projection (a random sample of the matching customers beyond it).
@@ -75,16 +77,15 @@ def clusters(conn: Connection, filters: Filters, models: TrainedModels) -> dict[
     customers = scored_customers(conn, filters, models, labels=("cluster",))
     return {
         "available": True,
-        "model": model_summary(models),
+        "model": model_summary(models, model),
         "profiles": cluster_profiles(customers, model.names_),
-        "projection": projection(customers, models),
+        "projection": projection(customers, model),
         "customers": len(customers),
     }
 
 
-def model_summary(models: TrainedModels) -> dict[str, Any]:
-    """How the segmentation was chosen and how good it is."""
-    model = models.segmentation
+def model_summary(models: TrainedModels, model: CustomerSegmentation) -> dict[str, Any]:
+    """How the segmentation ``model`` of ``models`` was chosen and how good it is."""
     return {
         "data_version": models.data_version,
         "trained_at": models.trained_at,
@@ -115,12 +116,12 @@ def cluster_profiles(customers: pd.DataFrame, names: dict[int, str]) -> pd.DataF
     return frame.sort_values("revenue", ascending=False, ignore_index=True)
 
 
-def projection(customers: pd.DataFrame, models: TrainedModels) -> pd.DataFrame:
+def projection(customers: pd.DataFrame, model: CustomerSegmentation) -> pd.DataFrame:
     """PCA coordinates (fitted on the training customers) of up to :data:`PROJECTION_POINTS` customers."""
     sample = customers.sample(PROJECTION_POINTS, random_state=0) if len(customers) > PROJECTION_POINTS else customers
     if sample.empty:
         return pd.DataFrame(columns=["customer_id", "pc1", "pc2", "cluster_name"])
-    points = models.segmentation.project(sample)
+    points = model.project(sample)
     return pd.DataFrame({"customer_id": sample["customer_id"].to_numpy(), "pc1": points[:, 0],
                          "pc2": points[:, 1], "cluster_name": sample["cluster_name"].to_numpy()})
 

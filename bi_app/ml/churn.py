@@ -31,7 +31,7 @@ MODEL_NAMES = {"model": "gradient-boosted trees", "baseline": "recency baseline 
 MINIMUM_CUSTOMERS = 50
 
 
-class NotEnoughHistory(ValueError):
+class NotEnoughHistoryError(ValueError):
     """The data is too short or too small for a time-split churn model."""
 
 
@@ -40,7 +40,8 @@ def labelled_customers(conn: Connection, filters: Filters, cutoff: date, horizon
     ``churned``: no order in the ``horizon_days`` days after it."""
     features = customer_features(conn, filters, as_of=cutoff)
     window = replace(filters, start=max(filters.start or cutoff, cutoff + timedelta(days=1)),
-                     end=min(filters.end or cutoff + timedelta(days=horizon_days), cutoff + timedelta(days=horizon_days)))
+                     end=min(filters.end or cutoff + timedelta(days=horizon_days),
+                             cutoff + timedelta(days=horizon_days)))
     returning = {customer for (customer,) in conn.execute(
         select(sales.c.customer_id).where(conditions(window, sales), line_money(conn).counted).distinct())}
     features["churned"] = ~features["customer_id"].isin(returning).to_numpy()
@@ -63,7 +64,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray) -> "ChurnClassifier":  # noqa: N803 - sklearn's name
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> ChurnClassifier:  # noqa: N803 - sklearn's name
         # A feature no customer has (no ratings in the data) tells nothing, and the trees' binning
         # fails on a column of missing values only.
         self.features_ = [name for name in CHURN_FEATURES if X[name].notna().any()]
@@ -92,7 +93,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
 class RecencyBaseline(ClassifierMixin, BaseEstimator):
     """P(churn) from the days since the last order alone: a logistic regression on them (scaled)."""
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray) -> "RecencyBaseline":  # noqa: N803 - sklearn's name
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> RecencyBaseline:  # noqa: N803 - sklearn's name
         self.features_ = ["recency_days"]
         self.model_ = make_pipeline(StandardScaler(), LogisticRegression()).fit(
             _matrix(X, self.features_), np.asarray(y, dtype=int))
@@ -128,14 +129,14 @@ def train_churn(conn: Connection, horizon_days: int = DEFAULT_HORIZON_DAYS,
     """
     latest = latest_order_date(conn, Filters())
     if latest is None:
-        raise NotEnoughHistory("there are no orders")
+        raise NotEnoughHistoryError("there are no orders")
     train_cutoff = latest - timedelta(days=2 * horizon_days)
     test_cutoff = latest - timedelta(days=horizon_days)
     train = labelled_customers(conn, Filters(), train_cutoff, horizon_days)
     test = labelled_customers(conn, Filters(), test_cutoff, horizon_days)
     for name, frame, cutoff in (("training", train, train_cutoff), ("test", test, test_cutoff)):
         if len(frame) < MINIMUM_CUSTOMERS or frame["churned"].nunique() < 2:
-            raise NotEnoughHistory(
+            raise NotEnoughHistoryError(
                 f"the {name} cutoff {cutoff} has {len(frame)} customers"
                 f"{'' if frame['churned'].nunique() == 2 else ' all with the same outcome'}; a churn model "
                 f"needs {2 * horizon_days} days of history and at least {MINIMUM_CUSTOMERS} customers"
@@ -179,5 +180,6 @@ def evaluate(model: ChurnClassifier | RecencyBaseline, test: pd.DataFrame) -> di
         "top_decile_precision": float(actual[top].mean()),
         "top_decile_recall": float(actual[top].sum() / actual.sum()),
         "brier_score": float(brier_score_loss(actual, probability)),
-        "calibration": [{"predicted": float(p), "observed": float(o)} for p, o in zip(predicted, observed)],
+        "calibration": [{"predicted": float(p), "observed": float(o)}
+                        for p, o in zip(predicted, observed, strict=True)],
     }

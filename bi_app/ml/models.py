@@ -6,16 +6,17 @@ import fcntl
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import joblib
-from threadpoolctl import threadpool_limits
 from sqlalchemy import Engine, func, select
+from threadpoolctl import threadpool_limits
 
-from bi_app.ml.churn import DEFAULT_HORIZON_DAYS, ChurnClassifier, NotEnoughHistory, RecencyBaseline, train_churn
+from bi_app.ml.churn import DEFAULT_HORIZON_DAYS, ChurnClassifier, NotEnoughHistoryError, RecencyBaseline, train_churn
 from bi_app.ml.features import customer_features
 from bi_app.ml.segmentation import CustomerSegmentation
 from data_layer.filters import Filters
@@ -70,7 +71,7 @@ class TrainedModels:
         return "pending" if self.pending else f"{self.data_version or 'unversioned'}@{self.trained_at}"
 
     @classmethod
-    def being_trained(cls, version: str) -> "TrainedModels":
+    def being_trained(cls, version: str) -> TrainedModels:
         """The stand-in for models another process is training now: no model, and why."""
         return cls(version, None, None, None, "", problems=[BEING_TRAINED], pending=True)
 
@@ -85,7 +86,7 @@ def retraining_due(models: TrainedModels, changes: int | None, now: datetime | N
         return "the change count went down (statistics reset, or rows deleted)"
     if changed >= RETRAIN_SHARE * max(models.lines, 1):
         return f"{changed:,} order lines changed since training ({RETRAIN_SHARE:.0%} or more of {models.lines:,})"
-    age = ((now or datetime.now(timezone.utc)) - datetime.fromisoformat(models.trained_at)).total_seconds()
+    age = ((now or datetime.now(UTC)) - datetime.fromisoformat(models.trained_at)).total_seconds()
     if age >= RETRAIN_AFTER_S:
         return f"{changed:,} order lines changed since training, {age / 3600:.0f} hours ago"
     return None
@@ -116,11 +117,11 @@ def train_models(engine: Engine, random_state: int = 42) -> TrainedModels:
         started = time.perf_counter()
         try:
             churn, evaluation = train_churn(conn, DEFAULT_HORIZON_DAYS, random_state)
-        except NotEnoughHistory as exc:
+        except NotEnoughHistoryError as exc:
             problems.append(f"churn: {exc}")
         seconds["churn"] = time.perf_counter() - started
     return TrainedModels(version, segmentation, churn, evaluation,
-                         datetime.now(timezone.utc).isoformat(timespec="milliseconds"), seconds, problems,
+                         datetime.now(UTC).isoformat(timespec="milliseconds"), seconds, problems,
                          len(features), changes=changes, lines=lines)
 
 
@@ -215,7 +216,8 @@ class ModelStore:
             for old in self.folder.glob("models-*.joblib"):
                 if old != path:
                     old.unlink(missing_ok=True)
-            log.info("Models for data version %s trained in %.1f s (%s)", version or "(none: no load of ours stamped one)",
+            log.info("Models for data version %s trained in %.1f s (%s)",
+                     version or "(none: no load of ours stamped one)",
                      time.perf_counter() - started,
                      "; ".join(models.problems) or "all trained")
             return path

@@ -69,7 +69,7 @@ class CustomerSegmentation(ClusterMixin, BaseEstimator):
         self.minibatch_above = minibatch_above
         self.silhouette_sample = silhouette_sample
 
-    def fit(self, X: pd.DataFrame, y: Any = None) -> "CustomerSegmentation":  # noqa: N803 - sklearn's name
+    def fit(self, X: pd.DataFrame, y: Any = None) -> CustomerSegmentation:  # noqa: N803 - sklearn's name
         features = _frame(X)
         usable = [k for k in self.k_values if 2 <= k < len(features)]
         if not usable:
@@ -167,7 +167,7 @@ def name_clusters(profiles: pd.DataFrame, centers: np.ndarray) -> dict[int, str]
     tiers = {cluster: _tier(rank, len(order)) for rank, cluster in enumerate(order)}
     names: dict[int, str] = {}
     for cluster in order:
-        z = dict(zip(SEGMENTATION_FEATURES, centers[cluster]))
+        z = dict(zip(SEGMENTATION_FEATURES, centers[cluster], strict=True))
         trait_feature = max((f for f in SEGMENTATION_FEATURES if f != "total_spent"), key=lambda f: abs(z[f]))
         name = f"{tiers[cluster]} · {TRAITS[(trait_feature, 1 if z[trait_feature] >= 0 else -1)]}"
         names[cluster] = name if name not in names.values() else f"{name} ({cluster + 1})"

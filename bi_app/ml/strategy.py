@@ -144,7 +144,7 @@ def project(name: str, numbers: dict[str, Any], a: dict[str, int]) -> dict[str, 
         raise KeyError(name)
     recent = numbers.get("recent_revenue")
     capped = recent is not None and gain > recent
-    if capped:
+    if recent is not None and capped:
         gain = max(0.0, recent)
     if recent is not None:
         how += f", at most what they spent in the last {DEFAULT_HORIZON_DAYS} days"
@@ -272,6 +272,7 @@ def churn_numbers(customers: pd.DataFrame, models: TrainedModels, threshold_perc
     if models.churn is None:
         reasons = [problem.removeprefix("churn: ") for problem in models.problems if problem.startswith("churn: ")]
         return {"available": False, "reason": "no churn model: " + ("; ".join(reasons) or "not trained")}
+    evaluation = models.churn_evaluation or {}  # saved with every churn model
     at_risk = at_risk_customers(customers, threshold_percent)
     # Revenue a customer brings in the horizon at their past rate, weighted by the risk of losing it.
     rate = at_risk["total_spent"] / np.maximum(at_risk["tenure_days"] + 1, horizon_days) * horizon_days
@@ -289,8 +290,8 @@ def churn_numbers(customers: pd.DataFrame, models: TrainedModels, threshold_perc
         "recent_revenue": round(spent_recently, 2),
         "capped": expected > spent_recently,
         "lifetime_revenue": round(float(at_risk["total_spent"].sum()), 2),
-        "model_roc_auc": models.churn_evaluation["roc_auc"],
-        "model_used": models.churn_evaluation.get("used_name", "gradient-boosted trees"),
+        "model_roc_auc": evaluation["roc_auc"],
+        "model_used": evaluation.get("used_name", "gradient-boosted trees"),
     }
 
 
@@ -328,9 +329,8 @@ def pricing_numbers(conn: Connection, filters: Filters, recent_days: int | None 
     orders, discounted_orders = int(row.orders), int(row.discounted_orders)
     revenue, discounted_order_revenue = float(row.revenue), float(row.discounted_order_revenue)
     available = discounted_orders > 0
-    # Some order matched, so the window (up to the reference date) is never None.
-    recent = {"recent_revenue": pricing_numbers(conn, recent_window(conn, filters, recent_days))["discounted_revenue"]
-              } if recent_days and available else {}
+    window = recent_window(conn, filters, recent_days) if recent_days and available else None
+    recent = {"recent_revenue": pricing_numbers(conn, window)["discounted_revenue"]} if window else {}
     return {
         "available": available,
         **({} if available else {"reason": "no matching order was discounted"}),

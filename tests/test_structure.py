@@ -1,0 +1,115 @@
+"""The code's shape: no import circle between our modules, and each module importable alone."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("bi_app", "data_layer", "pages")
+
+
+def our_modules() -> dict[str, Path]:
+    """Every module of our packages, by dotted name."""
+    modules = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
+def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Our modules that ``path`` imports anywhere (in functions too: a late import is still an
+    edge), except under ``if TYPE_CHECKING:``, which never runs."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if _type_checking_only(node):
+            return
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        found.update(name for name in names if name in modules)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return found
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def connect(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in sorted(graph[module]):
+            if other not in index:
+                connect(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            connect(module)
+    return circles
+
+
+def test_the_circle_finder_finds_a_circle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert import_circles(graph) == [["a", "b", "c"]]
+
+
+def test_a_late_import_counts_and_a_type_checking_one_does_not(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import x\n"
+                      "def f():\n    from y import thing\n")
+    assert imports_of(source, {"x": source, "y": source, "y.thing": source}) == {"y", "y.thing"}
+
+
+def test_no_module_imports_itself_back_through_others() -> None:
+    modules = our_modules()
+    graph = {name: imports_of(path, modules) - {name} for name, path in modules.items()}
+    assert import_circles(graph) == []
+
+
+@pytest.mark.slow
+def test_every_module_imports_alone() -> None:
+    """Each module in a fresh interpreter: none relies on another having been imported first (a page
+    registers itself with Dash, which wants an app first: a bare one, not ours)."""
+    def import_alone(module: str) -> tuple[str, int, list[str]]:
+        before = "import dash; dash.Dash(__name__, use_pages=False, pages_folder=''); " \
+            if module.startswith("pages.") else ""
+        done = subprocess.run([sys.executable, "-c", f"{before}import {module}"], cwd=ROOT, capture_output=True,
+                              text=True)
+        return module, done.returncode, done.stderr.strip().splitlines()[-1:]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failures = [(module, error) for module, code, error in pool.map(import_alone, our_modules()) if code]
+    assert failures == []
