@@ -15,7 +15,7 @@ from typing import TypeVar
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from bi_app.config import Config, ConfigError, engine_for
+from bi_app.config import SETTINGS, Config, ConfigError, engine_for, shown_value
 from data_layer.bootstrap import load_demo_data
 from data_layer.engine import DatabaseError, describe_error, safe_url
 from data_layer.importer import FileImportError, MissingColumnsError
@@ -248,8 +248,9 @@ def check() -> None:
 @main.command()
 @one_line_errors
 def info() -> None:
-    """Show the database in use (password masked), its row counts and data version."""
-    details = database_info(engine_for(Config.from_env()))
+    """Show the database in use (password masked), its row counts, data version and the settings in use."""
+    config = Config.from_env()
+    details = database_info(engine_for(config))
     click.echo(f"Database:      {details['database']}")
     click.echo(f"Backend:       {details['backend']}")
     for table, rows in details["tables"].items():
@@ -257,6 +258,13 @@ def info() -> None:
     click.echo(f"Data version:  {details['data_version'] or '(none: loaded by another tool)'}")
     if details["loaded_at"]:
         click.echo(f"Last load:     {details['loaded_at']} ({details['last_load']})")
+    click.echo("Settings:")
+    for setting in SETTINGS:
+        value = getattr(config, setting.field)
+        shown = safe_url(value) if setting.env.endswith("_URL") and value else shown_value(value)
+        if setting.field == "database_url" and config.embedded:
+            shown += " (embedded)"
+        click.echo(f"  {setting.env:<24} {shown}{' (default)' if value == setting.default else ''}")
 
 
 @main.command()

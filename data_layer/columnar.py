@@ -35,8 +35,12 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy import (
+    Column,
     Connection,
+    Date,
     Engine,
+    Integer,
+    Numeric,
     String,
     create_engine,
     func,
@@ -71,32 +75,23 @@ RETRY_AFTER_S = 60
 #: What a table made by the seed (or an older version) holds in the columns it lacks.
 MISSING_COLUMN_VALUES = {"line_number": "1", "line_type": "'sale'", "refunded_amount": "0"}
 
-#: DuckDB column types of the snapshot: money stays exact decimal.
-_DUCK_TYPES = {
-    "order_id": "VARCHAR",
-    "customer_id": "VARCHAR",
-    "order_date": "DATE",
-    "category": "VARCHAR",
-    "product": "VARCHAR",
-    "quantity": "INTEGER",
-    "unit_price": "DECIMAL(16,6)",
-    "subtotal": "DECIMAL(12,2)",
-    "discount_rate": "DECIMAL(6,4)",
-    "discount_amount": "DECIMAL(12,2)",
-    "shipping_cost": "DECIMAL(12,2)",
-    "total_amount": "DECIMAL(12,2)",
-    "region": "VARCHAR",
-    "customer_segment": "VARCHAR",
-    "satisfaction_rating": "DECIMAL(3,1)",
-    "day_of_week": "VARCHAR",
-    "month": "INTEGER",
-    "quarter": "VARCHAR",
-    "is_weekend": "INTEGER",
-    "is_holiday_season": "INTEGER",
-    "line_number": "INTEGER",
-    "line_type": "VARCHAR",
-    "refunded_amount": "DECIMAL(12,2)",
-}
+def _duck_type(column: Column) -> str:
+    """The DuckDB type of one of the orders' columns: money stays an exact decimal, with two more digits
+    than the schema's (a table made by another tool may hold larger numbers than ours would)."""
+    kind = column.type
+    if isinstance(kind, Numeric) and kind.precision is not None:
+        return f"DECIMAL({kind.precision + 2},{kind.scale or 0})"
+    if isinstance(kind, String):
+        return "VARCHAR"
+    if isinstance(kind, Date):
+        return "DATE"
+    if isinstance(kind, Integer):
+        return "INTEGER"
+    raise TypeError(f"no DuckDB type for {column.name} ({kind})")
+
+
+#: DuckDB column types of the snapshot, from the schema.
+_DUCK_TYPES = {column.name: _duck_type(column) for column in sales.columns}
 
 
 class ColumnarReplica:
