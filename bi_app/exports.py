@@ -29,7 +29,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
-from sqlalchemy import Numeric, select
+from sqlalchemy import Numeric
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service
@@ -40,10 +40,10 @@ from bi_app.importing import upload_folder
 from bi_app.ml import strategy
 from bi_app.money import DEFAULT_FORMAT, MoneyFormat
 from data_layer.engine import describe_error
-from data_layer.filters import FilterError, Filters, conditions
+from data_layer.filters import FilterError, Filters
+from data_layer.measures import order_line_batches, totals
 from data_layer.meta import data_version, stored_columns
 from data_layer.schema import MONEY_COLUMNS, sales
-from data_layer.summaries import order_source
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def orders_xlsx() -> Response | tuple[Response, int]:
     """The filtered orders as one Excel sheet, or 422 when they do not fit in one."""
     filters, _ = service.parse_request(request.args.to_dict(flat=False))
     with current_engine().connect() as conn:
-        matching = conn.execute(order_source(conn).select(filters, "orders")).scalar_one()
+        matching = int(totals(conn, filters, ("orders",))["orders"])
     if matching > EXCEL_MAX_DATA_ROWS:
         return error_response(
             422,
@@ -401,13 +401,9 @@ def _stream_orders(filters: Filters) -> tuple[tuple[str, ...], Iterator[Sequence
 
 
 def _batches(filters: Filters, columns: tuple[str, ...]) -> Iterator[Sequence[Any]]:
-    key = [sales.c[name] for name in ("order_id", "line_number") if name in columns]
     with current_engine().connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH_ROWS).execute(
-            select(*[sales.c[name] for name in columns]).where(conditions(filters, sales)).order_by(*key)
-        )
         yielded = False
-        for batch in result.partitions():
+        for batch in order_line_batches(conn, filters, columns, STREAM_BATCH_ROWS):
             yielded = True
             yield batch
         if not yielded:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
 
 from sqlalchemy import ColumnElement, Table, and_, true
@@ -65,6 +65,11 @@ class FilterError(ValueError):
         self.message = message
 
 
+#: Filter fields that choose how an answer is shown, not which lines it covers: the preset a date
+#: range came from (its dates are in the key) and the comparison the pages lead with.
+NOT_IN_ANSWERS = ("period", "compare")
+
+
 @dataclass(frozen=True)
 class Filters:
     """Date range (inclusive) and the regions, segments, categories and products to keep.
@@ -113,11 +118,19 @@ class Filters:
         return replace(self, start=None, end=None, period=None)
 
     def cache_key(self) -> str:
-        """A stable text form of what the filters select (the dates, never the preset or the comparison),
-        for cache keys."""
-        pairs = [(name, day.isoformat()) for name, day in (("start", self.start), ("end", self.end)) if day]
-        pairs += [(parameter, value) for parameter, (name, _column) in LIST_PARAMETERS.items()
-                  for value in getattr(self, name)]
+        """A stable text form of what the filters select, for every cache key (see
+        :func:`data_layer.cache.result_key`): each field but those in :data:`NOT_IN_ANSWERS`, so a
+        field added to the filters changes every key at once."""
+        parameters = {name: parameter for parameter, (name, _column) in LIST_PARAMETERS.items()}
+        pairs: list[tuple[str, str]] = []
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name in NOT_IN_ANSWERS or value is None:
+                continue
+            if isinstance(value, tuple):
+                pairs += [(parameters.get(field.name, field.name), str(item)) for item in value]
+            else:
+                pairs.append((field.name, value.isoformat() if isinstance(value, date) else str(value)))
         if self.by_days and self.start:
             pairs.append(("compared", "by-days"))
         return "&".join(f"{k}={v}" for k, v in pairs)

@@ -1,8 +1,10 @@
-"""The code's shape: no import circle between our modules, and each module importable alone."""
+"""The code's shape: no import circle, each module importable alone, no SQL outside the data layer, one
+cache-key rule, thin callbacks."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -113,3 +115,37 @@ def test_every_module_imports_alone() -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
         failures = [(module, error) for module, code, error in pool.map(import_alone, our_modules()) if code]
     assert failures == []
+
+
+#: SQL run or built outside the data layer: ``conn.execute(``, ``select(`` (also a source's
+#: ``.select(``) or ``text(``; ``span_text(`` and the like are not.
+SQL_CALL = re.compile(r"(?<![\w])(execute|select|text)\(|\.(execute|select)\(")
+
+
+def test_no_sql_outside_the_data_layer() -> None:
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for package in ("bi_app", "pages") for path in sorted((ROOT / package).rglob("*.py"))
+             for number, line in enumerate(path.read_text().splitlines(), start=1)
+             if SQL_CALL.search(line.split("#")[0])]
+    assert found == []
+
+
+def test_the_sql_pattern_finds_sql_and_only_sql() -> None:
+    for line in ("conn.execute(query)", "select(sales.c.order_id)", "source.select(filters)", "text('SELECT 1')"):
+        assert SQL_CALL.search(line), line
+    for line in ("span_text(start, end)", "path.read_text()", "csv_text(value)", "selected(x)"):
+        assert not SQL_CALL.search(line), line
+
+
+def test_every_filter_field_changes_the_cache_key_unless_said_not_to() -> None:
+    """One cache-key rule: a field added to the filters (a user's scope, say) is in every key."""
+    from dataclasses import fields, replace
+    from datetime import date
+
+    from data_layer.filters import NOT_IN_ANSWERS, Filters
+
+    base = Filters()
+    changed = {"start": date(2024, 1, 1), "end": date(2024, 1, 31), "period": "last-30-days", "compare": "last-year"}
+    for field in fields(Filters):
+        other = replace(base, **{field.name: changed.get(field.name, ("x",))})
+        assert (other.cache_key() == base.cache_key()) == (field.name in NOT_IN_ANSWERS), field.name

@@ -8,8 +8,8 @@ from sqlalchemy import Connection
 from bi_app.analytics.stats import money_per_row, ratio
 from data_layer.demo_data import PRODUCTS
 from data_layer.filters import Filters
+from data_layer.measures import customer_count, customer_counts_by, totals_by
 from data_layer.meta import imported
-from data_layer.summaries import distinct_customers, order_source
 
 _ORDER_MEASURES = ("orders", "revenue", "registered_revenue", "units", "subtotal", "satisfaction_sum",
                    "satisfaction_n")
@@ -17,20 +17,13 @@ _ORDER_MEASURES = ("orders", "revenue", "registered_revenue", "units", "subtotal
 
 def _by(conn: Connection, filters: Filters, column: str, *extra: str, customers: bool = True) -> pd.DataFrame:
     """Order measures (and, with ``customers``, distinct customers) per value of ``column``."""
-    source = order_source(conn)
-    keys = tuple(source.column(name) for name in (column, *extra))
-    frame = pd.DataFrame(
-        conn.execute(source.select(filters, *_ORDER_MEASURES, by=keys)).mappings().all(),
-        columns=[column, *extra, *_ORDER_MEASURES],
-    )
+    frame = totals_by(conn, filters, _ORDER_MEASURES, by=(column, *extra))
     for name in _ORDER_MEASURES:
         frame[name] = pd.to_numeric(frame[name]).astype(float)
     frame["orders"] = frame["orders"].astype(int)
     frame["units"] = frame["units"].astype(int)
     if customers:
-        counts = pd.DataFrame(conn.execute(distinct_customers(conn, filters, by=column)).all(),
-                              columns=[column, "customers"])
-        frame = frame.merge(counts, on=column, how="left")
+        frame = frame.merge(customer_counts_by(conn, filters, column), on=column, how="left")
         frame["customers"] = frame["customers"].fillna(0).astype(int)
     frame["revenue"] = frame["revenue"].round(2)
     frame["satisfaction"] = [ratio(s, n)
@@ -58,7 +51,7 @@ def regions(conn: Connection, filters: Filters) -> pd.DataFrame:
     revenue / registered customers; guests' revenue beside it), satisfaction and share of customers;
     largest revenue first."""
     frame = _by(conn, filters, "region")
-    all_customers = conn.execute(distinct_customers(conn, filters)).scalar_one()
+    all_customers = customer_count(conn, filters)
     frame["revenue_per_customer"] = money_per_row(frame["registered_revenue"], frame["customers"])
     frame["guest_revenue"] = (frame["revenue"] - frame["registered_revenue"]).round(2)
     frame["customer_share"] = frame["customers"] / all_customers if all_customers else None

@@ -8,21 +8,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Double, FromClause, and_, case, cast, func, literal, select
+from sqlalchemy import Connection
 
 from bi_app.analytics.stats import change, moments, money_per, pearson, ratio
-from data_layer.filters import Filters, conditions
-from data_layer.queries import date_bounds, month_key
-from data_layer.schema import sales
-from data_layer.summaries import (
-    CORRELATED,
-    Ledger,
-    OrderSource,
-    distinct_customers,
-    line_money,
-    order_source,
-    pair_measure,
+from data_layer.filters import Filters
+from data_layer.measures import (
+    correlation_sums,
+    customer_count,
+    monthly_totals,
+    order_value_bins,
+    order_value_quantiles,
+    order_value_sums,
+    totals,
 )
+from data_layer.queries import date_bounds
+from data_layer.summaries import CORRELATED, OrderSource, order_source
 
 KPI_NAMES = ("revenue", "gross_sales", "returns", "adjustments", "orders", "customers", "average_order_value",
              "average_satisfaction")
@@ -129,21 +129,18 @@ def kpis(conn: Connection, filters: Filters) -> dict[str, Any]:
 
 
 def _kpi_values(conn: Connection, source: OrderSource, filters: Filters) -> dict[str, float | None]:
-    row = conn.execute(
-        source.select(filters, "revenue", "gross_sales", "returns", "adjustments", "orders", "satisfaction_sum",
-                      "satisfaction_n")
-    ).one()
-    customers = conn.execute(distinct_customers(conn, filters)).scalar_one()
-    revenue, orders = round(float(row.revenue), 2), int(row.orders)
+    row = totals(conn, filters, ("revenue", "gross_sales", "returns", "adjustments", "orders", "satisfaction_sum",
+                                 "satisfaction_n"))
+    revenue, orders = round(float(row["revenue"]), 2), int(row["orders"])
     return {
         "revenue": revenue,
-        "gross_sales": round(float(row.gross_sales), 2),
-        "returns": round(float(row.returns), 2),
-        "adjustments": round(float(row.adjustments), 2),
+        "gross_sales": round(float(row["gross_sales"]), 2),
+        "returns": round(float(row["returns"]), 2),
+        "adjustments": round(float(row["adjustments"]), 2),
         "orders": orders,
-        "customers": int(customers),
+        "customers": customer_count(conn, filters),
         "average_order_value": money_per(revenue, orders),
-        "average_satisfaction": ratio(row.satisfaction_sum, row.satisfaction_n),
+        "average_satisfaction": ratio(row["satisfaction_sum"], row["satisfaction_n"]),
     }
 
 
@@ -157,103 +154,34 @@ def distribution(conn: Connection, filters: Filters, bins: int = 20) -> dict[str
     its length, from min to that percentile, followed by one ``overflow`` bin holding the
     orders above it (up to max).
     """
-    source = order_source(conn)
-    totals = OrderTotals(filters, line_money(conn), per_order=source.distinct_orders)
-    if source.distinct_orders:
-        value = totals.column
-        row = conn.execute(totals.select(
-            func.count().label("orders"), func.coalesce(func.sum(value), 0).label("order_value"),
-            *[func.coalesce(func.sum(_power(cast(value, Double), p)), 0).label(f"revenue_p{p}") for p in (2, 3, 4)],
-            func.min(value).label("revenue_min"), func.max(value).label("revenue_max"),
-        )).one()
-    else:
-        row = conn.execute(
-            source.select(
-                filters, "orders", "order_value", "revenue_p2", "revenue_p3", "revenue_p4", "revenue_min", "revenue_max"
-            )
-        ).one()
-    n = int(row.orders)
-    stats: dict[str, Any] = {"orders": n, **moments(n, row.order_value, row.revenue_p2, row.revenue_p3, row.revenue_p4)}
-    stats["min"] = float(row.revenue_min) if n else None
-    stats["max"] = float(row.revenue_max) if n else None
-    stats.update(_quantiles(conn, totals, n))
+    row = order_value_sums(conn, filters)
+    n = int(row["orders"])
+    stats: dict[str, Any] = {"orders": n, **moments(n, row["order_value"], row["revenue_p2"], row["revenue_p3"],
+                                                    row["revenue_p4"])}
+    stats["min"] = float(row["revenue_min"]) if n else None
+    stats["max"] = float(row["revenue_max"]) if n else None
+    stats.update(order_value_quantiles(conn, filters, QUANTILES, n))
     # A few huge orders would squeeze every other order into the first bar: past the 99th
     # percentile, when they would take more of the axis than everything below it, they share one bar.
     clipped = bool(n) and stats["max"] - stats["q99"] > stats["q99"] - stats["min"]
-    stats["histogram"] = (_histogram(conn, totals, stats["min"], stats["q99"] if clipped else stats["max"], bins,
+    stats["histogram"] = (_histogram(conn, filters, stats["min"], stats["q99"] if clipped else stats["max"], bins,
                                      overflow_to=stats["max"] if clipped else None) if n else [])
     return stats
 
 
-class OrderTotals:
-    """The net value of each matching order (its lines' amounts less refunds), over the orders
-    with a counted sale line: a line's value, or the sum of an order's lines."""
-
-    def __init__(self, filters: Filters, money: Ledger, *, per_order: bool) -> None:
-        where = conditions(filters, sales)
-        self._from: FromClause
-        if per_order:
-            grouped = (select(func.sum(money.net).label("order_value"))
-                       .where(where).group_by(sales.c.order_id)
-                       .having(func.count().filter(money.counted) > 0).subquery())
-            self.column, self._from, self._where = grouped.c.order_value, grouped, None
-        else:
-            self.column, self._from, self._where = money.net, sales, and_(where, money.counted)
-
-    def select(self, *columns: Any) -> Any:
-        query = select(*columns).select_from(self._from)
-        return query.where(self._where) if self._where is not None else query
-
-
-def _power(value: Any, power: int) -> Any:
-    product = value
-    for _ in range(power - 1):
-        product = product * value
-    return product
-
-
-def _quantiles(conn: Connection, totals: OrderTotals, n: int) -> dict[str, float | None]:
-    if n == 0:
-        return dict.fromkeys(QUANTILES)
-    total = totals.column
-    if conn.dialect.name in ("postgresql", "duckdb"):  # ordered-set aggregates
-        row = conn.execute(
-            totals.select(
-                # In double precision: DuckDB would keep the decimal column's two places.
-                *[func.percentile_cont(q).within_group(cast(total, Double)).label(name)
-                  for name, q in QUANTILES.items()]
-            )
-        ).one()
-        return {name: float(row._mapping[name]) for name in QUANTILES}
-    result: dict[str, float | None] = {}
-    for name, q in QUANTILES.items():
-        position = (n - 1) * q
-        below = int(np.floor(position))
-        values = [float(v) for (v,) in conn.execute(totals.select(total).order_by(total).limit(2).offset(below))]
-        upper = values[1] if len(values) > 1 else values[0]
-        result[name] = values[0] + (position - below) * (upper - values[0])
-    return result
-
-
-def _histogram(conn: Connection, totals: OrderTotals, lo: float, hi: float, bins: int,
+def _histogram(conn: Connection, filters: Filters, lo: float, hi: float, bins: int,
                overflow_to: float | None = None) -> list[dict[str, Any]]:
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5  # numpy's range for a single value
     edges = np.linspace(lo, hi, bins + 1)
-    total = totals.column
-    # Compare with the float edges, bin by bin, exactly as numpy.histogram does.
-    above = [(total > literal(float(hi)), bins)] if overflow_to is not None else []
-    bin_of = case(
-        *above, *[(total >= literal(float(edges[i])), i) for i in range(bins - 1, 0, -1)], else_=0
-    ).label("bin")
-    counts = dict(conn.execute(totals.select(bin_of, func.count()).group_by(bin_of)).all())
+    counts = order_value_bins(conn, filters, edges, overflow_above=hi if overflow_to is not None else None)
     histogram = [
-        {"bin_start": float(edges[i]), "bin_end": float(edges[i + 1]), "orders": int(counts.get(i, 0)),
+        {"bin_start": float(edges[i]), "bin_end": float(edges[i + 1]), "orders": counts.get(i, 0),
          "overflow": False}
         for i in range(bins)
     ]
     if overflow_to is not None:
-        histogram.append({"bin_start": float(hi), "bin_end": float(overflow_to), "orders": int(counts.get(bins, 0)),
+        histogram.append({"bin_start": float(hi), "bin_end": float(overflow_to), "orders": counts.get(bins, 0),
                           "overflow": True})
     return histogram
 
@@ -268,9 +196,7 @@ def trend(conn: Connection, filters: Filters) -> dict[str, Any]:
     the last day the answer covers.
     """
     source = order_source(conn)
-    month = month_key(conn, source.column("order_date")).label("month")
-    rows = conn.execute(source.select(filters, "revenue", "orders", by=(month,)).order_by(month)).all()
-    monthly = pd.DataFrame(rows, columns=["month", "revenue", "orders"])
+    monthly = monthly_totals(conn, filters, ("revenue", "orders"))
     if monthly.empty:
         return {"monthly": monthly.assign(partial=[], growth=[], moving_average_3=[]), "quarterly": pd.DataFrame(),
                 "q4_vs_q1": None, "through": None}
@@ -307,13 +233,10 @@ def trend(conn: Connection, filters: Filters) -> dict[str, Any]:
 
 def correlations(conn: Connection, filters: Filters) -> pd.DataFrame:
     """Pearson correlation of total_amount with each numeric column, strongest first."""
-    source = order_source(conn)
-    names = [pair_measure(x, "total_amount", term)
-             for x in CORRELATED for term in ("n", "sx", "sy", "sxx", "syy", "sxy")]
-    row = conn.execute(source.select(filters, *names)).one()._mapping
+    sums = correlation_sums(conn, filters, [(x, "total_amount") for x in CORRELATED])
     records = []
     for x in CORRELATED:
-        terms = [row[pair_measure(x, "total_amount", t)] for t in ("n", "sx", "sy", "sxx", "syy", "sxy")]
+        terms = sums[(x, "total_amount")]
         records.append({"column": x, "correlation": pearson(*terms), "pairs": int(terms[0] or 0)})
     frame = pd.DataFrame(records)
     # None where a column is constant or absent: as floats, NaN sorts last instead of failing.

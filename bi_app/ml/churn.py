@@ -15,12 +15,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from bi_app.ml.features import CHURN_FEATURES, customer_features, latest_order_date
-from data_layer.filters import Filters, conditions
-from data_layer.schema import sales
-from data_layer.summaries import line_money
+from data_layer.filters import Filters
+from data_layer.measures import customers_with_an_order
 
 DEFAULT_HORIZON_DAYS = 180
 #: The model is used only when its held-out ROC AUC beats the recency baseline's by this much;
@@ -42,8 +41,7 @@ def labelled_customers(conn: Connection, filters: Filters, cutoff: date, horizon
     window = replace(filters, start=max(filters.start or cutoff, cutoff + timedelta(days=1)),
                      end=min(filters.end or cutoff + timedelta(days=horizon_days),
                              cutoff + timedelta(days=horizon_days)))
-    returning = {customer for (customer,) in conn.execute(
-        select(sales.c.customer_id).where(conditions(window, sales), line_money(conn).counted).distinct())}
+    returning = customers_with_an_order(conn, window)
     features["churned"] = ~features["customer_id"].isin(returning).to_numpy()
     return features
 

@@ -7,12 +7,14 @@ from dataclasses import replace
 from datetime import date
 
 import pandas as pd
-from sqlalchemy import Connection, Double, String, cast, select, type_coerce
+from sqlalchemy import Connection
 
+from data_layer.cache import result_key
 from data_layer.filters import Filters
+from data_layer.measures import customer_aggregates
 from data_layer.meta import data_version
-from data_layer.queries import date_bounds, read_frame
-from data_layer.summaries import customer_rows, order_source
+from data_layer.queries import date_bounds
+from data_layer.summaries import order_source
 
 #: The features the segmentation clusters on (the seed's, plus recency).
 SEGMENTATION_FEATURES = (
@@ -38,10 +40,6 @@ FEATURE_LABELS = {
 }
 
 
-_SUMS = ("revenue", "units", "discount_amount", "satisfaction_sum")
-_DATES = ("first_order_date", "last_order_date")
-
-
 def latest_order_date(conn: Connection, filters: Filters) -> date | None:
     """The last order date under ``filters``."""
     return date_bounds(conn, order_source(conn), filters)[1]
@@ -56,9 +54,10 @@ def reference_date(conn: Connection, filters: Filters) -> date | None:
     return latest
 
 
-#: The last feature table asked for, by (data version, filters): the clusters, RFM and churn
-#: answers of one page view all start from it, and at a million customers it takes seconds.
-_last: tuple[tuple, pd.DataFrame] | None = None
+#: The last feature table asked for, under its cache key: the clusters, RFM and churn answers of
+#: one page view all start from it, and at a million customers it takes seconds. In memory, not in
+#: the result cache: a million customers' table is over 100 MB to pickle into Redis each time.
+_last: tuple[str, pd.DataFrame] | None = None
 _last_lock = threading.Lock()
 
 
@@ -72,7 +71,7 @@ def customer_features(conn: Connection, filters: Filters, as_of: date | None = N
     """
     global _last
     version = data_version(conn)
-    key = (version, filters, as_of)
+    key = result_key("customer_features", version, filters.cache_key(), as_of)
     with _last_lock:
         if version and _last is not None and _last[0] == key:
             return _last[1].copy()
@@ -87,13 +86,7 @@ def _features(conn: Connection, filters: Filters, as_of: date | None) -> pd.Data
     if as_of is not None and (filters.end is None or as_of < filters.end):
         filters = replace(filters, end=as_of)
     as_of = as_of or reference_date(conn, filters)
-    rows = customer_rows(conn, filters).subquery()
-    # Sums as doubles: a million Decimals from the driver cost more than the query.
-    # Dates as the stored text on SQLite: a table other tools wrote may hold timestamps there.
-    query = select(*[cast(column, Double).label(column.name) if column.name in _SUMS
-                     else type_coerce(column, String).label(column.name) if column.name in _DATES else column
-                     for column in rows.c]).order_by(rows.c.customer_id)
-    frame = read_frame(conn, query)
+    frame = customer_aggregates(conn, filters)
     if frame.empty:
         return pd.DataFrame(columns=["customer_id", *CHURN_FEATURES, "first_order_date", "last_order_date",
                                      "single_category"])

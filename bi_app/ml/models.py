@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import joblib
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from threadpoolctl import threadpool_limits
 
 from bi_app.ml.churn import DEFAULT_HORIZON_DAYS, ChurnClassifier, NotEnoughHistoryError, RecencyBaseline, train_churn
 from bi_app.ml.features import customer_features
 from bi_app.ml.segmentation import CustomerSegmentation
 from data_layer.filters import Filters
+from data_layer.measures import line_count
 from data_layer.meta import changed_rows, stamped_version
-from data_layer.schema import sales
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def train_models(engine: Engine, random_state: int = 42) -> TrainedModels:
         version = stamped_version(conn) or ""
         # Read before the rows: a change made while training runs counts towards the next one.
         changes = changed_rows(conn, fresh=True)
-        lines = conn.execute(select(func.count()).select_from(sales)).scalar_one()
+        lines = line_count(conn)
         started = time.perf_counter()
         features = customer_features(conn, Filters())
         seconds["features"] = time.perf_counter() - started

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Double, case, cast, func, select
+from sqlalchemy import Connection
 
 from bi_app.analytics.breakdowns import regions as regions_breakdown
 from bi_app.analytics.stats import pearson, ratio
@@ -20,11 +20,9 @@ from bi_app.ml.churn import DEFAULT_HORIZON_DAYS
 from bi_app.ml.features import reference_date
 from bi_app.ml.models import BEING_TRAINED, TrainedModels
 from bi_app.money import DEFAULT_FORMAT, MoneyFormat, data_money_format
-from data_layer.filters import Filters, conditions
+from data_layer.filters import Filters
+from data_layer.measures import correlation_sums, customer_revenue, discount_numbers
 from data_layer.meta import absent_fields
-from data_layer.queries import read_frame
-from data_layer.schema import sales
-from data_layer.summaries import customer_rows, line_money, order_source, pair_measure
 
 
 @dataclass(frozen=True)
@@ -255,8 +253,7 @@ def recent_spend(conn: Connection, filters: Filters, days: int) -> pd.Series:
         return pd.Series(dtype=float)
     # The customer aggregates the features are built from, without the features (nor taking the
     # place of the page's feature table in their memo).
-    rows = customer_rows(conn, window).subquery()
-    spent = read_frame(conn, select(rows.c.customer_id, cast(rows.c.revenue, Double).label("revenue")))
+    spent = customer_revenue(conn, window)
     return pd.Series(spent["revenue"].to_numpy(dtype=float), index=spent["customer_id"].astype(str).to_numpy(),
                      dtype=float)
 
@@ -305,29 +302,10 @@ def pricing_numbers(conn: Connection, filters: Filters, recent_days: int | None 
     averages (net of nothing: merchandise amounts), the discounted lines' subtotal and revenue, and
     the correlation of discount rate with order size. With ``recent_days``, also the discounted lines'
     revenue in that many days up to the reference date (``recent_revenue``: what the projection is capped by)."""
-    discounted = sales.c.discount_rate > 0
-    # Sale lines: a discount is given on a sale, and returns say nothing about its size.
-    per_order = select(
-        func.max(case((discounted, 1), else_=0)).label("discounted"),
-        func.sum(sales.c.total_amount).label("revenue"),
-        func.sum(case((discounted, sales.c.subtotal), else_=0)).label("discounted_subtotal"),
-        func.sum(case((discounted, sales.c.total_amount), else_=0)).label("discounted_revenue"),
-        func.sum(case((discounted, sales.c.discount_rate), else_=0)).label("rate_sum"),
-        func.sum(case((discounted, 1), else_=0)).label("discounted_lines"),
-    ).where(conditions(filters, sales), line_money(conn).counted).group_by(sales.c.order_id).subquery()
-    row = conn.execute(select(
-        func.count().label("orders"),
-        func.coalesce(func.sum(per_order.c.discounted), 0).label("discounted_orders"),
-        func.coalesce(func.sum(per_order.c.revenue), 0).label("revenue"),
-        func.coalesce(func.sum(case((per_order.c.discounted == 1, per_order.c.revenue), else_=0)), 0)
-        .label("discounted_order_revenue"),
-        *[func.coalesce(func.sum(per_order.c[name]), 0).label(name)
-          for name in ("discounted_subtotal", "discounted_revenue", "rate_sum", "discounted_lines")],
-    )).one()
-    pair = [pair_measure("discount_rate", "subtotal", t) for t in ("n", "sx", "sy", "sxx", "syy", "sxy")]
-    terms = conn.execute(order_source(conn).select(filters, *pair)).one()
-    orders, discounted_orders = int(row.orders), int(row.discounted_orders)
-    revenue, discounted_order_revenue = float(row.revenue), float(row.discounted_order_revenue)
+    row = discount_numbers(conn, filters)
+    terms = correlation_sums(conn, filters, [("discount_rate", "subtotal")])[("discount_rate", "subtotal")]
+    orders, discounted_orders = int(row["orders"]), int(row["discounted_orders"])
+    revenue, discounted_order_revenue = float(row["revenue"]), float(row["discounted_order_revenue"])
     available = discounted_orders > 0
     window = recent_window(conn, filters, recent_days) if recent_days and available else None
     recent = {"recent_revenue": pricing_numbers(conn, window)["discounted_revenue"]} if window else {}
@@ -337,9 +315,9 @@ def pricing_numbers(conn: Connection, filters: Filters, recent_days: int | None 
         "orders": orders,
         "discounted_orders": discounted_orders,
         "discounted_share": ratio(discounted_orders, orders),
-        "average_discount_rate": ratio(row.rate_sum, row.discounted_lines),
-        "discounted_subtotal": round(float(row.discounted_subtotal), 2),
-        "discounted_revenue": round(float(row.discounted_revenue), 2),
+        "average_discount_rate": ratio(row["rate_sum"], row["discounted_lines"]),
+        "discounted_subtotal": round(float(row["discounted_subtotal"]), 2),
+        "discounted_revenue": round(float(row["discounted_revenue"]), 2),
         "average_order_discounted": ratio(discounted_order_revenue, discounted_orders),
         "average_order_full_price": ratio(revenue - discounted_order_revenue, orders - discounted_orders),
         "discount_order_size_correlation": pearson(*terms),
