@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, is_dataclass
-from datetime import date, datetime
+from dataclasses import asdict
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service
+from bi_app.jsonable import to_jsonable
 from data_layer.engine import describe_error
 from data_layer.filters import COMPARISONS, LIST_PARAMETERS, PERIODS, FilterError
 
@@ -68,25 +66,6 @@ def error_response(status: int, code: str, message: str, **extra: str) -> tuple[
 def dict_of_filters(filters: Any) -> dict[str, Any]:
     """The filters as the API echoes them back."""
     return to_jsonable(asdict(filters))
-
-
-def to_jsonable(value: Any) -> Any:
-    """Plain JSON types from results: DataFrames become lists of records, NaN becomes null."""
-    if isinstance(value, pd.DataFrame):
-        return json.loads(value.to_json(orient="records", date_format="iso", double_precision=15))
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(asdict(value))
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if np.isnan(value) or np.isinf(value) else float(value)
-    return value
 
 
 def openapi_document() -> dict[str, Any]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -59,6 +61,37 @@ def upload_folder(upload_id: str) -> Path:
     if not re.fullmatch(r"[0-9a-f]{32}", upload_id or ""):
         raise ValueError("bad upload id")
     return current_config().data_dir / "uploads" / upload_id
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file uploaded on the Data page, kept under :func:`upload_folder` until it is imported."""
+
+    id: str
+    file: str
+
+    @property
+    def path(self) -> Path:
+        return upload_folder(self.id) / self.file
+
+
+def save_upload(data: bytes, filename: str | None) -> Upload:
+    """Keep an uploaded file on the server under a new id, its name made safe for the file system."""
+    upload = Upload(uuid.uuid4().hex, re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or "upload.csv").name))
+    upload.path.parent.mkdir(parents=True, exist_ok=True)
+    upload.path.write_bytes(data)
+    return upload
+
+
+@functools.lru_cache(maxsize=1)  # an upload can be 200 MB: only the latest stays
+def _read_upload(path: Path, encoding: str | None, modified_ns: int) -> SourceTable:
+    return read_table(path, encoding)
+
+
+def read_upload(upload: Upload, encoding: str | None = None) -> SourceTable:
+    """The upload's rows as text (:func:`data_layer.importer.read_table`), read once for each
+    encoding asked: every change of the mapping or the choices on the Data page reuses them."""
+    return _read_upload(upload.path, encoding, upload.path.stat().st_mtime_ns)
 
 
 MAPPING_FILE_KEYS = ("columns", "statuses", "date_order", "decimal", "encoding", "drop_identical")

@@ -160,38 +160,55 @@ def filter_bar() -> dbc.Card:
 )
 def sync_filters(search: str | None, period: str | None, start: str | None, end: str | None, compare: str | None,
                  *values: Any) -> tuple:
-    """Keep the URL and the filter bar in step, whichever of them changed; a URL without dates gets
-    the default period written into it (see :func:`filters_of`)."""
-    lists = values[: len(LIST_FILTERS)]
+    """Keep the URL and the filter bar in step, whichever of them changed (one callback, as Dash needs
+    for two components that set each other); a URL without dates gets the default period written into
+    it (see :func:`filters_of`)."""
     try:
         options = service.known_values()
         _first, last = service.data_dates()
     except Exception as exc:  # noqa: BLE001 - the banner says the database is unreachable
         return (no_update, *(no_update,) * (5 + 2 * len(LIST_FILTERS)), error_banner(exc))
-    option_lists = [[{"label": value, "value": value, "title": value} for value in options.get(name, [])]
-                    for name in LIST_FILTERS]
     if ctx.triggered_id in (None, "url", "db-status", "filter-reset"):
         filters, notices = filters_of("" if ctx.triggered_id == "filter-reset" else search)
     else:
-        query: dict[str, list[str]] = {"compare": [compare or "previous"]}
-        if ctx.triggered_id == "filter-period" and period and period != CUSTOM:
-            query["period"] = [period]
-        elif ctx.triggered_id in ("filter-period", "filter-start", "filter-end"):  # dates as typed (or shown)
-            query.update(start=[start[:10]] if start else [], end=[end[:10]] if end else [])
-            if not start and not end:
-                query["period"] = ["all"]
-        else:
-            query.update({name: chosen for name, chosen in query_of(search).items()
-                          if name in ("period", "start", "end")})
-        for name, chosen in zip(LIST_FILTERS, lists, strict=True):
-            query[name] = list(chosen or [])
-        filters, notices = service.parse_leniently({k: v for k, v in query.items() if v})
-    notice = (dbc.Alert(["Some filters were not used: ", "; ".join(notices)], color="warning", dismissable=True,
-                        id="filter-notice-alert", className="py-2") if notices else None)
+        filters, notices = filters_from_bar(ctx.triggered_id, search, period, start, end, compare,
+                                            values[: len(LIST_FILTERS)])
     new_search = search_of(filters)
     # The bar always shows what the figures use (a date it could not use, a reset, a preset's days).
     return (new_search if new_search != (search or "") else no_update, *bar_values(filters, last),
-            *option_lists, notice)
+            *option_lists(options), filter_notice(notices))
+
+
+def filters_from_bar(changed: str, search: str | None, period: str | None, start: str | None, end: str | None,
+                     compare: str | None, lists: tuple) -> tuple[Filters, list[str]]:
+    """The filters the bar now shows, after its ``changed`` control changed (the dates it does not
+    show stay as the URL ``search`` has them), and a notice for each value that cannot be used."""
+    query: dict[str, list[str]] = {"compare": [compare or "previous"]}
+    if changed == "filter-period" and period and period != CUSTOM:
+        query["period"] = [period]
+    elif changed in ("filter-period", "filter-start", "filter-end"):  # dates as typed (or shown)
+        query.update(start=[start[:10]] if start else [], end=[end[:10]] if end else [])
+        if not start and not end:
+            query["period"] = ["all"]
+    else:
+        query.update({name: chosen for name, chosen in query_of(search).items() if name in ("period", "start", "end")})
+    for name, chosen in zip(LIST_FILTERS, lists, strict=True):
+        query[name] = list(chosen or [])
+    return service.parse_leniently({k: v for k, v in query.items() if v})
+
+
+def option_lists(options: dict[str, list[str]]) -> list[list[dict[str, str]]]:
+    """The list filters' dropdown options: every value in the data, each whole on hover."""
+    return [[{"label": value, "value": value, "title": value} for value in options.get(name, [])]
+            for name in LIST_FILTERS]
+
+
+def filter_notice(notices: list[str]) -> dbc.Alert | None:
+    """What the bar could not use, or nothing."""
+    if not notices:
+        return None
+    return dbc.Alert(["Some filters were not used: ", "; ".join(notices)], color="warning", dismissable=True,
+                     id="filter-notice-alert", className="py-2")
 
 
 def bar_values(filters: Filters, last: date | None) -> tuple:

@@ -10,7 +10,9 @@ from bi_app import figures, service
 from bi_app.components import chart, empty_state, kpi_card, section, table
 from bi_app.ml.features import SEGMENTATION_FEATURES
 from bi_app.money import MoneyFormat
-from bi_app.shell import error_banner, filters_of, search_of
+from bi_app.shell import search_of
+from bi_app.views import page_view
+from data_layer.filters import Filters
 
 dash.register_page(__name__, path="/clusters", name="Clusters", title="Clusters · E-commerce BI", order=3,
                    download="clusters")
@@ -34,8 +36,12 @@ def layout(**_query: str) -> html.Div:
     Input("url", "search"),
     Input("db-status", "data"),
 )
-def show_clusters(search: str | None, _db: str):  # noqa: ANN201
-    filters, _ = filters_of(search)
+def show_clusters(search: str | None, _db: str) -> tuple:
+    return page_view(search, clusters_view, failed=lambda banner: (banner, []))
+
+
+def clusters_view(filters: Filters) -> tuple:
+    """The model, the profiles, RFM and churn risk for ``filters``, and the customer downloads."""
     query = search_of(filters)
     links = [
         html.A("Customers with cluster, RFM and churn (CSV)", href=f"/export/customers.csv{query}", download="",
@@ -43,10 +49,7 @@ def show_clusters(search: str | None, _db: str):  # noqa: ANN201
         html.A("Customers (XLSX)", href=f"/export/customers.xlsx{query}", download="",
                id="clusters-download-xlsx", className="btn btn-sm btn-outline-primary"),
     ]
-    try:
-        results = service.run_many(["clusters", "rfm", "churn"], filters)
-    except Exception as exc:  # noqa: BLE001 - a banner, and the page keeps working
-        return error_banner(exc), links
+    results = service.run_many(["clusters", "rfm", "churn"], filters)
     clusters = results["clusters"]
     if clusters.get("pending"):  # RFM needs no model
         return [dbc.Alert(clusters["reason"], color="info", id="clusters-pending"),

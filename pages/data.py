@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
-import uuid
-from pathlib import Path
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, dcc, html, no_update
 
 from bi_app.context import current_config, current_engine, start_training
-from bi_app.importing import import_file, stored_currency, upload_folder
+from bi_app.importing import ImportOutcome, Upload, import_file, read_upload, save_upload, stored_currency
 from data_layer.importer import (
     FIELDS,
     STATUS_CLASSES,
     FileImportError,
     ImportChoices,
+    SourceTable,
+    Validation,
     auto_mapping,
-    read_table,
     unknown_statuses,
     validate,
 )
@@ -126,32 +124,31 @@ def receive_file(contents: str | None, filename: str | None):  # noqa: ANN201
     """Keep the uploaded file on the server; show its first rows, the automatic mapping and reading."""
     if not contents:
         return (no_update,) * (4 + len(CHOICES))
-    name = Path(filename or "upload.csv").name
-    upload_id = uuid.uuid4().hex
-    folder = upload_folder(upload_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    path.write_bytes(base64.b64decode(contents.split(",", 1)[1]))
+    upload = save_upload(base64.b64decode(contents.split(",", 1)[1]), filename)
     try:
-        source = read_table(path)
+        source = read_upload(upload)
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
-        return (None, dbc.Alert(f"{name}: {problem(exc, 'read')}", color="danger", id="data-error"), None,
+        return (None, dbc.Alert(f"{upload.file}: {problem(exc, 'read')}", color="danger", id="data-error"), None,
                 {"display": "none"}, *(no_update for _ in CHOICES))
     mapping = auto_mapping(source.columns)
+    return ({"id": upload.id, "file": upload.file, "auto": mapping}, file_info(upload.file, source),
+            mapping_editor(source.columns, mapping), {}, None, None, None, False)
+
+
+def file_info(name: str, source: SourceTable) -> list:
+    """What was read: rows, columns, encoding and delimiter, and the first rows."""
     preview = dbc.Table(
         [html.Thead(html.Tr([html.Th(c) for c in source.columns])),
          html.Tbody([html.Tr([html.Td(v) for v in row])
                      for row in source.frame.head(PREVIEW_ROWS).itertuples(index=False)])],
         size="sm", striped=True, responsive=True, id="data-preview",
     )
-    info = [
+    return [
         html.P(f"{name}: {source.row_count:,} rows, {len(source.columns)} columns ({source.encoding}"
                f"{f', delimiter {source.delimiter!r}' if source.delimiter else ''}); the first "
                f"{min(PREVIEW_ROWS, source.row_count)}:", id="data-file-summary"),
         html.Div(preview, className="mb-3"),
     ]
-    return ({"id": upload_id, "file": path.name, "auto": mapping}, info, mapping_editor(source.columns, mapping),
-            {}, None, None, None, False)
 
 
 def mapping_editor(columns: list[str], mapping: dict[str, str]) -> dbc.Card:
@@ -198,12 +195,14 @@ def status_choices(values: list, ids: list[dict], upload: dict | None, encoding:
     if not upload or not column:
         return None
     try:
-        statuses = read_table(upload_folder(upload["id"]) / upload["file"], encoding).frame[column].fillna("")
+        unknown = unknown_statuses(read_upload(Upload(upload["id"], upload["file"]), encoding).frame[column].fillna(""))
     except Exception:  # noqa: BLE001 - check_file says what is wrong with the file
         return None
-    unknown = unknown_statuses(statuses)
-    if not unknown:
-        return None
+    return status_card(column, unknown) if unknown else None
+
+
+def status_card(column: str, unknown: dict[str, int]) -> dbc.Card:
+    """One choice per status of ``column`` the vocabulary does not know, with its line count."""
     options = [{"label": {"counted": "counted: sales", "excluded": "excluded: no sale (never paid, voided)",
                           "refunded": "refunded: sales refunded in full"}[c], "value": c} for c in STATUS_CLASSES]
     rows = [dbc.Row([
@@ -234,12 +233,18 @@ def check_file(values: list, encoding: str | None, date_order: str | None, decim
     cannot tell, counts and the first rejected rows."""
     if not upload:
         return None, True, None
-    path = upload_folder(upload["id"]) / upload["file"]
     choices = choices_of(encoding, date_order, decimal, drop_identical, statuses, status_ids)
     try:
-        result = validate(read_table(path, choices.encoding), chosen_mapping(values, ids), choices)
+        result = validate(read_upload(Upload(upload["id"], upload["file"]), choices.encoding),
+                          chosen_mapping(values, ids), choices)
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
         return dbc.Alert(problem(exc, "checked"), color="warning", id="data-validation-summary"), True, None
+    return validation_view(result)
+
+
+def validation_view(result: Validation) -> tuple:
+    """How the file was read, what it cannot tell, the counts and the first rejected rows; whether
+    the Import button stays disabled."""
     decisions = [html.Li(str(decision)) for decision in result.decisions]
     if result.questions:
         return [dbc.Alert([html.Strong("The file cannot be imported until this is answered above: "),
@@ -281,24 +286,27 @@ def run_import(_clicks: int, values: list, ids: list[dict], encoding: str | None
     """Import the file in one transaction; say what happened, with the report to download."""
     if not upload:
         return no_update
-    folder = upload_folder(upload["id"])
     messages: list[str] = []
-    chosen = chosen_mapping(values, ids)
-    changed = {f: c for f, c in chosen.items() if upload["auto"].get(f) != c}
-    dropped = set(upload["auto"]) - set(chosen)
+    chosen, auto, file = chosen_mapping(values, ids), upload["auto"], Upload(upload["id"], upload["file"])
+    changed, dropped = {f: c for f, c in chosen.items() if auto.get(f) != c}, set(auto) - set(chosen)
     try:
-        outcome = import_file(current_engine(), folder / upload["file"], changed, mode=mode, without=dropped,
-                              skip_invalid=bool(skip_invalid), dry_run=False, report_dir=folder,
+        outcome = import_file(current_engine(), file.path, changed, mode=mode, without=dropped,
+                              skip_invalid=bool(skip_invalid), dry_run=False, report_dir=file.path.parent,
                               echo=messages.append,
                               choices=choices_of(encoding, date_order, decimal, drop_identical, statuses, status_ids))
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
         return dbc.Alert(f"Nothing was written: {problem(exc, 'imported')}", color="danger", id="data-result-summary")
     if outcome.written:
         start_training(current_config())
-    links = [html.A("Download the report (CSV)", href=f"/export/imports/{upload['id']}/report.csv",
+    return result_view(upload["id"], outcome, messages)
+
+
+def result_view(upload_id: str, outcome: ImportOutcome, messages: list[str]) -> html.Div:
+    """What the import did, its last line first, with the report (and rejected rows) to download."""
+    links = [html.A("Download the report (CSV)", href=f"/export/imports/{upload_id}/report.csv",
                     className="btn btn-sm btn-outline-primary me-2", id="data-report")]
     if outcome.rejects:
-        links.append(html.A("Download the rejected rows (CSV)", href=f"/export/imports/{upload['id']}/rejects.csv",
+        links.append(html.A("Download the rejected rows (CSV)", href=f"/export/imports/{upload_id}/rejects.csv",
                             className="btn btn-sm btn-outline-primary", id="data-rejected-rows"))
     colour = "danger" if outcome.failed else "success"
     return html.Div([

@@ -14,8 +14,9 @@ from bi_app import figures, service
 from bi_app.analytics.orders import span_text
 from bi_app.components import chart, count, empty_state, kpi_card, section
 from bi_app.money import MoneyFormat
-from bi_app.shell import error_banner, filters_of, search_of, with_filters
-from data_layer.filters import COMPARISONS
+from bi_app.shell import filters_of, search_of, with_filters
+from bi_app.views import page_view
+from data_layer.filters import COMPARISONS, Filters
 from data_layer.schema import MONEY_COLUMNS, SALES_COLUMNS
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview · E-commerce BI", order=0,
@@ -134,14 +135,15 @@ CHARTS = {
     Input("db-status", "data"),
 )
 def show_overview(search: str | None, _db: str) -> tuple:
-    try:
-        filters, _ = filters_of(search)
-        results = service.run_many(["kpis", *(name for name, _draw in CHARTS.values())], filters)
-        if filters.compare == "last-year":
-            results["trend"] = {**results["trend"], "last_year": service.trend_a_year_earlier(filters)}
-    except Exception as exc:  # noqa: BLE001 - a banner, and the page keeps working
-        down = figures.empty("", "No figures: see the message above")
-        return (None, error_banner(exc), *(down for _ in CHARTS))
+    down = figures.empty("", "No figures: see the message above")
+    return page_view(search, overview, failed=lambda banner: (None, banner, *(down for _ in CHARTS)))
+
+
+def overview(filters: Filters) -> tuple:
+    """The KPI cards (or the empty state) and the five charts for ``filters``."""
+    results = service.run_many(["kpis", *(name for name, _draw in CHARTS.values())], filters)
+    if filters.compare == "last-year":
+        results["trend"] = {**results["trend"], "last_year": service.trend_a_year_earlier(filters)}
     currency = service.money_format()
     charts = [draw(results[name], currency, search_of(filters)) for name, draw in CHARTS.values()]
     kpis = results["kpis"]
@@ -209,22 +211,26 @@ def period_caption(kpis: dict) -> html.Div:
 )
 def drill_down(region, segment, product, month, search: str | None):  # noqa: ANN001, ANN201
     """A click on a chart narrows the view: region and segment go to their page."""
-    trigger = dash.ctx.triggered_id
     clicked = dash.ctx.triggered[0]["value"]
-    if not clicked:
+    point = clicked["points"][0] if clicked else {}
+    if not point or point.get("customdata", "") is None:  # nothing, or the "Other (k more)" bar
         return no_update
-    point = clicked["points"][0]
-    if point.get("customdata", "") is None:  # the "Other (k more)" bar
-        return no_update
-    if trigger == "overview-regions":
-        return with_filters("/regions", search, region=point["customdata"])
-    if trigger == "overview-segments":
-        return with_filters("/segments", search, segment=point["customdata"])
-    if trigger == "overview-products":
-        return with_filters("/", search, product=point["customdata"])
-    start = date.fromisoformat(f"{str(point['x'])[:7]}-01")  # plotly reads "2024-03" as a date
+    if dash.ctx.triggered_id in DRILL_TARGETS:
+        path, parameter = DRILL_TARGETS[dash.ctx.triggered_id]
+        return with_filters(path, search, **{parameter: point["customdata"]})
+    return with_filters("/", search, **month_of(point["x"]))
+
+
+#: Where a click on a bar or slice of each chart leads, and the filter it adds.
+DRILL_TARGETS = {"overview-regions": ("/regions", "region"), "overview-segments": ("/segments", "segment"),
+                 "overview-products": ("/", "product")}
+
+
+def month_of(x: object) -> dict[str, str]:
+    """The start and end dates of the month of a trend point (plotly reads "2024-03" as a date)."""
+    start = date.fromisoformat(f"{str(x)[:7]}-01")
     end = (pd.Timestamp(start) + pd.offsets.MonthEnd(0)).date()
-    return with_filters("/", search, start=start.isoformat(), end=end.isoformat())
+    return {"start": start.isoformat(), "end": end.isoformat()}
 
 
 @callback(

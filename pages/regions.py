@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import dash
-import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
-from bi_app import figures, service
-from bi_app.components import chart, empty_state, leader_laggard, section, table
-from bi_app.shell import error_banner, filters_of
+from bi_app import figures
+from bi_app.views import Breakdown, BreakdownChart, page_view
 
 dash.register_page(__name__, path="/regions", name="Regions", title="Regions · E-commerce BI", order=2,
                    download="regions")
+
+REGIONS = Breakdown(
+    analysis="regions", key="region", title="Regions",
+    leader_measure="revenue_per_customer", leader_label="revenue per customer",
+    charts=(
+        BreakdownChart("regions-revenue", 6,
+                       lambda frame, money: figures.bars(frame, "region", "revenue", "Revenue by region",
+                                                         money=money)),
+        BreakdownChart("regions-per-customer", 6,
+                       lambda frame, money: figures.bars(frame, "region", "revenue_per_customer",
+                                                         "Revenue per customer", money=money, additive=False)),
+    ),
+    money=("revenue", "revenue_per_customer", "guest_revenue"), percent=("customer_share",),
+)
 
 
 def layout(**_query: str) -> html.Div:
@@ -24,29 +36,5 @@ def layout(**_query: str) -> html.Div:
 
 
 @callback(Output("regions-content", "children"), Input("url", "search"), Input("db-status", "data"))
-def show_regions(search: str | None, _db: str):  # noqa: ANN201
-    try:
-        filters, _ = filters_of(search)
-        frame = service.run("regions", filters)
-    except Exception as exc:  # noqa: BLE001
-        return error_banner(exc)
-    if frame.empty:
-        return empty_state()
-    money = service.money_format()
-    callout = leader_laggard(frame, "region", "revenue_per_customer", "revenue per customer", "regions-callout", money)
-    return [
-        callout,
-        dbc.Row(
-            [
-                dbc.Col(section(None, chart("regions-revenue", figures.bars(
-                    frame, "region", "revenue", "Revenue by region", money=money))),
-                    lg=6, className="mb-3"),
-                dbc.Col(section(None, chart("regions-per-customer", figures.bars(
-                    frame, "region", "revenue_per_customer", "Revenue per customer", money=money, additive=False))),
-                    lg=6, className="mb-3"),
-            ]
-        ),
-        section("Regions", table(frame, table_id="regions-table",
-                                 money=("revenue", "revenue_per_customer", "guest_revenue"),
-                                 percent=("customer_share",), decimals=("satisfaction",), currency=money)),
-    ]
+def show_regions(search: str | None, _db: str) -> object:
+    return page_view(search, REGIONS.view)

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import dash
-import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
-from bi_app import figures, service
-from bi_app.components import chart, empty_state, leader_laggard, section, table
-from bi_app.shell import error_banner, filters_of
+from bi_app import figures
+from bi_app.views import Breakdown, BreakdownChart, page_view
 
 dash.register_page(__name__, path="/segments", name="Segments", title="Segments · E-commerce BI", order=1,
                    download="segments")
+
+SEGMENTS = Breakdown(
+    analysis="segments", key="segment", title="Segments",
+    leader_measure="average_spend", leader_label="average spend per order",
+    charts=(
+        BreakdownChart("segments-share", 5,
+                       lambda frame, money: figures.share_pie(frame, "segment", "revenue", "Revenue by segment",
+                                                              money)),
+        BreakdownChart("segments-spend", 7,
+                       lambda frame, money: figures.bars(frame, "segment", "average_spend", "Average spend per order",
+                                                         money=money, additive=False)),
+    ),
+    money=("revenue", "average_spend"), percent=("revenue_share",), decimals=("satisfaction", "items_per_order"),
+)
 
 
 def layout(**_query: str) -> html.Div:
@@ -24,29 +36,5 @@ def layout(**_query: str) -> html.Div:
 
 
 @callback(Output("segments-content", "children"), Input("url", "search"), Input("db-status", "data"))
-def show_segments(search: str | None, _db: str):  # noqa: ANN201
-    try:
-        filters, _ = filters_of(search)
-        frame = service.run("segments", filters)
-    except Exception as exc:  # noqa: BLE001
-        return error_banner(exc)
-    if frame.empty:
-        return empty_state()
-    money = service.money_format()
-    callout = leader_laggard(frame, "segment", "average_spend", "average spend per order", "segments-callout", money)
-    return [
-        callout,
-        dbc.Row(
-            [
-                dbc.Col(section(None, chart("segments-share", figures.share_pie(
-                    frame, "segment", "revenue", "Revenue by segment", money))),
-                    lg=5, className="mb-3"),
-                dbc.Col(section(None, chart("segments-spend", figures.bars(
-                    frame, "segment", "average_spend", "Average spend per order", money=money, additive=False))),
-                    lg=7, className="mb-3"),
-            ]
-        ),
-        section("Segments", table(frame, table_id="segments-table", money=("revenue", "average_spend"),
-                                  percent=("revenue_share",), decimals=("satisfaction", "items_per_order"),
-                                  currency=money)),
-    ]
+def show_segments(search: str | None, _db: str) -> object:
+    return page_view(search, SEGMENTS.view)

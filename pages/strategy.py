@@ -12,11 +12,13 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, dcc, html
 
 from bi_app import figures, service
-from bi_app.api import to_jsonable
 from bi_app.components import chart, section
+from bi_app.jsonable import to_jsonable
 from bi_app.ml.strategy import ASSUMPTIONS, TITLES, project
 from bi_app.money import MoneyFormat
-from bi_app.shell import error_banner, filters_of
+from bi_app.shell import filters_of
+from bi_app.views import page_view
+from data_layer.filters import Filters
 
 dash.register_page(__name__, path="/strategy", name="Strategy", title="Strategy · E-commerce BI", order=4,
                    download="orders")
@@ -79,14 +81,16 @@ def recommendation_card(name: str, currency: str) -> dbc.Card:
 )
 def show_recommendations(search: str | None, _db: str, *targets: Any) -> tuple:
     """The data behind each recommendation (recomputed when the filters or who is targeted change)."""
-    filters, _ = filters_of(search)
     chosen = {a.name: valid(a, value) for a, value in zip(TARGETS, targets, strict=True)}
-    try:
-        recommendations = service.run("recommendations", filters, **chosen)
-        # A forecast needs history: every month up to the period's end, whatever its start.
-        forecast = service.run("forecast", replace(filters, start=None, period=None))
-    except Exception as exc:  # noqa: BLE001 - a banner, and the page keeps working
-        return None, error_banner(exc), *("—" for _ in TITLES)
+    return page_view(search, lambda filters: recommendations_view(filters, chosen),
+                     failed=lambda banner: (None, banner, *("—" for _ in TITLES)))
+
+
+def recommendations_view(filters: Filters, chosen: dict[str, Any]) -> tuple:
+    """The recommendations' numbers (kept in the page for the projections), the forecast, the findings."""
+    recommendations = service.run("recommendations", filters, **chosen)
+    # A forecast needs history: every month up to the period's end, whatever its start.
+    forecast = service.run("forecast", replace(filters, start=None, period=None))
     findings = [recommendations[name]["finding"] for name in TITLES]
     return to_jsonable(recommendations), forecast_section(forecast, service.money_format()), *findings
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event
 
 from bi_app import analytics, service
-from bi_app.api import to_jsonable
+from bi_app.jsonable import to_jsonable
 from bi_app.context import current_engine, current_models
 from data_layer.bootstrap import load_demo_data
 from data_layer.cache import ResultCache

@@ -129,7 +129,7 @@ def test_the_service_answers_from_the_snapshot_once_it_is_built(db_url: str, app
 def test_default_and_drill_down_views_are_precomputed_into_the_snapshot(engine: Engine, tmp_path: Path) -> None:
     from bi_app.service import ANALYSES, precompute_default_views
     from data_layer.filters import default_period, period_dates
-    from bi_app.api import to_jsonable
+    from bi_app.jsonable import to_jsonable
     from data_layer.cache import result_key
 
     load_demo_data(engine, 400, 5, replace=True)

@@ -495,7 +495,7 @@ def test_the_unfiltered_view_is_answered_when_the_models_are_trained(demo, db_ur
     from sqlalchemy import event
 
     from bi_app import service
-    from bi_app.api import to_jsonable
+    from bi_app.jsonable import to_jsonable
     from bi_app.context import current_engine, current_models
     from data_layer.meta import data_version
 
@@ -535,7 +535,7 @@ def test_a_models_file_saved_before_answers_were_kept_still_serves(demo, db_url:
     import joblib
 
     from bi_app import service
-    from bi_app.api import to_jsonable
+    from bi_app.jsonable import to_jsonable
     from bi_app.context import CONFIG_KEY, MODELS_KEY, current_engine, current_models
     from data_layer.meta import data_version
 

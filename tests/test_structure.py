@@ -149,3 +149,21 @@ def test_every_filter_field_changes_the_cache_key_unless_said_not_to() -> None:
     for field in fields(Filters):
         other = replace(base, **{field.name: changed.get(field.name, ("x",))})
         assert (other.cache_key() == base.cache_key()) == (field.name in NOT_IN_ANSWERS), field.name
+
+
+def test_callbacks_are_thin() -> None:
+    """A callback reads its inputs and hands them to a plain function: at most 15 lines of body
+    (its docstring aside), unless a ``# long because ...`` comment on its ``def`` line says why."""
+    long = []
+    for path in sorted([*(ROOT / "pages").glob("*.py"), ROOT / "bi_app" / "shell.py"]):
+        source = path.read_text()
+        lines = source.splitlines()
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, ast.FunctionDef) or not any(
+                    isinstance(d, ast.Call) and getattr(d.func, "id", None) == "callback" for d in node.decorator_list):
+                continue
+            body = node.body[1:] if ast.get_docstring(node) else node.body
+            length = body[-1].end_lineno - body[0].lineno + 1 if body else 0
+            if length > 15 and "# long because" not in lines[node.lineno - 1]:
+                long.append(f"{path.name}:{node.lineno} {node.name} ({length} lines)")
+    assert long == []

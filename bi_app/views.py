@@ -1,0 +1,70 @@
+"""What the pages' callbacks share: the filters read from the URL with a banner on any failure, and
+the per-entity breakdown page (Segments, Regions)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import dash_bootstrap_components as dbc
+import pandas as pd
+import plotly.graph_objects as go
+
+from bi_app import service
+from bi_app.components import chart, empty_state, leader_laggard, section, table
+from bi_app.money import MoneyFormat
+from bi_app.shell import error_banner, filters_of
+from data_layer.filters import Filters
+
+T = TypeVar("T")
+
+
+def page_view(search: str | None, draw: Callable[[Filters], T],
+              failed: Callable[[dbc.Alert], T] = lambda banner: banner) -> T:
+    """``draw`` of the filters in the URL's query string; on any failure (the database down or slow,
+    a filter it cannot use) ``failed`` of a banner saying what went wrong, and the page keeps working."""
+    try:
+        filters, _notices = filters_of(search)  # the filter bar shows the notices
+        return draw(filters)
+    except Exception as exc:  # noqa: BLE001 - a banner, never a traceback
+        return failed(error_banner(exc))
+
+
+@dataclass(frozen=True)
+class BreakdownChart:
+    """One chart of a breakdown page: its graph id, Bootstrap column width, and figure of the frame."""
+
+    graph_id: str
+    width: int
+    figure: Callable[[pd.DataFrame, MoneyFormat], go.Figure]
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """A page of figures per value of one dimension: the analysis that answers it, the measure its
+    leader and laggard are named by, its charts and its table's formats."""
+
+    analysis: str
+    key: str
+    title: str
+    leader_measure: str
+    leader_label: str
+    charts: tuple[BreakdownChart, ...]
+    money: tuple[str, ...]
+    percent: tuple[str, ...] = ()
+    decimals: tuple[str, ...] = field(default=("satisfaction",))
+
+    def view(self, filters: Filters) -> Any:
+        """The page's content for ``filters``: callout, charts and table, or the empty state."""
+        frame = service.run(self.analysis, filters)
+        if frame.empty:
+            return empty_state()
+        money = service.money_format()
+        callout = leader_laggard(frame, self.key, self.leader_measure, self.leader_label,
+                                 f"{self.analysis}-callout", money)
+        charts = [dbc.Col(section(None, chart(one.graph_id, one.figure(frame, money))), lg=one.width,
+                          className="mb-3") for one in self.charts]
+        return [callout, dbc.Row(charts),
+                section(self.title, table(frame, table_id=f"{self.analysis}-table", money=self.money,
+                                          percent=self.percent, decimals=self.decimals, currency=money))]
