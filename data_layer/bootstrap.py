@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, inspect, select
 
 from data_layer.demo_data import END_DATE, START_DATE, generate_orders
+from data_layer.engine import run
 from data_layer.loader import LoadResult, load_orders
 from data_layer.queries import has_sales_data
 from data_layer.schema import SALES_TABLE, sales
@@ -31,7 +32,7 @@ def load_demo_data(
     if not replace:
         with engine.connect() as conn:
             if inspect(conn).has_table(SALES_TABLE):
-                first_order_number += conn.execute(select(func.count()).select_from(sales)).scalar_one()
+                first_order_number += run(conn, select(func.count()).select_from(sales)).scalar_one()
     return load_orders(
         engine,
         generate_orders(rows, seed, first_order_number=first_order_number),

@@ -53,7 +53,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool, StaticPool
 
-from data_layer.engine import describe_error, driver_connection, is_postgres
+from data_layer.engine import describe_error, driver_connection, is_postgres, run
 from data_layer.meta import (
     StoredFacts,
     changed_rows,
@@ -190,12 +190,12 @@ class ColumnarReplica:
         if keys is None:
             with engine.connect() as conn:
                 has_results = inspect(conn).has_table(RESULTS_TABLE)
-                keys = {k for (k,) in conn.execute(text(f"SELECT key FROM {RESULTS_TABLE}"))} if has_results else set()
+                keys = {k for (k,) in run(conn, text(f"SELECT key FROM {RESULTS_TABLE}"))} if has_results else set()
             self._precomputed_keys[version] = keys
         if key not in keys:
             return None
         with engine.connect() as conn:
-            row = conn.execute(text(f"SELECT payload FROM {RESULTS_TABLE} WHERE key = :key"), {"key": key}).first()
+            row = run(conn, text(f"SELECT payload FROM {RESULTS_TABLE} WHERE key = :key"), {"key": key}).first()
         return pickle.loads(row[0]) if row else None  # our own file, written by build()
 
     def _store_precomputed(self, partial: Path, version: str) -> None:

@@ -7,17 +7,21 @@ so no connection is shared across a fork.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import CursorResult, Executable, Row, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 _engines: dict[tuple[str, int, int, int], Engine] = {}
 _lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 class DatabaseError(RuntimeError):
@@ -95,6 +99,43 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBA
 
 def _sqlite_on_begin(conn) -> None:  # noqa: ANN001 - SQLAlchemy hook
     conn.exec_driver_sql("BEGIN")
+
+
+#: A read slower than this is logged at INFO with its time (every read at DEBUG).
+SLOW_READ_S = 1.0
+#: The most rows :func:`rows` hands over: a read past it is a runaway (a breakdown by a column with
+#: a value per line, say), refused before it fills the server's memory.
+ROW_CAP = 1_000_000
+
+
+class TooManyRowsError(ValueError):
+    """A read would hand over more rows than :data:`ROW_CAP`."""
+
+
+def run(conn: Connection, statement: Executable, parameters: Mapping[str, Any] | None = None) -> CursorResult:
+    """Execute the read ``statement`` on ``conn``: the one door the app's reads go through.
+
+    The statement timeout is the connection's (``BI_STATEMENT_TIMEOUT_MS``, set by :func:`make_engine`;
+    a columnar snapshot's reads are local); each read is timed for the logs."""
+    started = time.perf_counter()
+    result = conn.execute(statement, parameters)
+    log_read(conn, statement, time.perf_counter() - started)
+    return result
+
+
+def log_read(conn: Connection, statement: object, seconds: float) -> None:
+    """Log a read's time: at INFO past :data:`SLOW_READ_S`, else at DEBUG."""
+    level = logging.INFO if seconds >= SLOW_READ_S else logging.DEBUG
+    if log.isEnabledFor(level):
+        log.log(level, "read on %s in %.3f s: %s", conn.dialect.name, seconds, " ".join(str(statement).split())[:300])
+
+
+def rows(conn: Connection, statement: Executable, cap: int = ROW_CAP) -> Sequence[Row]:
+    """The rows of the read ``statement``; :class:`TooManyRowsError` past ``cap`` of them."""
+    fetched = run(conn, statement).fetchmany(cap + 1)
+    if len(fetched) > cap:
+        raise TooManyRowsError(f"the answer would have more than {cap:,} rows: narrow the filters")
+    return fetched
 
 
 def driver_connection(conn: Connection) -> Any:

@@ -6,7 +6,7 @@ from typing import TypedDict
 
 from sqlalchemy import Connection, Engine, func, inspect, select
 
-from data_layer.engine import safe_url
+from data_layer.engine import run, safe_url
 from data_layer.meta import read_meta
 from data_layer.schema import bi_metadata, sales
 from data_layer.summaries import daily
@@ -43,7 +43,7 @@ def table_row_counts(conn: Connection) -> dict[str, int | None]:
     """Rows in each of the app's tables; None for a table that does not exist."""
     existing = set(inspect(conn).get_table_names())
     return {
-        table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
+        table.name: run(conn, select(func.count()).select_from(table)).scalar_one()
         if table.name in existing
         else None
         for table in (sales, bi_metadata, daily)

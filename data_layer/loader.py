@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, MetaData, Numeric, String, delete, fu
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, DefaultClause, DropIndex
 
-from data_layer.engine import describe_error, driver_connection, is_postgres
+from data_layer.engine import describe_error, driver_connection, is_postgres, run
 from data_layer.meta import (
     change_fingerprint,
     count_multi_line_orders,
@@ -420,8 +420,8 @@ def orders_already_stored(conn: Connection, order_ids: Sequence[str], batch: int
     found = 0
     for start in range(0, len(order_ids), batch):
         part = list(order_ids[start:start + batch])
-        found += conn.execute(select(func.count(func.distinct(sales.c.order_id)))
-                              .where(sales.c.order_id.in_(part))).scalar_one()
+        found += run(conn, select(func.count(func.distinct(sales.c.order_id)))
+                     .where(sales.c.order_id.in_(part))).scalar_one()
     return found
 
 

@@ -1,6 +1,7 @@
 """The reads the analytics, the models and the exports make: each a function of a connection and
 :class:`~data_layer.filters.Filters` that returns rows, numbers or a DataFrame. The analytics keep
-only the pandas shaping and the statistics; every statement runs through :func:`run`.
+only the pandas shaping and the statistics; every statement runs through :func:`data_layer.engine.run`
+(reads that hand over a row per group through :func:`data_layer.engine.rows`, which refuses a runaway).
 
 Measures come from :func:`data_layer.summaries.order_source` (``bi_daily`` when it matches the
 data version, else the raw lines); distinct customers always from the lines.
@@ -8,8 +9,6 @@ data version, else the raw lines); distinct customers always from the lines.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
@@ -18,9 +17,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import (
     Connection,
-    CursorResult,
     Double,
-    Executable,
     FromClause,
     RowMapping,
     String,
@@ -33,6 +30,7 @@ from sqlalchemy import (
     type_coerce,
 )
 
+from data_layer.engine import rows, run
 from data_layer.filters import Filters, conditions
 from data_layer.queries import days_between, month_key, read_frame
 from data_layer.schema import sales
@@ -45,27 +43,8 @@ from data_layer.summaries import (
     pair_measure,
 )
 
-log = logging.getLogger(__name__)
-
-#: A read slower than this is logged at INFO with its time (all reads at DEBUG).
-SLOW_READ_S = 1.0
 #: The six sums a Pearson correlation is computed from.
 PAIR_TERMS = ("n", "sx", "sy", "sxx", "syy", "sxy")
-
-
-def run(conn: Connection, statement: Executable) -> CursorResult:
-    """Execute ``statement`` on ``conn``: the one door every read of the analytics goes through.
-
-    The statement timeout is the connection's (``BI_STATEMENT_TIMEOUT_MS``, set by
-    :func:`data_layer.engine.make_engine`); each read is timed for the logs."""
-    started = time.perf_counter()
-    result = conn.execute(statement)
-    seconds = time.perf_counter() - started
-    level = logging.INFO if seconds >= SLOW_READ_S else logging.DEBUG
-    if log.isEnabledFor(level):
-        log.log(level, "read on %s in %.3f s: %s", conn.dialect.name, seconds,
-                " ".join(str(statement).split())[:300])
-    return result
 
 
 def totals(conn: Connection, filters: Filters, names: Sequence[str]) -> RowMapping:
@@ -77,16 +56,15 @@ def totals_by(conn: Connection, filters: Filters, names: Sequence[str], by: Sequ
     """The named measures per value of the ``by`` columns (one row per combination)."""
     source = order_source(conn)
     keys = tuple(source.column(name) for name in by)
-    rows = run(conn, source.select(filters, *names, by=keys)).mappings().all()
-    return pd.DataFrame(rows, columns=[*by, *names])
+    return pd.DataFrame(rows(conn, source.select(filters, *names, by=keys)), columns=[*by, *names])
 
 
 def monthly_totals(conn: Connection, filters: Filters, names: Sequence[str]) -> pd.DataFrame:
     """The named measures per month (``month``: YYYY-MM), in month order."""
     source = order_source(conn)
     month = month_key(conn, source.column("order_date")).label("month")
-    rows = run(conn, source.select(filters, *names, by=(month,)).order_by(month)).all()
-    return pd.DataFrame(rows, columns=["month", *names])
+    return pd.DataFrame(rows(conn, source.select(filters, *names, by=(month,)).order_by(month)),
+                        columns=["month", *names])
 
 
 def customer_count(conn: Connection, filters: Filters) -> int:
@@ -96,7 +74,7 @@ def customer_count(conn: Connection, filters: Filters) -> int:
 
 def customer_counts_by(conn: Connection, filters: Filters, column: str) -> pd.DataFrame:
     """Distinct customers per value of ``column``: columns ``column`` and ``customers``."""
-    return pd.DataFrame(run(conn, distinct_customers(conn, filters, by=column)).all(), columns=[column, "customers"])
+    return pd.DataFrame(rows(conn, distinct_customers(conn, filters, by=column)), columns=[column, "customers"])
 
 
 def line_count(conn: Connection) -> int:
@@ -217,11 +195,11 @@ def cohort_activity(conn: Connection, filters: Filters) -> pd.DataFrame:
     firsts = (select(sales.c.customer_id, func.min(month).label("cohort"))
               .where(where).group_by(sales.c.customer_id).subquery())
     active_month = month.label("active_month")
-    rows = run(conn, select(firsts.c.cohort, active_month,
-                            func.count(func.distinct(sales.c.customer_id)).label("customers"))
-               .select_from(sales.join(firsts, firsts.c.customer_id == sales.c.customer_id))
-               .where(where).group_by(firsts.c.cohort, active_month)).all()
-    return pd.DataFrame(rows, columns=["cohort", "active_month", "customers"])
+    activity = rows(conn, select(firsts.c.cohort, active_month,
+                                 func.count(func.distinct(sales.c.customer_id)).label("customers"))
+                    .select_from(sales.join(firsts, firsts.c.customer_id == sales.c.customer_id))
+                    .where(where).group_by(firsts.c.cohort, active_month))
+    return pd.DataFrame(activity, columns=["cohort", "active_month", "customers"])
 
 
 def customers_with_an_order(conn: Connection, filters: Filters) -> set[str]:
@@ -239,17 +217,17 @@ def customer_aggregates(conn: Connection, filters: Filters) -> pd.DataFrame:
     """One row per matching customer (sorted by customer id): the aggregates of
     :data:`data_layer.summaries.CUSTOMER_AGGREGATES`, sums as floats and the first and last order
     dates as the stored text (on SQLite a table other tools wrote may hold timestamps there)."""
-    rows = customer_rows(conn, filters).subquery()
+    per_customer = customer_rows(conn, filters).subquery()
     query = select(*[cast(column, Double).label(column.name) if column.name in _CUSTOMER_SUMS
                      else type_coerce(column, String).label(column.name) if column.name in _CUSTOMER_DATES
-                     else column for column in rows.c]).order_by(rows.c.customer_id)
+                     else column for column in per_customer.c]).order_by(per_customer.c.customer_id)
     return read_frame(conn, query)
 
 
 def customer_revenue(conn: Connection, filters: Filters) -> pd.DataFrame:
     """Each matching customer's net revenue: columns ``customer_id`` and ``revenue`` (float)."""
-    rows = customer_rows(conn, filters).subquery()
-    return read_frame(conn, select(rows.c.customer_id, cast(rows.c.revenue, Double).label("revenue")))
+    per_customer = customer_rows(conn, filters).subquery()
+    return read_frame(conn, select(per_customer.c.customer_id, cast(per_customer.c.revenue, Double).label("revenue")))
 
 
 def discount_numbers(conn: Connection, filters: Filters) -> RowMapping:

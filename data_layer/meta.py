@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, Integer, Numeric, delete, func, insert, inspect, literal, select, text
 
+from data_layer.engine import run
 from data_layer.schema import (
     LINE_COLUMNS,
     METADATA_TABLE,
@@ -37,7 +38,7 @@ def read_meta(conn: Connection) -> dict[str, str]:
     if not inspect(conn).has_table(METADATA_TABLE):
         values: dict[str, str] = {}
     else:
-        values = {key: value for key, value in conn.execute(select(bi_metadata.c.key, bi_metadata.c.value))}
+        values = {key: value for key, value in run(conn, select(bi_metadata.c.key, bi_metadata.c.value))}
     conn.info[_MEMO_KEY] = (conn, values)
     return values
 
@@ -118,7 +119,7 @@ def change_fingerprint(conn: Connection, *, pending: bool = False) -> str | None
         if pending and (conn.dialect.server_version_info or (0,)) >= (15,):
             # The server then publishes this transaction's counts as it commits, not up to 10 s later.
             conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-        row = conn.execute(text(
+        row = run(conn, text(
             f"SELECT c.relfilenode, s.n_tup_ins {own[0]}, s.n_tup_upd {own[1]}, s.n_tup_del {own[2]} "
             "FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid "
             "LEFT JOIN pg_stat_xact_user_tables x ON x.relid = c.oid WHERE c.oid = to_regclass(:table)"
@@ -128,7 +129,7 @@ def change_fingerprint(conn: Connection, *, pending: bool = False) -> str | None
         tables = inspect(conn)
         if not tables.has_table(CHANGES_TABLE):
             return _file_fingerprint(conn.engine.url.database) if tables.has_table(SALES_TABLE) else None
-        return str(conn.execute(text(f"SELECT changes FROM {CHANGES_TABLE}")).scalar_one())
+        return str(run(conn, text(f"SELECT changes FROM {CHANGES_TABLE}")).scalar_one())
     return None
 
 
@@ -170,7 +171,7 @@ def changed_rows(conn: Connection, *, fresh: bool = False) -> int | None:
         with _fingerprints_lock:
             counted = _file_rows.get(database)
         if counted is None or counted[0] != fingerprint:
-            counted = (fingerprint, conn.execute(text(f"SELECT count(*) FROM {SALES_TABLE}")).scalar_one())
+            counted = (fingerprint, run(conn, text(f"SELECT count(*) FROM {SALES_TABLE}")).scalar_one())
             with _fingerprints_lock:
                 _file_rows[database] = counted
         return counted[1]
@@ -262,7 +263,7 @@ def scan_stored_lines(conn: Connection, *, ledger: bool) -> StoredFacts:
     """
     c = sales.c
     others = func.count().filter((c.line_type != "sale") | (c.refunded_amount != 0)) if ledger else literal(0)
-    row = conn.execute(select(
+    row = run(conn, select(
         func.count(c.satisfaction_rating).label("satisfaction_rating"),
         func.count(c.customer_id).label("customer_id"),
         *[func.count().filter(c[name] != "Unknown").label(name) for name in ("region", "customer_segment", "category")],
@@ -280,4 +281,4 @@ def scan_stored_lines(conn: Connection, *, ledger: bool) -> StoredFacts:
 def count_multi_line_orders(conn: Connection) -> int:
     """How many orders have more than one line."""
     several = select(sales.c.order_id).group_by(sales.c.order_id).having(func.count() > 1).subquery()
-    return conn.execute(select(func.count()).select_from(several)).scalar_one()
+    return run(conn, select(func.count()).select_from(several)).scalar_one()

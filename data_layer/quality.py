@@ -11,6 +11,7 @@ from datetime import date
 import pandas as pd
 from sqlalchemy import Connection, String, func, inspect, literal, or_, select, type_coerce
 
+from data_layer.engine import run
 from data_layer.schema import CRITICAL_COLUMNS, SALES_TABLE, sales
 
 #: Money columns are DECIMAL(10,2): anything beyond half a cent is a real error.
@@ -94,7 +95,7 @@ def quality_report(
         "dates": count_where(or_(c.order_date < lo, c.order_date >= hi)),
     }
     query = select(*[_label(name, expr) for name, expr in measures.items()])
-    row = conn.execute(query).mappings().one()
+    row = run(conn, query).mappings().one()
 
     checks = [
         Check(f"no NULL {name}", int(row[f"null_{name}"]), f"{name} is NULL")

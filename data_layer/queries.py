@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import date
 
@@ -9,7 +10,7 @@ import pandas as pd
 from sqlalchemy import Connection, Date, Select, String, cast, func, inspect, select, type_coerce
 from sqlalchemy.sql import ColumnElement
 
-from data_layer.engine import driver_connection
+from data_layer.engine import driver_connection, log_read, run
 from data_layer.filters import Filters, conditions
 from data_layer.meta import stored_columns
 from data_layer.quality import as_date
@@ -25,23 +26,26 @@ def read_frame(conn: Connection, query: Select) -> pd.DataFrame:
     DECIMAL columns then arrive as floats, DATE columns as datetimes.
     """
     if conn.dialect.name != "duckdb":
-        return pd.DataFrame(conn.execute(query).mappings().all(), columns=list(query.selected_columns.keys()))
+        return pd.DataFrame(run(conn, query).all(), columns=list(query.selected_columns.keys()))
     compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     parameters = [compiled.params[name] for name in compiled.positiontup or ()]
-    return driver_connection(conn).execute(compiled.string, parameters).df()
+    started = time.perf_counter()
+    frame = driver_connection(conn).execute(compiled.string, parameters).df()
+    log_read(conn, compiled.string, time.perf_counter() - started)
+    return frame
 
 
 def has_sales_data(conn: Connection) -> bool:
     """True when the sales table exists and holds at least one row."""
     if not inspect(conn).has_table(SALES_TABLE):
         return False
-    return conn.execute(select(sales.c.order_id).limit(1)).first() is not None
+    return run(conn, select(sales.c.order_id).limit(1)).first() is not None
 
 
 def date_bounds(conn: Connection, source: OrderSource, filters: Filters) -> tuple[date | None, date | None]:
     """First and last order date under ``filters`` (None, None when nothing matches)."""
     column = source.column("order_date")
-    row = conn.execute(
+    row = run(conn,
         select(
             type_coerce(func.min(column), String).label("lo"),
             type_coerce(func.max(column), String).label("hi"),
@@ -85,11 +89,11 @@ def orders_page(
                 for name, descending in sort if name in stored]
     key = [sales.c[name] for name in ("order_id", "line_number") if name in stored]
     limit = max(0, min(limit, MAX_PAGE_ROWS))
-    rows = conn.execute(
+    page = run(conn,
         select(*[sales.c[name] for name in stored]).where(conditions(filters, sales)).order_by(*order_by, *key)
         .offset(max(0, offset)).limit(limit)
     ).mappings().all()
     source = order_source(conn)
-    total = conn.execute(source.select(filters, "lines")).scalar_one()
-    return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} for row in rows], int(total)
+    total = run(conn, source.select(filters, "lines")).scalar_one()
+    return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} for row in page], int(total)
 

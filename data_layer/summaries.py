@@ -55,6 +55,7 @@ from sqlalchemy import (
     true,
 )
 
+from data_layer.engine import run
 from data_layer.filters import LIST_PARAMETERS, Filters, conditions
 from data_layer.meta import (
     StoredFacts,
@@ -416,7 +417,7 @@ def dimension_values(conn: Connection, source: OrderSource) -> dict[str, list[st
     wide summary table cost as much as the whole).
     """
     columns = [source.column(column_name) for _name, column_name in LIST_PARAMETERS.values()]
-    combinations = conn.execute(select(*columns).group_by(*columns)).all()
+    combinations = run(conn, select(*columns).group_by(*columns)).all()
     return {parameter: sorted({str(row[i]) for row in combinations if row[i] is not None})
             for i, parameter in enumerate(LIST_PARAMETERS)}
 

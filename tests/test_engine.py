@@ -57,3 +57,24 @@ def test_sslmode_require_url_works(postgres_schema_url: str, postgres_admin) -> 
         assert conn.execute(text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).scalar_one()
         assert kpis(conn, Filters())["orders"]["value"] == 100
     engine.dispose()
+
+
+def test_rows_refuses_a_read_past_its_cap_and_run_logs_slow_reads(db_url: str, caplog, monkeypatch) -> None:  # noqa: ANN001
+    import logging
+
+    from sqlalchemy import select, union_all, literal
+
+    from data_layer import engine as engine_module
+    from data_layer.engine import TooManyRowsError, rows, run
+
+    engine = make_engine(db_url)
+    five = union_all(*[select(literal(i).label("n")) for i in range(5)])
+    with engine.connect() as conn:
+        assert sorted(n for (n,) in rows(conn, five, cap=5)) == [0, 1, 2, 3, 4]
+        with pytest.raises(TooManyRowsError, match="more than 4 rows"):
+            rows(conn, five, cap=4)
+        monkeypatch.setattr(engine_module, "SLOW_READ_S", 0.0)  # every read is slow: logged at INFO
+        with caplog.at_level(logging.INFO, logger="data_layer.engine"):
+            assert run(conn, select(literal(7))).scalar_one() == 7
+        assert any("read on" in record.message and "SELECT" in record.message for record in caplog.records)
+    engine.dispose()

@@ -167,3 +167,29 @@ def test_callbacks_are_thin() -> None:
             if length > 15 and "# long because" not in lines[node.lineno - 1]:
                 long.append(f"{path.name}:{node.lineno} {node.name} ({length} lines)")
     assert long == []
+
+
+#: Where the data layer may call ``execute`` itself: ``run`` (every read goes through it) and the
+#: writes and batch copies (loads, summary rebuilds, metadata writes, snapshot builds).
+DIRECT_EXECUTE = {
+    "engine.run", "engine.ping", "engine._sqlite_on_connect", "meta.write_meta", "summaries.fill_summary",
+    "summaries._fill_daily", "loader._add_line_numbers", "loader._load_lines", "loader._merge_staged",
+    "loader._store_summary", "columnar.ColumnarReplica._store_precomputed", "columnar.build_snapshot",
+    "columnar._export_orders", "columnar.LoadSummary._copy", "columnar.LoadSummary._start",
+    "queries.read_frame",  # DuckDB's own columnar result, timed and logged as run does
+}
+
+
+def test_every_read_of_the_data_layer_goes_through_run() -> None:
+    found = []
+    for path in sorted((ROOT / "data_layer").glob("*.py")):
+        def visit(node: ast.AST, where: str) -> None:
+            for child in ast.iter_child_nodes(node):
+                calls = isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute)
+                if calls and child.func.attr == "execute":
+                    found.append(where)
+                named = isinstance(child, (ast.FunctionDef, ast.ClassDef))
+                visit(child, f"{where}.{child.name}" if named else where)
+
+        visit(ast.parse(path.read_text()), path.stem)
+    assert sorted(set(found) - DIRECT_EXECUTE) == []
