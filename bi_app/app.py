@@ -18,10 +18,12 @@ from bi_app import service, shell
 from bi_app.api import api
 from bi_app.config import Config, engine_for
 from bi_app.context import (
-    ANSWER_KEY,
     CACHE_KEY,
     CONFIG_KEY,
-    PRECOMPUTE_KEY,
+    MODELS_KEY,
+    REPLICAS_KEY,
+    ModelStores,
+    Replicas,
     current_config,
     current_replica,
 )
@@ -65,9 +67,8 @@ def create_app(config: Config | None = None) -> dash.Dash:
         "{%css%}", f'{{%css%}}\n        <script async src="{PLOTLY_PATH}"></script>', 1)
     app.server.config[CONFIG_KEY] = config
     app.server.config[CACHE_KEY] = ResultCache.from_url(config.cache_url)
-    # What the snapshots and the model store precompute, made on first use by bi_app.context.
-    app.server.config[PRECOMPUTE_KEY] = service.precompute_default_views
-    app.server.config[ANSWER_KEY] = service.answer_default_view
+    app.server.config[REPLICAS_KEY] = Replicas(service.precompute_default_views)
+    app.server.config[MODELS_KEY] = ModelStores(service.answer_default_view)
     app.server.register_blueprint(api)
     app.server.register_blueprint(exports)
     _register_pages()

@@ -1,9 +1,10 @@
 """The running app's config and engine, for pages and routes inside a request.
 
-The columnar replica and the model store of the app's database are made on first use (a test
-may point the app at another database); what they precompute comes from the service, handed
-over by the app factory (:data:`PRECOMPUTE_KEY`, :data:`ANSWER_KEY`) rather than imported: the
-service reads this module.
+The app factory (:func:`bi_app.app.create_app`, the composition root) builds the app's parts:
+its config, result cache, and the registries of its columnar replicas (:class:`Replicas`) and
+model stores (:class:`ModelStores`), which it gives the service's precomputations (this module
+never imports the service: the service reads it). A registry makes the replica or store of a
+database on first use, one per database URL, so a test may point the app at another database.
 """
 
 from __future__ import annotations
@@ -36,12 +37,45 @@ CACHE_KEY = "BI_CACHE"
 REPLICAS_KEY = "BI_REPLICAS"
 MODELS_KEY = "BI_MODELS"
 #: The service's precomputation of the default views into a snapshot: (snapshot, version, period) -> answers.
-PRECOMPUTE_KEY = "BI_PRECOMPUTE"
-#: The service's answers of the unfiltered view saved with the models: (engine, models) -> answers.
-ANSWER_KEY = "BI_ANSWER_DEFAULT_VIEW"
 Precompute = Callable[..., dict[str, Any]]
-_replica_lock = threading.Lock()
 log = logging.getLogger(__name__)
+
+
+class Replicas:
+    """The columnar replicas of the databases an app reads, one per database URL, made on first use;
+    ``precompute`` (:func:`bi_app.service.precompute_default_views`) answers the default views into each."""
+
+    def __init__(self, precompute: Precompute) -> None:
+        self.precompute = precompute
+        self.made: dict[str, ColumnarReplica] = {}
+        self._lock = threading.Lock()
+
+    def for_config(self, config: Config) -> ColumnarReplica | None:
+        """The replica of ``config``'s database; None when ``BI_COLUMNAR=0``."""
+        if not config.columnar:
+            return None
+        with self._lock:
+            if config.database_url not in self.made:
+                self.made[config.database_url] = replica_for(config, self.precompute, build_in_subprocess=True)
+            return self.made[config.database_url]
+
+
+class ModelStores:
+    """The trained-model stores of the databases an app reads, one per database URL, made on first use;
+    ``answer`` (:func:`bi_app.service.answer_default_view`) answers the unfiltered view with each training."""
+
+    def __init__(self, answer: Callable[[Engine, TrainedModels], dict[str, Any]]) -> None:
+        self.answer = answer
+        self.made: dict[str, ModelStore] = {}
+        self._lock = threading.Lock()
+
+    def for_config(self, config: Config) -> ModelStore:
+        from bi_app.ml.models import ModelStore
+
+        with self._lock:
+            if config.database_url not in self.made:
+                self.made[config.database_url] = ModelStore(models_folder(config), self.answer)
+            return self.made[config.database_url]
 
 
 def current_config() -> Config:
@@ -61,16 +95,7 @@ def current_cache() -> ResultCache:
 
 def current_replica() -> ColumnarReplica | None:
     """The columnar snapshots of the current database (None when BI_COLUMNAR=0)."""
-    config = current_config()
-    if not config.columnar:
-        return None
-    replicas: dict[str, ColumnarReplica] = current_app.config.setdefault(REPLICAS_KEY, {})
-    with _replica_lock:
-        replica = replicas.get(config.database_url)
-        if replica is None:
-            replica = replica_for(config, current_app.config[PRECOMPUTE_KEY], build_in_subprocess=True)
-            replicas[config.database_url] = replica
-        return replica
+    return current_app.config[REPLICAS_KEY].for_config(current_config())
 
 
 def current_models(conn: Connection, version: str | None, models_version: str | None) -> TrainedModels:
@@ -106,15 +131,7 @@ def stored_models(models_version: str | None) -> TrainedModels | None:
 
 
 def _model_store() -> ModelStore:
-    from bi_app.ml.models import ModelStore
-
-    config = current_config()
-    stores: dict[str, ModelStore] = current_app.config.setdefault(MODELS_KEY, {})
-    with _replica_lock:
-        store = stores.get(config.database_url)
-        if store is None:
-            store = stores[config.database_url] = ModelStore(models_folder(config), current_app.config[ANSWER_KEY])
-        return store
+    return current_app.config[MODELS_KEY].for_config(current_config())
 
 
 def start_training(config: Config) -> None:

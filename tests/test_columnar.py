@@ -256,7 +256,7 @@ def test_a_failed_build_is_retried_later_logged_once_and_shown_in_healthz(
     config = app.server.config["BI_CONFIG"]
     monkeypatch.setitem(app.server.config, "BI_CONFIG", replace(config, database_url=engine.url.render_as_string(
         hide_password=False), embedded=False, columnar=True))
-    monkeypatch.setitem(app.server.config, REPLICAS_KEY, {engine.url.render_as_string(hide_password=False): replica})
+    monkeypatch.setattr(app.server.config[REPLICAS_KEY], "made", {engine.url.render_as_string(hide_password=False): replica})
     health = client.get("/healthz").get_json()
     assert health["columnar"] == "failed" and health["columnar_error"] == "Error: no space left on device"
 

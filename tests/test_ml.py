@@ -545,7 +545,7 @@ def test_a_models_file_saved_before_answers_were_kept_still_serves(demo, db_url:
         with current_engine().connect() as conn:
             version = data_version(conn)
             current_models(conn, version, version)
-        store = app.server.config[MODELS_KEY][db_url]
+        store = app.server.config[MODELS_KEY].made[db_url]
         older = joblib.load(store.path(version))
         del older.answers
         joblib.dump(older, store.path(version))
