@@ -23,6 +23,17 @@ from data_layer.info import database_info
 from data_layer.loader import LoadError, LoadResult
 from data_layer.meta import changed_rows, data_version, stamped_version
 from data_layer.quality import QualityReport, quality_report
+from data_layer.users import (
+    ROLES,
+    User,
+    UserError,
+    add_user,
+    list_users,
+    remove_user,
+    set_password,
+    set_regions,
+    set_role,
+)
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -34,7 +45,7 @@ def one_line_errors(func: F) -> F:
     def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         try:
             return func(*args, **kwargs)
-        except (ConfigError, DatabaseError, LoadError, FileImportError) as exc:
+        except (ConfigError, DatabaseError, LoadError, FileImportError, UserError) as exc:
             raise click.ClickException(str(exc)) from None
         except SQLAlchemyError as exc:
             url = _config_or_none()
@@ -347,6 +358,89 @@ def _run_gunicorn(wsgi_app, *, host: str, port: int, workers: int, threads: int)
             return wsgi_app
 
     _Server().run()
+
+
+def _read_password(prompt: str = "Password") -> str:
+    """A password typed at a prompt (twice, not shown), or the first line of standard input when it
+    is not a terminal: never a command-line argument, which other users of the machine can read."""
+    if sys.stdin.isatty():
+        return click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _described(user: User) -> str:
+    return f"{user.name} ({user.role}; {', '.join(user.regions) if user.regions else 'every region'})"
+
+
+@main.group()
+def users() -> None:
+    """The people who may sign in, their roles and regions (sign-in is on when BI_SECRET_KEY is set)."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="viewer, analyst or admin.")
+@click.option("--region", "regions", multiple=True, help="A region the user may see (repeat it; none: every region).")
+@one_line_errors
+def users_add(name: str, role: str, regions: tuple[str, ...]) -> None:
+    """Add a user; the password is asked for (or read from standard input)."""
+    password = _read_password()
+    with engine_for(Config.from_env()).begin() as conn:
+        user = add_user(conn, name, role, password, regions)
+    click.echo(f"Added {_described(user)}.")
+
+
+@users.command("remove")
+@click.argument("name")
+@one_line_errors
+def users_remove(name: str) -> None:
+    """Remove a user."""
+    with engine_for(Config.from_env()).begin() as conn:
+        remove_user(conn, name)
+    click.echo(f"Removed {name}.")
+
+
+@users.command("list")
+@one_line_errors
+def users_list() -> None:
+    """Every user, with role and regions."""
+    with engine_for(Config.from_env()).connect() as conn:
+        found = list_users(conn)
+    for user in found:
+        click.echo(_described(user))
+    if not found:
+        click.echo("No users yet: add one with bi-app users add NAME --role admin.")
+
+
+@users.command("set-role")
+@click.argument("name")
+@click.argument("role", type=click.Choice(ROLES))
+@one_line_errors
+def users_set_role(name: str, role: str) -> None:
+    """Give a user another role."""
+    with engine_for(Config.from_env()).begin() as conn:
+        click.echo(f"Now {_described(set_role(conn, name, role))}.")
+
+
+@users.command("set-regions")
+@click.argument("name")
+@click.option("--region", "regions", multiple=True, help="A region the user may see (repeat it; none: every region).")
+@one_line_errors
+def users_set_regions(name: str, regions: tuple[str, ...]) -> None:
+    """Limit a user to some regions (no --region: every region)."""
+    with engine_for(Config.from_env()).begin() as conn:
+        click.echo(f"Now {_described(set_regions(conn, name, regions))}.")
+
+
+@users.command("set-password")
+@click.argument("name")
+@one_line_errors
+def users_set_password(name: str) -> None:
+    """Give a user a new password (asked for, or read from standard input)."""
+    password = _read_password("New password")
+    with engine_for(Config.from_env()).begin() as conn:
+        set_password(conn, name, password)
+    click.echo(f"Password of {name} changed.")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -177,6 +177,7 @@ DIRECT_EXECUTE = {
     "loader._store_summary", "columnar.ColumnarReplica._store_precomputed", "columnar.build_snapshot",
     "columnar._export_orders", "columnar.LoadSummary._copy", "columnar.LoadSummary._start",
     "queries.read_frame",  # DuckDB's own columnar result, timed and logged as run does
+    "users.add_user", "users.remove_user", "users.set_role", "users.set_regions", "users.set_password",
 }
 
 

@@ -1,0 +1,107 @@
+"""Users: stored hashed, roles and regions checked, managed from the command line; SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, select
+
+from bi_app.cli import main
+from data_layer.users import (
+    ROLES,
+    User,
+    UserError,
+    add_user,
+    authenticate,
+    find_user,
+    list_users,
+    remove_user,
+    set_password,
+    set_regions,
+    set_role,
+    users,
+)
+
+PASSWORD = "correct horse battery"
+
+
+def test_a_user_signs_in_with_their_password_only(engine: Engine) -> None:
+    with engine.begin() as conn:
+        added = add_user(conn, "ana", "analyst", PASSWORD, ["North", " East ", "North"])
+    assert added == User("ana", "analyst", ("East", "North"))
+    with engine.connect() as conn:
+        assert authenticate(conn, "ana", PASSWORD) == added
+        assert authenticate(conn, "ana", PASSWORD + "!") is None
+        assert authenticate(conn, "bob", PASSWORD) is None
+        stored = conn.execute(select(users.c.password_hash)).scalar_one()
+    assert PASSWORD not in stored and stored.startswith("scrypt:")
+
+
+def test_no_user_table_means_nobody_signs_in(engine: Engine) -> None:
+    with engine.connect() as conn:
+        assert authenticate(conn, "ana", PASSWORD) is None
+        assert list_users(conn) == [] and find_user(conn, "ana") is None
+
+
+@pytest.mark.parametrize(("name", "role", "password", "message"), [
+    ("ana", "owner", PASSWORD, "role must be one of viewer, analyst, admin"),
+    ("ana", "viewer", "short", "at least 8 characters"),
+    ("two words", "viewer", PASSWORD, "without spaces"),
+    ("", "viewer", PASSWORD, "1 to 64 characters"),
+])
+def test_bad_users_are_refused_with_the_reason(engine: Engine, name: str, role: str, password: str,
+                                                message: str) -> None:
+    with engine.begin() as conn, pytest.raises(UserError, match=message):
+        add_user(conn, name, role, password)
+    with engine.connect() as conn:
+        assert list_users(conn) == []
+
+
+def test_users_are_changed_and_removed(engine: Engine) -> None:
+    with engine.begin() as conn:
+        add_user(conn, "zoe", "viewer", PASSWORD)
+        add_user(conn, "ana", "admin", PASSWORD, ["West"])
+        with pytest.raises(UserError, match="exists already"):
+            add_user(conn, "ana", "viewer", PASSWORD)
+        assert set_role(conn, "zoe", "analyst").role == "analyst"
+        assert set_regions(conn, "zoe", ["South"]).regions == ("South",)
+        assert set_regions(conn, "ana", []).regions == ()
+        set_password(conn, "zoe", "another long one")
+    with engine.connect() as conn:
+        assert [user.name for user in list_users(conn)] == ["ana", "zoe"]
+        assert authenticate(conn, "zoe", PASSWORD) is None
+        assert authenticate(conn, "zoe", "another long one") == User("zoe", "analyst", ("South",))
+    with engine.begin() as conn:
+        remove_user(conn, "zoe")
+        with pytest.raises(UserError, match="no user named 'zoe'"):
+            remove_user(conn, "zoe")
+    with engine.connect() as conn:
+        assert [user.name for user in list_users(conn)] == ["ana"]
+
+
+def test_roles_rank_viewer_analyst_admin() -> None:
+    assert ROLES == ("viewer", "analyst", "admin")
+    analyst = User("ana", "analyst", ())
+    assert analyst.may("viewer") and analyst.may("analyst") and not analyst.may("admin")
+
+
+def test_users_are_managed_from_the_command_line_and_passwords_never_echoed(db_url: str) -> None:
+    env = {"BI_DATABASE_URL": db_url}
+    runner = CliRunner()
+    added = runner.invoke(main, ["users", "add", "ana", "--role", "analyst", "--region", "North"],
+                          input=PASSWORD + "\n", env=env)
+    assert added.exit_code == 0, added.output
+    assert added.output.strip() == "Added ana (analyst; North)." and PASSWORD not in added.output
+    again = runner.invoke(main, ["users", "add", "ana", "--role", "viewer"], input=PASSWORD + "\n", env=env)
+    assert again.exit_code == 1 and again.output.strip() == "Error: a user named 'ana' exists already"
+    assert runner.invoke(main, ["users", "set-role", "ana", "admin"], env=env).output.strip() == \
+        "Now ana (admin; North)."
+    assert runner.invoke(main, ["users", "set-regions", "ana"], env=env).output.strip() == \
+        "Now ana (admin; every region)."
+    changed = runner.invoke(main, ["users", "set-password", "ana"], input="a new password\n", env=env)
+    assert changed.exit_code == 0 and "a new password" not in changed.output
+    assert runner.invoke(main, ["users", "list"], env=env).output.strip() == "ana (admin; every region)"
+    assert runner.invoke(main, ["users", "remove", "ana"], env=env).exit_code == 0
+    assert "No users yet" in runner.invoke(main, ["users", "list"], env=env).output
+    missing = runner.invoke(main, ["users", "remove", "ana"], env=env)
+    assert missing.exit_code == 1 and missing.output.strip() == "Error: no user named 'ana'"
