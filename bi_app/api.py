@@ -43,7 +43,8 @@ def analysis(name: str) -> Response | tuple[Response, int]:
         filters, parameters = service.parse_request(request.args.to_dict(flat=False), spec.parameters)
         result = service.run(name, filters, **parameters)
     except FilterError as exc:
-        return error_response(400, "bad_parameter", exc.message, parameter=exc.parameter)
+        return error_response(exc.status, "bad_parameter" if exc.status == 400 else "forbidden", exc.message,
+                              parameter=exc.parameter)
     except SQLAlchemyError as exc:
         log.warning("API %s: database error: %s", name, describe_error(exc))
         return error_response(503, "database_unavailable", describe_error(exc))

@@ -56,7 +56,8 @@ _SCALES = {c.name: c.type.scale for c in sales.columns if isinstance(c.type, Num
 
 @exports.errorhandler(FilterError)
 def _bad_filter(exc: FilterError):  # noqa: ANN202
-    return error_response(400, "bad_parameter", exc.message, parameter=exc.parameter)
+    return error_response(exc.status, "bad_parameter" if exc.status == 400 else "forbidden", exc.message,
+                          parameter=exc.parameter)
 
 
 @exports.errorhandler(SQLAlchemyError)

@@ -133,16 +133,18 @@ ANALYSES: dict[str, Analysis] = {
 
 
 def parse_request(
-    query: Mapping[str, Iterable[str]], parameters: tuple[Parameter, ...] = ()
+    query: Mapping[str, Iterable[str]], parameters: tuple[Parameter, ...] = (), scope: Iterable[str] = ()
 ) -> tuple[Filters, dict[str, int]]:
-    """Filters and analysis parameters from query parameters; :class:`FilterError` when one is bad."""
+    """Filters and analysis parameters from query parameters, within the viewer's ``scope`` (regions;
+    empty: every region): the one parse of user-facing filters that pages, API and exports share.
+    :class:`FilterError` when a parameter is bad, :class:`OutOfScopeError` for a region outside the scope."""
     values = {name: list(v) if not isinstance(v, str) else [v] for name, v in query.items()}
     chosen: dict[str, int] = {}
     for parameter in parameters:
         raw = values.pop(parameter.name, None)
         chosen[parameter.name] = _parse_int(parameter, raw) if raw else parameter.default
     filters = parse_filters(values, known_values=known_values(),
-                            data_dates=data_dates() if "period" in values else (None, None))
+                            data_dates=data_dates() if "period" in values else (None, None), scope=scope)
     return filters, chosen
 
 
@@ -232,8 +234,15 @@ def money_format() -> MoneyFormat:
         return MoneyFormat(config.currency, config.locale)
 
 
-def known_values() -> dict[str, list[str]]:
-    """The regions, segments, categories and products in the data (cached per data version)."""
+def known_values(scope: Iterable[str] = ()) -> dict[str, list[str]]:
+    """The regions, segments, categories and products in the data (cached per data version); with a
+    ``scope``, only its regions."""
+    values = _known_values()
+    allowed = set(scope)
+    return {**values, "region": [r for r in values.get("region", []) if r in allowed]} if allowed else values
+
+
+def _known_values() -> dict[str, list[str]]:
     with current_engine().connect() as conn:
         version = data_version(conn)
         key = result_key("dimension_values", version)
@@ -339,13 +348,13 @@ def answer_default_view(engine: Engine, models: TrainedModels) -> dict[str, Any]
     return answers
 
 
-def parse_leniently(query: Mapping[str, Iterable[str]]) -> tuple[Filters, list[str]]:
+def parse_leniently(query: Mapping[str, Iterable[str]], scope: Iterable[str] = ()) -> tuple[Filters, list[str]]:
     """Like :func:`parse_request` for pages: drop each bad parameter, say why, keep the rest."""
     values = {name: list(v) if not isinstance(v, str) else [v] for name, v in query.items()}
     notices: list[str] = []
     for _ in range(len(values) + 1):
         try:
-            filters, _parameters = parse_request(values)
+            filters, _parameters = parse_request(values, scope=scope)
             return filters, notices
         except FilterError as exc:
             notices.append(f"{exc.parameter}: {exc.message}")

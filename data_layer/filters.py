@@ -59,10 +59,19 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 class FilterError(ValueError):
     """A query parameter that cannot be used; ``parameter`` names it."""
 
+    #: The HTTP status an API or export answers it with.
+    status = 400
+
     def __init__(self, parameter: str, message: str) -> None:
         super().__init__(f"{parameter}: {message}")
         self.parameter = parameter
         self.message = message
+
+
+class OutOfScopeError(FilterError):
+    """A filter asks for a region outside the regions its viewer may see."""
+
+    status = 403
 
 
 #: Filter fields that choose how an answer is shown, not which lines it covers: the preset a date
@@ -89,9 +98,13 @@ class Filters:
     period: str | None = None
     #: Which comparison the pages lead with (a key of :data:`COMPARISONS`); queries ignore it.
     compare: str = "previous"
+    #: The regions the viewer may see (their user's scope; empty: every region): applied by
+    #: :func:`conditions` to every query besides ``regions``, part of every cache key, never a URL
+    #: parameter. Set only by :func:`parse_filters`, from the signed-in user.
+    scope: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name, _column in LIST_PARAMETERS.values():
+        for name in (*(name for name, _column in LIST_PARAMETERS.values()), "scope"):
             object.__setattr__(self, name, tuple(sorted(set(getattr(self, name)))))
 
     def to_query(self) -> list[tuple[str, str]]:
@@ -154,6 +167,7 @@ def parse_filters(
     known_values: Mapping[str, Iterable[str]] | None = None,
     allowed_extra: Iterable[str] = (),
     data_dates: tuple[date | None, date | None] = (None, None),
+    scope: Iterable[str] = (),
 ) -> Filters:
     """Parse query parameters (each name -> its list of values) into :class:`Filters`.
 
@@ -162,8 +176,11 @@ def parse_filters(
     (other than ``allowed_extra``), a malformed or reversed date, a repeated
     date, a period together with dates, an unknown period or comparison,
     an over-long or control-character value, or a value not in
-    ``known_values`` (parameter -> the values the data holds).
+    ``known_values`` (parameter -> the values the data holds). ``scope`` (the viewer's regions;
+    empty: every region) goes into the filters; a region outside it raises :class:`OutOfScopeError`,
+    and the regions listed in a message are only those in it.
     """
+    scope = tuple(scope)
     allowed = set(FILTER_PARAMETERS) | set(allowed_extra)
     lists: dict[str, list[str]] = {}
     for parameter, raw_values in query.items():
@@ -193,8 +210,13 @@ def parse_filters(
             raise FilterError(parameter, f"at most {MAX_VALUES_PER_PARAMETER} values")
         for value in values:
             _check_text(parameter, value)
+        outside = sorted(set(values) - set(scope)) if scope and parameter == "region" else []
+        if outside:
+            raise OutOfScopeError(parameter, f"{_quote(outside[0])} is not among the regions you may see")
         if known_values is not None and values:
             known = set(known_values.get(parameter, ()))
+            if scope and parameter == "region":
+                known &= set(scope)
             unknown = sorted(set(values) - known)
             if unknown:
                 listed = sorted(known)
@@ -202,7 +224,7 @@ def parse_filters(
                 shown = ", ".join(map(_quote, listed[:8])) + more
                 raise FilterError(parameter, f"unknown {parameter} {_quote(unknown[0])}; known: {shown or '(none)'}")
         chosen[name] = tuple(values)
-    return Filters(start=start, end=end, period=period, compare=compare, **chosen)
+    return Filters(start=start, end=end, period=period, compare=compare, scope=scope, **chosen)
 
 
 def period_dates(period: str, anchor: date | None) -> tuple[date | None, date | None]:
@@ -255,6 +277,8 @@ def conditions(filters: Filters, table: Table) -> ColumnElement[bool]:
         values = getattr(filters, name)
         if values:
             clauses.append(c[column].in_(values))
+    if filters.scope:
+        clauses.append(c.region.in_(filters.scope))
     return and_(true(), *clauses)
 
 

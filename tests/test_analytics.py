@@ -37,6 +37,9 @@ FILTERS = {
     "laptop-mouse-2023": Filters(products=("Laptop", "Mouse"), start=date(2023, 2, 10), end=date(2023, 11, 20)),
     # Runs past the data's last order (2024-12-30): a partial period, compared like for like.
     "december-2024-and-on": Filters(start=date(2024, 12, 1), end=date(2025, 1, 31)),
+    # A viewer limited to some regions (issue 15's scope): every figure over their regions only.
+    "scope-north": Filters(scope=("North",)),
+    "scope-north-east-asking-east-west": Filters(regions=("East", "West"), scope=("East", "North")),
 }
 CENT = 0.005
 
@@ -99,6 +102,7 @@ def apply(frame: pd.DataFrame, filters: Filters) -> pd.DataFrame:
     if filters.end:
         keep &= frame["order_date"] <= pd.Timestamp(filters.end)
     for column, values in (
+        ("region", filters.scope),
         ("region", filters.regions),
         ("customer_segment", filters.segments),
         ("category", filters.categories),
