@@ -9,7 +9,7 @@ import logging
 import pkgutil
 
 import dash
-from flask import Response, jsonify
+from flask import Response, jsonify, request
 from flask_compress import Compress
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -28,6 +28,7 @@ from bi_app.context import (
     current_replica,
 )
 from bi_app.exports import exports
+from bi_app.security import add_security_headers
 from data_layer.bootstrap import ensure_demo_database
 from data_layer.cache import ResultCache
 from data_layer.engine import DatabaseError, describe_error, ping, safe_url
@@ -74,6 +75,7 @@ def create_app(config: Config | None = None) -> dash.Dash:
     _register_pages()
     app.layout = shell.layout
     Compress(app.server)
+    add_security_headers(app.server, config, app.csp_hashes())
     app.server.add_url_rule("/healthz", "healthz", _healthz)
     # Dash's Graph loads plotly.js from this fixed path; serve the cartesian bundle
     # (bar, scatter, pie, heatmap: what our figures use): 1.5 MB instead of 4.8 MB.
@@ -110,18 +112,26 @@ def _plotly_js():  # noqa: ANN202 - a Flask view
 
 
 def _healthz():  # noqa: ANN202 - a Flask view
+    """``ok`` or ``unavailable`` for anyone (a load balancer's check); the database, data version,
+    snapshot state and the reason of a failure only to a caller on this machine (the operator,
+    not a visitor through nginx, which forwards who it came from)."""
     config = current_config()
     engine = engine_for(config)
+    local = _from_this_machine()
     try:
         ping(engine)
         with engine.connect() as conn:
             version = data_version(conn)
     except (DatabaseError, SQLAlchemyError) as exc:
+        if not local:
+            return jsonify(status="unavailable"), 503
         reason = str(exc) if isinstance(exc, DatabaseError) else describe_error(exc)
         return jsonify(status="unavailable", database=safe_url(config.database_url), reason=reason), 503
     replica = current_replica()
     if replica is not None:
         replica.engine_for(version)  # starts the snapshot build if this version has none
+    if not local:
+        return jsonify(status="ok")
     columnar = replica.status(version) if replica else "off"
     failure = {"columnar_error": replica.failure(version)} if columnar == "failed" else {}
     return jsonify(
@@ -131,6 +141,13 @@ def _healthz():  # noqa: ANN202 - a Flask view
         columnar=columnar,
         **failure,
     )
+
+
+def _from_this_machine() -> bool:
+    """True for a request made on this machine directly: a loopback address and no proxy's
+    ``Forwarded`` or ``X-Forwarded-For`` header (nginx on this machine proxies from loopback too)."""
+    forwarded = request.headers.get("Forwarded") or request.headers.get("X-Forwarded-For")
+    return not forwarded and request.remote_addr in ("127.0.0.1", "::1")
 
 
 def _seed_embedded_database(config: Config) -> None:

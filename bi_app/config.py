@@ -133,6 +133,9 @@ SETTINGS: tuple[Setting, ...] = (
             "PostgreSQL statement timeout for app queries, in milliseconds."),
     Setting("BI_CONNECT_TIMEOUT_S", "connect_timeout_s", 5, _int, "Seconds to wait when connecting to PostgreSQL."),
     Setting("BI_LOG_LEVEL", "log_level", "INFO", lambda _name, raw: raw.upper(), "Logging level."),
+    Setting("BI_HTTPS", "https", False, _flag,
+            "`1` when users reach the app over HTTPS (nginx holding the certificate): browsers are told to "
+            "keep to HTTPS (HSTS) and cookies are sent over HTTPS only. The app itself never redirects."),
     Setting("BI_COLUMNAR", "columnar", True, _flag,
             "`1`: each server keeps a columnar (DuckDB) snapshot of the current data version under "
             "`BI_DATA_DIR/columnar` for fast customer-level analytics; `0`: query the database only."),
@@ -169,6 +172,7 @@ class Config:
     statement_timeout_ms: int
     connect_timeout_s: int
     log_level: str
+    https: bool
     columnar: bool
     columnar_memory: str
     currency: str
