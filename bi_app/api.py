@@ -16,8 +16,8 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service
+from bi_app.incidents import reference_for
 from bi_app.jsonable import to_jsonable
-from data_layer.engine import describe_error
 from data_layer.filters import COMPARISONS, LIST_PARAMETERS, PERIODS, FilterError
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,9 @@ def analysis(name: str) -> Response | tuple[Response, int]:
         return error_response(exc.status, "bad_parameter" if exc.status == 400 else "forbidden", exc.message,
                               parameter=exc.parameter)
     except SQLAlchemyError as exc:
-        log.warning("API %s: database error: %s", name, describe_error(exc))
-        return error_response(503, "database_unavailable", describe_error(exc))
+        reference = reference_for(log, f"API {name}: database error", exc)
+        return error_response(503, "database_unavailable", "the database is unavailable right now; try again "
+                              "shortly", reference=reference)
     return Response(json.dumps({"filters": dict_of_filters(filters), "currency": service.money_format().currency,
                                 "data": to_jsonable(result)}),
                     mimetype="application/json")

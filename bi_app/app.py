@@ -28,7 +28,7 @@ from bi_app.context import (
     current_replica,
 )
 from bi_app.exports import exports
-from bi_app.security import add_security_headers
+from bi_app.security import add_security_headers, answer_malformed_requests
 from data_layer.bootstrap import ensure_demo_database
 from data_layer.cache import ResultCache
 from data_layer.engine import DatabaseError, describe_error, ping, safe_url
@@ -76,6 +76,7 @@ def create_app(config: Config | None = None) -> dash.Dash:
     app.layout = shell.layout
     Compress(app.server)
     add_security_headers(app.server, config, app.csp_hashes())
+    answer_malformed_requests(app)
     app.server.add_url_rule("/healthz", "healthz", _healthz)
     # Dash's Graph loads plotly.js from this fixed path; serve the cartesian bundle
     # (bar, scatter, pie, heatmap: what our figures use): 1.5 MB instead of 4.8 MB.

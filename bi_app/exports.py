@@ -37,9 +37,9 @@ from bi_app.analytics.orders import KPI_NAMES, span_text
 from bi_app.api import error_response
 from bi_app.context import current_engine
 from bi_app.importing import upload_folder
+from bi_app.incidents import reference_for
 from bi_app.ml import strategy
 from bi_app.money import DEFAULT_FORMAT, MoneyFormat
-from data_layer.engine import describe_error
 from data_layer.filters import FilterError, Filters
 from data_layer.measures import order_line_batches, totals
 from data_layer.meta import data_version, stored_columns
@@ -62,8 +62,9 @@ def _bad_filter(exc: FilterError):  # noqa: ANN202
 
 @exports.errorhandler(SQLAlchemyError)
 def _database_down(exc: SQLAlchemyError):  # noqa: ANN202
-    log.warning("Export: database error: %s", describe_error(exc))
-    return error_response(503, "database_unavailable", describe_error(exc))
+    reference = reference_for(log, "Export: database error", exc)
+    return error_response(503, "database_unavailable", "the database is unavailable right now; try again shortly",
+                          reference=reference)
 
 
 @exports.get("/orders.csv")

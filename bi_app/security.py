@@ -1,5 +1,6 @@
 """Security headers on every response, by Flask-Talisman (a well-kept library that sets them all
-and keeps up with what browsers expect, rather than headers of our own).
+and keeps up with what browsers expect, rather than headers of our own); and malformed requests
+to Dash's own routes answered 400 or 404, never a 500.
 
 The Content-Security-Policy lets the page run only its own scripts and Dash's inline ones (by
 their hashes), talk only to its own server, and never be framed: nothing on a page can send data
@@ -8,12 +9,22 @@ elsewhere. Styles may be inline (Dash, Plotly and AG Grid set them on elements).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from typing import Any
 
-from flask import Flask
+import dash
+from dash.exceptions import DependencyException
+from flask import Flask, Response, jsonify, request
 from flask_talisman import Talisman
+from werkzeug.exceptions import HTTPException
 
 from bi_app.config import Config
+from bi_app.incidents import reference_for
+
+log = logging.getLogger(__name__)
+#: Where Dash runs callbacks.
+CALLBACK_PATH = "/_dash-update-component"
 
 
 def content_security_policy(script_hashes: Iterable[str]) -> dict[str, str | list[str]]:
@@ -47,3 +58,55 @@ def add_security_headers(server: Flask, config: Config, script_hashes: Iterable[
         frame_options="DENY",
         referrer_policy="strict-origin-when-cross-origin",
     )
+
+
+def answer_malformed_requests(app: dash.Dash) -> None:
+    """A callback request that is not the shape Dash's renderer sends, or names no registered
+    callback, gets 400; a request for a script of no registered library (or outside one) gets 404;
+    anything else that fails gets a 500 with a reference only (the traceback is logged under it)."""
+    server = app.server
+
+    @server.before_request
+    def _check_callback_request() -> tuple[Response, int] | None:
+        if request.path != CALLBACK_PATH or request.method != "POST":
+            return None
+        if not is_callback_request(request.get_json(silent=True), app.callback_map):
+            return _error(400, "bad_request", "not a callback request this app knows")
+        return None
+
+    @server.errorhandler(DependencyException)
+    def _unknown_script(_exc: DependencyException) -> tuple[Response, int]:
+        return _error(404, "not_found", "no such file")
+
+    @server.errorhandler(Exception)
+    def _failed(exc: Exception) -> tuple[Response, int] | HTTPException:
+        if isinstance(exc, HTTPException):  # a 404, 405, ...: its own answer
+            return exc
+        reference = reference_for(log, f"{request.method} {request.path} failed", exc, traceback=True)
+        return _error(500, "internal_error", "this request could not be answered", reference=reference)
+
+
+def is_callback_request(body: Any, callbacks: dict[str, Any]) -> bool:
+    """True for the body Dash's renderer posts: a registered ``output``, ``outputs`` as an object or
+    a list, ``inputs`` (and ``state``) lists of objects with an ``id`` and a ``property``, and
+    ``changedPropIds`` a list of strings."""
+    if not isinstance(body, dict) or not isinstance(body.get("output"), str) or body["output"] not in callbacks:
+        return False
+    if not isinstance(body.get("outputs"), (dict, list)) or not isinstance(body.get("changedPropIds", []), list):
+        return False
+    if not all(isinstance(name, str) for name in body.get("changedPropIds", [])):
+        return False
+    return all(_props_list(body.get(part, [])) for part in ("inputs", "state"))
+
+
+def _props_list(items: Any) -> bool:
+    """A list of ``{"id", "property", ...}`` objects, or of lists of them (pattern-matching inputs)."""
+    if not isinstance(items, list):
+        return False
+    flat = [entry for item in items for entry in (item if isinstance(item, list) else [item])]
+    return all(isinstance(entry, dict) and "id" in entry and isinstance(entry.get("property"), str)
+               for entry in flat)
+
+
+def _error(status: int, code: str, message: str, **extra: str) -> tuple[Response, int]:
+    return jsonify(error={"code": code, "message": message, **extra}), status

@@ -20,7 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from bi_app import service
 from bi_app.components import attributes, navbar
 from bi_app.context import current_config, current_engine
-from data_layer.engine import DatabaseError, describe_error, ping
+from bi_app.incidents import reference_for
+from data_layer.engine import DatabaseError, ping
 from data_layer.filters import COMPARISONS, LIST_PARAMETERS, PERIODS, Filters, default_period
 from data_layer.meta import OPTIONAL_FIELDS, absent_fields
 
@@ -345,15 +346,16 @@ def error_banner(exc: Exception) -> dbc.Alert:
     reached (the page redraws by itself when it can), or, for any other failure, that this view
     failed (logged with its traceback); the rest of the app keeps working either way."""
     if isinstance(exc, (SQLAlchemyError, DatabaseError)):
+        reference = reference_for(log, "A page could not reach the database", exc)
         return dbc.Alert(
-            f"The database cannot be reached right now ({describe_error(exc)}). "
-            "The figures will come back by themselves when it does.",
+            "The database cannot be reached right now. The figures will come back by themselves when it "
+            f"does. (Reference {reference}: the details are in the server's log.)",
             color="danger", id="database-banner",
         )
-    log.error("A view could not be computed", exc_info=exc)
+    reference = reference_for(log, "A view could not be computed", exc, traceback=True)
     return dbc.Alert(
-        f"This view could not be computed ({type(exc).__name__}: {describe_error(exc)}). The error is logged; "
-        "other filters and pages keep working.",
+        f"This view could not be computed. The error is logged under reference {reference}; other filters "
+        "and pages keep working.",
         color="danger", id="error-banner",
     )
 

@@ -11,6 +11,7 @@ from dash import ALL, Input, Output, State, callback, dcc, html, no_update
 
 from bi_app.context import current_config, current_engine, start_training
 from bi_app.importing import ImportOutcome, Upload, import_file, read_upload, save_upload, stored_currency
+from bi_app.incidents import reference_for
 from data_layer.importer import (
     FIELDS,
     STATUS_CLASSES,
@@ -173,8 +174,8 @@ def problem(exc: Exception, what: str) -> str:
     (the traceback goes to the log, not the browser)."""
     if isinstance(exc, (FileImportError, LoadError)):
         return str(exc)
-    log.exception("Upload could not be %s", what)
-    return f"the file could not be {what} because of an unexpected error (logged for the operators)."
+    reference = reference_for(log, f"Upload could not be {what}", exc, traceback=True)
+    return f"the file could not be {what} because of an unexpected error (logged under reference {reference})."
 
 
 def chosen_mapping(values: list, ids: list[dict]) -> dict[str, str]:

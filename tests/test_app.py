@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import dash
@@ -56,7 +57,8 @@ def test_overview_shows_the_four_kpis_of_the_demo_orders(app: dash.Dash, client)
     assert client.get("/_dash-layout").status_code == 200
 
 
-def test_unreachable_database_gives_503_and_a_banner(app: dash.Dash, client, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_database_gives_503_and_a_banner(app: dash.Dash, client, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     down = replace(
         app.server.config[CONFIG_KEY],
         database_url="postgresql://bi:Hunter2Secret@127.0.0.1:1/shop",
@@ -71,6 +73,13 @@ def test_unreachable_database_gives_503_and_a_banner(app: dash.Dash, client, mon
     assert "Hunter2Secret" not in response.get_data(as_text=True)
     banner = find_text(overview(app), "database-banner")
     assert banner.startswith("The database cannot be reached right now") and "Hunter2Secret" not in banner
+    # No host, port or driver message on the page: a reference, under which the log has them.
+    reference = re.search(r"Reference ([0-9a-f]{8})", banner).group(1)
+    assert "127.0.0.1" not in banner and "refused" not in banner
+    assert any(reference in record.getMessage() and "127.0.0.1" in record.getMessage() for record in caplog.records)
+    answer = client.get("/api/v1/kpis")
+    assert answer.status_code == 503 and answer.json["error"]["code"] == "database_unavailable"
+    assert "127.0.0.1" not in answer.get_data(as_text=True) and re.fullmatch("[0-9a-f]{8}", answer.json["error"]["reference"])
 
 
 def test_a_failure_that_is_not_the_database_says_so(app: dash.Dash, monkeypatch: pytest.MonkeyPatch,
@@ -84,8 +93,10 @@ def test_a_failure_that_is_not_the_database_says_so(app: dash.Dash, monkeypatch:
     layout = overview(app)
     assert find_text(layout, "database-banner") is None
     banner = find_text(layout, "error-banner")
-    assert banner.startswith("This view could not be computed (ValueError: a bug in an analysis)")
-    assert "a bug in an analysis" in caplog.text  # logged with its traceback
+    assert banner.startswith("This view could not be computed.") and "ValueError" not in banner
+    assert "a bug in an analysis" not in banner  # no exception text reaches the browser ...
+    reference = re.search(r"reference ([0-9a-f]{8})", banner).group(1)
+    assert reference in caplog.text and "a bug in an analysis" in caplog.text  # ... the log has it, traceback too
 
 
 def test_navigation_comes_from_the_page_registry(app: dash.Dash) -> None:

@@ -76,3 +76,46 @@ def test_healthz_keeps_the_reason_of_an_outage_for_the_operator(app, client, mon
     operator = client.get("/healthz")
     assert operator.status_code == 503 and "127.0.0.1:1" in operator.get_json()["database"]
     assert "Secret123" not in operator.get_data(as_text=True)
+
+
+CALLBACK = {"output": "page-content.children", "outputs": {"id": "page-content", "property": "children"},
+            "inputs": [{"id": "url", "property": "pathname", "value": "/"}], "changedPropIds": ["url.pathname"]}
+
+
+def test_a_real_callback_request_is_answered(client) -> None:  # noqa: ANN001
+    assert client.post("/_dash-update-component", json=CALLBACK).status_code == 200
+
+
+@pytest.mark.parametrize("body", [
+    b"not json", b"[]", b"5", b'{"output": 5}', b'{"output": "nope.children", "outputs": {}, "inputs": []}',
+    {**CALLBACK, "inputs": [5]}, {**CALLBACK, "inputs": "url"}, {**CALLBACK, "changedPropIds": [7]},
+    {**CALLBACK, "outputs": "page-content"}, {**CALLBACK, "state": [{"id": "x"}]},
+], ids=repr)
+def test_a_malformed_callback_request_is_a_400_without_internals(client, body) -> None:  # noqa: ANN001
+    if isinstance(body, bytes):
+        response = client.post("/_dash-update-component", data=body, content_type="application/json")
+    else:
+        response = client.post("/_dash-update-component", json=body)
+    assert response.status_code == 400
+    assert response.get_json() == {"error": {"code": "bad_request", "message": "not a callback request this app knows"}}
+
+
+@pytest.mark.parametrize("path", ["/_dash-component-suites/nope/x.js", "/_dash-component-suites/dash/../../etc/passwd",
+                                  "/_dash-component-suites/dash/nothing.js"])
+def test_a_script_of_no_library_is_a_404(client, path: str) -> None:  # noqa: ANN001
+    response = client.get(path)
+    assert response.status_code == 404 and "Traceback" not in response.get_data(as_text=True)
+
+
+def test_a_failure_in_a_callback_answers_a_reference_and_logs_the_traceback(client, monkeypatch, caplog) -> None:  # noqa: ANN001
+    from bi_app import shell
+
+    def broken(_pathname: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(shell, "page_for", broken)
+    response = client.post("/_dash-update-component", json=CALLBACK)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 500 and "secret internals" not in body and "RuntimeError" not in body
+    reference = response.get_json()["error"]["reference"]
+    assert any(reference in record.getMessage() and record.exc_info for record in caplog.records)
