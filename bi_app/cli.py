@@ -134,6 +134,10 @@ def _train(config: Config, *, again: bool = False) -> None:
     _print_models(models, time.perf_counter() - started)
 
 
+#: Addresses only this machine can reach.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8050, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
@@ -146,6 +150,9 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None
     """Serve the dashboard (gunicorn), seeding the embedded database on first run."""
     from bi_app.app import create_app
 
+    if debug and host not in LOOPBACK_HOSTS:
+        raise click.ClickException(f"--debug runs Dash's development server, which runs code sent to it: it serves "
+                                   f"this machine only ({', '.join(LOOPBACK_HOSTS)}), not {host}")
     config = Config.from_env()
     app = create_app(config)
     from bi_app.context import start_training  # the web app's module: not loaded by other commands

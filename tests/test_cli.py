@@ -107,3 +107,12 @@ def test_bad_configuration_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(main, ["info"])
     assert result.exit_code == 1
     assert result.output.strip() == "Error: unsupported database URL scheme 'mysql': use postgresql://... or sqlite:///..."
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::"])
+def test_debug_serves_this_machine_only(host: str, tmp_path) -> None:  # noqa: ANN001
+    refused = CliRunner().invoke(main, ["serve", "--debug", "--host", host], env={"BI_DATA_DIR": str(tmp_path)})
+    assert refused.exit_code == 1
+    assert refused.output.strip() == (f"Error: --debug runs Dash's development server, which runs code sent to it: "
+                                      f"it serves this machine only (127.0.0.1, localhost, ::1), not {host}")
+    assert not (tmp_path / "bi_demo.sqlite").exists()  # refused before anything was made
