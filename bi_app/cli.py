@@ -28,6 +28,7 @@ from data_layer.users import (
     User,
     UserError,
     add_user,
+    find_user,
     list_users,
     remove_user,
     set_password,
@@ -47,6 +48,9 @@ def one_line_errors(func: F) -> F:
             return func(*args, **kwargs)
         except (ConfigError, DatabaseError, LoadError, FileImportError, UserError) as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a data folder that is a file, or on a read-only disk, say
+            where = f" {exc.filename}" if exc.filename else ""
+            raise click.ClickException(f"cannot use{where}: {exc.strerror or exc}") from None
         except SQLAlchemyError as exc:
             url = _config_or_none()
             raise click.ClickException(
@@ -372,7 +376,10 @@ def _read_password(prompt: str = "Password") -> str:
     is not a terminal: never a command-line argument, which other users of the machine can read."""
     if sys.stdin.isatty():
         return click.prompt(prompt, hide_input=True, confirmation_prompt=True)
-    return sys.stdin.readline().rstrip("\r\n")
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UserError("no password given: type it when asked, or send it on standard input")
+    return password
 
 
 def _described(user: User) -> str:
@@ -381,7 +388,7 @@ def _described(user: User) -> str:
 
 @main.group()
 def users() -> None:
-    """The people who may sign in, their roles and regions (sign-in is on when BI_SECRET_KEY is set)."""
+    """The people who may sign in, with their roles and regions (sign-in itself is not built yet)."""
 
 
 @users.command("add")
@@ -391,8 +398,12 @@ def users() -> None:
 @one_line_errors
 def users_add(name: str, role: str, regions: tuple[str, ...]) -> None:
     """Add a user; the password is asked for (or read from standard input)."""
+    engine = engine_for(Config.from_env())
+    with engine.connect() as conn:
+        if find_user(conn, name.strip()) is not None:  # before asking for a password it would not use
+            raise UserError(f"a user named {name.strip()!r} exists already")
     password = _read_password()
-    with engine_for(Config.from_env()).begin() as conn:
+    with engine.begin() as conn:
         user = add_user(conn, name, role, password, regions)
     click.echo(f"Added {_described(user)}.")
 
@@ -421,7 +432,7 @@ def users_list() -> None:
 
 @users.command("set-role")
 @click.argument("name")
-@click.argument("role", type=click.Choice(ROLES))
+@click.option("--role", type=click.Choice(ROLES), required=True, help="viewer, analyst or admin.")
 @one_line_errors
 def users_set_role(name: str, role: str) -> None:
     """Give a user another role."""
@@ -444,8 +455,12 @@ def users_set_regions(name: str, regions: tuple[str, ...]) -> None:
 @one_line_errors
 def users_set_password(name: str) -> None:
     """Give a user a new password (asked for, or read from standard input)."""
+    engine = engine_for(Config.from_env())
+    with engine.connect() as conn:
+        if find_user(conn, name) is None:  # before asking for a password it would not use
+            raise UserError(f"no user named {name!r}")
     password = _read_password("New password")
-    with engine_for(Config.from_env()).begin() as conn:
+    with engine.begin() as conn:
         set_password(conn, name, password)
     click.echo(f"Password of {name} changed.")
 

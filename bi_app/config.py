@@ -54,15 +54,32 @@ def shown_value(value: Any) -> str:
     return str(value)
 
 
-def _text(_name: str, raw: str) -> str:
-    return raw
-
-
 def _int(name: str, raw: str) -> int:
     try:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _positive(name: str, raw: str) -> int:
+    value = _int(name, raw)
+    if value < 1:
+        raise ConfigError(f"{name} must be 1 or more, got {raw!r}")
+    return value
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"{name} must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
+    return level
+
+
+def _cache_url(name: str, url: str) -> str:
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        scheme = url.split(":", 1)[0]
+        raise ConfigError(f"{name} must be a redis://, rediss:// or unix:// URL, or unset, got {scheme!r}")
+    return url
 
 
 def _flag(name: str, raw: str) -> bool:
@@ -74,8 +91,9 @@ def _flag(name: str, raw: str) -> bool:
 
 
 def _memory(name: str, size: str) -> str:
-    """A memory size as DuckDB reads it: a number and a unit (500MB, 1.5GB, 2GiB)."""
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", size, re.IGNORECASE):
+    """A memory size as DuckDB reads it: a number above 0 and a unit (500MB, 1.5GB, 2GiB)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", size, re.IGNORECASE)
+    if not match or float(match.group(1)) <= 0:
         raise ConfigError(f"{name} must be a size such as 500MB or 2GB, got {size!r}")
     return size
 
@@ -125,14 +143,15 @@ SETTINGS: tuple[Setting, ...] = (
             "under `BI_DATA_DIR`, seeded with demo data on first run."),
     Setting("BI_DATA_DIR", "data_dir", Path(DEFAULT_DATA_DIR), lambda _name, raw: Path(raw),
             "Folder for local data: the embedded SQLite file, the columnar snapshots and the trained models."),
-    Setting("BI_DEMO_ROWS", "demo_rows", 2000, _int, "Orders generated when the embedded database is first made."),
+    Setting("BI_DEMO_ROWS", "demo_rows", 2000, _positive, "Orders generated when the embedded database is first made."),
     Setting("BI_DEMO_SEED", "demo_seed", 42, _int, "Random seed of those demo orders."),
-    Setting("BI_CACHE_URL", "cache_url", None, _text,
+    Setting("BI_CACHE_URL", "cache_url", None, _cache_url,
             "Cache backend: unset for in-process, `redis://host:6379/0` to share between workers and servers."),
-    Setting("BI_STATEMENT_TIMEOUT_MS", "statement_timeout_ms", 30_000, _int,
+    Setting("BI_STATEMENT_TIMEOUT_MS", "statement_timeout_ms", 30_000, _positive,
             "PostgreSQL statement timeout for app queries, in milliseconds."),
-    Setting("BI_CONNECT_TIMEOUT_S", "connect_timeout_s", 5, _int, "Seconds to wait when connecting to PostgreSQL."),
-    Setting("BI_LOG_LEVEL", "log_level", "INFO", lambda _name, raw: raw.upper(), "Logging level."),
+    Setting("BI_CONNECT_TIMEOUT_S", "connect_timeout_s", 5, _positive,
+            "Seconds to wait when connecting to PostgreSQL."),
+    Setting("BI_LOG_LEVEL", "log_level", "INFO", _log_level, "Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL."),
     Setting("BI_HTTPS", "https", False, _flag,
             "`1` when users reach the app over HTTPS (nginx holding the certificate): browsers are told to "
             "keep to HTTPS (HSTS) and cookies are sent over HTTPS only. The app itself never redirects."),

@@ -149,6 +149,8 @@ def _csv(frame: pd.DataFrame, filename: str) -> Response:
     safe = frame.copy()
     for name in frame.select_dtypes(include=["object", "string"]).columns:
         safe[name] = frame[name].map(csv_text)
+    for name in frame.select_dtypes(include="float").columns:
+        safe[name] = frame[name] + 0.0  # -0.0 (a rounded tiny negative) is written 0.0
     return Response(BOM + safe.to_csv(index=False), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 

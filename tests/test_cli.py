@@ -116,3 +116,10 @@ def test_debug_serves_this_machine_only(host: str, tmp_path) -> None:  # noqa: A
     assert refused.output.strip() == (f"Error: --debug runs Dash's development server, which runs code sent to it: "
                                       f"it serves this machine only (127.0.0.1, localhost, ::1), not {host}")
     assert not (tmp_path / "bi_demo.sqlite").exists()  # refused before anything was made
+
+
+def test_a_data_folder_that_is_a_file_is_one_line_not_a_traceback(tmp_path) -> None:  # noqa: ANN001
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    answer = CliRunner().invoke(main, ["info"], env={"BI_DATA_DIR": str(afile), "BI_DATABASE_URL": ""})
+    assert answer.exit_code == 1 and answer.output.strip() == f"Error: cannot use {afile}: File exists"

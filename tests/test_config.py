@@ -39,3 +39,16 @@ def test_settings_are_read_from_the_environment() -> None:
         {"BI_DEMO_ROWS": "500", "BI_DEMO_SEED": "7", "BI_CACHE_URL": "redis://127.0.0.1:6379/0"}
     )
     assert (config.demo_rows, config.demo_seed, config.cache_url) == (500, 7, "redis://127.0.0.1:6379/0")
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("BI_LOG_LEVEL", "LOUD", "BI_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    ("BI_DEMO_ROWS", "0", "BI_DEMO_ROWS must be 1 or more"),
+    ("BI_STATEMENT_TIMEOUT_MS", "-1", "BI_STATEMENT_TIMEOUT_MS must be 1 or more"),
+    ("BI_CONNECT_TIMEOUT_S", "0", "BI_CONNECT_TIMEOUT_S must be 1 or more"),
+    ("BI_COLUMNAR_MEMORY", "0MB", "BI_COLUMNAR_MEMORY must be a size"),
+    ("BI_CACHE_URL", "foo://x", "BI_CACHE_URL must be a redis://"),
+])
+def test_a_setting_that_cannot_work_is_refused_naming_it(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config.from_env({name: value})

@@ -278,3 +278,9 @@ def test_report_numbers_have_number_formats(client) -> None:
     distribution = {row[0].value: row[1] for row in book["Distribution"].iter_rows(min_row=2) if row[0].value}
     assert distribution["orders"].number_format == "#,##0"
     assert distribution["median"].number_format == '"$"#,##0.00;-"$"#,##0.00'
+
+
+def test_a_table_csv_never_writes_negative_zero(client) -> None:  # noqa: ANN001
+    text = client.get("/export/regions.csv").get_data(as_text=True)
+    rows = text.lstrip("\ufeff").splitlines()
+    assert len(rows) > 2 and not any(cell in ("-0.0", "-0") for row in rows for cell in row.split(","))

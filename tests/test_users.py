@@ -94,7 +94,7 @@ def test_users_are_managed_from_the_command_line_and_passwords_never_echoed(db_u
     assert added.output.strip() == "Added ana (analyst; North)." and PASSWORD not in added.output
     again = runner.invoke(main, ["users", "add", "ana", "--role", "viewer"], input=PASSWORD + "\n", env=env)
     assert again.exit_code == 1 and again.output.strip() == "Error: a user named 'ana' exists already"
-    assert runner.invoke(main, ["users", "set-role", "ana", "admin"], env=env).output.strip() == \
+    assert runner.invoke(main, ["users", "set-role", "ana", "--role", "admin"], env=env).output.strip() == \
         "Now ana (admin; North)."
     assert runner.invoke(main, ["users", "set-regions", "ana"], env=env).output.strip() == \
         "Now ana (admin; every region)."
@@ -105,3 +105,15 @@ def test_users_are_managed_from_the_command_line_and_passwords_never_echoed(db_u
     assert "No users yet" in runner.invoke(main, ["users", "list"], env=env).output
     missing = runner.invoke(main, ["users", "remove", "ana"], env=env)
     assert missing.exit_code == 1 and missing.output.strip() == "Error: no user named 'ana'"
+
+
+def test_the_command_line_refuses_before_asking_for_a_password_it_would_not_use(db_url: str) -> None:
+    env = {"BI_DATABASE_URL": db_url}
+    runner = CliRunner()
+    assert runner.invoke(main, ["users", "add", "ana", "--role", "viewer"], input=PASSWORD + "\n", env=env).exit_code == 0
+    taken = runner.invoke(main, ["users", "add", "ana", "--role", "viewer"], input="", env=env)
+    assert taken.output.strip() == "Error: a user named 'ana' exists already"
+    absent = runner.invoke(main, ["users", "set-password", "zed"], input="", env=env)
+    assert absent.exit_code == 1 and absent.output.strip() == "Error: no user named 'zed'"
+    empty = runner.invoke(main, ["users", "add", "eve", "--role", "viewer"], input="", env=env)
+    assert empty.exit_code == 1 and empty.output.strip().startswith("Error: no password given")
