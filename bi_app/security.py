@@ -15,10 +15,11 @@ from typing import Any
 
 import dash
 from dash.exceptions import DependencyException
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, request
 from flask_talisman import Talisman
 from werkzeug.exceptions import HTTPException
 
+from bi_app.api import error_response
 from bi_app.config import Config
 from bi_app.incidents import reference_for
 
@@ -71,19 +72,19 @@ def answer_malformed_requests(app: dash.Dash) -> None:
         if request.path != CALLBACK_PATH or request.method != "POST":
             return None
         if not is_callback_request(request.get_json(silent=True), app.callback_map):
-            return _error(400, "bad_request", "not a callback request this app knows")
+            return error_response(400, "bad_request", "not a callback request this app knows")
         return None
 
     @server.errorhandler(DependencyException)
     def _unknown_script(_exc: DependencyException) -> tuple[Response, int]:
-        return _error(404, "not_found", "no such file")
+        return error_response(404, "not_found", "no such file")
 
     @server.errorhandler(Exception)
     def _failed(exc: Exception) -> tuple[Response, int] | HTTPException:
         if isinstance(exc, HTTPException):  # a 404, 405, ...: its own answer
             return exc
         reference = reference_for(log, f"{request.method} {request.path} failed", exc, traceback=True)
-        return _error(500, "internal_error", "this request could not be answered", reference=reference)
+        return error_response(500, "internal_error", "this request could not be answered", reference=reference)
 
 
 def is_callback_request(body: Any, callbacks: dict[str, Any]) -> bool:
@@ -106,7 +107,3 @@ def _props_list(items: Any) -> bool:
     flat = [entry for item in items for entry in (item if isinstance(item, list) else [item])]
     return all(isinstance(entry, dict) and "id" in entry and isinstance(entry.get("property"), str)
                for entry in flat)
-
-
-def _error(status: int, code: str, message: str, **extra: str) -> tuple[Response, int]:
-    return jsonify(error={"code": code, "message": message, **extra}), status
