@@ -9,6 +9,7 @@ or logged as given.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,9 +24,6 @@ from data_layer.schema import ID_LIMIT, TEXT_LIMIT
 ROLES = ("viewer", "analyst", "admin")
 #: The shortest password accepted (NIST SP 800-63B's minimum for a chosen password).
 MIN_PASSWORD_LENGTH = 8
-#: A hash to check a password against when the user does not exist, so a wrong name takes as long
-#: as a wrong password.
-_DECOY_HASH = generate_password_hash("a password nobody has", method="scrypt")
 
 users_metadata = MetaData()
 users = Table(
@@ -108,7 +106,7 @@ def authenticate(conn: Connection, name: str, password: str) -> User | None:
     """The user whose name and password these are, else None (as slow for an unknown name as for a
     wrong password)."""
     row = _find(conn, name) if inspect(conn).has_table(users.name) else None
-    if not check_password_hash(row["password_hash"] if row else _DECOY_HASH, password) or row is None:
+    if not check_password_hash(row["password_hash"] if row else _decoy_hash(), password) or row is None:
         return None
     return _user(row)
 
@@ -117,6 +115,14 @@ def find_user(conn: Connection, name: str) -> User | None:
     """The user of that name, if there is one."""
     row = _find(conn, name) if inspect(conn).has_table(users.name) else None
     return _user(row) if row else None
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    """A hash to check a password against when the user does not exist, so a wrong name takes as long
+    as a wrong password. Made on first sign-in, not at import: scrypt takes 0.1 s, which every
+    ``bi-app`` command would pay."""
+    return generate_password_hash("a password nobody has", method="scrypt")
 
 
 def _find(conn: Connection, name: str):  # noqa: ANN202 - a row mapping or None
