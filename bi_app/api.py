@@ -16,6 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service
+from bi_app.errors import error_response
 from bi_app.incidents import reference_for
 from bi_app.jsonable import to_jsonable
 from data_layer.filters import COMPARISONS, LIST_PARAMETERS, PERIODS, FilterError
@@ -58,11 +59,6 @@ def analysis(name: str) -> Response | tuple[Response, int]:
 def openapi() -> Response:
     """The OpenAPI 3 description of this API."""
     return jsonify(openapi_document())
-
-
-def error_response(status: int, code: str, message: str, **extra: str) -> tuple[Response, int]:
-    """A JSON error body: ``{"error": {"code", "message", ...}}``."""
-    return jsonify(error={"code": code, "message": message, **extra}), status
 
 
 def dict_of_filters(filters: Any) -> dict[str, Any]:

@@ -9,12 +9,12 @@ import logging
 import pkgutil
 
 import dash
-from flask import Response, jsonify, request
+from flask import Response, jsonify
 from flask_compress import Compress
 from sqlalchemy.exc import SQLAlchemyError
 
 import pages
-from bi_app import service, shell
+from bi_app import auth, service, shell
 from bi_app.api import api
 from bi_app.config import Config, engine_for
 from bi_app.context import (
@@ -26,6 +26,7 @@ from bi_app.context import (
     Replicas,
     current_config,
     current_replica,
+    from_this_machine,
 )
 from bi_app.exports import exports
 from bi_app.security import add_security_headers, answer_malformed_requests
@@ -76,6 +77,7 @@ def create_app(config: Config | None = None) -> dash.Dash:
     app.layout = shell.layout
     Compress(app.server)
     add_security_headers(app.server, config, app.csp_hashes())
+    auth.install(app, config)
     answer_malformed_requests(app)
     app.server.add_url_rule("/healthz", "healthz", _healthz)
     # Dash's Graph loads plotly.js from this fixed path; serve the cartesian bundle
@@ -118,7 +120,7 @@ def _healthz():  # noqa: ANN202 - a Flask view
     not a visitor through nginx, which forwards who it came from)."""
     config = current_config()
     engine = engine_for(config)
-    local = _from_this_machine()
+    local = from_this_machine()
     try:
         ping(engine)
         with engine.connect() as conn:
@@ -142,13 +144,6 @@ def _healthz():  # noqa: ANN202 - a Flask view
         columnar=columnar,
         **failure,
     )
-
-
-def _from_this_machine() -> bool:
-    """True for a request made on this machine directly: a loopback address and no proxy's
-    ``Forwarded`` or ``X-Forwarded-For`` header (nginx on this machine proxies from loopback too)."""
-    forwarded = request.headers.get("Forwarded") or request.headers.get("X-Forwarded-For")
-    return not forwarded and request.remote_addr in ("127.0.0.1", "::1")
 
 
 def _seed_embedded_database(config: Config) -> None:

@@ -6,16 +6,23 @@ Every error ends as one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import functools
+import getpass
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 import click
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from bi_app.config import SETTINGS, Config, ConfigError, engine_for, shown_value
+from bi_app.config import SETTINGS, Config, ConfigError, engine_for, shown_value, write_engine_for
+from data_layer.audit import AuditEntry
+from data_layer.audit import entries as audit_entries
+from data_layer.audit import now as audit_now
+from data_layer.audit import record as record_audit
 from data_layer.bootstrap import load_demo_data
 from data_layer.engine import DatabaseError, describe_error, safe_url
 from data_layer.importer import FileImportError, MissingColumnsError
@@ -28,9 +35,12 @@ from data_layer.users import (
     User,
     UserError,
     add_user,
+    create_token,
     find_user,
+    list_tokens,
     list_users,
     remove_user,
+    revoke_token,
     set_password,
     set_regions,
     set_role,
@@ -158,6 +168,9 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None
         raise click.ClickException(f"--debug runs Dash's development server, which runs code sent to it: it serves "
                                    f"this machine only ({', '.join(LOOPBACK_HOSTS)}), not {host}")
     config = Config.from_env()
+    if host not in LOOPBACK_HOSTS and not config.secret_key:
+        raise click.ClickException(f"without sign-in (demo mode) the dashboard serves this machine only, not {host}: "
+                                   "set BI_SECRET_KEY to turn sign-in on and add users with bi-app users add")
     app = create_app(config)
     from bi_app.context import start_training  # the web app's module: not loaded by other commands
 
@@ -283,7 +296,10 @@ def info() -> None:
     click.echo("Settings:")
     for setting in SETTINGS:
         value = getattr(config, setting.field)
-        shown = safe_url(value) if setting.env.endswith("_URL") and value else shown_value(value)
+        if setting.secret:
+            shown = "set (not shown)" if value else "unset"
+        else:
+            shown = safe_url(value) if setting.env.endswith("_URL") and value else shown_value(value)
         if setting.field == "database_url" and config.embedded:
             shown += " (embedded)"
         click.echo(f"  {setting.env:<24} {shown}{' (default)' if value == setting.default else ''}")
@@ -388,7 +404,7 @@ def _described(user: User) -> str:
 
 @main.group()
 def users() -> None:
-    """The people who may sign in, with their roles and regions (sign-in itself is not built yet)."""
+    """The people who may sign in (with BI_SECRET_KEY set), with their roles and regions."""
 
 
 @users.command("add")
@@ -398,13 +414,14 @@ def users() -> None:
 @one_line_errors
 def users_add(name: str, role: str, regions: tuple[str, ...]) -> None:
     """Add a user; the password is asked for (or read from standard input)."""
-    engine = engine_for(Config.from_env())
+    engine = write_engine_for(Config.from_env())
     with engine.connect() as conn:
         if find_user(conn, name.strip()) is not None:  # before asking for a password it would not use
             raise UserError(f"a user named {name.strip()!r} exists already")
     password = _read_password()
     with engine.begin() as conn:
         user = add_user(conn, name, role, password, regions)
+        _audit(conn, "user_changed", f"added {_described(user)}")
     click.echo(f"Added {_described(user)}.")
 
 
@@ -413,8 +430,9 @@ def users_add(name: str, role: str, regions: tuple[str, ...]) -> None:
 @one_line_errors
 def users_remove(name: str) -> None:
     """Remove a user."""
-    with engine_for(Config.from_env()).begin() as conn:
+    with write_engine_for(Config.from_env()).begin() as conn:
         remove_user(conn, name)
+        _audit(conn, "user_changed", f"removed {name} and their API tokens")
     click.echo(f"Removed {name}.")
 
 
@@ -436,8 +454,10 @@ def users_list() -> None:
 @one_line_errors
 def users_set_role(name: str, role: str) -> None:
     """Give a user another role."""
-    with engine_for(Config.from_env()).begin() as conn:
-        click.echo(f"Now {_described(set_role(conn, name, role))}.")
+    with write_engine_for(Config.from_env()).begin() as conn:
+        user = set_role(conn, name, role)
+        _audit(conn, "user_changed", f"now {_described(user)}")
+    click.echo(f"Now {_described(user)}.")
 
 
 @users.command("set-regions")
@@ -446,8 +466,10 @@ def users_set_role(name: str, role: str) -> None:
 @one_line_errors
 def users_set_regions(name: str, regions: tuple[str, ...]) -> None:
     """Limit a user to some regions (no --region: every region)."""
-    with engine_for(Config.from_env()).begin() as conn:
-        click.echo(f"Now {_described(set_regions(conn, name, regions))}.")
+    with write_engine_for(Config.from_env()).begin() as conn:
+        user = set_regions(conn, name, regions)
+        _audit(conn, "user_changed", f"now {_described(user)}")
+    click.echo(f"Now {_described(user)}.")
 
 
 @users.command("set-password")
@@ -455,14 +477,81 @@ def users_set_regions(name: str, regions: tuple[str, ...]) -> None:
 @one_line_errors
 def users_set_password(name: str) -> None:
     """Give a user a new password (asked for, or read from standard input)."""
-    engine = engine_for(Config.from_env())
+    engine = write_engine_for(Config.from_env())
     with engine.connect() as conn:
         if find_user(conn, name) is None:  # before asking for a password it would not use
             raise UserError(f"no user named {name!r}")
     password = _read_password("New password")
     with engine.begin() as conn:
         set_password(conn, name, password)
+        _audit(conn, "user_changed", f"new password for {name}")
     click.echo(f"Password of {name} changed.")
+
+
+@main.group()
+def tokens() -> None:
+    """API tokens: each signs its requests in as its user (role and regions), sent as
+    ``Authorization: Bearer TOKEN``."""
+
+
+@tokens.command("create")
+@click.option("--user", "name", required=True, help="The user the token signs in as.")
+@one_line_errors
+def tokens_create(name: str) -> None:
+    """Make a token; it is printed once, alone on the last line, and stored only as a hash."""
+    with write_engine_for(Config.from_env()).begin() as conn:
+        token, secret = create_token(conn, name)
+        _audit(conn, "token_created", f"token {token.id} of {token.user_name}")
+    click.echo(f"Token {token.id} for {token.user_name}. Keep it secret: it is shown this once.")
+    click.echo(secret)
+
+
+@tokens.command("list")
+@click.option("--user", "name", default=None, help="Only this user's tokens.")
+@one_line_errors
+def tokens_list(name: str | None) -> None:
+    """Every token (never its secret): id, user, when made, and when revoked."""
+    with engine_for(Config.from_env()).connect() as conn:
+        found = list_tokens(conn, name)
+    for token in found:
+        state = f"revoked {token.revoked_at}" if token.revoked_at else "active"
+        click.echo(f"{token.id}  {token.user_name:<20} created {token.created_at}  {state}")
+    if not found:
+        click.echo("No tokens: make one with bi-app tokens create --user NAME.")
+
+
+@tokens.command("revoke")
+@click.argument("token_id")
+@one_line_errors
+def tokens_revoke(token_id: str) -> None:
+    """Stop a token working (its id, as tokens list shows it)."""
+    with write_engine_for(Config.from_env()).begin() as conn:
+        token = revoke_token(conn, token_id)
+        _audit(conn, "token_revoked", f"token {token.id} of {token.user_name}")
+    click.echo(f"Revoked token {token.id} of {token.user_name}.")
+
+
+@main.command()
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
+              default=None, help="Only entries from this day or time on (UTC).")
+@one_line_errors
+def audit(since: datetime | None) -> None:
+    """The audit log: sign-ins (and failed ones), downloads, imports and changes to users and tokens."""
+    with engine_for(Config.from_env()).connect() as conn:
+        found = audit_entries(conn, since)
+    for entry in found:
+        rows = "" if entry.rows is None else f" rows={entry.rows:,}"
+        filters = f" ?{entry.filters}" if entry.filters else ""
+        where = f" from {entry.address}" if entry.address else ""
+        detail = f"  {entry.detail}" if entry.detail else ""
+        click.echo(f"{entry.at}  {entry.user_name:<16} {entry.action:<14} {entry.route}{filters}{rows}{where}{detail}")
+    if not found:
+        click.echo("No audit entries" + (f" since {since:%Y-%m-%d %H:%M}." if since else "."))
+
+
+def _audit(conn: Connection, action: str, detail: str) -> None:
+    """Record a change made on this command line (in ``conn``'s transaction: both or neither)."""
+    record_audit(conn, AuditEntry(audit_now(), f"cli:{getpass.getuser()}", action, "bi-app", detail=detail))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,12 +8,13 @@ from typing import Any
 import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import dcc, html
+from dash.development.base_component import Component
 
 from bi_app.money import DEFAULT_FORMAT, MoneyFormat
 
 
-def navbar(pages: Iterable[Mapping]) -> dbc.Navbar:
-    """The top navigation, one link per registered page in ``order``."""
+def navbar(pages: Iterable[Mapping], account: Component) -> dbc.Navbar:
+    """The top navigation, one link per page of ``pages`` in ``order``, and the ``account`` area."""
     links = [
         dbc.NavItem(dbc.NavLink(page["name"], href=page["relative_path"], active="exact"))
         for page in sorted(pages, key=lambda p: p.get("order", 0))
@@ -23,7 +24,8 @@ def navbar(pages: Iterable[Mapping]) -> dbc.Navbar:
             [
                 dbc.NavbarBrand("E-commerce BI", href="/"),
                 dbc.NavbarToggler(id="navbar-toggler"),
-                dbc.Collapse(dbc.Nav(links, navbar=True), id="navbar-collapse", navbar=True),
+                dbc.Collapse([dbc.Nav(links, navbar=True, className="me-auto"), account], id="navbar-collapse",
+                             navbar=True),
             ],
             fluid=True,
         ),

@@ -34,6 +34,8 @@ class Setting:
     default: Any
     read: Callable[[str, str], Any]
     help: str
+    #: Never shown (``bi-app info`` says only whether it is set).
+    secret: bool = False
 
     def value(self, environ: Mapping[str, str]) -> Any:
         raw = (environ.get(self.env) or "").strip()
@@ -68,6 +70,13 @@ def _positive(name: str, raw: str) -> int:
     return value
 
 
+def _count(name: str, raw: str) -> int:
+    value = _int(name, raw)
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more, got {raw!r}")
+    return value
+
+
 def _log_level(name: str, raw: str) -> str:
     level = raw.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -96,6 +105,17 @@ def _memory(name: str, size: str) -> str:
     if not match or float(match.group(1)) <= 0:
         raise ConfigError(f"{name} must be a size such as 500MB or 2GB, got {size!r}")
     return size
+
+
+#: The shortest secret key accepted: 256 bits of a URL-safe base64 text are 43 characters.
+MIN_SECRET_KEY_LENGTH = 32
+
+
+def _secret_key(name: str, key: str) -> str:
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(f"{name} must be at least {MIN_SECRET_KEY_LENGTH} random characters (make one with: "
+                          "python3 -c 'import secrets; print(secrets.token_urlsafe(48))')")
+    return key
 
 
 def _period(name: str, period: str) -> str:
@@ -141,6 +161,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BI_DATABASE_URL", "database_url", None, lambda _name, url: normalise_database_url(url),
             "SQLAlchemy URL of the database (`DATABASE_URL` is accepted too). Unset: an embedded SQLite file "
             "under `BI_DATA_DIR`, seeded with demo data on first run."),
+    Setting("BI_DATABASE_WRITE_URL", "write_database_url", None, lambda _name, url: normalise_database_url(url),
+            "SQLAlchemy URL the app writes with: imports, users, API tokens and the audit log. Unset: "
+            "`BI_DATABASE_URL`. Set it to run the dashboards' queries as a read-only database role."),
     Setting("BI_DATA_DIR", "data_dir", Path(DEFAULT_DATA_DIR), lambda _name, raw: Path(raw),
             "Folder for local data: the embedded SQLite file, the columnar snapshots and the trained models."),
     Setting("BI_DEMO_ROWS", "demo_rows", 2000, _positive, "Orders generated when the embedded database is first made."),
@@ -155,6 +178,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BI_HTTPS", "https", False, _flag,
             "`1` when users reach the app over HTTPS (nginx holding the certificate): browsers are told to "
             "keep to HTTPS (HSTS) and cookies are sent over HTTPS only. The app itself never redirects."),
+    Setting("BI_SECRET_KEY", "secret_key", None, _secret_key,
+            "Signs sign-in sessions and form tokens; setting it turns sign-in on (users: `bi-app users add`). "
+            "Unset: demo mode, no sign-in, served to this machine only. At least 32 random characters, kept "
+            "outside git (e.g. in `/etc/bi-app/env`); changing it signs everyone out.", secret=True),
+    Setting("BI_SESSION_HOURS", "session_hours", 12, _positive,
+            "Hours a sign-in lasts (from the last request) before the user signs in again."),
+    Setting("BI_TRUSTED_PROXIES", "trusted_proxies", 0, _count,
+            "Proxies in front of the app whose `X-Forwarded-For` gives the user's address (for sign-in limits "
+            "and the audit log): `1` behind the nginx of `deploy/`, `0` when users connect directly."),
     Setting("BI_COLUMNAR", "columnar", True, _flag,
             "`1`: each server keeps a columnar (DuckDB) snapshot of the current data version under "
             "`BI_DATA_DIR/columnar` for fast customer-level analytics; `0`: query the database only."),
@@ -198,6 +230,10 @@ class Config:
     locale: str
     timezone: str | None
     default_period: str | None
+    write_database_url: str | None
+    secret_key: str | None
+    session_hours: int
+    trusted_proxies: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -212,6 +248,13 @@ class Config:
             values["database_url"] = f"sqlite:///{(values['data_dir'] / EMBEDDED_DB_NAME).resolve()}"
         config = cls(**values)
         return replace(config, **overrides) if overrides else config
+
+
+def write_engine_for(config: Config) -> Engine:
+    """This process's engine for writing ``config``'s database (``BI_DATABASE_WRITE_URL``, else its URL)."""
+    if config.write_database_url is None:
+        return engine_for(config)
+    return engine_for(replace(config, database_url=config.write_database_url))
 
 
 def engine_for(config: Config) -> Engine:

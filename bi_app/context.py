@@ -20,14 +20,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app
+from flask import current_app, g, has_request_context, request
 from sqlalchemy import Connection, Engine
 
-from bi_app.config import Config, engine_for
+from bi_app.config import Config, engine_for, write_engine_for
 from data_layer.cache import ResultCache
 from data_layer.columnar import ColumnarReplica
 from data_layer.engine import make_engine
 from data_layer.meta import changed_rows
+from data_layer.users import User
 
 if TYPE_CHECKING:
     from bi_app.ml.models import ModelStore, TrainedModels
@@ -36,6 +37,10 @@ CONFIG_KEY = "BI_CONFIG"
 CACHE_KEY = "BI_CACHE"
 REPLICAS_KEY = "BI_REPLICAS"
 MODELS_KEY = "BI_MODELS"
+#: Where the guard (:mod:`bi_app.auth`) puts the signed-in user of a request, in ``flask.g``.
+USER_KEY = "bi_user"
+#: The user of demo mode (no ``BI_SECRET_KEY``) and of work outside a request: every role, every region.
+DEMO_USER = User("demo", "admin", ())
 #: The service's precomputation of the default views into a snapshot: (snapshot, version, period) -> answers.
 Precompute = Callable[..., dict[str, Any]]
 log = logging.getLogger(__name__)
@@ -83,9 +88,26 @@ def current_config() -> Config:
     return current_app.config[CONFIG_KEY]
 
 
+def signed_in_user() -> User:
+    """The user of this request, whom the guard let in (the demo user in demo mode and outside a request)."""
+    return (g.get(USER_KEY) if has_request_context() else None) or DEMO_USER
+
+
+def from_this_machine() -> bool:
+    """True for a request made on this machine directly: a loopback address and no proxy's
+    ``Forwarded`` or ``X-Forwarded-For`` header (nginx on this machine proxies from loopback too)."""
+    forwarded = request.headers.get("Forwarded") or request.headers.get("X-Forwarded-For")
+    return not forwarded and request.remote_addr in ("127.0.0.1", "::1")
+
+
 def current_engine() -> Engine:
     """This process's engine for the database of the app serving this request."""
     return engine_for(current_config())
+
+
+def current_write_engine() -> Engine:
+    """This process's engine for writing to the app's database (``BI_DATABASE_WRITE_URL``, else its URL)."""
+    return write_engine_for(current_config())
 
 
 def current_cache() -> ResultCache:

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-from flask import Blueprint, Response, request, send_file, stream_with_context
+from flask import Blueprint, Response, g, request, send_file, stream_with_context
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
@@ -32,10 +32,10 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy import Numeric
 from sqlalchemy.exc import SQLAlchemyError
 
-from bi_app import service
+from bi_app import auth, service
 from bi_app.analytics.orders import KPI_NAMES, span_text
-from bi_app.api import error_response
 from bi_app.context import current_engine
+from bi_app.errors import error_response
 from bi_app.importing import upload_folder
 from bi_app.incidents import reference_for
 from bi_app.ml import strategy
@@ -67,6 +67,14 @@ def _database_down(exc: SQLAlchemyError):  # noqa: ANN202
                           reference=reference)
 
 
+@exports.after_request
+def _audit_download(response: Response) -> Response:
+    """Record each download with its row count (a streamed file records itself once sent)."""
+    if response.status_code == 200 and "download_rows" in g and not response.is_streamed:
+        auth.record("download", rows=g.download_rows)
+    return response
+
+
 @exports.get("/orders.csv")
 def orders_csv() -> Response:
     """The filtered orders as CSV, streamed."""
@@ -79,12 +87,18 @@ def orders_csv() -> Response:
         buffer.write(BOM)
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
-        for batch in _chain(first, rows):
-            writer.writerows(_formatted(columns, row) for row in batch)
+        sent, complete = 0, False
+        try:
+            for batch in _chain(first, rows):
+                writer.writerows(_formatted(columns, row) for row in batch)
+                sent += len(batch)
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
             yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-        yield buffer.getvalue()
+            complete = True
+        finally:
+            auth.record("download", rows=sent, detail="" if complete else "cut off: the client left")
 
     return Response(
         stream_with_context(body()),
@@ -108,6 +122,7 @@ def customers_xlsx() -> Response | tuple[Response, int]:
     if len(frame) > EXCEL_MAX_DATA_ROWS:
         return error_response(422, "too_many_rows", f"{len(frame):,} customers match, but an Excel sheet holds at "
                               f"most {EXCEL_MAX_DATA_ROWS:,} rows. Narrow the filters, or download CSV.")
+    g.download_rows = len(frame)
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Customers")
     cells = _row_cells(sheet, frame.columns, service.money_format())
@@ -141,11 +156,13 @@ def import_report(upload_id: str, kind: str) -> Response | tuple[Response, int]:
     found = sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else []
     if not found:
         return error_response(404, "not_found", f"this import has no {kind}")
+    g.download_rows = None
     # Absolute: Flask resolves a relative path against the app's package, not the working directory.
     return send_file(found[0].resolve(), mimetype="text/csv", as_attachment=True, download_name=f"import-{kind}.csv")
 
 
 def _csv(frame: pd.DataFrame, filename: str) -> Response:
+    g.download_rows = len(frame)
     safe = frame.copy()
     for name in frame.select_dtypes(include=["object", "string"]).columns:
         safe[name] = frame[name].map(csv_text)
@@ -192,6 +209,7 @@ def orders_xlsx() -> Response | tuple[Response, int]:
             f"{matching:,} orders match, but an Excel sheet holds at most {EXCEL_MAX_DATA_ROWS:,} rows. "
             "Narrow the filters, or download CSV (/export/orders.csv), which has no limit.",
         )
+    g.download_rows = matching
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Orders")
     columns, batches = _stream_orders(filters)
@@ -211,6 +229,7 @@ def report_xlsx() -> Response:
     with current_engine().connect() as conn:
         version = data_version(conn)
     workbook = build_report(filters, results, version, service.money_format())
+    g.download_rows = None  # a workbook of summaries: no one count of rows
     return _send_workbook(workbook, "report.xlsx")
 
 

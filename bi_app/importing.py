@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import functools
 import json
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 from sqlalchemy import Engine
@@ -58,9 +60,13 @@ def upload_folder(upload_id: str) -> Path:
     """Where an upload on the Data page and its reports are kept: ``BI_DATA_DIR/uploads/<id>``."""
     from bi_app.context import current_config
 
-    if not re.fullmatch(r"[0-9a-f]{32}", upload_id or ""):
+    if not isinstance(upload_id, str) or not re.fullmatch(r"[0-9a-f]{32}", upload_id):
         raise ValueError("bad upload id")
     return current_config().data_dir / "uploads" / upload_id
+
+
+#: What :func:`save_upload` names a file: letters, digits, ``.``, ``_`` and ``-``.
+SAFE_FILE_NAME = r"[A-Za-z0-9._-]{1,200}"
 
 
 @dataclass(frozen=True)
@@ -70,14 +76,41 @@ class Upload:
     id: str
     file: str
 
+    @classmethod
+    def from_store(cls, data: Any) -> Upload | None:
+        """The upload a Data page store names (``{"id", "file", ...}``, as :func:`save_upload` made it);
+        None for anything else (a crafted callback's)."""
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(data.get("file"), str):
+            return None
+        upload = cls(data["id"], data["file"])
+        try:
+            upload.path  # noqa: B018 - checks the id and the name
+        except ValueError:
+            return None
+        return upload
+
     @property
     def path(self) -> Path:
+        """The file in its upload's folder; ValueError for a name that is not a plain file name (a
+        crafted callback's ``../`` or absolute path)."""
+        if not isinstance(self.file, str) or not re.fullmatch(SAFE_FILE_NAME, self.file) or self.file in (".", ".."):
+            raise ValueError("bad upload file name")
         return upload_folder(self.id) / self.file
+
+
+def uploaded_bytes(contents: Any) -> bytes | None:
+    """The file in a ``dcc.Upload``'s ``contents`` (``data:<type>;base64,<data>``); None when it is not that."""
+    if not isinstance(contents, str) or "," not in contents:
+        return None
+    try:
+        return base64.b64decode(contents.split(",", 1)[1], validate=True)
+    except ValueError:  # binascii.Error is a ValueError
+        return None
 
 
 def save_upload(data: bytes, filename: str | None) -> Upload:
     """Keep an uploaded file on the server under a new id, its name made safe for the file system."""
-    upload = Upload(uuid.uuid4().hex, re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or "upload.csv").name))
+    upload = Upload(uuid.uuid4().hex, re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or "upload.csv").name)[:200])
     upload.path.parent.mkdir(parents=True, exist_ok=True)
     upload.path.write_bytes(data)
     return upload

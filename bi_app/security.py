@@ -9,6 +9,7 @@ elsewhere. Styles may be inline (Dash, Plotly and AG Grid set them on elements).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -19,8 +20,8 @@ from flask import Flask, Response, request
 from flask_talisman import Talisman
 from werkzeug.exceptions import HTTPException
 
-from bi_app.api import error_response
 from bi_app.config import Config
+from bi_app.errors import error_response
 from bi_app.incidents import reference_for
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def answer_malformed_requests(app: dash.Dash) -> None:
     def _check_callback_request() -> tuple[Response, int] | None:
         if request.path != CALLBACK_PATH or request.method != "POST":
             return None
-        if not is_callback_request(request.get_json(silent=True), app.callback_map):
+        if not is_callback_request(json_body(), app.callback_map):
             return error_response(400, "bad_request", "not a callback request this app knows")
         return None
 
@@ -87,23 +88,75 @@ def answer_malformed_requests(app: dash.Dash) -> None:
         return error_response(500, "internal_error", "this request could not be answered", reference=reference)
 
 
+_SCALAR = (str, int, float, bool, type(None))
+_TEXT = (str, type(None))
+_COUNT = (int, type(None))
+#: The types the renderer sends for the properties our callbacks read (anything else is a crafted request).
+PROPERTY_TYPES: dict[str, tuple[type, ...]] = {
+    "search": _TEXT, "pathname": _TEXT, "href": _TEXT, "hash": _TEXT, "contents": _TEXT, "filename": _TEXT,
+    "start_date": _TEXT, "end_date": _TEXT, "n_clicks": _COUNT, "n_intervals": _COUNT, "n_submit": _COUNT,
+    "is_open": (bool, type(None)), "getRowsRequest": (dict, type(None)), "value": (*_SCALAR, list),
+}
+
+
+def fits(prop: str, value: Any) -> bool:
+    """True when ``value`` has a type the renderer sends for ``prop`` (a ``value`` list holds scalars only)."""
+    if not isinstance(value, PROPERTY_TYPES.get(prop, (object,))):
+        return False
+    return not (prop == "value" and isinstance(value, list) and not all(isinstance(v, _SCALAR) for v in value))
+
+
+def json_body() -> Any:
+    """The request's JSON body; None when it is not JSON, or nests too deep to read."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
 def is_callback_request(body: Any, callbacks: dict[str, Any]) -> bool:
-    """True for the body Dash's renderer posts: a registered ``output``, ``outputs`` as an object or
-    a list, ``inputs`` (and ``state``) lists of objects with an ``id`` and a ``property``, and
-    ``changedPropIds`` a list of strings."""
+    """True for the body Dash's renderer posts for a registered callback: its ``output``; its ``outputs``,
+    ``inputs`` and ``state`` naming the components and properties the callback was registered with (a
+    pattern-matched one by an id of its pattern), each input's value of the property's type (:func:`fits`);
+    and ``changedPropIds`` a list of strings."""
     if not isinstance(body, dict) or not isinstance(body.get("output"), str) or body["output"] not in callbacks:
         return False
-    if not isinstance(body.get("outputs"), (dict, list)) or not isinstance(body.get("changedPropIds", []), list):
+    spec = callbacks[body["output"]]
+    several = body["output"].startswith("..")
+    expected = [{"id": out.component_id_str(), "property": out.component_property} for out in spec["output"]] \
+        if several else [{"id": spec["output"].component_id_str(), "property": spec["output"].component_property}]
+    if not _arguments_match([body.get("outputs")] if not several else body.get("outputs"), expected, values=False):
         return False
-    if not all(isinstance(name, str) for name in body.get("changedPropIds", [])):
+    if not _arguments_match(body.get("inputs", []), spec.get("inputs", []), values=True):
         return False
-    return all(_props_list(body.get(part, [])) for part in ("inputs", "state"))
+    if not _arguments_match(body.get("state", []), spec.get("state", []), values=True):
+        return False
+    changed = body.get("changedPropIds", [])
+    return isinstance(changed, list) and all(isinstance(name, str) for name in changed)
 
 
-def _props_list(items: Any) -> bool:
-    """A list of ``{"id", "property", ...}`` objects, or of lists of them (pattern-matching inputs)."""
-    if not isinstance(items, list):
+def _arguments_match(given: Any, expected: list[dict], *, values: bool) -> bool:
+    """``given`` (a request's list of ``{"id", "property", "value"}``, a list of them for a pattern-matched
+    group) are the ``expected`` components and properties, each value of its property's type."""
+    if not isinstance(given, list) or len(given) != len(expected):
         return False
-    flat = [entry for item in items for entry in (item if isinstance(item, list) else [item])]
-    return all(isinstance(entry, dict) and "id" in entry and isinstance(entry.get("property"), str)
-               for entry in flat)
+    for item, spec in zip(given, expected, strict=True):
+        pattern = spec["id"].startswith("{")
+        entries = item if pattern and isinstance(item, list) else [item]
+        for entry in entries:
+            if not isinstance(entry, dict) or entry.get("property") != spec["property"].split("@")[0]:
+                return False
+            if not (_fits_pattern(entry.get("id"), spec["id"]) if pattern else entry.get("id") == spec["id"]):
+                return False
+            if values and not fits(spec["property"], entry.get("value")):
+                return False
+    return True
+
+
+def _fits_pattern(component_id: Any, pattern: str) -> bool:
+    """True for a dict id with the pattern's keys, equal to it where the pattern has no wildcard."""
+    wanted = json.loads(pattern)
+    if not isinstance(component_id, dict) or component_id.keys() != wanted.keys():
+        return False
+    return all(isinstance(component_id[key], (str, int, float))
+               and (isinstance(value, list) or component_id[key] == value) for key, value in wanted.items())

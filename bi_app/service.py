@@ -23,6 +23,7 @@ from bi_app.context import (
     current_engine,
     current_models,
     current_replica,
+    signed_in_user,
     stored_models,
 )
 from bi_app.ml import analyses as ml_analyses
@@ -133,17 +134,19 @@ ANALYSES: dict[str, Analysis] = {
 
 
 def parse_request(
-    query: Mapping[str, Iterable[str]], parameters: tuple[Parameter, ...] = (), scope: Iterable[str] = ()
+    query: Mapping[str, Iterable[str]], parameters: tuple[Parameter, ...] = (), scope: Iterable[str] | None = None
 ) -> tuple[Filters, dict[str, int]]:
     """Filters and analysis parameters from query parameters, within the viewer's ``scope`` (regions;
-    empty: every region): the one parse of user-facing filters that pages, API and exports share.
-    :class:`FilterError` when a parameter is bad, :class:`OutOfScopeError` for a region outside the scope."""
+    empty: every region; None: the signed-in user's regions): the one parse of user-facing filters that
+    pages, API and exports share. :class:`FilterError` when a parameter is bad, :class:`OutOfScopeError`
+    for a region outside the scope."""
+    scope = signed_in_user().regions if scope is None else scope
     values = {name: list(v) if not isinstance(v, str) else [v] for name, v in query.items()}
     chosen: dict[str, int] = {}
     for parameter in parameters:
         raw = values.pop(parameter.name, None)
         chosen[parameter.name] = _parse_int(parameter, raw) if raw else parameter.default
-    filters = parse_filters(values, known_values=known_values(),
+    filters = parse_filters(values, known_values=known_values(scope=()),
                             data_dates=data_dates() if "period" in values else (None, None), scope=scope)
     return filters, chosen
 
@@ -234,11 +237,11 @@ def money_format() -> MoneyFormat:
         return MoneyFormat(config.currency, config.locale)
 
 
-def known_values(scope: Iterable[str] = ()) -> dict[str, list[str]]:
+def known_values(scope: Iterable[str] | None = None) -> dict[str, list[str]]:
     """The regions, segments, categories and products in the data (cached per data version); with a
-    ``scope``, only its regions."""
+    ``scope`` (None: the signed-in user's regions), only its regions."""
     values = _known_values()
-    allowed = set(scope)
+    allowed = set(signed_in_user().regions if scope is None else scope)
     return {**values, "region": [r for r in values.get("region", []) if r in allowed]} if allowed else values
 
 
@@ -348,7 +351,8 @@ def answer_default_view(engine: Engine, models: TrainedModels) -> dict[str, Any]
     return answers
 
 
-def parse_leniently(query: Mapping[str, Iterable[str]], scope: Iterable[str] = ()) -> tuple[Filters, list[str]]:
+def parse_leniently(query: Mapping[str, Iterable[str]], scope: Iterable[str] | None = None
+                    ) -> tuple[Filters, list[str]]:
     """Like :func:`parse_request` for pages: drop each bad parameter, say why, keep the rest."""
     values = {name: list(v) if not isinstance(v, str) else [v] for name, v in query.items()}
     notices: list[str] = []

@@ -15,15 +15,19 @@ from urllib.parse import parse_qs, urlencode
 import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, NoUpdate, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash.development.base_component import Component
+from flask_wtf.csrf import generate_csrf
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service
+from bi_app.auth import LOGOUT_PATH, may_open, page_for
 from bi_app.components import attributes, navbar
-from bi_app.context import current_config, current_engine
+from bi_app.context import current_config, current_engine, signed_in_user
 from bi_app.incidents import reference_for
 from data_layer.engine import DatabaseError, ping
 from data_layer.filters import COMPARISONS, LIST_PARAMETERS, PERIODS, Filters, default_period
 from data_layer.meta import OPTIONAL_FIELDS, absent_fields
+from data_layer.users import User
 
 log = logging.getLogger(__name__)
 LIST_FILTERS = tuple(LIST_PARAMETERS)  # region, segment, category, product
@@ -58,7 +62,8 @@ def filters_of(search: str | None) -> tuple[Filters, list[str]]:
 
 
 def layout() -> html.Div:
-    """The shell around every page."""
+    """The shell around every page: the signed-in user's pages only."""
+    user = signed_in_user()
     return html.Div(
         [
             dcc.Location(id="url", refresh="callback-nav"),
@@ -67,7 +72,7 @@ def layout() -> html.Div:
             dcc.Store(id="db-status", data="ok"),
             dcc.Store(id="page-titles", data={p["path"]: p["title"] for p in dash.page_registry.values()}),
             html.A("Skip to the figures", href="#page-content", className="visually-hidden-focusable"),
-            navbar(dash.page_registry.values()),
+            navbar([page for page in dash.page_registry.values() if may_open(user, page)], account(user)),
             dbc.Container(
                 [
                     # A named section is a landmark: screen readers list it, and no content is outside one.
@@ -234,13 +239,13 @@ def route(pathname: str | None):  # noqa: ANN201
         return html.Div([html.H1("Page not found", className="h2"),
                          html.P(["Nothing lives at ", html.Code(pathname or ""), ". ",
                                  dcc.Link("Back to the overview", href="/")])], id="not-found")
+    user = signed_in_user()
+    if not may_open(user, page):
+        return html.Div([html.H1("Not allowed", className="h2"),
+                         html.P([f"The {page['name']} page needs the {page.get('role')} role; you are signed in as "
+                                 f"{user.name} ({user.role}). ", dcc.Link("Back to the overview", href="/")])],
+                        id="not-allowed")
     return page["layout"]()
-
-
-def page_for(pathname: str | None) -> dict | None:
-    """The ``dash.page_registry`` entry whose path is ``pathname``."""
-    path = (pathname or "/").rstrip("/") or "/"
-    return next((p for p in dash.page_registry.values() if p["path"] == path), None)
 
 
 clientside_callback(
@@ -324,8 +329,28 @@ def remove_chip(clicks: list[int | None], search: str | None) -> str | NoUpdate:
     return search_of(filters)
 
 
+def account(user: User) -> Component:
+    """Who is signed in, and the button to sign out (a form with its CSRF token); in demo mode, a badge
+    saying that no one signs in."""
+    if not current_config().secret_key:
+        return dbc.Badge("Demo mode: no sign-in", color="warning", text_color="dark", id="demo-badge",
+                         className="ms-lg-3", title="This server has no secret key set: it answers this machine "
+                         "only, and everyone using it may see and change everything.")
+    return html.Form(
+        [
+            dcc.Input(type="hidden", name="csrf_token", value=generate_csrf()),
+            html.Span(f"{user.name} ({user.role})", className="text-white small me-2", id="signed-in-user"),
+            dbc.Button("Sign out", type="submit", color="light", outline=True, size="sm", id="logout-button"),
+        ],
+        action=LOGOUT_PATH, method="POST", id="logout-form", className="d-flex align-items-center ms-lg-3",
+    )
+
+
 def downloads(filters: Filters, pathname: str | None) -> list:
-    """Download links for the current filters: the page's data as CSV and the XLSX report."""
+    """Download links for the current filters (an analyst's and above): the page's data as CSV and the
+    XLSX report."""
+    if not signed_in_user().may("analyst"):
+        return []
     query = search_of(filters)
     table = (page_for(pathname) or {}).get("download", "orders")
     return [

@@ -1,18 +1,24 @@
 """The app's users, in its own database table ``bi_users``: a name, a role, the regions the user
-may see (none listed: every region) and a password hash.
+may see (none listed: every region) and a password hash; and their API tokens, in ``bi_tokens``.
+
+User names are compared without case (``Ana`` signs in as ``ana``) and stored in lower case.
 
 Roles, from least to most: ``viewer`` (dashboards and API reads), ``analyst`` (and downloads,
 append and upsert imports), ``admin`` (and replace imports, user management). Passwords are
 hashed with scrypt by Werkzeug (a well-kept implementation of a standard scheme), never stored
-or logged as given.
+or logged as given. A token is 256 random bits, stored as its SHA-256 (a hash that cannot be
+reversed for so long a random value; scrypt's slowness guards guessable passwords, not these).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import json
+import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, Connection, MetaData, String, Table, Text, delete, insert, inspect, select, update
@@ -36,6 +42,17 @@ users = Table(
     Column("created_at", String(32), nullable=False),
 )
 
+tokens = Table(
+    "bi_tokens",
+    users_metadata,
+    Column("id", String(16), primary_key=True),  # public: the token's name in lists and the audit log
+    Column("user_name", String(ID_LIMIT), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("revoked_at", String(32)),
+)
+TOKEN_PREFIX = "bi_"
+
 
 class UserError(ValueError):
     """A user cannot be added or changed as asked; the message says why."""
@@ -48,15 +65,27 @@ class User:
     name: str
     role: str
     regions: tuple[str, ...]
+    #: Changes when the password, role or regions do: a session signed in before is then over.
+    stamp: str = field(default="", compare=False, repr=False)
 
     def may(self, role: str) -> bool:
         """True when this user's role is ``role`` or above it."""
         return ROLES.index(self.role) >= ROLES.index(role)
 
 
+@dataclass(frozen=True)
+class Token:
+    """An API token as lists show it: never its secret."""
+
+    id: str
+    user_name: str
+    created_at: str
+    revoked_at: str | None
+
+
 def create_users_table(conn: Connection) -> None:
-    """Make ``bi_users`` when it is not there (in the caller's transaction)."""
-    users_metadata.create_all(conn, tables=[users], checkfirst=True)
+    """Make ``bi_users`` and ``bi_tokens`` when they are not there (in the caller's transaction)."""
+    users_metadata.create_all(conn, tables=[users, tokens], checkfirst=True)
 
 
 def add_user(conn: Connection, name: str, role: str, password: str, regions: Iterable[str] = ()) -> User:
@@ -68,30 +97,31 @@ def add_user(conn: Connection, name: str, role: str, password: str, regions: Ite
     user = User(name, _role(role), _regions(regions))
     conn.execute(insert(users).values(name=user.name, role=user.role, regions=json.dumps(list(user.regions)),
                                       password_hash=_hash(password),
-                                      created_at=datetime.now(UTC).isoformat(timespec="seconds")))
-    return user
+                                      created_at=_now()))
+    return _existing(conn, user.name)
 
 
 def remove_user(conn: Connection, name: str) -> None:
     """Remove a user; :class:`UserError` when there is none of that name."""
-    _existing(conn, name)
+    name = _existing(conn, name).name
+    conn.execute(delete(tokens).where(tokens.c.user_name == name))
     conn.execute(delete(users).where(users.c.name == name))
 
 
 def set_role(conn: Connection, name: str, role: str) -> User:
-    _existing(conn, name)
+    name = _existing(conn, name).name
     conn.execute(update(users).where(users.c.name == name).values(role=_role(role)))
     return _existing(conn, name)
 
 
 def set_regions(conn: Connection, name: str, regions: Iterable[str]) -> User:
-    _existing(conn, name)
+    name = _existing(conn, name).name
     conn.execute(update(users).where(users.c.name == name).values(regions=json.dumps(list(_regions(regions)))))
     return _existing(conn, name)
 
 
 def set_password(conn: Connection, name: str, password: str) -> None:
-    _existing(conn, name)
+    name = _existing(conn, name).name
     conn.execute(update(users).where(users.c.name == name).values(password_hash=_hash(password)))
 
 
@@ -125,8 +155,63 @@ def _decoy_hash() -> str:
     return generate_password_hash("a password nobody has", method="scrypt")
 
 
+def create_token(conn: Connection, name: str) -> tuple[Token, str]:
+    """A new API token of the user ``name``: its listing and its secret, which is shown this once and
+    stored only as a hash. It carries the user's role and regions as they are when it is used."""
+    user = _existing(conn, name)
+    token = Token(secrets.token_hex(4), user.name, _now(), None)
+    secret = f"{TOKEN_PREFIX}{token.id}_{secrets.token_urlsafe(32)}"
+    conn.execute(insert(tokens).values(id=token.id, user_name=token.user_name, token_hash=_token_hash(secret),
+                                       created_at=token.created_at))
+    return token, secret
+
+
+def list_tokens(conn: Connection, name: str | None = None) -> list[Token]:
+    """Every token (of the user ``name`` only, when given), revoked ones included, oldest first."""
+    if not inspect(conn).has_table(tokens.name):
+        return []
+    query = select(tokens).order_by(tokens.c.created_at, tokens.c.id)
+    if name is not None:
+        query = query.where(tokens.c.user_name == _existing(conn, name).name)
+    return [Token(row["id"], row["user_name"], row["created_at"], row["revoked_at"])
+            for row in run(conn, query).mappings()]
+
+
+def revoke_token(conn: Connection, token_id: str) -> Token:
+    """Stop a token from working; :class:`UserError` when there is no such token or it is revoked already."""
+    token = next((t for t in list_tokens(conn) if t.id == token_id.strip()), None)
+    if token is None:
+        raise UserError(f"no token {token_id!r} (bi-app tokens list shows them)")
+    if token.revoked_at is not None:
+        raise UserError(f"token {token.id} was revoked on {token.revoked_at}")
+    revoked = Token(token.id, token.user_name, token.created_at, _now())
+    conn.execute(update(tokens).where(tokens.c.id == token.id).values(revoked_at=revoked.revoked_at))
+    return revoked
+
+
+def user_for_token(conn: Connection, secret: str) -> tuple[User, str] | None:
+    """The user a token (as sent) stands for, and the token's id; None for an unknown, malformed or
+    revoked token, or one whose user is gone."""
+    if not secret.startswith(TOKEN_PREFIX) or not inspect(conn).has_table(tokens.name):
+        return None
+    token_id = secret[len(TOKEN_PREFIX):].split("_", 1)[0]
+    row = run(conn, select(tokens).where(tokens.c.id == token_id)).mappings().first()
+    if row is None or row["revoked_at"] is not None or not hmac.compare_digest(row["token_hash"], _token_hash(secret)):
+        return None
+    user = find_user(conn, row["user_name"])
+    return (user, token_id) if user is not None else None
+
+
+def _token_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 def _find(conn: Connection, name: str):  # noqa: ANN202 - a row mapping or None
-    return run(conn, select(users).where(users.c.name == name)).mappings().first()
+    return run(conn, select(users).where(users.c.name == name.strip().lower())).mappings().first()
 
 
 def _existing(conn: Connection, name: str) -> User:
@@ -137,11 +222,12 @@ def _existing(conn: Connection, name: str) -> User:
 
 
 def _user(row) -> User:  # noqa: ANN001 - a row mapping
-    return User(row["name"], row["role"], tuple(json.loads(row["regions"] or "[]")))
+    stamp = hashlib.sha256(f"{row['password_hash']}|{row['role']}|{row['regions']}".encode()).hexdigest()[:16]
+    return User(row["name"], row["role"], tuple(json.loads(row["regions"] or "[]")), stamp)
 
 
 def _name(name: str) -> str:
-    name = name.strip()
+    name = name.strip().lower()
     if not name or len(name) > ID_LIMIT or any(c.isspace() for c in name):
         raise UserError(f"a user name is 1 to {ID_LIMIT} characters without spaces, got {name!r}")
     return name

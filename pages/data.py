@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-import base64
 import logging
+from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, dcc, html, no_update
 
-from bi_app.context import current_config, current_engine, start_training
-from bi_app.importing import ImportOutcome, Upload, import_file, read_upload, save_upload, stored_currency
+from bi_app.auth import record
+from bi_app.context import current_config, current_engine, current_write_engine, signed_in_user, start_training
+from bi_app.importing import (
+    ImportOutcome,
+    Upload,
+    import_file,
+    read_upload,
+    save_upload,
+    stored_currency,
+    uploaded_bytes,
+)
 from bi_app.incidents import reference_for
 from data_layer.importer import (
     FIELDS,
@@ -28,7 +37,12 @@ from data_layer.parsing import DATE_ORDER_NAMES, DECIMAL_NAMES, date_order_of
 
 log = logging.getLogger(__name__)
 
-dash.register_page(__name__, path="/data", name="Data", title="Data · E-commerce BI", order=5, filters=False)
+# Imports need an analyst (replacing every stored order an admin: :func:`run_import`); the guard of
+# bi_app.auth refuses this page and its callbacks to anyone else.
+dash.register_page(__name__, path="/data", name="Data", title="Data · E-commerce BI", order=5, filters=False,
+                   role="analyst")
+#: Modes an analyst may import in; ``replace`` deletes every stored order and needs an admin.
+MODES = {"append": "analyst", "upsert": "analyst", "replace": "admin"}
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 PREVIEW_ROWS = 8
@@ -37,6 +51,7 @@ REQUIRED = {"order_id", "order_date", "product"}
 
 
 def layout(**_query: str) -> html.Div:
+    user = signed_in_user()
     return html.Div(
         [
             html.H1("Import orders", className="h2 mb-3"),
@@ -60,7 +75,9 @@ def layout(**_query: str) -> html.Div:
                     dbc.RadioItems(id="data-mode", inline=True, value="append", className="mb-2",
                                    options=[{"label": "Add the orders (append)", "value": "append"},
                                             {"label": "Replace their stored versions (upsert)", "value": "upsert"},
-                                            {"label": "Replace all stored orders", "value": "replace"}]),
+                                            {"label": "Replace all stored orders" + (
+                                                "" if user.may(MODES["replace"]) else " (admins only)"),
+                                             "value": "replace", "disabled": not user.may(MODES["replace"])}]),
                     dbc.Checkbox(id="data-skip-invalid", value=False, className="mb-2",
                                  label="Import the valid rows and leave out the invalid ones"),
                     dbc.Button("Import", id="data-import", color="primary", disabled=True),
@@ -106,7 +123,7 @@ def choices_of(encoding: str | None, date_order: str | None, decimal: str | None
                statuses: list, status_ids: list[dict]) -> ImportChoices:
     """The user's reading choices as the importer takes them."""
     return ImportChoices(date_order=date_order_of(date_order), decimal=decimal or None, encoding=encoding or None,
-                         statuses={i["status"]: v for i, v in zip(status_ids, statuses, strict=True) if v},
+                         statuses=picked(status_ids, statuses, "status"),
                          drop_identical=bool(drop_identical), timezone=current_config().timezone,
                          currency=current_config().currency)
 
@@ -125,7 +142,11 @@ def receive_file(contents: str | None, filename: str | None):  # noqa: ANN201
     """Keep the uploaded file on the server; show its first rows, the automatic mapping and reading."""
     if not contents:
         return (no_update,) * (4 + len(CHOICES))
-    upload = save_upload(base64.b64decode(contents.split(",", 1)[1]), filename)
+    data = uploaded_bytes(contents)
+    if data is None:
+        return (None, dbc.Alert("The file could not be received whole. Please choose it again.", color="danger",
+                                id="data-file-error"), None, {"display": "none"}, *(None,) * len(CHOICES))
+    upload = save_upload(data, filename if isinstance(filename, str) else None)
     try:
         source = read_upload(upload)
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
@@ -179,7 +200,17 @@ def problem(exc: Exception, what: str) -> str:
 
 
 def chosen_mapping(values: list, ids: list[dict]) -> dict[str, str]:
-    return {i["field"]: v for i, v in zip(ids, values, strict=True) if v}
+    """The mapping chosen in the editor: field -> column, from its dropdowns' ids and values."""
+    return picked(ids, values, "field")
+
+
+def picked(ids: Any, values: Any, key: str) -> dict[str, str]:
+    """``{id[key]: value}`` for each chosen value of a pattern-matched group of controls (anything that
+    is not such a pair, which only a crafted request sends, is left out)."""
+    if not isinstance(ids, list) or not isinstance(values, list):
+        return {}
+    return {i[key]: v for i, v in zip(ids, values, strict=False)
+            if isinstance(i, dict) and isinstance(i.get(key), str) and isinstance(v, str) and v}
 
 
 @callback(
@@ -192,11 +223,11 @@ def chosen_mapping(values: list, ids: list[dict]) -> dict[str, str]:
 )
 def status_choices(values: list, ids: list[dict], upload: dict | None, encoding: str | None):  # noqa: ANN201
     """One choice per status of the mapped status column that the vocabulary does not know."""
-    column = chosen_mapping(values, ids).get("status")
-    if not upload or not column:
+    column, file = chosen_mapping(values, ids).get("status"), Upload.from_store(upload)
+    if file is None or not column:
         return None
     try:
-        unknown = unknown_statuses(read_upload(Upload(upload["id"], upload["file"]), encoding).frame[column].fillna(""))
+        unknown = unknown_statuses(read_upload(file, encoding).frame[column].fillna(""))
     except Exception:  # noqa: BLE001 - check_file says what is wrong with the file
         return None
     return status_card(column, unknown) if unknown else None
@@ -232,11 +263,12 @@ def check_file(values: list, encoding: str | None, date_order: str | None, decim
                upload: dict | None):
     """Validate the file under the mapping and reading choices as they stand: how it was read, what it
     cannot tell, counts and the first rejected rows."""
-    if not upload:
+    file = Upload.from_store(upload)
+    if file is None:
         return None, True, None
     choices = choices_of(encoding, date_order, decimal, drop_identical, statuses, status_ids)
     try:
-        result = validate(read_upload(Upload(upload["id"], upload["file"]), choices.encoding),
+        result = validate(read_upload(file, choices.encoding),
                           chosen_mapping(values, ids), choices)
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
         return dbc.Alert(problem(exc, "checked"), color="warning", id="data-validation-summary"), True, None
@@ -285,21 +317,36 @@ def run_import(_clicks: int, values: list, ids: list[dict], encoding: str | None
                decimal: str | None, drop_identical: bool | None, statuses: list, status_ids: list[dict],
                upload: dict | None, mode: str, skip_invalid: bool):
     """Import the file in one transaction; say what happened, with the report to download."""
-    if not upload:
+    file = Upload.from_store(upload)
+    if file is None or not isinstance(upload, dict):
         return no_update
+    choices = choices_of(encoding, date_order, decimal, drop_identical, statuses, status_ids)
+    return imported(file, upload.get("auto"), chosen_mapping(values, ids), choices, mode=mode,
+                    skip_invalid=bool(skip_invalid))
+
+
+def imported(file: Upload, automatic: Any, chosen: dict[str, str], choices: ImportChoices, *, mode: str,
+             skip_invalid: bool) -> dbc.Alert | html.Div:
+    """Import ``file`` with the ``chosen`` mapping (``automatic``: the one first proposed), if the user's
+    role allows ``mode``; what happened, recorded in the audit log."""
+    if mode not in MODES or not signed_in_user().may(MODES[mode]):
+        record("import_refused", detail=f"mode {mode!r}")
+        return dbc.Alert(f"Nothing was written: importing in this mode needs the {MODES.get(mode, 'admin')} role.",
+                         color="danger", id="data-result-summary")
     messages: list[str] = []
-    chosen, auto, file = chosen_mapping(values, ids), upload["auto"], Upload(upload["id"], upload["file"])
+    auto = automatic if isinstance(automatic, dict) else {}
     changed, dropped = {f: c for f, c in chosen.items() if auto.get(f) != c}, set(auto) - set(chosen)
     try:
-        outcome = import_file(current_engine(), file.path, changed, mode=mode, without=dropped,
-                              skip_invalid=bool(skip_invalid), dry_run=False, report_dir=file.path.parent,
-                              echo=messages.append,
-                              choices=choices_of(encoding, date_order, decimal, drop_identical, statuses, status_ids))
+        outcome = import_file(current_write_engine(), file.path, changed, mode=mode, without=dropped,
+                              skip_invalid=skip_invalid, dry_run=False, report_dir=file.path.parent,
+                              echo=messages.append, choices=choices)
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
         return dbc.Alert(f"Nothing was written: {problem(exc, 'imported')}", color="danger", id="data-result-summary")
+    record("import", rows=outcome.written, detail=f"{file.file} ({mode}; {outcome.rejected:,} rejected"
+           f"{'; failed' if outcome.failed else ''})")
     if outcome.written:
         start_training(current_config())
-    return result_view(upload["id"], outcome, messages)
+    return result_view(file.id, outcome, messages)
 
 
 def result_view(upload_id: str, outcome: ImportOutcome, messages: list[str]) -> html.Div:

@@ -106,15 +106,16 @@ def recommendations_view(filters: Filters, chosen: dict[str, Any]) -> tuple:
 )
 def show_projections(numbers: dict | None, values: list, ids: list[dict], search: str | None) -> tuple:
     """Each projection under the assumptions as they stand (no database work), and the target-list links."""
-    given = {i["name"]: v for i, v in zip(ids, values, strict=True)}
     spec = {a.name: a for a in ASSUMPTIONS}
-    chosen = {name: valid(spec[name], value) for name, value in given.items()}
-    invalid = [valid(spec[name], value) != value for name, value in given.items()]
+    given = [(i.get("name") if isinstance(i, dict) else None, v) for i, v in zip(ids or [], values or [], strict=False)]
+    chosen = {a.name: a.default for a in ASSUMPTIONS} | {name: valid(spec[name], value) for name, value in given
+                                                         if name in spec}
+    invalid = [name not in spec or valid(spec[name], value) != value for name, value in given]
     filters, _ = filters_of(search)
     money = service.money_format()
     projections, links = [], []
     for name in TITLES:
-        entry = (numbers or {}).get(name)
+        entry = numbers.get(name) if isinstance(numbers, dict) else None
         projections.append(projection_view(name, entry, chosen, money))
         targets = {a.name: chosen[a.name] for a in TARGETS if a.recommendation == name}
         links.append(f"/export/targets/{name}.csv?{urlencode(filters.to_query() + sorted(targets.items()))}")
@@ -135,13 +136,15 @@ def valid(assumption, value: Any) -> int:  # noqa: ANN001
     return assumption.default
 
 
-def projection_view(name: str, entry: dict | None, chosen: dict[str, int], currency: MoneyFormat) -> Any:
-    if not entry:
+def projection_view(name: str, entry: Any, chosen: dict[str, int], currency: MoneyFormat) -> Any:
+    """The projection of recommendation ``name`` from its ``entry`` of the page's store (None when it has none)."""
+    if not isinstance(entry, dict) or entry.get("available") is not True:  # the finding says why
         return None
-    if not entry["available"]:  # the finding says why
+    try:
+        own = {k: v for k, v in chosen.items() if k in entry["assumptions"]}
+        result = project(name, entry["numbers"], own)
+    except (KeyError, TypeError, ValueError):  # a store the page did not write: a crafted request's
         return None
-    own = {k: v for k, v in chosen.items() if k in entry["assumptions"]}
-    result = project(name, entry["numbers"], own)
     colour = "kpi-up" if result["net"] >= 0 else "kpi-down"
     return html.Div([
         html.Div([html.Span("Projected net impact: "),

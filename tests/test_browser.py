@@ -604,3 +604,42 @@ def test_browser_keyboard_focus_is_always_visible(tab: Tab) -> None:
     names = {name for name, _visible in seen}
     assert {"Overview", "filter-period", "filter-start", "filter-compare", "filter-region", "filter-reset"} <= names, sorted(names)
     assert [name for name, visible in seen if not visible] == [], seen
+
+
+@pytest.mark.parametrize("secured_site", ["sqlite"], indirect=True)
+def test_browser_signs_in_is_refused_the_data_page_as_a_viewer_and_signs_out(browser, secured_site) -> None:  # noqa: ANN001
+    """On the signed-in server of tests/conftest.py (SQLite; tests/test_access.py covers both databases)."""
+    from tests.conftest import SITE_PASSWORD
+
+    tab = Tab(browser, secured_site.base)
+    try:
+        tab.page.goto(f"{tab.base}/regions?period=all")
+        assert tab.page.url.startswith(f"{tab.base}/login?next=")
+        assert accessibility_problems(tab) == []
+        tab.page.fill("#login-name", "vera")
+        tab.page.fill("#login-password", "a wrong password")
+        tab.page.click("#login-submit")
+        assert "Wrong user name or password" in tab.text("#login-message")
+        # The refused sign-in's own answer, and the console's word for it.
+        tab.errors.remove(f"401 {tab.base}/login")
+        tab.errors.remove("Failed to load resource: the server responded with a status of 401 (UNAUTHORIZED)")
+        tab.page.fill("#login-password", SITE_PASSWORD)
+        tab.page.click("#login-submit")
+        tab.page.wait_for_url(f"{tab.base}/regions?period=all")
+        tab.settle()
+        assert tab.text("#regions-table").count("\n") >= 4  # the header and the four regions
+        assert tab.text("#signed-in-user") == "vera (viewer)"
+        assert tab.page.locator("a.nav-link", has_text="Data").count() == 0  # not in the menu of a viewer
+        assert tab.page.locator("#download-csv").count() == 0  # nor the downloads
+        tab.page.evaluate("window.history.pushState({}, '', '/data'); window.dispatchEvent(new PopStateEvent('popstate'))")
+        tab.settle()
+        assert "needs the analyst role" in tab.text("#not-allowed")
+        assert tab.page.locator("#data-file").count() == 0
+        tab.page.click("#logout-button")
+        tab.page.wait_for_url(f"{tab.base}/login")
+        tab.page.goto(f"{tab.base}/")
+        assert tab.page.url.startswith(f"{tab.base}/login")
+        assert tab.errors == []
+        tab.page.screenshot(path=str(SCREENSHOTS / "login.png"))
+    finally:
+        tab.close()

@@ -123,3 +123,33 @@ def test_a_data_folder_that_is_a_file_is_one_line_not_a_traceback(tmp_path) -> N
     afile.write_text("")
     answer = CliRunner().invoke(main, ["info"], env={"BI_DATA_DIR": str(afile), "BI_DATABASE_URL": ""})
     assert answer.exit_code == 1 and answer.output.strip() == f"Error: cannot use {afile}: File exists"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::"])
+def test_without_sign_in_serve_serves_this_machine_only(host: str, tmp_path) -> None:  # noqa: ANN001
+    refused = CliRunner().invoke(main, ["serve", "--host", host],
+                                 env={"BI_DATA_DIR": str(tmp_path), "BI_SECRET_KEY": ""})
+    assert refused.exit_code == 1
+    assert refused.output.strip() == (f"Error: without sign-in (demo mode) the dashboard serves this machine only, not "
+                                      f"{host}: set BI_SECRET_KEY to turn sign-in on and add users with bi-app users add")
+    assert not (tmp_path / "bi_demo.sqlite").exists()
+
+
+def test_the_deployments_wsgi_entry_refuses_to_start_without_sign_in(tmp_path) -> None:  # noqa: ANN001
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BI_DATA_DIR": str(tmp_path), "BI_SECRET_KEY": ""}
+    started = subprocess.run([sys.executable, "-c", "import bi_app.wsgi"], env=env, capture_output=True, text=True)
+    assert started.returncode == 1
+    assert started.stderr.strip().splitlines()[-1].startswith(
+        "bi_app.config.ConfigError: bi_app.wsgi serves the dashboard to other machines, which needs sign-in: set "
+        "BI_SECRET_KEY")
+
+
+def test_a_short_secret_key_is_refused_with_how_to_make_one(tmp_path) -> None:  # noqa: ANN001
+    answer = CliRunner().invoke(main, ["info"], env={"BI_DATA_DIR": str(tmp_path), "BI_SECRET_KEY": "hunter2"})
+    assert answer.exit_code == 1
+    assert "BI_SECRET_KEY must be at least 32 random characters" in answer.output
+    assert "hunter2" not in answer.output

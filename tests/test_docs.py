@@ -91,3 +91,20 @@ def test_every_command_and_page_is_in_the_readme(app) -> None:  # noqa: ANN001 -
     pages = [page["path"] for page in dash.page_registry.values()]
     assert "/strategy" in pages
     assert [path for path in pages if f"(`{path}`)" not in README] == []
+
+
+def test_every_module_is_in_the_architecture_table() -> None:
+    """A module of bi_app/ or data_layer/ that docs/ARCHITECTURE.md does not name is drift."""
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    modules = [path for folder in ("bi_app", "data_layer") for path in sorted((ROOT / folder).glob("*.py"))
+               if path.name != "__init__.py"]
+    assert len(modules) > 20
+    assert [f"{path.parent.name}/{path.name}" for path in modules if path.name not in text] == []
+
+
+def test_every_route_of_the_app_is_documented(app) -> None:  # noqa: ANN001 - the app fixture
+    docs = README + (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    ours = sorted({rule.rule for rule in app.server.url_map.iter_rules() if not rule.rule.startswith(("/_", "/static/"))
+                   and rule.rule not in ("/", "/<path:path>", "/assets/<path:filename>")})
+    assert {"/login", "/logout", "/healthz"} <= set(ours)
+    assert [route for route in ours if not _documented(route, docs)] == []

@@ -119,3 +119,17 @@ def test_a_failure_in_a_callback_answers_a_reference_and_logs_the_traceback(clie
     assert response.status_code == 500 and "secret internals" not in body and "RuntimeError" not in body
     reference = response.get_json()["error"]["reference"]
     assert any(reference in record.getMessage() and record.exc_info for record in caplog.records)
+
+
+@pytest.mark.parametrize("headers, address", [({"X-Forwarded-For": "203.0.113.9"}, "127.0.0.1"),
+                                              ({"Forwarded": "for=203.0.113.9"}, "127.0.0.1"), ({}, "192.0.2.7")])
+def test_demo_mode_answers_this_machine_only(client, headers: dict, address: str) -> None:  # noqa: ANN001
+    for path in ("/", "/api/v1/kpis", "/_dash-layout", "/export/orders.csv"):
+        refused = client.get(path, headers=headers, environ_base={"REMOTE_ADDR": address})
+        assert refused.status_code == 403 and "demo mode" in refused.get_json()["error"]["message"], path
+    assert client.get("/healthz", headers=headers, environ_base={"REMOTE_ADDR": address}).status_code == 200
+
+
+def test_demo_mode_says_so_in_the_menu(client) -> None:  # noqa: ANN001
+    layout = client.get("/_dash-layout").get_data(as_text=True)
+    assert '"id":"demo-badge"' in layout and "Demo mode: no sign-in" in layout and "logout-form" not in layout

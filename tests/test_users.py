@@ -117,3 +117,65 @@ def test_the_command_line_refuses_before_asking_for_a_password_it_would_not_use(
     assert absent.exit_code == 1 and absent.output.strip() == "Error: no user named 'zed'"
     empty = runner.invoke(main, ["users", "add", "eve", "--role", "viewer"], input="", env=env)
     assert empty.exit_code == 1 and empty.output.strip().startswith("Error: no password given")
+
+
+def test_a_token_stands_for_its_user_until_revoked_and_is_stored_only_hashed(engine: Engine) -> None:
+    from data_layer.users import create_token, list_tokens, revoke_token, tokens, user_for_token
+
+    with engine.begin() as conn:
+        add_user(conn, "Nora", "viewer", PASSWORD, ["North"])
+        token, secret = create_token(conn, "NORA")
+    with engine.connect() as conn:
+        user, token_id = user_for_token(conn, secret)
+        assert (user, token_id) == (User("nora", "viewer", ("North",)), token.id)
+        assert user_for_token(conn, secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
+        assert user_for_token(conn, "not a token") is None and user_for_token(conn, f"bi_{token.id}_") is None
+        stored = conn.execute(select(tokens)).mappings().one()
+        assert secret not in str(dict(stored)) and stored["user_name"] == "nora"
+        assert list_tokens(conn) == [token] and list_tokens(conn, "nora") == [token]
+    with engine.begin() as conn:
+        revoke_token(conn, token.id)
+        with pytest.raises(UserError, match="was revoked"):
+            revoke_token(conn, token.id)
+        with pytest.raises(UserError, match="no token"):
+            revoke_token(conn, "nothere")
+    with engine.connect() as conn:
+        assert user_for_token(conn, secret) is None
+        assert list_tokens(conn)[0].revoked_at is not None
+    with engine.begin() as conn:  # a user's removal takes their tokens
+        _other, other_secret = create_token(conn, "nora")
+        remove_user(conn, "nora")
+    with engine.connect() as conn:
+        assert user_for_token(conn, other_secret) is None and list_tokens(conn) == []
+
+
+def test_a_users_stamp_changes_with_their_password_role_or_regions(engine: Engine) -> None:
+    with engine.begin() as conn:
+        stamps = [add_user(conn, "ana", "viewer", PASSWORD).stamp]
+        set_password(conn, "ana", "another long one")
+        stamps.append(find_user(conn, "ana").stamp)
+        stamps.append(set_role(conn, "ana", "admin").stamp)
+        stamps.append(set_regions(conn, "ana", ["West"]).stamp)
+        assert find_user(conn, "ANA ").stamp == stamps[-1]
+    assert len(set(stamps)) == 4
+
+
+def test_the_audit_log_keeps_entries_in_order_and_from_a_time_on(engine: Engine) -> None:
+    from datetime import datetime
+
+    from data_layer.audit import AuditEntry, entries, record
+
+    with engine.connect() as conn:
+        assert entries(conn) == []
+    first = AuditEntry("2026-11-01T10:00:00+00:00", "ana", "login", "/login", "", None, "127.0.0.1")
+    second = AuditEntry("2026-11-02T09:30:00+00:00", "ana", "download", "/export/orders.csv", "region=North", 650,
+                        "127.0.0.1", "")
+    with engine.begin() as conn:
+        record(conn, first)
+        record(conn, second)
+        with pytest.raises(ValueError, match="unknown audit action"):
+            record(conn, AuditEntry("2026-11-02T09:30:00+00:00", "ana", "sneeze"))
+    with engine.connect() as conn:
+        assert entries(conn) == [first, second]
+        assert entries(conn, datetime(2026, 11, 2)) == [second]
+        assert entries(conn, datetime(2026, 11, 3)) == []
