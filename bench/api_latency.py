@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -148,15 +149,26 @@ def ensure_loaded(admin_url: str, url: str, size: int) -> None:
                    env={**os.environ, "BI_DATABASE_URL": url}, check=True, stdout=subprocess.DEVNULL)
 
 
+#: The user a benchmark signs in as, when the server has sign-in on.
+BENCH_USER, BENCH_PASSWORD = "bench", "a bench password"
+
+
 class Server:
     """`bi-app serve` in a subprocess on a free port."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, sign_in: bool = False) -> None:
+        """With ``sign_in``, sign-in is on (a secret key of this run) and :data:`BENCH_USER` may sign in."""
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.env = {**os.environ, "BI_DATABASE_URL": url, "BI_CACHE_URL": REDIS_URL, "BI_LOG_LEVEL": "WARNING",
                     "BI_STATEMENT_TIMEOUT_MS": "600000"}
+        self.env.pop("BI_SECRET_KEY", None)
+        if sign_in:
+            self.env["BI_SECRET_KEY"] = secrets.token_urlsafe(40)
+            subprocess.run([BI_APP, "users", "remove", BENCH_USER], env=self.env, capture_output=True)
+            subprocess.run([BI_APP, "users", "add", BENCH_USER, "--role", "analyst"], env=self.env, check=True,
+                           input=BENCH_PASSWORD + "\n", text=True, capture_output=True)
 
     def __enter__(self) -> "Server":
         self.process = subprocess.Popen([BI_APP, "serve", "--port", str(self.port), "--workers", "1"],

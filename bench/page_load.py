@@ -15,17 +15,21 @@ KPI cards and all five charts drawn and no Dash callback pending.
 - grid on scroll: the transactions grid is below the fold and made when it comes
   into view: from scrolling to it until its first rows are drawn.
 
+The server has sign-in on (``BI_SECRET_KEY``), and each new browser profile signs in (an analyst) before
+anything is timed, as a user of a deployment does (``--demo-mode`` measures without sign-in instead).
+
 With ``--foreign SIZES`` the same is measured, in the same run, on a table loaded by
 another tool: the seed's DDL and indexes, its 20 columns filled with plain ``COPY``
 (the same demo orders), never touched by ``bi-app``; the app reads it as it is.
 
-    .venv/bin/python bench/page_load.py [--sizes 2000,1000000,10000000] [--runs 5] [--foreign 1000000]
+    .venv/bin/python bench/page_load.py [--sizes 2000,1000000,10000000] [--runs 5] [--foreign 1000000] [--demo-mode]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import re
 import statistics
 import sys
 import time
@@ -38,7 +42,15 @@ import redis
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.api_latency import REDIS_URL, Server, ensure_loaded, pct, schema_url  # noqa: E402
+from bench.api_latency import (  # noqa: E402
+    BENCH_PASSWORD,
+    BENCH_USER,
+    REDIS_URL,
+    Server,
+    ensure_loaded,
+    pct,
+    schema_url,
+)
 from bench.report import write_section  # noqa: E402
 from data_layer.demo_data import SEGMENTS, generate_orders  # noqa: E402
 from data_layer.schema import SEED_COLUMNS  # noqa: E402
@@ -74,9 +86,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--foreign", default="", help="sizes to measure also on a table loaded by plain COPY")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--demo-mode", action="store_true", help="measure without sign-in (no BI_SECRET_KEY)")
+    parser.add_argument("--compare-demo", action="store_true",
+                        help="also measure each size in demo mode, in the same run, and report signed-in / demo ratios")
     args = parser.parse_args()
     cache = redis.Redis.from_url(REDIS_URL)
     sections = []
+    demo_ratios: list[tuple[int, dict[str, float]]] = []
     runs = [(int(s), False) for s in args.sizes.split(",") if s] + [(int(s), True) for s in args.foreign.split(",") if s]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
@@ -86,7 +102,7 @@ def main() -> None:
                 load_by_copy(args.postgres, schema, size)
             else:
                 ensure_loaded(args.postgres, url, size)
-            with Server(url) as server:
+            with Server(url, sign_in=not args.demo_mode) as server:
                 base = f"http://127.0.0.1:{server.port}"
                 cold, warm, change, computed, grid, weight = measure(browser, base, cache, args.runs)
             print(f"{size:>10,}{' (COPY)' if foreign else ''}: cold p50 {pct(cold, 50):.2f}s p95 {pct(cold, 95):.2f}s | warm p50 {pct(warm, 50):.2f}s "
@@ -95,10 +111,25 @@ def main() -> None:
                   f"grid on scroll p50 {pct(grid, 50):.2f}s p95 {pct(grid, 95):.2f}s | "
                   f"{weight['transferred'] / 1e6:.2f} MB transferred ({weight['decoded'] / 1e6:.2f} MB decoded)")
             sections.append((size, foreign, cold, warm, change, computed, grid, weight))
+            if args.compare_demo and not foreign and not args.demo_mode:
+                with Server(url) as server:
+                    demo = measure(browser, f"http://127.0.0.1:{server.port}", cache, args.runs)
+                signed = (cold, warm, change, computed)
+                ratios = {kind: statistics.median(a) / statistics.median(b)
+                          for kind, a, b in zip(("cold", "warm", "filter", "computed"), signed, demo[:4])}
+                demo_ratios.append((size, ratios))
+                print(f"{size:>10,} signed in / demo mode (p50): "
+                      + ", ".join(f"{kind} {ratio:.2f}x" for kind, ratio in ratios.items()))
         browser.close()
-    command = f"python bench/page_load.py --sizes {args.sizes} --runs {args.runs}"
+    command = f"python bench/page_load.py --sizes {args.sizes} --runs {args.runs}" + (
+        " --demo-mode" if args.demo_mode else "") + (" --compare-demo" if args.compare_demo else "")
+    text = report(sections, args.runs, not args.demo_mode)
+    if demo_ratios:
+        text += "\n\nSigned in against demo mode (no sign-in), the same pages in the same run, p50 ratios: " + "; ".join(
+            f"{size:,}: " + ", ".join(f"{kind} {ratio:.2f}x" for kind, ratio in ratios.items())
+            for size, ratios in demo_ratios) + "."
     write_section("Overview page in headless Chromium (PostgreSQL)",
-                  command + (f" --foreign {args.foreign}" if args.foreign else ""), report(sections, args.runs))
+                  command + (f" --foreign {args.foreign}" if args.foreign else ""), text)
 
 
 def load_by_copy(admin_url: str, schema: str, size: int) -> None:
@@ -148,11 +179,24 @@ def open_cold(browser, base: str, cache: redis.Redis):  # noqa: ANN001, ANN201
     """The overview in a new browser profile with the server cache flushed: (context, page, seconds to rendered)."""
     cache.flushdb()
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    sign_in(context, base)
     page = context.new_page()
     started = time.perf_counter()
     page.goto(base + "/")
     page.wait_for_function(RENDERED, timeout=120_000, polling=20)
     return context, page, time.perf_counter() - started
+
+
+def sign_in(context, base: str) -> None:  # noqa: ANN001
+    """Sign the browser profile in (when the server asks for it), without loading any page of the app: its
+    HTTP cache stays empty."""
+    form = context.request.get(f"{base}/login", max_redirects=0)
+    if form.status != 200:  # demo mode: /login sends to the overview
+        return
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text()).group(1)
+    answer = context.request.post(f"{base}/login", max_redirects=0, form={
+        "csrf_token": token, "name": BENCH_USER, "password": BENCH_PASSWORD, "next": "/"})
+    assert answer.status == 302, answer.text()[:200]
 
 
 def reload_warm(page) -> float:  # noqa: ANN001
@@ -193,9 +237,11 @@ def pick_region(page, cache: redis.Redis, region: str) -> float:  # noqa: ANN001
     return time.perf_counter() - started
 
 
-def report(sections, runs: int) -> str:  # noqa: ANN001
+def report(sections, runs: int, signed_in: bool) -> str:  # noqa: ANN001
     lines = [
-        f"{runs} runs per size; one gunicorn worker, Redis cache, columnar snapshot ready. Timed from navigation "
+        f"{runs} runs per size; one gunicorn worker, Redis cache, columnar snapshot ready; "
+        + ("sign-in on, each new browser profile signed in as an analyst before timing. " if signed_in else
+           "demo mode (no sign-in). ") + "Timed from navigation "
         "(or from clicking a region in the filter bar's list) until the five KPI cards and five charts are drawn and no "
         "Dash callback is pending. Cold: new browser profile and server cache flushed; warm: reload with both warm; "
         "filter change: server cache flushed, a region picked in the filter bar (single regions and segments are "

@@ -365,7 +365,8 @@ def parse_leniently(query: Mapping[str, Iterable[str]], scope: Iterable[str] | N
             if exc.parameter not in values:  # an unreadable name: drop what is not a known parameter
                 values = {k: v for k, v in values.items() if k in FILTER_PARAMETERS}
             values.pop(exc.parameter, None)
-    return Filters(), notices
+    filters, _parameters = parse_request({}, scope=scope)  # nothing usable: no filter, within the scope
+    return filters, notices
 
 
 def trend_a_year_earlier(filters: Filters) -> pd.DataFrame:

@@ -333,7 +333,7 @@ def account(user: User) -> Component:
     """Who is signed in, and the button to sign out (a form with its CSRF token); in demo mode, a badge
     saying that no one signs in."""
     if not current_config().secret_key:
-        return dbc.Badge("Demo mode: no sign-in", color="warning", text_color="dark", id="demo-badge",
+        return dbc.Badge("Demo mode: no sign-in", color="light", text_color="primary", id="demo-badge",
                          className="ms-lg-3", title="This server has no secret key set: it answers this machine "
                          "only, and everyone using it may see and change everything.")
     return html.Form(
