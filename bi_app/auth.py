@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bi_app.config import Config, engine_for, write_engine_for
-from bi_app.context import USER_KEY, current_config, from_this_machine, signed_in_user
+from bi_app.context import DOWNLOAD_ROLE, USER_KEY, current_config, from_this_machine, signed_in_user
 from bi_app.errors import error_response
 from bi_app.incidents import reference_for
 from bi_app.security import CALLBACK_PATH, json_body
@@ -50,7 +50,7 @@ LOGOUT_PATH = "/logout"
 PUBLIC_PATHS = (LOGIN_PATH, "/healthz", "/_favicon.ico")
 PUBLIC_PREFIXES = ("/assets/",)
 #: Routes whose role is not a page's: downloads need an analyst.
-ROUTE_ROLES = {"/export/": "analyst", "/api/": "viewer"}
+ROUTE_ROLES = {"/export/": DOWNLOAD_ROLE, "/api/": "viewer"}
 #: The cookie Dash's renderer sends back as the ``X-CSRFToken`` header on every callback.
 CSRF_COOKIE = "_csrf_token"
 #: Failed sign-ins allowed per user name, and per address (several people may share one).
@@ -59,15 +59,16 @@ FAILED_LOGINS_PER_ADDRESS = "20 per minute; 100 per hour"
 
 
 class SignedIn(UserMixin):
-    """Flask-Login's view of a :class:`User`, and the token it came with (None for a session)."""
+    """Flask-Login's view of a :class:`User` signed in by a session (its id, kept in ``bi_sessions``
+    until it ends) or by an API token (the token's id)."""
 
-    def __init__(self, user: User, token_id: str | None = None) -> None:
+    def __init__(self, user: User, *, session_id: str | None = None, token_id: str | None = None) -> None:
         self.user = user
+        self.session_id = session_id
         self.token_id = token_id
 
-    def get_id(self) -> str:
-        # The stamp changes with the password, role or regions: a session made before then ends.
-        return f"{self.user.name}:{self.user.stamp}"
+    def get_id(self) -> str | None:
+        return self.session_id
 
 
 def install(app: dash.Dash, config: Config) -> None:
@@ -159,8 +160,13 @@ def _guard(app: dash.Dash, csrf: CSRFProtect) -> ResponseReturnValue | None:
                                   "the machine it runs on only; its operator must set a secret key to share it")
         return None
     if not current_user.is_authenticated:
+        if request.path == LOGOUT_PATH:  # signed out already (the session ended): nothing to do
+            return redirect(LOGIN_PATH)
         if "text/html" in request.headers.get("Accept", "") and request.method == "GET":
             return redirect(f"{LOGIN_PATH}?next={quote(request.full_path.rstrip('?'))}")
+        if g.get("refused_token"):
+            return error_response(401, "unauthorized", "this API token is not valid: revoked, of a removed user, "
+                                  "or mistyped")
         return error_response(401, "unauthorized", "sign in first, or send an API token "
                               "(Authorization: Bearer ...)")
     if request.method not in ("GET", "HEAD", "OPTIONS") and current_user.token_id is None:
@@ -177,9 +183,8 @@ def _guard(app: dash.Dash, csrf: CSRFProtect) -> ResponseReturnValue | None:
 
 
 def _session_user(session_id: str) -> SignedIn | None:
-    name, _sep, stamp = session_id.rpartition(":")
-    user = _read(lambda conn: users.find_user(conn, name))
-    return SignedIn(user) if user is not None and user.stamp == stamp else None
+    user = _read(lambda conn: users.session_user(conn, session_id))
+    return SignedIn(user, session_id=session_id) if user is not None else None
 
 
 def _token_user(req: Any) -> SignedIn | None:
@@ -187,7 +192,10 @@ def _token_user(req: Any) -> SignedIn | None:
     if scheme.lower() != "bearer" or not secret.strip():
         return None
     found = _read(lambda conn: users.user_for_token(conn, secret.strip()))
-    return SignedIn(*found) if found else None
+    if not found:
+        g.refused_token = True
+        return None
+    return SignedIn(found[0], token_id=found[1])
 
 
 def _read(query: Callable[[Any], Any]) -> Any:
@@ -218,7 +226,14 @@ def _login_view() -> ResponseReturnValue:
         record("login_failed", user_name=name or "(none)")
         return _login_page(target, "Wrong user name or password.", name=name, status=401)
     session.clear()  # a new session: nothing from before sign-in carries over
-    login_user(SignedIn(user))
+    try:
+        with write_engine_for(current_config()).begin() as conn:
+            session_id = users.start_session(conn, user)
+    except SQLAlchemyError as exc:
+        reference = reference_for(log, f"Could not start a session of {user.name}", exc)
+        return _login_page(target, f"Signing in is not possible right now (reference {reference}). Please try again "
+                           "in a few minutes.", name=name, status=503)
+    login_user(SignedIn(user, session_id=session_id))
     session.permanent = True
     g.setdefault(USER_KEY, user)
     record("login")
@@ -226,9 +241,13 @@ def _login_view() -> ResponseReturnValue:
 
 
 def _logout_view() -> ResponseReturnValue:
+    if not current_config().secret_key:  # demo mode: no one signs in or out
+        return redirect("/")
     if request.method == "GET":  # a link: ask, so no page elsewhere can sign the user out
         return _page("Sign out of E-commerce BI?", title="Sign out", form=LOGOUT_PATH, button="Sign out")
     record("logout")
+    with write_engine_for(current_config()).begin() as conn:
+        users.end_session(conn, current_user.session_id)
     logout_user()
     session.clear()
     response = redirect(LOGIN_PATH)
@@ -250,9 +269,12 @@ def _csrf_failed(exc: CSRFError) -> tuple[Response, int]:
     return error_response(400, "csrf_failed", "the page's security token is missing or out of date; reload the page")
 
 
-def _too_many_failures(_exc: RateLimitExceeded) -> tuple[str, int]:
-    return _login_page(_safe_next(request.values.get("next")), "Too many failed sign-ins. Wait a few minutes, "
-                       "then try again.", status=429)
+def _too_many_failures(_exc: RateLimitExceeded) -> ResponseReturnValue:
+    # In the server's log, not the audit table: refusals cost no check, and a flood of them must not fill a table.
+    log.warning("Refused a sign-in as %r from %s: too many failed sign-ins", _typed_name()[5:], _address())
+    page, status = _login_page(_safe_next(request.values.get("next")), "Too many failed sign-ins. Wait a few minutes, "
+                               "then try again.", name=(request.form.get("name") or "")[:users.ID_LIMIT], status=429)
+    return page, status, {"Retry-After": "60"}
 
 
 def _typed_name() -> str:

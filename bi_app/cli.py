@@ -5,6 +5,7 @@ Every error ends as one line on stderr and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import getpass
 import sys
@@ -13,9 +14,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import unquote_plus
 
 import click
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app.config import SETTINGS, Config, ConfigError, engine_for, shown_value, write_engine_for
@@ -26,7 +28,7 @@ from data_layer.audit import record as record_audit
 from data_layer.bootstrap import load_demo_data
 from data_layer.engine import DatabaseError, describe_error, safe_url
 from data_layer.importer import FileImportError, MissingColumnsError
-from data_layer.info import database_info
+from data_layer.info import database_info, regions_in_data
 from data_layer.loader import LoadError, LoadResult
 from data_layer.meta import changed_rows, data_version, stamped_version
 from data_layer.quality import QualityReport, quality_report
@@ -379,6 +381,8 @@ def _run_gunicorn(wsgi_app, *, host: str, port: int, workers: int, threads: int)
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
             self.cfg.set("timeout", 120)
+            # gunicorn's most: a link with dozens of long product names chosen is a long request line.
+            self.cfg.set("limit_request_line", 8190)
             self.cfg.set("accesslog", None)
 
         def load(self):  # noqa: ANN202
@@ -396,6 +400,20 @@ def _read_password(prompt: str = "Password") -> str:
     if not password:
         raise UserError("no password given: type it when asked, or send it on standard input")
     return password
+
+
+def _warn_of_regions_not_in_the_data(engine: Engine, user: User) -> None:
+    """Say which of the user's regions no stored order has (a typo, or data still to come): they would see nothing."""
+    if not user.regions:
+        return
+    with engine.connect() as conn:
+        known = regions_in_data(conn)
+    missing = [region for region in user.regions if region not in known]
+    if missing:
+        close = {region: difflib.get_close_matches(region, known, n=1, cutoff=0.6) for region in missing}
+        hints = "; ".join(f"{region!r}" + (f" (did you mean {close[region][0]!r}?)" if close[region] else "")
+                          for region in missing)
+        click.echo(f"Warning: no stored order is in {hints}: until one is, {user.name} sees no figures there.")
 
 
 def _described(user: User) -> str:
@@ -423,6 +441,9 @@ def users_add(name: str, role: str, regions: tuple[str, ...]) -> None:
         user = add_user(conn, name, role, password, regions)
         _audit(conn, "user_changed", f"added {_described(user)}")
     click.echo(f"Added {_described(user)}.")
+    _warn_of_regions_not_in_the_data(engine, user)
+    if not Config.from_env().secret_key:
+        click.echo("Sign-in is off until BI_SECRET_KEY is set (see the README's access control section).")
 
 
 @users.command("remove")
@@ -466,10 +487,12 @@ def users_set_role(name: str, role: str) -> None:
 @one_line_errors
 def users_set_regions(name: str, regions: tuple[str, ...]) -> None:
     """Limit a user to some regions (no --region: every region)."""
-    with write_engine_for(Config.from_env()).begin() as conn:
+    engine = write_engine_for(Config.from_env())
+    with engine.begin() as conn:
         user = set_regions(conn, name, regions)
         _audit(conn, "user_changed", f"now {_described(user)}")
     click.echo(f"Now {_described(user)}.")
+    _warn_of_regions_not_in_the_data(engine, user)
 
 
 @users.command("set-password")
@@ -541,7 +564,7 @@ def audit(since: datetime | None) -> None:
         found = audit_entries(conn, since)
     for entry in found:
         rows = "" if entry.rows is None else f" rows={entry.rows:,}"
-        filters = f" ?{entry.filters}" if entry.filters else ""
+        filters = f" ?{unquote_plus(entry.filters)}" if entry.filters else ""
         where = f" from {entry.address}" if entry.address else ""
         detail = f"  {entry.detail}" if entry.detail else ""
         click.echo(f"{entry.at}  {entry.user_name:<16} {entry.action:<14} {entry.route}{filters}{rows}{where}{detail}")

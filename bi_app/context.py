@@ -93,6 +93,15 @@ def signed_in_user() -> User:
     return (g.get(USER_KEY) if has_request_context() else None) or DEMO_USER
 
 
+#: The least role that may download (``/export/*``).
+DOWNLOAD_ROLE = "analyst"
+
+
+def may_download() -> bool:
+    """True when this request's user may download: pages offer download links to those users only."""
+    return signed_in_user().may(DOWNLOAD_ROLE)
+
+
 def from_this_machine() -> bool:
     """True for a request made on this machine directly: a loopback address and no proxy's
     ``Forwarded`` or ``X-Forwarded-For`` header (nginx on this machine proxies from loopback too)."""

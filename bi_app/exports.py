@@ -69,8 +69,8 @@ def _database_down(exc: SQLAlchemyError):  # noqa: ANN202
 
 @exports.after_request
 def _audit_download(response: Response) -> Response:
-    """Record each download with its row count (a streamed file records itself once sent)."""
-    if response.status_code == 200 and "download_rows" in g and not response.is_streamed:
+    """Record each download with its row count (the streamed orders CSV records itself once sent)."""
+    if response.status_code == 200 and "download_rows" in g:
         auth.record("download", rows=g.download_rows)
     return response
 
@@ -209,15 +209,16 @@ def orders_xlsx() -> Response | tuple[Response, int]:
             f"{matching:,} orders match, but an Excel sheet holds at most {EXCEL_MAX_DATA_ROWS:,} rows. "
             "Narrow the filters, or download CSV (/export/orders.csv), which has no limit.",
         )
-    g.download_rows = matching
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Orders")
     columns, batches = _stream_orders(filters)
     cells = _row_cells(sheet, columns, service.money_format())
     sheet.append(list(columns))
+    g.download_rows = 0
     for batch in batches:
         for row in batch:
             sheet.append(cells(row))
+        g.download_rows += len(batch)
     return _send_workbook(workbook, "orders.xlsx")
 
 

@@ -147,7 +147,8 @@ def parse_request(
         raw = values.pop(parameter.name, None)
         chosen[parameter.name] = _parse_int(parameter, raw) if raw else parameter.default
     filters = parse_filters(values, known_values=known_values(scope=()),
-                            data_dates=data_dates() if "period" in values else (None, None), scope=scope)
+                            data_dates=data_dates() if "period" in values else (None, None), scope=scope,
+                            allowed_extra=[parameter.name for parameter in parameters])
     return filters, chosen
 
 

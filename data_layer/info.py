@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Engine, func, inspect, select
 from data_layer.engine import run, safe_url
 from data_layer.meta import read_meta
 from data_layer.schema import bi_metadata, sales
-from data_layer.summaries import daily
+from data_layer.summaries import daily, dimension_values, order_source
 
 
 class DatabaseInfo(TypedDict):
@@ -48,3 +48,10 @@ def table_row_counts(conn: Connection) -> dict[str, int | None]:
         else None
         for table in (sales, bi_metadata, daily)
     }
+
+
+def regions_in_data(conn: Connection) -> set[str]:
+    """The regions of the stored orders (none when there is no orders table yet)."""
+    if not inspect(conn).has_table(sales.name):
+        return set()
+    return set(dimension_values(conn, order_source(conn)).get("region", []))

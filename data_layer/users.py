@@ -17,9 +17,10 @@ import hashlib
 import hmac
 import json
 import secrets
+import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Column, Connection, MetaData, String, Table, Text, delete, insert, inspect, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -51,7 +52,17 @@ tokens = Table(
     Column("created_at", String(32), nullable=False),
     Column("revoked_at", String(32)),
 )
+sessions = Table(
+    "bi_sessions",
+    users_metadata,
+    Column("id_hash", String(64), primary_key=True),  # SHA-256 of the id the session cookie holds
+    Column("user_name", String(ID_LIMIT), nullable=False, index=True),
+    Column("created_at", String(32), nullable=False),
+)
 TOKEN_PREFIX = "bi_"
+#: The longest a sign-in lasts, however active its user (the session cookie also ends after
+#: ``BI_SESSION_HOURS`` without a request).
+MAX_SESSION_AGE = timedelta(days=30)
 
 
 class UserError(ValueError):
@@ -65,8 +76,6 @@ class User:
     name: str
     role: str
     regions: tuple[str, ...]
-    #: Changes when the password, role or regions do: a session signed in before is then over.
-    stamp: str = field(default="", compare=False, repr=False)
 
     def may(self, role: str) -> bool:
         """True when this user's role is ``role`` or above it."""
@@ -84,8 +93,8 @@ class Token:
 
 
 def create_users_table(conn: Connection) -> None:
-    """Make ``bi_users`` and ``bi_tokens`` when they are not there (in the caller's transaction)."""
-    users_metadata.create_all(conn, tables=[users, tokens], checkfirst=True)
+    """Make ``bi_users``, ``bi_tokens`` and ``bi_sessions`` when they are not there (in the caller's transaction)."""
+    users_metadata.create_all(conn, tables=[users, tokens, sessions], checkfirst=True)
 
 
 def add_user(conn: Connection, name: str, role: str, password: str, regions: Iterable[str] = ()) -> User:
@@ -105,6 +114,7 @@ def remove_user(conn: Connection, name: str) -> None:
     """Remove a user; :class:`UserError` when there is none of that name."""
     name = _existing(conn, name).name
     conn.execute(delete(tokens).where(tokens.c.user_name == name))
+    end_sessions(conn, name)
     conn.execute(delete(users).where(users.c.name == name))
 
 
@@ -121,8 +131,10 @@ def set_regions(conn: Connection, name: str, regions: Iterable[str]) -> User:
 
 
 def set_password(conn: Connection, name: str, password: str) -> None:
+    """A new password; every session of the user ends (their tokens stay: ``bi-app tokens revoke`` ends those)."""
     name = _existing(conn, name).name
     conn.execute(update(users).where(users.c.name == name).values(password_hash=_hash(password)))
+    end_sessions(conn, name)
 
 
 def list_users(conn: Connection) -> list[User]:
@@ -153,6 +165,38 @@ def _decoy_hash() -> str:
     as a wrong password. Made on first sign-in, not at import: scrypt takes 0.1 s, which every
     ``bi-app`` command would pay."""
     return generate_password_hash("a password nobody has", method="scrypt")
+
+
+def start_session(conn: Connection, user: User) -> str:
+    """A new session of ``user``: the id its cookie holds (stored only as a hash). Sessions older than
+    :data:`MAX_SESSION_AGE` are cleared on the way."""
+    create_users_table(conn)
+    oldest = (datetime.now(UTC) - MAX_SESSION_AGE).isoformat(timespec="seconds")
+    conn.execute(delete(sessions).where(sessions.c.created_at < oldest))
+    session_id = secrets.token_urlsafe(32)
+    conn.execute(insert(sessions).values(id_hash=_token_hash(session_id), user_name=user.name, created_at=_now()))
+    return session_id
+
+
+def session_user(conn: Connection, session_id: str) -> User | None:
+    """The user of a session that has not ended (signed out, new password, user removed, or past
+    :data:`MAX_SESSION_AGE`), read as they are now (role and regions); else None."""
+    oldest = (datetime.now(UTC) - MAX_SESSION_AGE).isoformat(timespec="seconds")
+    query = (select(users).join(sessions, sessions.c.user_name == users.c.name)
+             .where(sessions.c.id_hash == _token_hash(session_id), sessions.c.created_at >= oldest))
+    row = run(conn, query).mappings().first()
+    return _user(row) if row else None
+
+
+def end_session(conn: Connection, session_id: str) -> None:
+    """Sign a session out: its cookie no longer signs anyone in, wherever it was copied to."""
+    conn.execute(delete(sessions).where(sessions.c.id_hash == _token_hash(session_id)))
+
+
+def end_sessions(conn: Connection, name: str) -> None:
+    """End every session of the user ``name``."""
+    if inspect(conn).has_table(sessions.name):
+        conn.execute(delete(sessions).where(sessions.c.user_name == name))
 
 
 def create_token(conn: Connection, name: str) -> tuple[Token, str]:
@@ -211,7 +255,8 @@ def _now() -> str:
 
 
 def _find(conn: Connection, name: str):  # noqa: ANN202 - a row mapping or None
-    return run(conn, select(users).where(users.c.name == name.strip().lower())).mappings().first()
+    key = unicodedata.normalize("NFC", name.strip().lower())
+    return run(conn, select(users).where(users.c.name == key)).mappings().first()
 
 
 def _existing(conn: Connection, name: str) -> User:
@@ -222,12 +267,11 @@ def _existing(conn: Connection, name: str) -> User:
 
 
 def _user(row) -> User:  # noqa: ANN001 - a row mapping
-    stamp = hashlib.sha256(f"{row['password_hash']}|{row['role']}|{row['regions']}".encode()).hexdigest()[:16]
-    return User(row["name"], row["role"], tuple(json.loads(row["regions"] or "[]")), stamp)
+    return User(row["name"], row["role"], tuple(json.loads(row["regions"] or "[]")))
 
 
 def _name(name: str) -> str:
-    name = name.strip().lower()
+    name = unicodedata.normalize("NFC", name.strip().lower())
     if not name or len(name) > ID_LIMIT or any(c.isspace() for c in name):
         raise UserError(f"a user name is 1 to {ID_LIMIT} characters without spaces, got {name!r}")
     return name
@@ -240,7 +284,8 @@ def _role(role: str) -> str:
 
 
 def _regions(regions: Iterable[str]) -> tuple[str, ...]:
-    cleaned = tuple(sorted({region.strip() for region in regions if region.strip()}))
+    # NFC: a name typed in decomposed form (as some systems paste it) is the region's own, not a look-alike.
+    cleaned = tuple(sorted({unicodedata.normalize("NFC", region.strip()) for region in regions if region.strip()}))
     too_long = [region for region in cleaned if len(region) > TEXT_LIMIT]
     if too_long:
         raise UserError(f"a region name is at most {TEXT_LIMIT} characters: {too_long[0][:40]!r}...")
@@ -250,4 +295,6 @@ def _regions(regions: Iterable[str]) -> tuple[str, ...]:
 def _hash(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+    if not password.strip():
+        raise UserError("a password of spaces only is no password")
     return generate_password_hash(password, method="scrypt")

@@ -8,6 +8,7 @@ from dash import Input, Output, callback, dcc, html
 
 from bi_app import figures, service
 from bi_app.components import chart, empty_state, kpi_card, section, table
+from bi_app.context import may_download
 from bi_app.ml.features import SEGMENTATION_FEATURES
 from bi_app.money import MoneyFormat
 from bi_app.shell import search_of
@@ -48,7 +49,7 @@ def clusters_view(filters: Filters) -> tuple:
                id="clusters-download-csv", className="btn btn-sm btn-outline-primary"),
         html.A("Customers (XLSX)", href=f"/export/customers.xlsx{query}", download="",
                id="clusters-download-xlsx", className="btn btn-sm btn-outline-primary"),
-    ]
+    ] if may_download() else []
     results = service.run_many(["clusters", "rfm", "churn"], filters)
     clusters = results["clusters"]
     if clusters.get("pending"):  # RFM needs no model

@@ -13,6 +13,7 @@ from dash import Input, NoUpdate, Output, State, callback, clientside_callback, 
 from bi_app import figures, service
 from bi_app.analytics.orders import span_text
 from bi_app.components import chart, count, empty_state, kpi_card, section
+from bi_app.context import may_download
 from bi_app.money import MoneyFormat
 from bi_app.shell import filters_of, search_of, with_filters
 from bi_app.views import page_view
@@ -112,6 +113,11 @@ def show_grid(wanted: bool) -> dag.AgGrid:
     return transactions_grid() if wanted else no_update
 
 
+def export_link(table: str, query: str | None) -> str | None:
+    """The CSV of ``table`` for the filters of ``query``; None for a user who may not download (``query`` None)."""
+    return None if query is None else f"/export/{table}.csv{query}"
+
+
 #: What the overview shows, computed in one request (the browser opens at most six
 #: connections to a server: six separate callbacks would queue behind the grid's).
 CHARTS = {
@@ -120,9 +126,9 @@ CHARTS = {
                                                                          m)),
     "overview-products": ("products", lambda p, m, q: figures.bars(p["products"], "product", "revenue",
                                                                    "Revenue by product", money=m,
-                                                                   see_all=f"/export/products.csv{q}")),
+                                                                   see_all=export_link("products", q))),
     "overview-regions": ("regions", lambda r, m, q: figures.bars(r, "region", "revenue", "Revenue by region", money=m,
-                                                                 see_all=f"/export/regions.csv{q}")),
+                                                                 see_all=export_link("regions", q))),
     "overview-distribution": ("distribution", lambda d, m, q: figures.histogram(d["histogram"], d, m)),
 }
 
@@ -145,7 +151,9 @@ def overview(filters: Filters) -> tuple:
     if filters.compare == "last-year":
         results["trend"] = {**results["trend"], "last_year": service.trend_a_year_earlier(filters)}
     currency = service.money_format()
-    charts = [draw(results[name], currency, search_of(filters)) for name, draw in CHARTS.values()]
+    # The "all as CSV" links' query string, for those who may download; None for the others.
+    query = search_of(filters) if may_download() else None
+    charts = [draw(results[name], currency, query) for name, draw in CHARTS.values()]
     kpis = results["kpis"]
     if kpis["orders"]["value"] == 0:
         return (None, empty_state(), *charts)

@@ -13,6 +13,7 @@ from dash import ALL, Input, Output, State, callback, dcc, html
 
 from bi_app import figures, service
 from bi_app.components import chart, section
+from bi_app.context import may_download
 from bi_app.jsonable import to_jsonable
 from bi_app.ml.strategy import ASSUMPTIONS, TITLES, project
 from bi_app.money import MoneyFormat
@@ -63,7 +64,7 @@ def recommendation_card(name: str, currency: str) -> dbc.Card:
                 dbc.Row(inputs, className="g-2 mb-2"),
                 html.Div(id=f"strategy-projection-{name}", className="mb-2"),
                 html.A("Download target customers (CSV)", id=f"strategy-download-{name}", download="",
-                       className="btn btn-sm btn-outline-primary"),
+                       className="btn btn-sm btn-outline-primary" + ("" if may_download() else " d-none")),
             ]),
         ],
         className="h-100 shadow-sm",

@@ -337,7 +337,8 @@ def test_a_token_works_with_its_users_role_and_scope_until_revoked(secured_site:
     listed = bi_app(secured_site, "tokens", "list").stdout
     assert token_id in listed and token not in listed and "active" in listed
     assert bi_app(secured_site, "tokens", "revoke", token_id).returncode == 0
-    assert requests.get(f"{secured_site.base}/api/v1/regions", headers=headers, timeout=60).status_code == 401
+    revoked = requests.get(f"{secured_site.base}/api/v1/regions", headers=headers, timeout=60)
+    assert revoked.status_code == 401 and "token is not valid" in revoked.json()["error"]["message"]
     assert requests.get(f"{secured_site.base}/api/v1/regions", timeout=60,
                         headers={"Authorization": f"Bearer {token[:-2]}xx"}).status_code == 401
     log = audit_log(secured_site)
@@ -346,6 +347,7 @@ def test_a_token_works_with_its_users_role_and_scope_until_revoked(secured_site:
 
 def test_the_audit_log_records_sign_ins_failures_and_downloads_with_their_rows(secured_site: SecuredSite) -> None:
     orders = secured_site.orders()
+    south = orders[orders["region"] == "South"]
     failed = requests.Session()
     token = re.search(r'name="csrf_token" value="([^"]+)"', failed.get(f"{secured_site.base}/login").text).group(1)
     failed.post(f"{secured_site.base}/login", data={"csrf_token": token, "name": "ghost", "password": "x" * 9})
@@ -356,15 +358,26 @@ def test_the_audit_log_records_sign_ins_failures_and_downloads_with_their_rows(s
     assert re.search(r"ghost\s+login_failed\s+/login", log)
     assert re.search(r"sam\s+login\s+/login", log)
     assert re.search(rf"sam\s+download\s+/export/orders.csv \?category=Office rows={expected_rows:,}\b", log), log
+    for path in ("/export/orders.xlsx", "/export/report.xlsx", "/export/customers.xlsx"):
+        assert sam.get(f"{secured_site.base}{path}?end=2099-12-31", timeout=300).status_code == 200, path
+    log = audit_log(secured_site)
+    assert re.search(rf"sam\s+download\s+/export/orders.xlsx \?end=2099-12-31 rows={len(south):,}\b", log), log
+    assert re.search(r"sam\s+download\s+/export/report.xlsx \?end=2099-12-31 from", log)
+    customers = south["customer_id"].dropna().nunique()
+    assert re.search(rf"sam\s+download\s+/export/customers.xlsx \?end=2099-12-31 rows={customers:,}\b", log)
 
 
-def test_signing_out_ends_the_session(secured_site: SecuredSite) -> None:
+def test_signing_out_ends_the_session_even_for_a_copy_of_its_cookie(secured_site: SecuredSite) -> None:
     session = sign_in(secured_site, "vera")
+    copied = requests.Session()
+    copied.cookies.update(session.cookies)
+    assert copied.get(f"{secured_site.base}/api/v1/kpis", timeout=60).status_code == 200
     page = session.get(f"{secured_site.base}/logout", timeout=30).text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     out = session.post(f"{secured_site.base}/logout", data={"csrf_token": token}, allow_redirects=False)
     assert out.status_code == 302 and out.headers["Location"] == "/login"
     assert session.get(f"{secured_site.base}/api/v1/kpis", timeout=30).status_code == 401
+    assert copied.get(f"{secured_site.base}/api/v1/kpis", timeout=30).status_code == 401
     assert re.search(r"vera\s+logout", audit_log(secured_site))
 
 
@@ -391,3 +404,20 @@ def test_failed_sign_ins_are_limited_per_user_name(secured_site: SecuredSite) ->
     assert [attempt("wrong password") for _ in range(5)] == [401] * 5
     assert attempt(SITE_PASSWORD) == 429  # even the right password, until the minute is over
     assert sign_in(secured_site, "anna")  # another user from the same address still signs in
+
+
+def test_signing_out_without_a_session_goes_to_the_sign_in_page(secured_site: SecuredSite) -> None:
+    for method in ("GET", "POST"):
+        answer = requests.request(method, f"{secured_site.base}/logout", allow_redirects=False, timeout=30)
+        assert answer.status_code == 302 and answer.headers["Location"] == "/login"
+
+
+def test_a_viewer_is_offered_no_download_link(secured_site: SecuredSite, dependencies) -> None:
+    for user, offered in (("vera", False), ("anna", True)):
+        session = sign_in(secured_site, user)
+        overview = callback(session, secured_site, callback_body(by_output(dependencies, "overview-kpis"),
+                                                                 {"url.search": "?period=all"}))
+        chips = callback(session, secured_site, callback_body(by_output(dependencies, "filter-chips"),
+                                                              {"url.search": "?period=all", "url.pathname": "/"}))
+        assert overview.status_code == chips.status_code == 200
+        assert ("/export/" in json.dumps([overview.json(), chips.json()])) == offered, user

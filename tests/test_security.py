@@ -133,3 +133,9 @@ def test_demo_mode_answers_this_machine_only(client, headers: dict, address: str
 def test_demo_mode_says_so_in_the_menu(client) -> None:  # noqa: ANN001
     layout = client.get("/_dash-layout").get_data(as_text=True)
     assert '"id":"demo-badge"' in layout and "Demo mode: no sign-in" in layout and "logout-form" not in layout
+
+
+def test_demo_mode_has_no_sign_in_to_visit(client) -> None:  # noqa: ANN001
+    for path in ("/login", "/logout"):
+        answer = client.get(path)
+        assert answer.status_code == 302 and answer.headers["Location"] == "/", path

@@ -183,7 +183,8 @@ DIRECT_EXECUTE = {
     "columnar._export_orders", "columnar.LoadSummary._copy", "columnar.LoadSummary._start",
     "queries.read_frame",  # DuckDB's own columnar result, timed and logged as run does
     "users.add_user", "users.remove_user", "users.set_role", "users.set_regions", "users.set_password",
-    "users.create_token", "users.revoke_token", "audit.record",
+    "users.create_token", "users.revoke_token", "users.start_session", "users.end_session", "users.end_sessions",
+    "audit.record",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, select
@@ -86,12 +88,14 @@ def test_roles_rank_viewer_analyst_admin() -> None:
 
 
 def test_users_are_managed_from_the_command_line_and_passwords_never_echoed(db_url: str) -> None:
-    env = {"BI_DATABASE_URL": db_url}
+    env = {"BI_DATABASE_URL": db_url, "BI_SECRET_KEY": "k" * 40}
     runner = CliRunner()
     added = runner.invoke(main, ["users", "add", "ana", "--role", "analyst", "--region", "North"],
                           input=PASSWORD + "\n", env=env)
     assert added.exit_code == 0, added.output
-    assert added.output.strip() == "Added ana (analyst; North)." and PASSWORD not in added.output
+    assert added.output.strip().splitlines() == [  # no orders stored yet
+        "Added ana (analyst; North).", "Warning: no stored order is in 'North': until one is, ana sees no figures there."]
+    assert PASSWORD not in added.output
     again = runner.invoke(main, ["users", "add", "ana", "--role", "viewer"], input=PASSWORD + "\n", env=env)
     assert again.exit_code == 1 and again.output.strip() == "Error: a user named 'ana' exists already"
     assert runner.invoke(main, ["users", "set-role", "ana", "--role", "admin"], env=env).output.strip() == \
@@ -105,6 +109,24 @@ def test_users_are_managed_from_the_command_line_and_passwords_never_echoed(db_u
     assert "No users yet" in runner.invoke(main, ["users", "list"], env=env).output
     missing = runner.invoke(main, ["users", "remove", "ana"], env=env)
     assert missing.exit_code == 1 and missing.output.strip() == "Error: no user named 'ana'"
+
+
+def test_adding_a_user_warns_of_a_region_not_in_the_data_and_of_sign_in_being_off(db_url: str) -> None:
+    from data_layer.bootstrap import load_demo_data
+    from data_layer.engine import make_engine
+
+    engine = make_engine(db_url)
+    load_demo_data(engine, rows=300, seed=3, replace=True)
+    engine.dispose()
+    env = {"BI_DATABASE_URL": db_url, "BI_SECRET_KEY": ""}
+    added = CliRunner().invoke(main, ["users", "add", "ana", "--role", "viewer", "--region", "north", "--region",
+                                      "East", "--region", "Atlantis"], input=PASSWORD + "\n", env=env)
+    assert added.exit_code == 0
+    assert added.output.strip().splitlines() == [
+        "Added ana (viewer; Atlantis, East, north).",
+        "Warning: no stored order is in 'Atlantis'; 'north' (did you mean 'North'?): until one is, ana sees no figures "
+        "there.",
+        "Sign-in is off until BI_SECRET_KEY is set (see the README's access control section)."]
 
 
 def test_the_command_line_refuses_before_asking_for_a_password_it_would_not_use(db_url: str) -> None:
@@ -149,15 +171,61 @@ def test_a_token_stands_for_its_user_until_revoked_and_is_stored_only_hashed(eng
         assert user_for_token(conn, other_secret) is None and list_tokens(conn) == []
 
 
-def test_a_users_stamp_changes_with_their_password_role_or_regions(engine: Engine) -> None:
+def test_a_session_lasts_until_signed_out_or_the_password_changes_and_reads_the_user_as_they_are_now(
+        engine: Engine) -> None:
+    from data_layer.users import end_session, session_user, sessions, start_session
+
     with engine.begin() as conn:
-        stamps = [add_user(conn, "ana", "viewer", PASSWORD).stamp]
+        ana = add_user(conn, "Ana", "viewer", PASSWORD)
+        first, second = start_session(conn, ana), start_session(conn, ana)
+        set_role(conn, "ana", "admin")
+        set_regions(conn, "ana", ["West"])
+    with engine.connect() as conn:
+        assert session_user(conn, first) == User("ana", "admin", ("West",))  # the role and regions of now
+        assert session_user(conn, "a made-up id") is None
+        stored = conn.execute(select(sessions)).mappings().all()
+        assert len(stored) == 2 and first not in str([dict(row) for row in stored])  # kept only hashed
+    with engine.begin() as conn:
+        end_session(conn, first)
+    with engine.connect() as conn:
+        assert session_user(conn, first) is None and session_user(conn, second) is not None
+    with engine.begin() as conn:
         set_password(conn, "ana", "another long one")
-        stamps.append(find_user(conn, "ana").stamp)
-        stamps.append(set_role(conn, "ana", "admin").stamp)
-        stamps.append(set_regions(conn, "ana", ["West"]).stamp)
-        assert find_user(conn, "ANA ").stamp == stamps[-1]
-    assert len(set(stamps)) == 4
+        third = start_session(conn, find_user(conn, "ana"))
+    with engine.connect() as conn:
+        assert session_user(conn, second) is None and session_user(conn, third) is not None
+    with engine.begin() as conn:
+        remove_user(conn, "ana")
+    with engine.connect() as conn:
+        assert session_user(conn, third) is None
+
+
+def test_a_session_older_than_the_longest_sign_in_is_over(engine: Engine) -> None:
+    from sqlalchemy import update
+
+    from data_layer.users import MAX_SESSION_AGE, session_user, sessions, start_session
+
+    with engine.begin() as conn:
+        old = start_session(conn, add_user(conn, "ana", "viewer", PASSWORD))
+        long_ago = (datetime.now(UTC) - MAX_SESSION_AGE - timedelta(minutes=1)).isoformat(timespec="seconds")
+        conn.execute(update(sessions).values(created_at=long_ago))
+    with engine.connect() as conn:
+        assert session_user(conn, old) is None
+    with engine.begin() as conn:  # the next sign-in clears it away
+        start_session(conn, find_user(conn, "ana"))
+        assert len(conn.execute(select(sessions)).all()) == 1
+
+
+def test_names_and_regions_typed_in_decomposed_unicode_are_the_same(engine: Engine) -> None:
+    import unicodedata
+
+    with engine.begin() as conn:
+        added = add_user(conn, unicodedata.normalize("NFD", "Zoé"), "viewer", PASSWORD,
+                         [unicodedata.normalize("NFD", "Île-de-France")])
+        assert added == User("zoé", "viewer", ("Île-de-France",))
+        assert find_user(conn, "ZOÉ") == added
+        with pytest.raises(UserError, match="spaces only"):
+            add_user(conn, "blank", "viewer", " " * 12)
 
 
 def test_the_audit_log_keeps_entries_in_order_and_from_a_time_on(engine: Engine) -> None:
