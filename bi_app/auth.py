@@ -220,7 +220,13 @@ def _login_view() -> ResponseReturnValue:
         return _login_page(target, "The form had expired. Please sign in again.", status=400)
     name = (request.form.get("name") or "").strip()[:users.ID_LIMIT]
     password = request.form.get("password") or ""
-    user = _read(lambda conn: users.authenticate(conn, name, password)) if name and password else None
+    try:
+        with engine_for(current_config()).connect() as conn:
+            user = users.authenticate(conn, name, password) if name and password else None
+    except SQLAlchemyError as exc:  # not a failed sign-in: nobody could have signed in
+        reference = reference_for(log, "Could not read the users to sign someone in", exc)
+        return _login_page(target, f"Signing in is not possible right now (reference {reference}). Please try "
+                           "again in a few minutes.", name=name, status=503)
     if user is None:
         g.login_failed = True
         record("login_failed", user_name=name or "(none)")
@@ -245,9 +251,14 @@ def _logout_view() -> ResponseReturnValue:
         return redirect("/")
     if request.method == "GET":  # a link: ask, so no page elsewhere can sign the user out
         return _page("Sign out of E-commerce BI?", title="Sign out", form=LOGOUT_PATH, button="Sign out")
+    if current_user.session_id is None:  # an API token: nothing to sign out of (revoke it instead)
+        return error_response(400, "bad_request", "an API token does not sign out; revoke it with bi-app tokens revoke")
     record("logout")
-    with write_engine_for(current_config()).begin() as conn:
-        users.end_session(conn, current_user.session_id)
+    try:
+        with write_engine_for(current_config()).begin() as conn:
+            users.end_session(conn, current_user.session_id)
+    except SQLAlchemyError as exc:  # the browser's cookie is cleared all the same
+        reference_for(log, f"Could not end a session of {current_user.user.name} in the database", exc)
     logout_user()
     session.clear()
     response = redirect(LOGIN_PATH)

@@ -421,3 +421,11 @@ def test_a_viewer_is_offered_no_download_link(secured_site: SecuredSite, depende
                                                               {"url.search": "?period=all", "url.pathname": "/"}))
         assert overview.status_code == chips.status_code == 200
         assert ("/export/" in json.dumps([overview.json(), chips.json()])) == offered, user
+
+
+def test_an_api_token_cannot_sign_out(secured_site: SecuredSite) -> None:
+    made = bi_app(secured_site, "tokens", "create", "--user", "vera")
+    headers = {"Authorization": f"Bearer {made.stdout.strip().splitlines()[-1]}"}
+    answer = requests.post(f"{secured_site.base}/logout", headers=headers, allow_redirects=False, timeout=30)
+    assert answer.status_code == 400 and "revoke it" in answer.json()["error"]["message"]
+    assert requests.get(f"{secured_site.base}/api/v1/kpis", headers=headers, timeout=60).status_code == 200
