@@ -79,6 +79,16 @@ def answer_malformed_requests(app: dash.Dash) -> None:
             return error_response(400, "bad_request", "not a callback request this app knows")
         return None
 
+    @server.before_request
+    def _no_such_page() -> tuple[Response, int] | None:
+        # Dash answers its page for any path (``/<path:path>``): a path of no page is a 404, not a 200.
+        rule = request.url_rule
+        if request.method == "GET" and rule is not None and rule.rule == "/<path:path>" and not _is_page(request.path):
+            if "text/html" in request.headers.get("Accept", ""):
+                return Response(NOT_FOUND_PAGE, mimetype="text/html"), 404
+            return error_response(404, "not_found", "no page here")
+        return None
+
     @server.errorhandler(DependencyException)
     def _unknown_script(_exc: DependencyException) -> tuple[Response, int]:
         return error_response(404, "not_found", "no such file")
@@ -107,6 +117,19 @@ def fits(prop: str, value: Any) -> bool:
     if not isinstance(value, PROPERTY_TYPES.get(prop, (object,))):
         return False
     return not (prop == "value" and isinstance(value, list) and not all(isinstance(v, _SCALAR) for v in value))
+
+
+NOT_FOUND_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Page not found · E-commerce BI</title><link rel="stylesheet" href="/assets/00_bootstrap_flatly.min.css"></head>
+<body><main class="container py-5"><h1 class="h3">Page not found</h1>
+<p>Nothing lives at this address. <a href="/">Back to the overview</a></p></main></body></html>
+"""
+
+
+def _is_page(path: str) -> bool:
+    wanted = path.rstrip("/") or "/"
+    return any(page["path"] == wanted for page in dash.page_registry.values())
 
 
 def json_body() -> Any:

@@ -139,3 +139,12 @@ def test_demo_mode_has_no_sign_in_to_visit(client) -> None:  # noqa: ANN001
     for path in ("/login", "/logout"):
         answer = client.get(path)
         assert answer.status_code == 302 and answer.headers["Location"] == "/", path
+
+
+def test_a_path_of_no_page_is_a_404(client) -> None:  # noqa: ANN001
+    page = client.get("/no-such-page", headers={"Accept": "text/html"})
+    assert page.status_code == 404 and "Page not found" in page.get_data(as_text=True)
+    assert client.get("/segments/nested/deeper").status_code == 404
+    assert client.get("/no-such-page").get_json()["error"]["code"] == "not_found"
+    for path in ("/", "/segments", "/regions/", "/data"):
+        assert client.get(path).status_code == 200, path
