@@ -28,6 +28,7 @@ another tool: the seed's DDL and indexes, its 20 columns filled with plain ``COP
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import re
 import statistics
@@ -92,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     cache = redis.Redis.from_url(REDIS_URL)
     sections = []
-    demo_ratios: list[tuple[int, dict[str, float]]] = []
+    demo_ratios: list[tuple[int, dict[str, float], list[list[float]]]] = []
     runs = [(int(s), False) for s in args.sizes.split(",") if s] + [(int(s), True) for s in args.foreign.split(",") if s]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
@@ -102,32 +103,43 @@ def main() -> None:
                 load_by_copy(args.postgres, schema, size)
             else:
                 ensure_loaded(args.postgres, url, size)
-            with Server(url, sign_in=not args.demo_mode) as server:
+            compare = args.compare_demo and not foreign and not args.demo_mode
+            with Server(url, sign_in=not args.demo_mode) as server, \
+                    (Server(url) if compare else contextlib.nullcontext()) as demo_server:
                 base = f"http://127.0.0.1:{server.port}"
-                cold, warm, change, computed, grid, weight = measure(browser, base, cache, args.runs)
+                if compare:  # run by run, in turn, so both modes see the same machine
+                    signed_runs, demo_runs = [], []
+                    for _ in range(args.runs):
+                        signed_runs.append(measure(browser, base, cache, 1))
+                        demo_runs.append(measure(browser, f"http://127.0.0.1:{demo_server.port}", cache, 1))
+                    cold, warm, change, computed, grid = ([v for run in signed_runs for v in run[i]] for i in range(5))
+                    weight = signed_runs[0][5]
+                    demo = [[v for run in demo_runs for v in run[i]] for i in range(4)]
+                    ratios = {kind: statistics.median(a) / statistics.median(b) for kind, a, b in
+                              zip(("cold", "warm", "filter", "computed"), (cold, warm, change, computed), demo)}
+                    demo_ratios.append((size, ratios, demo))
+                else:
+                    cold, warm, change, computed, grid, weight = measure(browser, base, cache, args.runs)
             print(f"{size:>10,}{' (COPY)' if foreign else ''}: cold p50 {pct(cold, 50):.2f}s p95 {pct(cold, 95):.2f}s | warm p50 {pct(warm, 50):.2f}s "
                   f"p95 {pct(warm, 95):.2f}s | filter p50 {pct(change, 50):.2f}s p95 {pct(change, 95):.2f}s | "
                   f"computed p50 {pct(computed, 50):.2f}s p95 {pct(computed, 95):.2f}s | "
                   f"grid on scroll p50 {pct(grid, 50):.2f}s p95 {pct(grid, 95):.2f}s | "
                   f"{weight['transferred'] / 1e6:.2f} MB transferred ({weight['decoded'] / 1e6:.2f} MB decoded)")
             sections.append((size, foreign, cold, warm, change, computed, grid, weight))
-            if args.compare_demo and not foreign and not args.demo_mode:
-                with Server(url) as server:
-                    demo = measure(browser, f"http://127.0.0.1:{server.port}", cache, args.runs)
-                signed = (cold, warm, change, computed)
-                ratios = {kind: statistics.median(a) / statistics.median(b)
-                          for kind, a, b in zip(("cold", "warm", "filter", "computed"), signed, demo[:4])}
-                demo_ratios.append((size, ratios))
+            if compare:
                 print(f"{size:>10,} signed in / demo mode (p50): "
-                      + ", ".join(f"{kind} {ratio:.2f}x" for kind, ratio in ratios.items()))
+                      + ", ".join(f"{kind} {ratio:.2f}x" for kind, ratio in demo_ratios[-1][1].items()))
         browser.close()
     command = f"python bench/page_load.py --sizes {args.sizes} --runs {args.runs}" + (
         " --demo-mode" if args.demo_mode else "") + (" --compare-demo" if args.compare_demo else "")
     text = report(sections, args.runs, not args.demo_mode)
     if demo_ratios:
-        text += "\n\nSigned in against demo mode (no sign-in), the same pages in the same run, p50 ratios: " + "; ".join(
-            f"{size:,}: " + ", ".join(f"{kind} {ratio:.2f}x" for kind, ratio in ratios.items())
-            for size, ratios in demo_ratios) + "."
+        text += ("\n\nSigned in against demo mode (no sign-in): a server of each on the same data, measured run by run "
+                 "in turn. " + "; ".join(
+                     f"{size:,}: demo mode p95 cold {pct(demo[0], 95):.2f} s, warm {pct(demo[1], 95):.2f} s, filter "
+                     f"{pct(demo[2], 95):.2f} s, computed {pct(demo[3], 95):.2f} s; signed in / demo (p50) "
+                     + ", ".join(f"{kind} {ratio:.2f}x" for kind, ratio in ratios.items())
+                     for size, ratios, demo in demo_ratios) + ".")
     write_section("Overview page in headless Chromium (PostgreSQL)",
                   command + (f" --foreign {args.foreign}" if args.foreign else ""), text)
 
