@@ -229,9 +229,10 @@ def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None,
         return _Advance(bar)
 
     try:
-        outcome = import_file(engine_for(config), file, overrides, mode=mode, skip_invalid=skip_invalid,
+        outcome = import_file(write_engine_for(config), file, overrides, mode=mode, skip_invalid=skip_invalid,
                               dry_run=dry_run, report_dir=report_dir, echo=click.echo,
-                              progress=progress if sys.stderr.isatty() else None, choices=choices)
+                              progress=progress if sys.stderr.isatty() else None, choices=choices,
+                              limits=config.read_limits)
     except MissingColumnsError as exc:
         raise click.ClickException(f"{exc} (--map COLUMN=FIELD)") from None
     for question in outcome.questions:

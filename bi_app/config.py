@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from data_layer.importer import ReadLimits
+
 DEFAULT_DATA_DIR = "data"
 EMBEDDED_DB_NAME = "bi_demo.sqlite"
 
@@ -166,6 +168,10 @@ SETTINGS: tuple[Setting, ...] = (
             "`BI_DATABASE_URL`. Set it to run the dashboards' queries as a read-only database role."),
     Setting("BI_DATA_DIR", "data_dir", Path(DEFAULT_DATA_DIR), lambda _name, raw: Path(raw),
             "Folder for local data: the embedded SQLite file, the columnar snapshots and the trained models."),
+    Setting("BI_IMPORT_MAX_ROWS", "import_max_rows", 10_000_000, _positive,
+            "The most rows an import reads; a larger file is refused with the reason, before it is read on."),
+    Setting("BI_IMPORT_MAX_COLUMNS", "import_max_columns", 1_000, _positive,
+            "The most columns an import reads; a wider file is refused with the reason, before it is read on."),
     Setting("BI_DEMO_ROWS", "demo_rows", 2000, _positive, "Orders generated when the embedded database is first made."),
     Setting("BI_DEMO_SEED", "demo_seed", 42, _int, "Random seed of those demo orders."),
     Setting("BI_CACHE_URL", "cache_url", None, _cache_url,
@@ -234,6 +240,15 @@ class Config:
     secret_key: str | None
     session_hours: int
     trusted_proxies: int
+    import_max_rows: int
+    import_max_columns: int
+
+    @property
+    def read_limits(self) -> ReadLimits:
+        """How much of a file an import reads at most."""
+        from data_layer.importer import ReadLimits
+
+        return ReadLimits(max_rows=self.import_max_rows, max_columns=self.import_max_columns)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

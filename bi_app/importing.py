@@ -26,6 +26,7 @@ from data_layer.importer import (
     STATUS_CLASSES,
     FileImportError,
     ImportChoices,
+    ReadLimits,
     SourceTable,
     Validation,
     auto_mapping,
@@ -117,14 +118,16 @@ def save_upload(data: bytes, filename: str | None) -> Upload:
 
 
 @functools.lru_cache(maxsize=1)  # an upload can be 200 MB: only the latest stays
-def _read_upload(path: Path, encoding: str | None, modified_ns: int) -> SourceTable:
-    return read_table(path, encoding)
+def _read_upload(path: Path, encoding: str | None, modified_ns: int, limits: ReadLimits) -> SourceTable:
+    return read_table(path, encoding, limits)
 
 
 def read_upload(upload: Upload, encoding: str | None = None) -> SourceTable:
     """The upload's rows as text (:func:`data_layer.importer.read_table`), read once for each
     encoding asked: every change of the mapping or the choices on the Data page reuses them."""
-    return _read_upload(upload.path, encoding, upload.path.stat().st_mtime_ns)
+    from bi_app.context import current_config
+
+    return _read_upload(upload.path, encoding, upload.path.stat().st_mtime_ns, current_config().read_limits)
 
 
 MAPPING_FILE_KEYS = ("columns", "statuses", "date_order", "decimal", "encoding", "drop_identical")
@@ -199,17 +202,17 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
                 dry_run: bool, report_dir: Path | None, echo: Callable[[str], None],
                 without: Iterable[str] = (), choices: ImportChoices = ImportChoices(),
                 progress: Callable[[int], AbstractContextManager[Callable[[int], None]]] | None = None,
-                ) -> ImportOutcome:
+                limits: ReadLimits = ReadLimits()) -> ImportOutcome:
     """Import ``path`` into ``engine``'s database in one transaction, printing what happens.
 
     ``overrides`` (field -> column) go on top of the automatic mapping; ``without``
     names fields to leave unmapped even when a column matched; ``choices`` answer what
     the file cannot tell (the outcome's ``questions`` say what is left to answer).
     ``progress(total)`` gives a context whose value is called with each loaded chunk's
-    line count.
+    line count. A file past ``limits`` is refused (:class:`FileImportError`) before it is read on.
     """
     started = time.perf_counter()
-    source = read_table(path, choices.encoding)
+    source = read_table(path, choices.encoding, limits)
     echo(f"Read {path.name}: {source.row_count:,} rows, {len(source.columns)} columns "
          f"({source.encoding}{f', delimiter {source.delimiter!r}' if source.delimiter else ''}) "
          f"in {time.perf_counter() - started:.2f} s")

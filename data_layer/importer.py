@@ -289,14 +289,26 @@ class Validation:
                                 pc.cast(table.column("order_date"), pa.date32()))
 
 
-def read_table(path: Path, encoding: str | None = None) -> SourceTable:
-    """The rows of a CSV (optionally gzipped) or the first sheet of an XLSX file, as text.
+@dataclass(frozen=True)
+class ReadLimits:
+    """How much of a file an import reads at most (``BI_IMPORT_MAX_ROWS``, ``BI_IMPORT_MAX_COLUMNS``): a file
+    past them is refused with the reason, never read on for minutes. A sheet's run of
+    ``empty_rows_after_data`` empty rows ends its data (spreadsheets keep formatted empty rows by the million)."""
+
+    max_rows: int = 10_000_000
+    max_columns: int = 1_000
+    empty_rows_after_data: int = 1_000
+
+
+def read_table(path: Path, encoding: str | None = None, limits: ReadLimits = ReadLimits()) -> SourceTable:
+    """The rows of a CSV (optionally gzipped) or the first sheet of an XLSX file, as text, within ``limits``.
 
     The encoding is ``encoding``, or detected (:func:`data_layer.parsing.decode`) and reported.
+    :class:`FileImportError` for a file that cannot be read, or is past the limits.
     """
     name = path.name.lower()
     if name.endswith((".xlsx", ".xlsm")):
-        return _read_xlsx(path)
+        return _read_xlsx(path, limits)
     try:
         if name.endswith(".gz"):
             with gzip.open(path, "rb") as packed:
@@ -311,7 +323,7 @@ def read_table(path: Path, encoding: str | None = None) -> SourceTable:
         except (OSError, EOFError) as exc:
             raise FileImportError(f"cannot read {path.name}: {exc}") from None
     if raw.startswith(b"PK\x03\x04"):  # a zip: a workbook whose name does not say so
-        table = _read_xlsx(path)
+        table = _read_xlsx(path, limits)
         table.decisions.append(Decision("format", None, "Excel workbook", "the file is a workbook, whatever its "
                                                                            "name says"))
         return table
@@ -330,6 +342,9 @@ def read_table(path: Path, encoding: str | None = None) -> SourceTable:
         delimiter = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
     except csv.Error:
         delimiter = max(DELIMITERS, key=lambda d: sample.split("\n", 1)[0].count(d))
+    # Before reading: the header's width, and the lines after it (an upper bound of the rows).
+    _check_size(path.name, len(next(csv.reader([text[:_line_end(data)]], delimiter=delimiter), [])),
+                text.count("\n", _line_end(data) + 1) + (not text.endswith("\n")), limits)
     fast = _read_with_arrow(data, delimiter)
     frame, lines, overlong = (*fast, {}) if fast is not None else _read_with_csv_module(text, delimiter)
     return SourceTable(frame, lines, decision.choice, delimiter, [decision], overlong)
@@ -418,7 +433,19 @@ def _read_with_csv_module(text: str, delimiter: str) -> tuple[pd.DataFrame, np.n
     return frame, np.asarray(lines, dtype=np.int64), overlong
 
 
-def _read_xlsx(path: Path) -> SourceTable:
+def _check_size(name: str, columns: int, rows: int, limits: ReadLimits) -> None:
+    """:class:`FileImportError` for a file of more columns or rows than ``limits`` take (``rows`` may count
+    lines that are not rows: blank ones, or values broken over lines; a file of nearly the limit with many
+    of those is refused a little early)."""
+    if columns > limits.max_columns:
+        raise FileImportError(f"{name} has {columns:,} columns: an import reads at most {limits.max_columns:,}. "
+                              "Keep the order columns and leave the others out")
+    if rows > limits.max_rows:
+        raise FileImportError(f"{name} has more than {limits.max_rows:,} rows, the most an import reads: split it "
+                              "into several files and import them one after the other (append)")
+
+
+def _read_xlsx(path: Path, limits: ReadLimits) -> SourceTable:
     from openpyxl import load_workbook
 
     try:
@@ -430,17 +457,32 @@ def _read_xlsx(path: Path) -> SourceTable:
     sheet = workbook.worksheets[0]
     decisions = [Decision("sheet", None, repr(sheet.title), f"the first of {len(workbook.worksheets)} sheets; "
                           "move the orders' sheet first to read another")] if len(workbook.worksheets) > 1 else []
+    # The cells the sheet holds, not the size it declares (a 2 kB file may declare 16,384 x 1,048,576).
+    sheet.reset_dimensions()
     header: list[str] | None = None
     rows, lines = [], []
+    empty_run = 0
+    # No max_col: openpyxl would pad every row to it. Each row is as long as its last cell, cut here.
     for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
-        cells = ["" if v is None else _cell_text(v) for v in values]
+        cells = ["" if v is None else _cell_text(v) for v in values[: limits.max_columns + 1]]
         if not any(c.strip() for c in cells):
+            empty_run += 1
+            if header is not None and empty_run >= limits.empty_rows_after_data:
+                decisions.append(Decision("rows", None, f"up to row {number - empty_run:,}",
+                                          f"{empty_run:,} empty rows in a row end the sheet's data"))
+                break
             continue
+        empty_run = 0
         if header is None:
             header = [c.strip() for c in cells]
+            while header and not header[-1]:
+                header.pop()
+            _check_size(path.name, len(header), 0, limits)
         else:
             rows.append([c.strip() for c in cells[: len(header)]] + [""] * max(0, len(header) - len(cells)))
             lines.append(number)
+            if len(rows) > limits.max_rows:
+                _check_size(path.name, len(header), len(rows), limits)
     workbook.close()
     if header is None:
         raise FileImportError("the first sheet is empty")

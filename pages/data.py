@@ -339,7 +339,7 @@ def imported(file: Upload, automatic: Any, chosen: dict[str, str], choices: Impo
     try:
         outcome = import_file(current_write_engine(), file.path, changed, mode=mode, without=dropped,
                               skip_invalid=skip_invalid, dry_run=False, report_dir=file.path.parent,
-                              echo=messages.append, choices=choices)
+                              echo=messages.append, choices=choices, limits=current_config().read_limits)
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
         return dbc.Alert(f"Nothing was written: {problem(exc, 'imported')}", color="danger", id="data-result-summary")
     record("import", rows=outcome.written, detail=f"{file.file} ({mode}; {outcome.rejected:,} rejected"

@@ -429,3 +429,16 @@ def test_an_api_token_cannot_sign_out(secured_site: SecuredSite) -> None:
     answer = requests.post(f"{secured_site.base}/logout", headers=headers, allow_redirects=False, timeout=30)
     assert answer.status_code == 400 and "revoke it" in answer.json()["error"]["message"]
     assert requests.get(f"{secured_site.base}/api/v1/kpis", headers=headers, timeout=60).status_code == 200
+
+
+def test_the_data_page_refuses_a_file_past_the_read_limits_in_words(secured_site: SecuredSite, dependencies) -> None:
+    import base64
+
+    analyst = sign_in(secured_site, "anna")
+    wide = ",".join(f"c{i}" for i in range(10_000)) + "\n" + ",".join("1" * 10_000) + "\n"
+    contents = "data:text/csv;base64," + base64.b64encode(wide.encode()).decode()
+    answer = callback(analyst, secured_site, callback_body(by_output(dependencies, "data-upload.data"),
+                                                           {"data-file.contents": contents,
+                                                            "data-file.filename": "wide.csv"}))
+    assert answer.status_code == 200
+    assert "has 10,000 columns: an import reads at most 1,000" in answer.text

@@ -438,3 +438,93 @@ def test_lines_a_status_leaves_out_are_told_apart_from_invalid_ones(engine: Engi
     outcome, printed = run(engine, path)
     assert (outcome.written, outcome.rejected) == (3, 2), printed
     assert "5 rows in = 3 written + 2 rejected (2 of them left out by rule, not invalid)" in printed
+
+
+def _workbook_with_sheet_xml(path: Path, edit) -> Path:  # noqa: ANN001 - edit: str -> str
+    """A three-line workbook of orders whose sheet XML ``edit`` rewrites (as a hostile or careless file would)."""
+    import re
+    import zipfile
+
+    from openpyxl import Workbook
+
+    plain = path.with_suffix(".plain.xlsx")
+    book = Workbook()
+    book.active.append(["order_id", "order_date", "product", "total_amount"])
+    book.active.append(["A1", "2024-01-02", "Widget", 10.5])
+    book.active.append(["A2", "2024-01-03", "Gadget", 3])
+    book.save(plain)
+    with zipfile.ZipFile(plain) as source:
+        files = {name: source.read(name) for name in source.namelist()}
+    sheet = files["xl/worksheets/sheet1.xml"].decode()
+    files["xl/worksheets/sheet1.xml"] = edit(re.sub(r'<dimension ref="[^"]*"/>', "<dimension ref=\"A1:D3\"/>",
+                                                   sheet)).encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for name, data in files.items():
+            target.writestr(name, data)
+    return path
+
+
+def test_a_workbook_declaring_a_huge_sheet_is_read_for_the_cells_it_holds(tmp_path: Path) -> None:
+    path = _workbook_with_sheet_xml(tmp_path / "bomb.xlsx",
+                                    lambda sheet: sheet.replace('ref="A1:D3"', 'ref="A1:XFD1048576"'))
+    assert path.stat().st_size < 10_000
+    table = read_table(path)
+    assert list(table.frame["order_id"]) == ["A1", "A2"] and list(table.frame.columns) == [
+        "order_id", "order_date", "product", "total_amount"]
+
+
+def test_a_run_of_empty_rows_ends_a_sheets_data(tmp_path: Path) -> None:
+    empty = "".join(f'<row r="{number}"/>' for number in range(4, 200_004))
+    path = _workbook_with_sheet_xml(tmp_path / "empty.xlsx", lambda sheet: sheet.replace(
+        "</sheetData>", empty + '<row r="200004"><c r="A200004" t="inlineStr"><is><t>late</t></is></c></row></sheetData>'))
+    table = read_table(path)
+    assert list(table.frame["order_id"]) == ["A1", "A2"]
+    assert any(d.topic == "rows" and "1,000 empty rows" in d.reason for d in table.decisions)
+
+
+def test_files_past_the_read_limits_are_refused_with_the_reason(tmp_path: Path) -> None:
+    from data_layer.importer import ReadLimits
+
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"c{i}" for i in range(10_000)) + "\n" + ",".join("1" * 10_000) + "\n")
+    with pytest.raises(FileImportError, match=r"wide.csv has 10,000 columns: an import reads at most 1,000"):
+        read_table(wide)
+    long = tmp_path / "long.csv"
+    long.write_text("order_id,order_date,product,total_amount\n" + "".join(
+        f"O{i},2024-01-01,Widget,1.00\n" for i in range(50)))
+    with pytest.raises(FileImportError, match=r"more than 20 rows, the most an import reads"):
+        read_table(long, limits=ReadLimits(max_rows=20))
+    assert len(read_table(long, limits=ReadLimits(max_rows=50)).frame) == 50
+    sheet = _workbook_with_sheet_xml(tmp_path / "wide.xlsx", lambda xml: xml.replace(  # the header, 1,199 wide
+        "</row>", "".join(f'<c r="{_column(i)}1" t="inlineStr"><is><t>x{i}</t></is></c>' for i in range(5, 1_200))
+        + "</row>", 1))
+    with pytest.raises(FileImportError, match=r"wide.xlsx has 1,001 columns: an import reads at most 1,000"):
+        read_table(sheet)
+    binary = tmp_path / "photo.csv"
+    binary.write_bytes(bytes(range(256)) * 200)
+    with pytest.raises(FileImportError, match="holds binary data"):
+        read_table(binary)
+
+
+def _column(index: int) -> str:
+    """Excel's column letters of the 1-based column ``index``."""
+    letters = ""
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+def test_the_command_line_refuses_a_file_past_the_limits_in_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from bi_app.cli import main
+
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"c{i}" for i in range(3000)) + "\n" + ",".join("1" * 3000) + "\n")
+    answer = CliRunner().invoke(main, ["import", str(wide)], env={"BI_DATA_DIR": str(tmp_path / "data"),
+                                                                  "BI_IMPORT_MAX_COLUMNS": "2500"})
+    assert answer.exit_code == 1
+    assert answer.output.strip().splitlines()[-1] == (
+        "Error: wide.csv has 3,000 columns: an import reads at most 2,500. Keep the order columns and leave the "
+        "others out")
