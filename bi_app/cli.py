@@ -8,7 +8,9 @@ from __future__ import annotations
 import difflib
 import functools
 import getpass
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -118,6 +120,7 @@ def train_command(again: bool) -> None:
     Models already saved for the last load are kept until other tools have changed a tenth of the
     order lines, or any line once they are a day old (or with --again).
     """
+    _end_with_parent()
     _train(Config.from_env(), again=again)
 
 
@@ -313,6 +316,8 @@ def info() -> None:
 def snapshot() -> None:
     """Build this server's columnar snapshot of the current data (app servers do it by themselves)."""
     from bi_app.context import replica_for
+
+    _end_with_parent()
     from bi_app.service import precompute_default_views
 
     config = Config.from_env()
@@ -371,6 +376,24 @@ def _print_report(report: QualityReport) -> None:
         mark = click.style("ok  ", fg="green") if check_.passed else click.style("FAIL", fg="red")
         detail = "" if check_.passed else f"  ({check_.failing_rows:,} rows: {check_.detail})"
         click.echo(f"  {mark} {check_.name}{detail}")
+
+
+def _end_with_parent() -> None:
+    """When a server started this command (``BI_PARENT_PID``), end it as soon as that server process is gone:
+    a stopped server leaves no training or snapshot copy behind. Saved files stay whole (they are written
+    aside, then renamed)."""
+    from bi_app.context import PARENT_PID_ENV
+
+    parent = os.environ.get(PARENT_PID_ENV, "")
+    if not parent.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(1)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 def _run_gunicorn(wsgi_app, *, host: str, port: int, workers: int, threads: int) -> None:  # noqa: ANN001

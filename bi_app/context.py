@@ -37,6 +37,8 @@ CONFIG_KEY = "BI_CONFIG"
 CACHE_KEY = "BI_CACHE"
 REPLICAS_KEY = "BI_REPLICAS"
 MODELS_KEY = "BI_MODELS"
+#: The server process a background ``bi-app train`` or ``snapshot`` belongs to: it ends when that process does.
+PARENT_PID_ENV = "BI_PARENT_PID"
 #: Where the guard (:mod:`bi_app.auth`) puts the signed-in user of a request, in ``flask.g``.
 USER_KEY = "bi_user"
 #: The user of demo mode (no ``BI_SECRET_KEY``) and of work outside a request: every role, every region.
@@ -173,7 +175,8 @@ def start_training(config: Config) -> None:
     """
     from bi_app.ml.models import ModelStore
 
-    env = {**os.environ, "BI_DATABASE_URL": config.database_url, "BI_DATA_DIR": str(config.data_dir.resolve())}
+    env = {**os.environ, "BI_DATABASE_URL": config.database_url, "BI_DATA_DIR": str(config.data_dir.resolve()),
+           PARENT_PID_ENV: str(os.getpid())}
     process = subprocess.Popen([sys.executable, "-m", "bi_app.cli", "train"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ModelStore(models_folder(config)).started_training(process.pid)
@@ -207,6 +210,7 @@ def replica_for(config: Config, precompute: Precompute, *, build_in_subprocess: 
             "BI_DATA_DIR": str(config.data_dir.resolve()),
             "BI_COLUMNAR_MEMORY": config.columnar_memory,
             "BI_CONNECT_TIMEOUT_S": str(config.connect_timeout_s),
+            PARENT_PID_ENV: str(os.getpid()),
         }
         command = ([sys.executable, "-m", "bi_app.cli", "snapshot"], env)
     return ColumnarReplica(source, folder.resolve(), config.columnar_memory,

@@ -7,12 +7,14 @@ import csv
 import functools
 import json
 import re
+import shutil
 import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +111,34 @@ def uploaded_bytes(contents: Any) -> bytes | None:
         return None
 
 
+#: How long an upload (and its import report) is kept after its last change: a day to read the report.
+KEEP_UPLOADS = timedelta(hours=24)
+
+
 def save_upload(data: bytes, filename: str | None) -> Upload:
-    """Keep an uploaded file on the server under a new id, its name made safe for the file system."""
+    """Keep an uploaded file on the server under a new id, its name made safe for the file system; uploads
+    older than :data:`KEEP_UPLOADS` are removed on the way (uploads are not kept forever)."""
     upload = Upload(uuid.uuid4().hex, re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or "upload.csv").name)[:200])
+    remove_old_uploads(upload.path.parent.parent)
     upload.path.parent.mkdir(parents=True, exist_ok=True)
     upload.path.write_bytes(data)
     return upload
+
+
+def remove_old_uploads(folder: Path, keep: timedelta = KEEP_UPLOADS) -> list[str]:
+    """Remove the uploads under ``folder`` whose files all are older than ``keep``; their ids."""
+    if not folder.is_dir():
+        return []
+    oldest = time.time() - keep.total_seconds()
+    removed = []
+    for upload in folder.iterdir():
+        if not upload.is_dir() or not re.fullmatch(r"[0-9a-f]{32}", upload.name):
+            continue
+        newest = max((entry.stat().st_mtime for entry in upload.iterdir()), default=upload.stat().st_mtime)
+        if newest < oldest:
+            shutil.rmtree(upload, ignore_errors=True)
+            removed.append(upload.name)
+    return removed
 
 
 @functools.lru_cache(maxsize=1)  # an upload can be 200 MB: only the latest stays

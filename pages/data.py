@@ -37,7 +37,7 @@ from data_layer.parsing import DATE_ORDER_NAMES, DECIMAL_NAMES, date_order_of
 
 log = logging.getLogger(__name__)
 
-# Imports need an analyst (replacing every stored order an admin: :func:`run_import`); the guard of
+# Imports need an analyst (replacing every stored order an admin: :func:`imported`); the guard of
 # bi_app.auth refuses this page and its callbacks to anyone else.
 dash.register_page(__name__, path="/data", name="Data", title="Data · E-commerce BI", order=5, filters=False,
                    role="analyst")

@@ -153,3 +153,29 @@ def test_a_short_secret_key_is_refused_with_how_to_make_one(tmp_path) -> None:  
     assert answer.exit_code == 1
     assert "BI_SECRET_KEY must be at least 32 random characters" in answer.output
     assert "hunter2" not in answer.output
+
+
+def test_a_background_command_ends_when_the_server_that_started_it_does() -> None:
+    """`bi-app train` and `snapshot`, started by a server, watch it (``BI_PARENT_PID``) and end with it."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    child = "from bi_app.cli import _end_with_parent; _end_with_parent(); import time; time.sleep(600)"
+    parent = ("import os, subprocess, sys; p = subprocess.Popen([sys.executable, '-c', %r], "
+              "env={**os.environ, 'BI_PARENT_PID': str(os.getpid())}); print(p.pid, flush=True)" % child)
+    started = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, check=True)
+    pid = int(started.stdout.strip())
+
+    def running() -> bool:
+        status = Path(f"/proc/{pid}/status")
+        try:
+            return "\nState:\tZ" not in status.read_text()
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 120  # an upper bound for a loaded machine, not a timing assertion
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running(), "the child outlived its parent"

@@ -528,3 +528,24 @@ def test_the_command_line_refuses_a_file_past_the_limits_in_one_line(tmp_path: P
     assert answer.output.strip().splitlines()[-1] == (
         "Error: wide.csv has 3,000 columns: an import reads at most 2,500. Keep the order columns and leave the "
         "others out")
+
+
+def test_old_uploads_are_removed_when_a_new_one_comes(app, tmp_path: Path) -> None:  # noqa: ANN001
+    import os
+    import time
+
+    from bi_app.context import current_config
+    from bi_app.importing import save_upload
+
+    with app.server.test_request_context("/"):
+        uploads = current_config().data_dir / "uploads"
+        old = save_upload(b"order_id\nA\n", "old.csv")
+        recent = save_upload(b"order_id\nB\n", "recent.csv")
+        day_and_more = time.time() - 25 * 3600
+        for entry in (old.path, old.path.parent):
+            os.utime(entry, (day_and_more, day_and_more))
+        (uploads / "not-an-upload").mkdir(exist_ok=True)
+        os.utime(uploads / "not-an-upload", (day_and_more, day_and_more))
+        new = save_upload(b"order_id\nC\n", "new.csv")
+        assert not old.path.parent.exists()
+        assert recent.path.exists() and new.path.exists() and (uploads / "not-an-upload").exists()
