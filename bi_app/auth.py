@@ -169,7 +169,9 @@ def _guard(app: dash.Dash, csrf: CSRFProtect) -> ResponseReturnValue | None:
                                   "or mistyped")
         return error_response(401, "unauthorized", "sign in first, or send an API token "
                               "(Authorization: Bearer ...)")
-    if request.method not in ("GET", "HEAD", "OPTIONS") and current_user.token_id is None:
+    # A method or path the routes do not take gets its 405 or 404 from routing, not a CSRF refusal.
+    if request.method not in ("GET", "HEAD", "OPTIONS") and current_user.token_id is None \
+            and request.routing_exception is None:
         csrf.protect()
     g.setdefault(USER_KEY, current_user.user)
     needed = required_role(app, request.path)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl
 
 import click
 from sqlalchemy import Connection, Engine
@@ -238,6 +238,10 @@ def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None,
                               limits=config.read_limits)
     except MissingColumnsError as exc:
         raise click.ClickException(f"{exc} (--map COLUMN=FIELD)") from None
+    if not dry_run:
+        with write_engine_for(config).begin() as conn:
+            failed = "; failed" if outcome.failed else ""
+            _audit(conn, "import", f"{file.name} ({mode}; {outcome.rejected:,} rejected{failed})", rows=outcome.written)
     for question in outcome.questions:
         click.echo(f"Answer with {ANSWERS[question.setting](question)}")
     if outcome.failed and not outcome.questions and not skip_invalid:
@@ -588,7 +592,8 @@ def audit(since: datetime | None) -> None:
         found = audit_entries(conn, since)
     for entry in found:
         rows = "" if entry.rows is None else f" rows={entry.rows:,}"
-        filters = f" ?{unquote_plus(entry.filters)}" if entry.filters else ""
+        pairs = parse_qsl(entry.filters, keep_blank_values=True)
+        filters = " " + "; ".join(f"{name}={value}" for name, value in pairs) if pairs else ""
         where = f" from {entry.address}" if entry.address else ""
         detail = f"  {entry.detail}" if entry.detail else ""
         click.echo(f"{entry.at}  {entry.user_name:<16} {entry.action:<14} {entry.route}{filters}{rows}{where}{detail}")
@@ -596,9 +601,10 @@ def audit(since: datetime | None) -> None:
         click.echo("No audit entries" + (f" since {since:%Y-%m-%d %H:%M}." if since else "."))
 
 
-def _audit(conn: Connection, action: str, detail: str) -> None:
-    """Record a change made on this command line (in ``conn``'s transaction: both or neither)."""
-    record_audit(conn, AuditEntry(audit_now(), f"cli:{getpass.getuser()}", action, "bi-app", detail=detail))
+def _audit(conn: Connection, action: str, detail: str, rows: int | None = None) -> None:
+    """Record an action taken on this command line (in ``conn``'s transaction: both or neither)."""
+    record_audit(conn, AuditEntry(audit_now(), f"cli:{getpass.getuser()}", action, "bi-app", rows=rows,
+                                  detail=detail))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -119,7 +119,8 @@ def show_projections(numbers: dict | None, values: list, ids: list[dict], search
         entry = numbers.get(name) if isinstance(numbers, dict) else None
         projections.append(projection_view(name, entry, chosen, money))
         targets = {a.name: chosen[a.name] for a in TARGETS if a.recommendation == name}
-        links.append(f"/export/targets/{name}.csv?{urlencode(filters.to_query() + sorted(targets.items()))}")
+        links.append(f"/export/targets/{name}.csv?{urlencode(filters.to_query() + sorted(targets.items()))}"
+                     if may_download() else None)
     return (*projections, *links, invalid)
 
 
