@@ -172,6 +172,9 @@ SETTINGS: tuple[Setting, ...] = (
             "The most rows an import reads; a larger file is refused with the reason, before it is read on."),
     Setting("BI_IMPORT_MAX_COLUMNS", "import_max_columns", 1_000, _positive,
             "The most columns an import reads; a wider file is refused with the reason, before it is read on."),
+    Setting("BI_HEAVY_WORK_LIMIT", "heavy_work_limit", 2, _positive,
+            "Heavy requests (customer downloads, workbooks, imports) each server process runs at once; one more "
+            "is answered \"busy, try again\" (503 with Retry-After) at once instead of queueing."),
     Setting("BI_DEMO_ROWS", "demo_rows", 2000, _positive, "Orders generated when the embedded database is first made."),
     Setting("BI_DEMO_SEED", "demo_seed", 42, _int, "Random seed of those demo orders."),
     Setting("BI_CACHE_URL", "cache_url", None, _cache_url,
@@ -242,6 +245,7 @@ class Config:
     trusted_proxies: int
     import_max_rows: int
     import_max_columns: int
+    heavy_work_limit: int
 
     @property
     def read_limits(self) -> ReadLimits:

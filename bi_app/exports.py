@@ -34,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import auth, service
 from bi_app.analytics.orders import KPI_NAMES, span_text
+from bi_app.busy import RETRY_AFTER_S, BusyError, heavy_work
 from bi_app.context import current_engine
 from bi_app.errors import error_response
 from bi_app.importing import upload_folder
@@ -58,6 +59,13 @@ _SCALES = {c.name: c.type.scale for c in sales.columns if isinstance(c.type, Num
 def _bad_filter(exc: FilterError):  # noqa: ANN202
     return error_response(exc.status, "bad_parameter" if exc.status == 400 else "forbidden", exc.message,
                           parameter=exc.parameter)
+
+
+@exports.errorhandler(BusyError)
+def _busy(exc: BusyError):  # noqa: ANN202
+    response, status = error_response(503, "busy", str(exc))
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response, status
 
 
 @exports.errorhandler(SQLAlchemyError)
@@ -108,6 +116,7 @@ def orders_csv() -> Response:
 
 
 @exports.get("/customers.csv")
+@heavy_work("downloads")
 def customers_csv() -> Response:
     """Every matching customer with their cluster, RFM segment and churn probability, as CSV."""
     filters, _ = service.parse_request(request.args.to_dict(flat=False))
@@ -115,6 +124,7 @@ def customers_csv() -> Response:
 
 
 @exports.get("/customers.xlsx")
+@heavy_work("downloads")
 def customers_xlsx() -> Response | tuple[Response, int]:
     """The same customers as an Excel sheet (422 beyond a sheet's rows)."""
     filters, _ = service.parse_request(request.args.to_dict(flat=False))
@@ -133,6 +143,7 @@ def customers_xlsx() -> Response | tuple[Response, int]:
 
 
 @exports.get("/targets/<name>.csv")
+@heavy_work("downloads")
 def targets_csv(name: str) -> Response | tuple[Response, int]:
     """The customers recommendation ``name`` targets, under the filters and assumptions in the query."""
     if name not in strategy.TITLES:
@@ -197,6 +208,7 @@ def table_csv(name: str) -> Response | tuple[Response, int]:
 
 
 @exports.get("/orders.xlsx")
+@heavy_work("downloads")
 def orders_xlsx() -> Response | tuple[Response, int]:
     """The filtered orders as one Excel sheet, or 422 when they do not fit in one."""
     filters, _ = service.parse_request(request.args.to_dict(flat=False))
@@ -223,6 +235,7 @@ def orders_xlsx() -> Response | tuple[Response, int]:
 
 
 @exports.get("/report.xlsx")
+@heavy_work("downloads")
 def report_xlsx() -> Response:
     """Every analysis for the filters as a formatted workbook."""
     filters, _ = service.parse_request(request.args.to_dict(flat=False))

@@ -10,6 +10,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, dcc, html, no_update
 
 from bi_app.auth import record
+from bi_app.busy import BusyError, heavy_work
 from bi_app.context import current_config, current_engine, current_write_engine, signed_in_user, start_training
 from bi_app.importing import (
     ImportOutcome,
@@ -337,9 +338,12 @@ def imported(file: Upload, automatic: Any, chosen: dict[str, str], choices: Impo
     auto = automatic if isinstance(automatic, dict) else {}
     changed, dropped = {f: c for f, c in chosen.items() if auto.get(f) != c}, set(auto) - set(chosen)
     try:
-        outcome = import_file(current_write_engine(), file.path, changed, mode=mode, without=dropped,
-                              skip_invalid=skip_invalid, dry_run=False, report_dir=file.path.parent,
-                              echo=messages.append, choices=choices, limits=current_config().read_limits)
+        with heavy_work("imports"):
+            outcome = import_file(current_write_engine(), file.path, changed, mode=mode, without=dropped,
+                                  skip_invalid=skip_invalid, dry_run=False, report_dir=file.path.parent,
+                                  echo=messages.append, choices=choices, limits=current_config().read_limits)
+    except BusyError as exc:
+        return dbc.Alert(f"Nothing was written: {exc}.", color="warning", id="data-result-summary")
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
         return dbc.Alert(f"Nothing was written: {problem(exc, 'imported')}", color="danger", id="data-result-summary")
     record("import", rows=outcome.written, detail=f"{file.file} ({mode}; {outcome.rejected:,} rejected"

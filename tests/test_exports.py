@@ -284,3 +284,19 @@ def test_a_table_csv_never_writes_negative_zero(client) -> None:  # noqa: ANN001
     text = client.get("/export/regions.csv").get_data(as_text=True)
     rows = text.lstrip("\ufeff").splitlines()
     assert len(rows) > 2 and not any(cell in ("-0.0", "-0") for row in rows for cell in row.split(","))
+
+
+def test_heavy_downloads_past_the_limit_are_told_busy_at_once(app, client, monkeypatch) -> None:  # noqa: ANN001
+    from dataclasses import replace
+
+    from bi_app.busy import heavy_work
+    from bi_app.context import CONFIG_KEY
+
+    monkeypatch.setitem(app.server.config, CONFIG_KEY, replace(app.server.config[CONFIG_KEY], heavy_work_limit=1))
+    with app.server.test_request_context("/"), heavy_work("downloads"):  # the one slot, taken
+        for path in ("/export/customers.csv", "/export/report.xlsx", "/export/orders.xlsx", "/export/targets/vip.csv"):
+            busy = client.get(path)
+            assert busy.status_code == 503 and busy.headers["Retry-After"] == "30", path
+            assert busy.get_json()["error"]["code"] == "busy"
+        assert client.get("/export/regions.csv").status_code == 200  # a page's table is light work
+    assert client.get("/export/report.xlsx").status_code == 200  # the slot is free again
