@@ -149,8 +149,8 @@ def ensure_loaded(admin_url: str, url: str, size: int) -> None:
                    env={**os.environ, "BI_DATABASE_URL": url}, check=True, stdout=subprocess.DEVNULL)
 
 
-#: The user a benchmark signs in as, when the server has sign-in on.
-BENCH_USER, BENCH_PASSWORD = "bench", "a bench password"
+#: The user a benchmark signs in as, when the server has sign-in on (its password made for this run).
+BENCH_USER, BENCH_PASSWORD = "bench", secrets.token_urlsafe(18)
 
 
 class Server:

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bi_app.config import Config, engine_for, write_engine_for
-from bi_app.context import DOWNLOAD_ROLE, USER_KEY, current_config, from_this_machine, signed_in_user
+from bi_app.context import DOWNLOAD_ROLE, USER_KEY, current_config, from_this_machine, page_for, signed_in_user
 from bi_app.errors import error_response
 from bi_app.incidents import reference_for
 from bi_app.security import CALLBACK_PATH, json_body
@@ -120,12 +120,6 @@ def required_role(app: dash.Dash, path: str) -> str:
         return page.get("role", "viewer") if page else "viewer"
     page = page_for(path)
     return page.get("role", "viewer") if page else "viewer"
-
-
-def page_for(pathname: str | None) -> dict | None:
-    """The ``dash.page_registry`` entry whose path is ``pathname``."""
-    path = (pathname or "/").rstrip("/") or "/"
-    return next((page for page in dash.page_registry.values() if page["path"] == path), None)
 
 
 def may_open(user: User, page: dict) -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import dash
 from flask import current_app, g, has_request_context, request
 from sqlalchemy import Connection, Engine
 
@@ -109,6 +110,12 @@ def from_this_machine() -> bool:
     ``Forwarded`` or ``X-Forwarded-For`` header (nginx on this machine proxies from loopback too)."""
     forwarded = request.headers.get("Forwarded") or request.headers.get("X-Forwarded-For")
     return not forwarded and request.remote_addr in ("127.0.0.1", "::1")
+
+
+def page_for(pathname: str | None) -> dict | None:
+    """The ``dash.page_registry`` entry whose path is ``pathname`` (a trailing slash aside)."""
+    path = (pathname or "/").rstrip("/") or "/"
+    return next((page for page in dash.page_registry.values() if page["path"] == path), None)
 
 
 def current_engine() -> Engine:

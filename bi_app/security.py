@@ -21,6 +21,7 @@ from flask_talisman import Talisman
 from werkzeug.exceptions import HTTPException
 
 from bi_app.config import Config
+from bi_app.context import page_for
 from bi_app.errors import error_response
 from bi_app.incidents import reference_for
 
@@ -83,7 +84,8 @@ def answer_malformed_requests(app: dash.Dash) -> None:
     def _no_such_page() -> tuple[Response, int] | None:
         # Dash answers its page for any path (``/<path:path>``): a path of no page is a 404, not a 200.
         rule = request.url_rule
-        if request.method == "GET" and rule is not None and rule.rule == "/<path:path>" and not _is_page(request.path):
+        if request.method == "GET" and rule is not None and rule.rule == "/<path:path>" \
+                and page_for(request.path) is None:
             if "text/html" in request.headers.get("Accept", ""):
                 return Response(NOT_FOUND_PAGE, mimetype="text/html"), 404
             return error_response(404, "not_found", "no page here")
@@ -125,11 +127,6 @@ NOT_FOUND_PAGE = """<!DOCTYPE html>
 <body><main class="container py-5"><h1 class="h3">Page not found</h1>
 <p>Nothing lives at this address. <a href="/">Back to the overview</a></p></main></body></html>
 """
-
-
-def _is_page(path: str) -> bool:
-    wanted = path.rstrip("/") or "/"
-    return any(page["path"] == wanted for page in dash.page_registry.values())
 
 
 def json_body() -> Any:

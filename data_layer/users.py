@@ -164,7 +164,7 @@ def _decoy_hash() -> str:
     """A hash to check a password against when the user does not exist, so a wrong name takes as long
     as a wrong password. Made on first sign-in, not at import: scrypt takes 0.1 s, which every
     ``bi-app`` command would pay."""
-    return generate_password_hash("a password nobody has", method="scrypt")
+    return generate_password_hash(secrets.token_urlsafe(32), method="scrypt")
 
 
 def start_session(conn: Connection, user: User) -> str:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from data_layer.engine import make_engine
 from data_layer.users import add_user
-from tests.support import BI_APP, IN_CI, net_revenue, served
+from tests.support import BI_APP, IN_CI, USER_PASSWORD, net_revenue, served
 
 DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -149,7 +149,7 @@ SITE_USERS = {
     "vera": ("viewer", ()), "anna": ("analyst", ()), "adam": ("admin", ()),
     "nora": ("viewer", ("North",)), "sam": ("analyst", ("South",)),
 }
-SITE_PASSWORD = "correct horse battery"
+SITE_PASSWORD = USER_PASSWORD
 READER_ROLE = "bi_test_reader"
 
 

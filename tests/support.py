@@ -1,6 +1,7 @@
 """Helpers shared by tests (fixtures live in conftest.py)."""
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -14,6 +15,11 @@ from typing import Iterator
 import pandas as pd
 import pytest
 
+#: A database password made for this test run (never written in the code): tests put it in URLs and check
+#: that no page, log line or message shows it.
+URL_PASSWORD = secrets.token_hex(12)
+#: The passwords of the users tests add (and the one they change to), made for this run too.
+USER_PASSWORD, NEW_PASSWORD = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
 #: In CI every test that needs a real service must run, never skip.
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BI_APP = str(Path(sys.executable).with_name("bi-app"))

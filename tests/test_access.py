@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import SITE_PASSWORD, SITE_USERS, SecuredSite
-from tests.support import BI_APP
+from tests.support import BI_APP, NEW_PASSWORD
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +134,7 @@ def test_a_callback_without_the_csrf_token_is_refused(secured_site: SecuredSite,
 def test_a_wrong_password_or_unknown_name_is_refused_and_a_form_without_its_token_too(secured_site) -> None:
     session = requests.Session()
     token = re.search(r'name="csrf_token" value="([^"]+)"', session.get(f"{secured_site.base}/login").text).group(1)
-    for name, password in (("vera", "not the password"), ("nobody", SITE_PASSWORD)):
+    for name, password in (("vera", SITE_PASSWORD + "!"), ("nobody", SITE_PASSWORD)):
         answer = session.post(f"{secured_site.base}/login", data={"csrf_token": token, "name": name,
                                                                   "password": password}, allow_redirects=False)
         assert answer.status_code == 401 and "Wrong user name or password" in answer.text
@@ -386,9 +386,9 @@ def test_a_new_password_ends_the_users_other_sessions(secured_site: SecuredSite)
     assert bi_app(secured_site, "users", "add", name, "--role", "viewer", stdin=SITE_PASSWORD + "\n").returncode == 0
     session = sign_in(secured_site, name)
     assert session.get(f"{secured_site.base}/api/v1/kpis", timeout=60).status_code == 200
-    assert bi_app(secured_site, "users", "set-password", name, stdin="another long one\n").returncode == 0
+    assert bi_app(secured_site, "users", "set-password", name, stdin=NEW_PASSWORD + "\n").returncode == 0
     assert session.get(f"{secured_site.base}/api/v1/kpis", timeout=60).status_code == 401
-    sign_in(secured_site, name, "another long one")
+    sign_in(secured_site, name, NEW_PASSWORD)
 
 
 def test_failed_sign_ins_are_limited_per_user_name(secured_site: SecuredSite) -> None:
@@ -401,7 +401,7 @@ def test_failed_sign_ins_are_limited_per_user_name(secured_site: SecuredSite) ->
         return session.post(f"{secured_site.base}/login", data={"csrf_token": token, "name": name.upper(),
                                                                 "password": password}, allow_redirects=False).status_code
 
-    assert [attempt("wrong password") for _ in range(5)] == [401] * 5
+    assert [attempt(SITE_PASSWORD + "!") for _ in range(5)] == [401] * 5
     assert attempt(SITE_PASSWORD) == 429  # even the right password, until the minute is over
     assert sign_in(secured_site, "anna")  # another user from the same address still signs in
 

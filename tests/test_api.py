@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import event
 
 from bi_app import analytics, service
-from bi_app.jsonable import to_jsonable
 from bi_app.context import current_engine, current_models
+from bi_app.jsonable import to_jsonable
 from data_layer.bootstrap import load_demo_data
 from data_layer.cache import ResultCache
 from data_layer.demo_data import generate_orders_frame
@@ -21,7 +21,7 @@ from data_layer.engine import make_engine
 from data_layer.filters import Filters
 from data_layer.meta import data_version
 from data_layer.schema import sales
-from tests.support import IN_CI, net_revenue
+from tests.support import IN_CI, URL_PASSWORD, net_revenue
 
 ENDPOINTS = list(service.ANALYSES)
 
@@ -141,15 +141,15 @@ def test_openapi_lists_every_endpoint_and_parameter(client) -> None:
 
 
 def test_database_down_is_a_503_with_a_reference_to_the_logged_reason(client, point_app_at, caplog) -> None:
-    point_app_at("postgresql://bi:Hunter2Secret@127.0.0.1:1/shop")
+    point_app_at(f"postgresql://bi:{URL_PASSWORD}@127.0.0.1:1/shop")
     response = client.get("/api/v1/kpis")
     assert response.status_code == 503
     error = response.get_json()["error"]
     assert error["code"] == "database_unavailable" and "try again" in error["message"]
     body = response.get_data(as_text=True)
-    assert "Connection refused" not in body and "127.0.0.1" not in body and "Hunter2Secret" not in body
+    assert "Connection refused" not in body and "127.0.0.1" not in body and URL_PASSWORD not in body
     logged = [r.getMessage() for r in caplog.records if error["reference"] in r.getMessage()]
-    assert logged and "Connection refused" in logged[0] and "Hunter2Secret" not in logged[0]
+    assert logged and "Connection refused" in logged[0] and URL_PASSWORD not in logged[0]
 
 
 def count_queries(engine) -> list[str]:  # noqa: ANN001

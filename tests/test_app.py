@@ -10,7 +10,7 @@ import pytest
 
 from bi_app.context import CONFIG_KEY
 from data_layer.demo_data import generate_orders_frame
-from tests.support import net_revenue
+from tests.support import URL_PASSWORD, net_revenue
 
 
 def find_text(component: object, component_id: str) -> str | None:
@@ -61,7 +61,7 @@ def test_unreachable_database_gives_503_and_a_banner(app: dash.Dash, client, mon
                                                     caplog: pytest.LogCaptureFixture) -> None:
     down = replace(
         app.server.config[CONFIG_KEY],
-        database_url="postgresql://bi:Hunter2Secret@127.0.0.1:1/shop",
+        database_url=f"postgresql://bi:{URL_PASSWORD}@127.0.0.1:1/shop",
         connect_timeout_s=2,
         embedded=False,
     )
@@ -70,9 +70,9 @@ def test_unreachable_database_gives_503_and_a_banner(app: dash.Dash, client, mon
     assert response.status_code == 503
     assert response.json["status"] == "unavailable"
     assert "Connection refused" in response.json["reason"]
-    assert "Hunter2Secret" not in response.get_data(as_text=True)
+    assert URL_PASSWORD not in response.get_data(as_text=True)
     banner = find_text(overview(app), "database-banner")
-    assert banner.startswith("The database cannot be reached right now") and "Hunter2Secret" not in banner
+    assert banner.startswith("The database cannot be reached right now") and URL_PASSWORD not in banner
     # No host, port or driver message on the page: a reference, under which the log has them.
     reference = re.search(r"Reference ([0-9a-f]{8})", banner).group(1)
     assert "127.0.0.1" not in banner and "refused" not in banner

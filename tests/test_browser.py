@@ -617,7 +617,7 @@ def test_browser_signs_in_is_refused_the_data_page_as_a_viewer_and_signs_out(bro
         assert tab.page.url.startswith(f"{tab.base}/login?next=")
         assert accessibility_problems(tab) == []
         tab.page.fill("#login-name", "vera")
-        tab.page.fill("#login-password", "a wrong password")
+        tab.page.fill("#login-password", SITE_PASSWORD + "!")
         tab.page.click("#login-submit")
         assert "Wrong user name or password" in tab.text("#login-message")
         # The refused sign-in's own answer, and the console's word for it.

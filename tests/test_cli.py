@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from bi_app.cli import main
 from data_layer.info import database_info
-from sqlalchemy.engine import make_url
+from tests.support import URL_PASSWORD
 
 
 @pytest.fixture
@@ -83,23 +84,23 @@ def with_password(url: str, password: str) -> str:
 
 def test_info_masks_the_password(postgres_schema_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # The test server trusts local connections, so any password gets in: enough to show masking.
-    monkeypatch.setenv("BI_DATABASE_URL", with_password(postgres_schema_url, "Hunter2Secret"))
+    monkeypatch.setenv("BI_DATABASE_URL", with_password(postgres_schema_url, URL_PASSWORD))
     result = CliRunner().invoke(main, ["info"])
     assert result.exit_code == 0, result.output
-    assert "Hunter2Secret" not in result.output
+    assert URL_PASSWORD not in result.output
     assert "postgres:***@" in result.output
 
 
 @pytest.mark.parametrize("command", [["info"], ["check"], ["demo-data", "--rows", "10"]])
 def test_unreachable_database_is_one_line_and_exit_1(command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BI_DATABASE_URL", "postgresql://bi:Hunter2Secret@127.0.0.1:1/shop")
+    monkeypatch.setenv("BI_DATABASE_URL", f"postgresql://bi:{URL_PASSWORD}@127.0.0.1:1/shop")
     monkeypatch.setenv("BI_CONNECT_TIMEOUT_S", "2")
     result = CliRunner().invoke(main, command)
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(error_lines) == 1 and "Connection refused" in error_lines[0]
-    assert "Hunter2Secret" not in result.output
+    assert URL_PASSWORD not in result.output
 
 
 def test_bad_configuration_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,18 +1,18 @@
 import pytest
 from sqlalchemy import text
 
+from bi_app.analytics import kpis
 from data_layer.bootstrap import load_demo_data
 from data_layer.engine import DatabaseError, describe_error, is_postgres, make_engine, ping, safe_url
 from data_layer.filters import Filters
-from bi_app.analytics import kpis
-from tests.support import IN_CI
+from tests.support import IN_CI, URL_PASSWORD
 
-UNREACHABLE = "postgresql://reporter:Sup3rSecret@127.0.0.1:1/shop"
+UNREACHABLE = f"postgresql://reporter:{URL_PASSWORD}@127.0.0.1:1/shop"
 
 
 def test_safe_url_masks_the_password() -> None:
-    shown = safe_url("postgresql://reporter:Sup3rSecret@db.internal:5432/shop?sslmode=require")
-    assert "Sup3rSecret" not in shown
+    shown = safe_url(f"postgresql://reporter:{URL_PASSWORD}@db.internal:5432/shop?sslmode=require")
+    assert URL_PASSWORD not in shown
     assert shown == "postgresql://reporter:***@db.internal:5432/shop?sslmode=require"
 
 
@@ -21,14 +21,14 @@ def test_unreachable_database_gives_one_line_without_the_password() -> None:
     with pytest.raises(DatabaseError) as caught:
         ping(engine)
     message = str(caught.value)
-    assert "Sup3rSecret" not in message
+    assert URL_PASSWORD not in message
     assert "\n" not in message
     assert "127.0.0.1" in message and "***" in message
 
 
 def test_describe_error_scrubs_a_password_echoed_by_the_driver() -> None:
-    error = RuntimeError('password authentication failed for user "reporter" (Sup3rSecret)')
-    assert "Sup3rSecret" not in describe_error(error, UNREACHABLE)
+    error = RuntimeError(f'password authentication failed for user "reporter" ({URL_PASSWORD})')
+    assert URL_PASSWORD not in describe_error(error, UNREACHABLE)
 
 
 def test_is_postgres() -> None:
@@ -62,7 +62,7 @@ def test_sslmode_require_url_works(postgres_schema_url: str, postgres_admin) -> 
 def test_rows_refuses_a_read_past_its_cap_and_run_logs_slow_reads(db_url: str, caplog, monkeypatch) -> None:  # noqa: ANN001
     import logging
 
-    from sqlalchemy import select, union_all, literal
+    from sqlalchemy import literal, select, union_all
 
     from data_layer import engine as engine_module
     from data_layer.engine import TooManyRowsError, rows, run

@@ -14,6 +14,7 @@ from flask import Flask
 
 from bi_app.config import Config
 from bi_app.security import add_security_headers
+from tests.support import URL_PASSWORD
 
 PATHS = ["/", "/segments", "/_dash-layout", "/api/v1/kpis", "/api/v1/openapi.json", "/export/regions.csv", "/healthz",
          "/assets/style.css", "/nothing-here"]
@@ -68,14 +69,14 @@ def test_healthz_tells_a_visitor_only_whether_the_app_is_up(client) -> None:  # 
 def test_healthz_keeps_the_reason_of_an_outage_for_the_operator(app, client, monkeypatch) -> None:  # noqa: ANN001
     from bi_app.context import CONFIG_KEY
 
-    down = replace(app.server.config[CONFIG_KEY], database_url="postgresql://bi:Secret123@127.0.0.1:1/shop",
+    down = replace(app.server.config[CONFIG_KEY], database_url=f"postgresql://bi:{URL_PASSWORD}@127.0.0.1:1/shop",
                    embedded=False, connect_timeout_s=2)
     monkeypatch.setitem(app.server.config, CONFIG_KEY, down)
     visitor = client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"})
     assert visitor.status_code == 503 and visitor.get_json() == {"status": "unavailable"}
     operator = client.get("/healthz")
     assert operator.status_code == 503 and "127.0.0.1:1" in operator.get_json()["database"]
-    assert "Secret123" not in operator.get_data(as_text=True)
+    assert URL_PASSWORD not in operator.get_data(as_text=True)
 
 
 CALLBACK = {"output": "page-content.children", "outputs": {"id": "page-content", "property": "children"},

@@ -13,7 +13,8 @@ from typing import Iterator
 
 import pytest
 
-from tests.support import served
+from tests.support import URL_PASSWORD, served
+
 
 def get(url: str) -> tuple[int, bytes]:
     try:
@@ -48,10 +49,10 @@ def test_serve_seeds_the_embedded_database_and_serves_the_overview(serve, monkey
 
 @pytest.mark.slow
 def test_serve_starts_with_the_database_down_and_healthz_says_why(serve) -> None:
-    base = serve(BI_DATABASE_URL="postgresql://bi:Hunter2Secret@127.0.0.1:1/shop", BI_CONNECT_TIMEOUT_S="2")
+    base = serve(BI_DATABASE_URL=f"postgresql://bi:{URL_PASSWORD}@127.0.0.1:1/shop", BI_CONNECT_TIMEOUT_S="2")
     status, body = get(f"{base}/healthz")
     assert status == 503
     answer = json.loads(body)
     assert answer["status"] == "unavailable" and "Connection refused" in answer["reason"]
-    assert b"Hunter2Secret" not in body
+    assert URL_PASSWORD.encode() not in body
     assert get(f"{base}/")[0] == 200, "the app keeps serving its pages"

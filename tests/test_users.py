@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
 from bi_app.cli import main
+from tests.support import NEW_PASSWORD, USER_PASSWORD
 from data_layer.users import (
     ROLES,
     User,
@@ -24,7 +25,7 @@ from data_layer.users import (
     users,
 )
 
-PASSWORD = "correct horse battery"
+PASSWORD = USER_PASSWORD
 
 
 def test_a_user_signs_in_with_their_password_only(engine: Engine) -> None:
@@ -68,11 +69,11 @@ def test_users_are_changed_and_removed(engine: Engine) -> None:
         assert set_role(conn, "zoe", "analyst").role == "analyst"
         assert set_regions(conn, "zoe", ["South"]).regions == ("South",)
         assert set_regions(conn, "ana", []).regions == ()
-        set_password(conn, "zoe", "another long one")
+        set_password(conn, "zoe", NEW_PASSWORD)
     with engine.connect() as conn:
         assert [user.name for user in list_users(conn)] == ["ana", "zoe"]
         assert authenticate(conn, "zoe", PASSWORD) is None
-        assert authenticate(conn, "zoe", "another long one") == User("zoe", "analyst", ("South",))
+        assert authenticate(conn, "zoe", NEW_PASSWORD) == User("zoe", "analyst", ("South",))
     with engine.begin() as conn:
         remove_user(conn, "zoe")
         with pytest.raises(UserError, match="no user named 'zoe'"):
@@ -102,8 +103,8 @@ def test_users_are_managed_from_the_command_line_and_passwords_never_echoed(db_u
         "Now ana (admin; North)."
     assert runner.invoke(main, ["users", "set-regions", "ana"], env=env).output.strip() == \
         "Now ana (admin; every region)."
-    changed = runner.invoke(main, ["users", "set-password", "ana"], input="a new password\n", env=env)
-    assert changed.exit_code == 0 and "a new password" not in changed.output
+    changed = runner.invoke(main, ["users", "set-password", "ana"], input=NEW_PASSWORD + "\n", env=env)
+    assert changed.exit_code == 0 and NEW_PASSWORD not in changed.output
     assert runner.invoke(main, ["users", "list"], env=env).output.strip() == "ana (admin; every region)"
     assert runner.invoke(main, ["users", "remove", "ana"], env=env).exit_code == 0
     assert "No users yet" in runner.invoke(main, ["users", "list"], env=env).output
@@ -190,7 +191,7 @@ def test_a_session_lasts_until_signed_out_or_the_password_changes_and_reads_the_
     with engine.connect() as conn:
         assert session_user(conn, first) is None and session_user(conn, second) is not None
     with engine.begin() as conn:
-        set_password(conn, "ana", "another long one")
+        set_password(conn, "ana", NEW_PASSWORD)
         third = start_session(conn, find_user(conn, "ana"))
     with engine.connect() as conn:
         assert session_user(conn, second) is None and session_user(conn, third) is not None
