@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import service
-from bi_app.errors import error_response
+from bi_app.errors import database_error_response, error_response
 from bi_app.incidents import reference_for
 from bi_app.jsonable import to_jsonable
 from data_layer.filters import COMPARISONS, LIST_PARAMETERS, PERIODS, FilterError
@@ -48,8 +48,7 @@ def analysis(name: str) -> Response | tuple[Response, int]:
                               parameter=exc.parameter)
     except SQLAlchemyError as exc:
         reference = reference_for(log, f"API {name}: database error", exc)
-        return error_response(503, "database_unavailable", "the database is unavailable right now; try again "
-                              "shortly", reference=reference)
+        return database_error_response(exc, reference)
     return Response(json.dumps({"filters": dict_of_filters(filters), "currency": service.money_format().currency,
                                 "data": to_jsonable(result)}),
                     mimetype="application/json")

@@ -14,7 +14,7 @@ from flask_compress import Compress
 from sqlalchemy.exc import SQLAlchemyError
 
 import pages
-from bi_app import auth, service, shell
+from bi_app import auth, observability, service, shell
 from bi_app.api import api
 from bi_app.config import Config, engine_for
 from bi_app.context import (
@@ -33,7 +33,7 @@ from bi_app.security import add_security_headers, answer_malformed_requests
 from data_layer.bootstrap import ensure_demo_database
 from data_layer.cache import ResultCache
 from data_layer.engine import DatabaseError, describe_error, ping, safe_url
-from data_layer.meta import data_version
+from data_layer.meta import data_version, database_is_slow
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,9 @@ def create_app(config: Config | None = None) -> dash.Dash:
     app per process.
     """
     config = config or Config.from_env()
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    observability.configure_logging(config.log_level, json_lines=config.log_format == "json")
     if config.embedded:
-        _seed_embedded_database(config)
+        seed_embedded_database(config)
 
     app = dash.Dash(
         __name__,
@@ -69,6 +69,7 @@ def create_app(config: Config | None = None) -> dash.Dash:
         "{%css%}", f'{{%css%}}\n        <script async src="{PLOTLY_PATH}"></script>', 1)
     app.server.config[CONFIG_KEY] = config
     app.server.config[CACHE_KEY] = ResultCache.from_url(config.cache_url)
+    app.server.config[CACHE_KEY].on_lookup = observability.note_cache_lookup
     app.server.config[REPLICAS_KEY] = Replicas(service.precompute_default_views)
     app.server.config[MODELS_KEY] = ModelStores(service.answer_default_view)
     app.server.register_blueprint(api)
@@ -77,6 +78,7 @@ def create_app(config: Config | None = None) -> dash.Dash:
     app.layout = shell.layout
     Compress(app.server)
     add_security_headers(app.server, config, app.csp_hashes())
+    observability.install(app)  # first: a request the guard refuses is logged and counted too
     auth.install(app, config)
     answer_malformed_requests(app)
     app.server.add_url_rule("/healthz", "healthz", _healthz)
@@ -129,7 +131,7 @@ def _healthz():  # noqa: ANN202 - a Flask view
         if not local:
             return jsonify(status="unavailable"), 503
         reason = str(exc) if isinstance(exc, DatabaseError) else describe_error(exc)
-        return jsonify(status="unavailable", database=safe_url(config.database_url), reason=reason), 503
+        return jsonify(status="unavailable", database=safe_url(config.dashboard_database_url), reason=reason), 503
     replica = current_replica()
     if replica is not None:
         replica.engine_for(version)  # starts the snapshot build if this version has none
@@ -139,14 +141,16 @@ def _healthz():  # noqa: ANN202 - a Flask view
     failure = {"columnar_error": replica.failure(version)} if columnar == "failed" else {}
     return jsonify(
         status="ok",
-        database=safe_url(config.database_url),
+        database=safe_url(config.dashboard_database_url),
+        database_slow=database_is_slow(engine),
         data_version=version,
         columnar=columnar,
         **failure,
     )
 
 
-def _seed_embedded_database(config: Config) -> None:
+def seed_embedded_database(config: Config) -> None:
+    """Fill the embedded database with demo orders on first run (once, whoever asks first)."""
     try:
         ensure_demo_database(engine_for(config), config.data_dir, config.demo_rows, config.demo_seed)
     except Exception as exc:  # noqa: BLE001 - the app still starts; /healthz says why

@@ -34,7 +34,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from bi_app.config import Config, engine_for, write_engine_for
+from bi_app.config import Config, write_engine_for
 from bi_app.context import DOWNLOAD_ROLE, USER_KEY, current_config, from_this_machine, page_for, signed_in_user
 from bi_app.errors import error_response
 from bi_app.incidents import reference_for
@@ -50,7 +50,8 @@ LOGOUT_PATH = "/logout"
 PUBLIC_PATHS = (LOGIN_PATH, "/healthz", "/_favicon.ico")
 PUBLIC_PREFIXES = ("/assets/",)
 #: Routes whose role is not a page's: downloads need an analyst.
-ROUTE_ROLES = {"/export/": DOWNLOAD_ROLE, "/api/": "viewer"}
+METRICS_PATH = "/metrics"
+ROUTE_ROLES = {"/export/": DOWNLOAD_ROLE, "/api/": "viewer", METRICS_PATH: "admin"}
 #: The cookie Dash's renderer sends back as the ``X-CSRFToken`` header on every callback.
 CSRF_COOKIE = "_csrf_token"
 #: Failed sign-ins allowed per user name, and per address (several people may share one).
@@ -148,6 +149,8 @@ def _guard(app: dash.Dash, csrf: CSRFProtect) -> ResponseReturnValue | None:
     config = current_config()
     if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
         return None
+    if request.path == METRICS_PATH and from_this_machine():  # the operator's own scraper; else admins only
+        return None
     if not config.secret_key:
         if not from_this_machine():
             return error_response(403, "forbidden", "this server runs in demo mode, without sign-in, and answers "
@@ -195,9 +198,10 @@ def _token_user(req: Any) -> SignedIn | None:
 
 
 def _read(query: Callable[[Any], Any]) -> Any:
-    """``query`` on a connection of the app's database; a database that cannot answer means no user."""
+    """``query`` on a connection of the primary (a replica may not have a new session yet); a database that
+    cannot answer means no user."""
     try:
-        with engine_for(current_config()).connect() as conn:
+        with write_engine_for(current_config()).connect() as conn:
             return query(conn)
     except SQLAlchemyError as exc:
         reference_for(log, "Could not read the users", exc)
@@ -217,7 +221,7 @@ def _login_view() -> ResponseReturnValue:
     name = (request.form.get("name") or "").strip()[:users.ID_LIMIT]
     password = request.form.get("password") or ""
     try:
-        with engine_for(current_config()).connect() as conn:
+        with write_engine_for(current_config()).connect() as conn:
             user = users.authenticate(conn, name, password) if name and password else None
     except SQLAlchemyError as exc:  # not a failed sign-in: nobody could have signed in
         reference = reference_for(log, "Could not read the users to sign someone in", exc)

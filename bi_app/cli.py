@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app.config import SETTINGS, Config, ConfigError, engine_for, shown_value, write_engine_for
+from bi_app.metrics import record_work
 from data_layer.audit import AuditEntry
 from data_layer.audit import entries as audit_entries
 from data_layer.audit import now as audit_now
@@ -101,9 +102,9 @@ def main() -> None:
 def demo_data(rows: int, seed: int, replace: bool, train: bool) -> None:
     """Generate realistic demo orders and load them in one transaction."""
     config = Config.from_env()
-    engine = engine_for(config)
+    engine = write_engine_for(config)
     click.echo(f"Loading {rows:,} demo orders (seed {seed}, {'replace' if replace else 'append'}) "
-               f"into {safe_url(config.database_url)}")
+               f"into {safe_url(engine.url.render_as_string(hide_password=False))}")
     with click.progressbar(length=rows, label="Loading", show_percent=True, show_pos=True, file=sys.stderr) as bar:
         result = load_demo_data(engine, rows, seed, replace=replace, on_progress=bar.update)
     _print_load(result)
@@ -150,9 +151,12 @@ def _train(config: Config, *, again: bool = False) -> None:
         return
     if reasons:
         click.echo(f"Retrained: {reasons[-1]}.")
+    record_work("training", time.perf_counter() - started)
     _print_models(models, time.perf_counter() - started)
 
 
+#: The deployment's gunicorn settings, which `bi-app serve` uses too.
+GUNICORN_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "gunicorn.conf.py"
 #: Addresses only this machine can reach.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -167,7 +171,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 @one_line_errors
 def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None:
     """Serve the dashboard (gunicorn), seeding the embedded database on first run."""
-    from bi_app.app import create_app
+    from bi_app.app import create_app, seed_embedded_database
 
     if debug and host not in LOOPBACK_HOSTS:
         raise click.ClickException(f"--debug runs Dash's development server, which runs code sent to it: it serves "
@@ -176,15 +180,25 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None
     if host not in LOOPBACK_HOSTS and not config.secret_key:
         raise click.ClickException(f"without sign-in (demo mode) the dashboard serves this machine only, not {host}: "
                                    "set BI_SECRET_KEY to turn sign-in on and add users with bi-app users add")
-    app = create_app(config)
+    if not debug and not GUNICORN_CONFIG.is_file():
+        raise click.ClickException(f"bi-app serve runs gunicorn with {GUNICORN_CONFIG}, which this installation lacks: "
+                                   "run it from a checkout of the repository")
     from bi_app.context import start_training  # the web app's module: not loaded by other commands
 
+    app = create_app(config) if debug else None
+    if config.embedded and app is None:
+        seed_embedded_database(config)
     start_training(config)
     click.echo(f"Dashboard on http://{host}:{port}  (database {safe_url(config.database_url)})")
-    if debug:
+    if app is not None:
         app.run(host=host, port=port, debug=True)
         return
-    _run_gunicorn(app.server, host=host, port=port, workers=workers, threads=threads)
+    sys.stdout.flush()
+    # gunicorn in place of this process (same pid: the training above ends with it), its master
+    # holding no app: each worker builds its own (bi_app.wsgi.on_this_machine).
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG),
+                              "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
+                              "bi_app.wsgi:on_this_machine()"])
 
 
 @main.command("import")
@@ -398,25 +412,6 @@ def _end_with_parent() -> None:
         os._exit(3)
 
     threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
-
-
-def _run_gunicorn(wsgi_app, *, host: str, port: int, workers: int, threads: int) -> None:  # noqa: ANN001
-    from gunicorn.app.base import BaseApplication
-
-    class _Server(BaseApplication):
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("threads", threads)
-            self.cfg.set("timeout", 120)
-            # gunicorn's most: a link with dozens of long product names chosen is a long request line.
-            self.cfg.set("limit_request_line", 8190)
-            self.cfg.set("accesslog", None)
-
-        def load(self):  # noqa: ANN202
-            return wsgi_app
-
-    _Server().run()
 
 
 def _read_password(prompt: str = "Password") -> str:

@@ -86,6 +86,12 @@ def _log_level(name: str, raw: str) -> str:
     return level
 
 
+def _log_format(name: str, raw: str) -> str:
+    if raw.lower() not in ("text", "json"):
+        raise ConfigError(f"{name} must be text or json, got {raw!r}")
+    return raw.lower()
+
+
 def _cache_url(name: str, url: str) -> str:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         scheme = url.split(":", 1)[0]
@@ -166,6 +172,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BI_DATABASE_WRITE_URL", "write_database_url", None, lambda _name, url: normalise_database_url(url),
             "SQLAlchemy URL the app writes with: imports, users, API tokens and the audit log. Unset: "
             "`BI_DATABASE_URL`. Set it to run the dashboards' queries as a read-only database role."),
+    Setting("BI_DATABASE_READ_URL", "read_database_url", None, lambda _name, url: normalise_database_url(url),
+            "SQLAlchemy URL of a read replica (an RDS read replica, a streaming standby) that the dashboards, the "
+            "API and the exports query. Sign-in, loads, imports, users, tokens and the audit log keep to the "
+            "primary (`BI_DATABASE_WRITE_URL`, else `BI_DATABASE_URL`). Unset: `BI_DATABASE_URL`."),
     Setting("BI_DATA_DIR", "data_dir", Path(DEFAULT_DATA_DIR), lambda _name, raw: Path(raw),
             "Folder for local data: the embedded SQLite file, the columnar snapshots and the trained models."),
     Setting("BI_IMPORT_MAX_ROWS", "import_max_rows", 10_000_000, _positive,
@@ -184,6 +194,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BI_CONNECT_TIMEOUT_S", "connect_timeout_s", 5, _positive,
             "Seconds to wait when connecting to PostgreSQL."),
     Setting("BI_LOG_LEVEL", "log_level", "INFO", _log_level, "Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL."),
+    Setting("BI_LOG_FORMAT", "log_format", "text", _log_format,
+            "`text` (a line for people) or `json` (one JSON object a line, for a log collector); every line "
+            "written during a request carries its request id and user."),
     Setting("BI_HTTPS", "https", False, _flag,
             "`1` when users reach the app over HTTPS (nginx holding the certificate): browsers are told to "
             "keep to HTTPS (HSTS) and cookies are sent over HTTPS only. The app itself never redirects."),
@@ -232,6 +245,7 @@ class Config:
     statement_timeout_ms: int
     connect_timeout_s: int
     log_level: str
+    log_format: str
     https: bool
     columnar: bool
     columnar_memory: str
@@ -240,12 +254,18 @@ class Config:
     timezone: str | None
     default_period: str | None
     write_database_url: str | None
+    read_database_url: str | None
     secret_key: str | None
     session_hours: int
     trusted_proxies: int
     import_max_rows: int
     import_max_columns: int
     heavy_work_limit: int
+
+    @property
+    def dashboard_database_url(self) -> str:
+        """The database the dashboards, the API and the exports read: the replica when there is one."""
+        return self.read_database_url or self.database_url
 
     @property
     def read_limits(self) -> ReadLimits:
@@ -270,18 +290,22 @@ class Config:
 
 
 def write_engine_for(config: Config) -> Engine:
-    """This process's engine for writing ``config``'s database (``BI_DATABASE_WRITE_URL``, else its URL)."""
-    if config.write_database_url is None:
-        return engine_for(config)
-    return engine_for(replace(config, database_url=config.write_database_url))
+    """This process's engine for the primary of ``config``'s database (``BI_DATABASE_WRITE_URL``, else
+    ``BI_DATABASE_URL``): writes, and reads that must see them at once (sign-in, sessions)."""
+    return _engine(config, config.write_database_url or config.database_url)
 
 
 def engine_for(config: Config) -> Engine:
-    """This process's engine for ``config``'s database."""
+    """This process's engine for the database the dashboards read (``BI_DATABASE_READ_URL``, else
+    ``BI_DATABASE_URL``)."""
+    return _engine(config, config.dashboard_database_url)
+
+
+def _engine(config: Config, url: str) -> Engine:
     from data_layer.engine import get_engine
 
     return get_engine(
-        config.database_url,
+        url,
         statement_timeout_ms=config.statement_timeout_ms,
         connect_timeout_s=config.connect_timeout_s,
     )

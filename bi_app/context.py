@@ -182,8 +182,8 @@ def start_training(config: Config) -> None:
     """
     from bi_app.ml.models import ModelStore
 
-    env = {**os.environ, "BI_DATABASE_URL": config.database_url, "BI_DATA_DIR": str(config.data_dir.resolve()),
-           PARENT_PID_ENV: str(os.getpid())}
+    env = {**os.environ, "BI_DATABASE_URL": config.database_url, "BI_DATABASE_READ_URL": config.read_database_url or "",
+           "BI_DATA_DIR": str(config.data_dir.resolve()), PARENT_PID_ENV: str(os.getpid())}
     process = subprocess.Popen([sys.executable, "-m", "bi_app.cli", "train"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ModelStore(models_folder(config)).started_training(process.pid)
@@ -208,12 +208,14 @@ def replica_for(config: Config, precompute: Precompute, *, build_in_subprocess: 
     """
     folder = config.data_dir / "columnar" / database_key(config)
     # Its own engine: snapshot copies are batch work, outside the app's pool and timeout.
-    source = make_engine(config.database_url, statement_timeout_ms=0, connect_timeout_s=config.connect_timeout_s)
+    source = make_engine(config.dashboard_database_url, statement_timeout_ms=0,
+                         connect_timeout_s=config.connect_timeout_s)
     command = None
     if build_in_subprocess:
         env = {
             **os.environ,
             "BI_DATABASE_URL": config.database_url,
+            "BI_DATABASE_READ_URL": config.read_database_url or "",
             "BI_DATA_DIR": str(config.data_dir.resolve()),
             "BI_COLUMNAR_MEMORY": config.columnar_memory,
             "BI_CONNECT_TIMEOUT_S": str(config.connect_timeout_s),

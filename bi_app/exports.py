@@ -36,7 +36,7 @@ from bi_app import auth, service
 from bi_app.analytics.orders import KPI_NAMES, span_text
 from bi_app.busy import RETRY_AFTER_S, BusyError, heavy_work
 from bi_app.context import current_engine
-from bi_app.errors import error_response
+from bi_app.errors import database_error_response, error_response
 from bi_app.importing import upload_folder
 from bi_app.incidents import reference_for
 from bi_app.ml import strategy
@@ -71,8 +71,7 @@ def _busy(exc: BusyError):  # noqa: ANN202
 @exports.errorhandler(SQLAlchemyError)
 def _database_down(exc: SQLAlchemyError):  # noqa: ANN202
     reference = reference_for(log, "Export: database error", exc)
-    return error_response(503, "database_unavailable", "the database is unavailable right now; try again shortly",
-                          reference=reference)
+    return database_error_response(exc, reference)
 
 
 @exports.after_request

@@ -22,6 +22,7 @@ import psycopg2
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from bi_app.metrics import record_work
 from data_layer.engine import describe_error
 from data_layer.importer import (
     FIELDS,
@@ -319,6 +320,7 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     if not loaded.changed:
         echo("Every order in the file is already stored exactly so: nothing changed.")
         return outcome(len(result.lines), failed=False, how="already stored as they are")
+    record_work("import", loaded.seconds)
     echo(f"Loaded {loaded.rows_in:,} lines ({mode}) in {loaded.seconds:.2f} s; summary tables {loaded.summary_note}; "
          f"{loaded.rows_stored:,} lines stored; data version {loaded.data_version}")
     return outcome(loaded.rows_in, failed=False)

@@ -7,10 +7,12 @@ same answer for the same filters and data version.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import pandas as pd
 from sqlalchemy import Connection, Engine
@@ -26,11 +28,13 @@ from bi_app.context import (
     signed_in_user,
     stored_models,
 )
+from bi_app.metrics import note_slow_analysis
 from bi_app.ml import analyses as ml_analyses
 from bi_app.ml import strategy
 from bi_app.money import MoneyFormat, data_money_format
 from data_layer import queries
 from data_layer.cache import UNVERSIONED_TIMEOUT_S, result_key
+from data_layer.engine import SLOW_READ_S, DatabaseSlowError, is_timeout
 from data_layer.filters import (
     FILTER_PARAMETERS,
     FilterError,
@@ -39,7 +43,7 @@ from data_layer.filters import (
     parse_filters,
     period_dates,
 )
-from data_layer.meta import data_version, stamped_version
+from data_layer.meta import data_version, database_is_slow, note_database_slow, stamped_version
 from data_layer.summaries import dimension_values, order_source, stored_dimension_values
 
 if TYPE_CHECKING:
@@ -170,7 +174,11 @@ def run(name: str, filters: Filters, **parameters: int) -> Any:
             if stored is not None:
                 return stored
             arguments = {**parameters, "models": models} if analysis.needs_models else parameters
-            return on_fastest_engine(conn, version, name, lambda c: analysis.function(c, filters, **arguments))
+            started = time.perf_counter()
+            answer = on_fastest_engine(conn, version, name, lambda c: analysis.function(c, filters, **arguments))
+            if (seconds := time.perf_counter() - started) >= SLOW_READ_S:
+                note_slow_analysis(name, urlencode(filters.to_query()), seconds)
+            return answer
 
         return current_cache().get_or_compute(key, compute, timeout=None if version else UNVERSIONED_TIMEOUT_S)
 
@@ -211,7 +219,14 @@ def on_fastest_engine(conn: Connection, version: str | None, what: str, query: C
                 return query(columnar)
         except Exception as exc:  # noqa: BLE001 - the database still answers
             log.warning("Columnar snapshot failed for %s (%s); asking the database", what, exc)
-    return query(conn)
+    if database_is_slow(conn.engine):  # answer now, rather than hold a thread for the statement timeout
+        raise DatabaseSlowError(f"the database is too slow right now to compute {what}")
+    try:
+        return query(conn)
+    except Exception as exc:
+        if is_timeout(exc):
+            note_database_slow(conn.engine)
+        raise
 
 
 def customer_list(filters: Filters, recommendation: str | None = None, **assumptions: int) -> pd.DataFrame:

@@ -24,9 +24,9 @@ from bi_app.auth import LOGOUT_PATH, may_open, page_for
 from bi_app.components import attributes, navbar
 from bi_app.context import current_config, current_engine, may_download, signed_in_user
 from bi_app.incidents import reference_for
-from data_layer.engine import DatabaseError, ping
+from data_layer.engine import DatabaseError, DatabaseSlowError, is_timeout, ping
 from data_layer.filters import COMPARISONS, LIST_PARAMETERS, PERIODS, Filters, default_period
-from data_layer.meta import OPTIONAL_FIELDS, absent_fields
+from data_layer.meta import OPTIONAL_FIELDS, absent_fields, data_version, database_is_slow
 from data_layer.users import User
 
 log = logging.getLogger(__name__)
@@ -370,6 +370,14 @@ def error_banner(exc: Exception) -> dbc.Alert:
     """What a page shows when its figures could not be computed: that the database cannot be
     reached (the page redraws by itself when it can), or, for any other failure, that this view
     failed (logged with its traceback); the rest of the app keeps working either way."""
+    if is_timeout(exc):
+        reference = reference_for(log, "The database was too slow for a page", exc)
+        return dbc.Alert(
+            "The database is slow to answer right now (a long operation may be holding it). Figures it had "
+            "already given are still shown; this one comes back by itself when it answers again. "
+            f"(Reference {reference}: the details are in the server's log.)",
+            color="warning", id="database-slow-banner",
+        )
     if isinstance(exc, (SQLAlchemyError, DatabaseError)):
         reference = reference_for(log, "A page could not reach the database", exc)
         return dbc.Alert(
@@ -398,12 +406,19 @@ def with_filters(pathname: str, search: str | None, **changes: list[str] | str |
 
 @callback(Output("db-status", "data"), Input("db-retry", "n_intervals"), State("db-status", "data"))
 def watch_database(_ticks: int | None, status: str) -> str | NoUpdate:
-    """``ok`` or ``down``; changes only when the database's state does, so pages redraw then."""
+    """``ok``, ``slow`` (the data version took too long: see :func:`data_version`) or ``down``; changes
+    only when the database's state does, so pages redraw then."""
+    engine = current_engine()
     try:
-        ping(current_engine())
-    except DatabaseError:
-        return "down" if status != "down" else no_update
-    return "ok" if status != "ok" else no_update
+        ping(engine)
+        with engine.connect() as conn:
+            data_version(conn)
+        now = "slow" if database_is_slow(engine) else "ok"
+    except DatabaseSlowError:
+        now = "slow"
+    except (DatabaseError, SQLAlchemyError):
+        now = "down"
+    return now if status != now else no_update
 
 
 @callback(

@@ -38,6 +38,8 @@ class ResultCache:
         self.description = description
         self._last_warning = 0.0
         self._warning_lock = threading.Lock()
+        #: Told of each lookup's result: ``hit``, ``miss`` or ``error`` (the app's metrics).
+        self.on_lookup: Callable[[str], None] = lambda _result: None
 
     @classmethod
     def from_url(cls, url: str | None) -> ResultCache:
@@ -57,9 +59,12 @@ class ResultCache:
             value = self.backend.get(key)
         except Exception as exc:  # noqa: BLE001 - any cache failure is a miss
             self._warn("read", exc)
+            self.on_lookup("error")
             return compute()
         if value is not None:
+            self.on_lookup("hit")
             return value
+        self.on_lookup("miss")
         value = compute()
         try:
             self.backend.set(key, value, timeout=timeout)

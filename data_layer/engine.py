@@ -28,6 +28,26 @@ class DatabaseError(RuntimeError):
     """A database problem, described in one line with no password in it."""
 
 
+class DatabaseSlowError(DatabaseError, SQLAlchemyError):
+    """The database does not answer in the time allowed right now (a lock held by a long operation, an
+    overloaded server): a :class:`DatabaseError` that callers catching SQLAlchemy's errors see too."""
+
+
+#: Milliseconds an app query waits for a lock (a load replacing the table, an operator's ALTER TABLE) before
+#: it gives up: "the database is slow", rather than a server thread held for the whole statement timeout.
+#: Loads and summary builds lift it for their own transaction.
+LOCK_TIMEOUT_MS = 5_000
+
+#: PostgreSQL's codes for a statement cancelled by ``statement_timeout`` and by ``lock_timeout``.
+_TIMEOUT_CODES = ("57014", "55P03")
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """True when ``exc`` is a statement the database cancelled for taking too long (or our own
+    :class:`DatabaseSlowError`), as opposed to a database that cannot be reached or a bad query."""
+    return isinstance(exc, DatabaseSlowError) or getattr(getattr(exc, "orig", None), "pgcode", None) in _TIMEOUT_CODES
+
+
 def safe_url(url: str) -> str:
     """Return ``url`` with its password replaced by ``***``."""
     try:
@@ -72,7 +92,9 @@ def make_engine(url: str, *, statement_timeout_ms: int = 30_000, connect_timeout
             # Keep libpq options given in the URL (e.g. a search_path) beside our timeout.
             given = parsed.query.get("options", "")
             given = given if isinstance(given, str) else " ".join(given)
-            connect_args["options"] = f"{given} -c statement_timeout={int(statement_timeout_ms)}".strip()
+            lock_timeout_ms = min(int(statement_timeout_ms), LOCK_TIMEOUT_MS)
+            connect_args["options"] = (f"{given} -c statement_timeout={int(statement_timeout_ms)} "
+                                       f"-c lock_timeout={lock_timeout_ms}").strip()
         return create_engine(
             parsed, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args
         )

@@ -256,7 +256,8 @@ def _load_lines(job: _LoadJob, chunks: Iterable[pa.Table], summary: LoadSummary 
         unwatch_changes(conn)  # our own rows are not an outside change; the version below records them
         stored_currency = read_meta(conn).get("currency") or None
         if postgres:
-            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")  # a batch job, not an app query
+            # A batch job, not an app query: no time limit, and it waits for readers to let go of the table.
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
         rows_before = 0
         primary_key = None
         if mode == "replace":

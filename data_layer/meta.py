@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, Integer, Numeric, delete, func, insert, inspect, literal, select, text
+from sqlalchemy.exc import OperationalError
 
-from data_layer.engine import run
+from data_layer.engine import DatabaseSlowError, is_timeout, run
 from data_layer.schema import (
     LINE_COLUMNS,
     METADATA_TABLE,
@@ -23,18 +25,24 @@ from data_layer.schema import (
 )
 
 _MEMO_KEY = "bi_metadata_memo"
+log = logging.getLogger(__name__)
 
 
 def read_meta(conn: Connection) -> dict[str, str]:
     """All metadata as a dict; empty when the table does not exist.
 
     Read once per connection checkout (a request, a CLI command), except inside
-    a transaction that writes it; once per connection on a read-only snapshot.
+    a transaction that writes it; once per connection on a read-only snapshot; not
+    while :func:`database_is_slow` (then the last values read are given).
     """
     memo = conn.info.get(_MEMO_KEY)
     # A columnar snapshot never changes: its metadata holds for the connection's whole life.
     if memo is not None and (memo[0] is conn or conn.dialect.name == "duckdb"):
         return memo[1]
+    if conn.dialect.name == "postgresql" and not conn.in_transaction():
+        known = _known_version(conn.engine)
+        if known is not None and time.monotonic() < known.slow_until:
+            return known.meta  # the database is slow: what it last said (see data_version)
     if not inspect(conn).has_table(METADATA_TABLE):
         values: dict[str, str] = {}
     else:
@@ -68,7 +76,81 @@ def data_version(conn: Connection) -> str | None:
     a shop's ETL), noticed by :func:`change_fingerprint` at most :data:`FRESHNESS_S` seconds
     later, it is a new version derived from the stamp and the fingerprint, so summaries,
     snapshots and cached answers follow. None for a table we never loaded and cannot watch.
+
+    On PostgreSQL, read at the start of a connection's work, the read may take
+    :data:`VERSION_TIMEOUT_MS`: past that (a lock held by a long operation, an overloaded server)
+    the last version this process read is used, so answers the cache or a snapshot hold are still
+    served, and for :data:`SLOW_RETRY_S` seconds the database is not asked again
+    (:func:`database_is_slow` says so). :class:`DatabaseSlowError` when no version was ever read.
     """
+    if conn.dialect.name != "postgresql" or conn.in_transaction():
+        return _current_version(conn)
+    key = conn.engine.url.render_as_string(hide_password=False)
+    known = _known_version(conn.engine)
+    if known is not None and time.monotonic() < known.slow_until:
+        conn.info[_MEMO_KEY] = (conn, known.meta)
+        return known.version
+    try:
+        with conn.begin():
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(VERSION_TIMEOUT_MS)}")
+            version = _current_version(conn)
+    except OperationalError as exc:
+        if not is_timeout(exc):
+            raise
+        if known is None:
+            raise DatabaseSlowError("the database did not say which data it holds within "
+                                    f"{VERSION_TIMEOUT_MS / 1000:g} s") from exc
+        log.warning("The database did not give the data version within %g s; using the last known one (%s) "
+                    "for %g s", VERSION_TIMEOUT_MS / 1000, known.version, SLOW_RETRY_S)
+        with _versions_lock:
+            _known_versions[key] = known = _KnownVersion(known.version, known.meta, time.monotonic() + SLOW_RETRY_S)
+        conn.info[_MEMO_KEY] = (conn, known.meta)  # what the rest of this connection's work reads
+        return known.version
+    with _versions_lock:
+        _known_versions[key] = _KnownVersion(version, read_meta(conn), 0.0)
+    return version
+
+
+def database_is_slow(engine: Engine) -> bool:
+    """True while :func:`data_version` uses the last known version because ``engine``'s database was
+    too slow to give it (see :data:`SLOW_RETRY_S`)."""
+    known = _known_version(engine)
+    return known is not None and time.monotonic() < known.slow_until
+
+
+def _known_version(engine: Engine) -> _KnownVersion | None:
+    with _versions_lock:
+        return _known_versions.get(engine.url.render_as_string(hide_password=False))
+
+
+def note_database_slow(engine: Engine) -> None:
+    """Record that a query on ``engine``'s database took too long (a lock, an overloaded server): for
+    :data:`SLOW_RETRY_S` seconds :func:`database_is_slow` says so and the version is not asked for."""
+    key = engine.url.render_as_string(hide_password=False)
+    with _versions_lock:
+        known = _known_versions.get(key)
+        if known is not None:
+            _known_versions[key] = _KnownVersion(known.version, known.meta, time.monotonic() + SLOW_RETRY_S)
+
+
+#: Milliseconds the data-version read may take on PostgreSQL before the last known version is used.
+VERSION_TIMEOUT_MS = 2_000
+#: Seconds the last known version is used without asking, after a read that took too long.
+SLOW_RETRY_S = 10.0
+
+
+@dataclass(frozen=True)
+class _KnownVersion:
+    version: str | None
+    meta: dict[str, str]
+    slow_until: float  # time.monotonic(); 0 when the last read answered in time
+
+
+_known_versions: dict[str, _KnownVersion] = {}
+_versions_lock = threading.Lock()
+
+
+def _current_version(conn: Connection) -> str | None:
     meta = read_meta(conn)
     stamped = meta.get("data_version")
     fingerprint = _watched_fingerprint(conn)

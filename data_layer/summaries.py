@@ -316,7 +316,7 @@ def rebuild_summaries(engine: Engine, facts: StoredFacts | None = None) -> float
         create_daily(conn)
         if engine.dialect.name == "postgresql":
             # A batch job: no app statement timeout; room to hash the ~100k groups in memory.
-            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
             conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         version = read_meta(conn).get("data_version")
         values = fill_summary(conn, ledger=has_ledger(conn), multi_line=has_multi_line_orders(conn), facts=facts)

@@ -1,5 +1,6 @@
 """Helpers shared by tests (fixtures live in conftest.py)."""
 
+import json
 import os
 import secrets
 import socket
@@ -124,3 +125,35 @@ def wide_shop(path: Path, *, products: int = 1500, regions: int = 40, orders: in
     frame = pd.DataFrame(lines, columns=["Order", "Date", "Product", "Category", "Amount", "Customer", "Region"])
     frame.to_csv(path, index=False)
     return path
+
+
+def callback_body(dependency: dict, values: dict[str, object] | None = None) -> dict:
+    """The body the renderer posts for a callback of ``/_dash-dependencies``: inputs as ``values`` gives them by
+    ``id.property`` (a pattern-matched group by ``type.property``: its list of entries), else empty."""
+    values = values or {}
+
+    def entry(item: dict) -> object:
+        if item["id"].startswith("{"):
+            return values.get(f"{json.loads(item['id'])['type']}.{item['property']}", [])
+        return {"id": item["id"], "property": item["property"], "value": values.get(f"{item['id']}.{item['property']}")}
+
+    def entries(items: list[dict]) -> list:
+        return [entry(item) for item in items]
+
+    output = dependency["output"]
+    parts = [part.rsplit(".", 1) for part in (output[2:-2].split("...") if output.startswith("..") else [output])]
+    outputs = [[] if component.startswith("{") else {"id": component, "property": prop.split("@")[0]}
+               for component, prop in parts]
+    return {"output": output, "outputs": outputs if output.startswith("..") else outputs[0],
+            "inputs": entries(dependency["inputs"]), "state": entries(dependency["state"]),
+            "changedPropIds": []}
+
+
+def stored_kpis(engine) -> dict:  # noqa: ANN001
+    """Net revenue and orders of the stored lines, read with plain SQL and computed with pandas."""
+    with engine.connect() as conn:
+        lines = pd.read_sql("SELECT order_id, line_type, total_amount, refunded_amount FROM advanced_sales_data", conn)
+    amount = lines["total_amount"].astype(float)
+    counted = (lines["line_type"] == "sale") & (amount != 0)
+    return {"revenue": round((amount - lines["refunded_amount"].astype(float)).sum(), 2),
+            "orders": lines.loc[counted, "order_id"].nunique()}

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import SITE_PASSWORD, SITE_USERS, SecuredSite
-from tests.support import BI_APP, NEW_PASSWORD
+from tests.support import BI_APP, NEW_PASSWORD, callback_body
 
 pytestmark = pytest.mark.slow
 
@@ -36,28 +36,6 @@ def sign_in(site: SecuredSite, name: str, password: str = SITE_PASSWORD) -> requ
 def callback(session: requests.Session, site: SecuredSite, body: dict, *, csrf: bool = True) -> requests.Response:
     headers = {"X-CSRFToken": session.cookies.get("_csrf_token", "")} if csrf else {}
     return session.post(f"{site.base}/_dash-update-component", json=body, headers=headers, timeout=120)
-
-
-def callback_body(dependency: dict, values: dict[str, object] | None = None) -> dict:
-    """The body the renderer posts for a callback of ``/_dash-dependencies``: inputs as ``values`` gives them by
-    ``id.property`` (a pattern-matched group by ``type.property``: its list of entries), else empty."""
-    values = values or {}
-
-    def entry(item: dict) -> object:
-        if item["id"].startswith("{"):
-            return values.get(f"{json.loads(item['id'])['type']}.{item['property']}", [])
-        return {"id": item["id"], "property": item["property"], "value": values.get(f"{item['id']}.{item['property']}")}
-
-    def entries(items: list[dict]) -> list:
-        return [entry(item) for item in items]
-
-    output = dependency["output"]
-    parts = [part.rsplit(".", 1) for part in (output[2:-2].split("...") if output.startswith("..") else [output])]
-    outputs = [[] if component.startswith("{") else {"id": component, "property": prop.split("@")[0]}
-               for component, prop in parts]
-    return {"output": output, "outputs": outputs if output.startswith("..") else outputs[0],
-            "inputs": entries(dependency["inputs"]), "state": entries(dependency["state"]),
-            "changedPropIds": []}
 
 
 @pytest.fixture(scope="module")
