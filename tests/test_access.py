@@ -59,12 +59,14 @@ ROUTES = [
     "/export/orders.xlsx", "/export/report.xlsx",
 ]
 PUBLIC = ["/login", "/healthz", "/assets/style.css", "/_favicon.ico"]
+#: Answered without a session to a caller on the server itself only (the operator's scraper).
+ON_THE_SERVER = ["/metrics"]
 
 
 def test_the_route_list_covers_every_route_of_the_app(app) -> None:
     """Each rule of the app is matched by one of :data:`ROUTES` or :data:`PUBLIC` (a new route must be added)."""
     adapter = app.server.url_map.bind("localhost")
-    reached = {adapter.match(path, method="GET")[0] for path in ROUTES + PUBLIC}
+    reached = {adapter.match(path, method="GET")[0] for path in ROUTES + PUBLIC + ON_THE_SERVER}
     reached |= {adapter.match("/logout", method="POST")[0], adapter.match("/_dash-update-component", method="POST")[0]}
     assert {rule.endpoint for rule in app.server.url_map.iter_rules()} - reached == set()
 
@@ -87,6 +89,20 @@ def test_the_sign_in_page_health_check_and_stylesheets_answer_anyone(secured_sit
     if path == "/healthz":  # a visitor through a proxy gets the status alone
         assert requests.get(f"{secured_site.base}{path}", headers={"X-Forwarded-For": "203.0.113.9"},
                             timeout=30).json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("path", ON_THE_SERVER)
+def test_the_metrics_answer_the_server_itself_and_no_one_through_a_proxy(secured_site: SecuredSite,
+                                                                         path: str) -> None:
+    assert requests.get(f"{secured_site.base}{path}", timeout=30).status_code == 200
+    proxied = requests.get(f"{secured_site.base}{path}", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=30)
+    assert proxied.status_code == 401 and "bi_http_requests" not in proxied.text
+    viewer = sign_in(secured_site, "nora")
+    refused = viewer.get(f"{secured_site.base}{path}", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=30)
+    assert refused.status_code == 403
+    admin = sign_in(secured_site, "adam")
+    assert admin.get(f"{secured_site.base}{path}", headers={"X-Forwarded-For": "203.0.113.9"},
+                     timeout=30).status_code == 200
 
 
 def test_every_callback_refuses_a_request_without_a_session(secured_site: SecuredSite, dependencies) -> None:

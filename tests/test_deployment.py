@@ -407,3 +407,12 @@ def test_sign_in_attempts_and_bodies_are_limited_by_nginx(deployment: Deployment
     callback = session.post(f"{deployment.https}/_dash-update-component", data=big, timeout=60,
                             headers={"Content-Type": "application/json"})
     assert callback.status_code != 413, "the callback route carries uploads"
+
+
+def test_the_deployment_guide_names_every_deploy_file_and_only_those() -> None:
+    guide = (ROOT / "docs" / "DEPLOY.md").read_text()
+    named = set(re.findall(r"deploy/([\w.-]+)", guide))
+    present = {path.name for path in DEPLOY.iterdir()}
+    assert named == present, (named - present, present - named)
+    run_here = {"gunicorn.conf.py", "nginx-site.conf", "bi-app.service", "ec2-bootstrap.sh"}
+    assert all(name in Path(__file__).read_text() for name in run_here)
