@@ -30,6 +30,7 @@ from bi_app.context import (
 )
 from bi_app.exports import exports
 from bi_app.security import add_security_headers, answer_malformed_requests
+from bi_app.uploads import uploads
 from data_layer.bootstrap import ensure_demo_database
 from data_layer.cache import ResultCache
 from data_layer.engine import DatabaseError, describe_error, ping, safe_url
@@ -74,6 +75,7 @@ def create_app(config: Config | None = None) -> dash.Dash:
     app.server.config[MODELS_KEY] = ModelStores(service.answer_default_view)
     app.server.register_blueprint(api)
     app.server.register_blueprint(exports)
+    app.server.register_blueprint(uploads)
     _register_pages()
     app.layout = shell.layout
     Compress(app.server)

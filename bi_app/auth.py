@@ -35,7 +35,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bi_app.config import Config, write_engine_for
-from bi_app.context import DOWNLOAD_ROLE, USER_KEY, current_config, from_this_machine, page_for, signed_in_user
+from bi_app.context import (
+    DOWNLOAD_ROLE,
+    IMPORT_ROLE,
+    USER_KEY,
+    current_config,
+    from_this_machine,
+    page_for,
+    signed_in_user,
+)
 from bi_app.errors import error_response
 from bi_app.incidents import reference_for
 from bi_app.security import CALLBACK_PATH, json_body
@@ -51,7 +59,7 @@ PUBLIC_PATHS = (LOGIN_PATH, "/healthz", "/_favicon.ico")
 PUBLIC_PREFIXES = ("/assets/",)
 #: Routes whose role is not a page's: downloads need an analyst.
 METRICS_PATH = "/metrics"
-ROUTE_ROLES = {"/export/": DOWNLOAD_ROLE, "/api/": "viewer", METRICS_PATH: "admin"}
+ROUTE_ROLES = {"/export/": DOWNLOAD_ROLE, "/api/": "viewer", METRICS_PATH: "admin", "/upload": IMPORT_ROLE}
 #: The cookie Dash's renderer sends back as the ``X-CSRFToken`` header on every callback.
 CSRF_COOKIE = "_csrf_token"
 #: Failed sign-ins allowed per user name, and per address (several people may share one).

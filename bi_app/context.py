@@ -98,6 +98,8 @@ def signed_in_user() -> User:
 
 #: The least role that may download (``/export/*``).
 DOWNLOAD_ROLE = "analyst"
+#: The least role that may import orders (the Data page, its uploads); replacing all of them needs an admin.
+IMPORT_ROLE = "analyst"
 
 
 def may_download() -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import functools
 import json
@@ -16,7 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psycopg2
 from sqlalchemy import Engine
@@ -102,27 +101,44 @@ class Upload:
         return upload_folder(self.id) / self.file
 
 
-def uploaded_bytes(contents: Any) -> bytes | None:
-    """The file in a ``dcc.Upload``'s ``contents`` (``data:<type>;base64,<data>``); None when it is not that."""
-    if not isinstance(contents, str) or "," not in contents:
-        return None
-    try:
-        return base64.b64decode(contents.split(",", 1)[1], validate=True)
-    except ValueError:  # binascii.Error is a ValueError
-        return None
-
-
 #: How long an upload (and its import report) is kept after its last change: a day to read the report.
 KEEP_UPLOADS = timedelta(hours=24)
 
 
-def save_upload(data: bytes, filename: str | None) -> Upload:
-    """Keep an uploaded file on the server under a new id, its name made safe for the file system; uploads
-    older than :data:`KEEP_UPLOADS` are removed on the way (uploads are not kept forever)."""
+#: The largest file the Data page takes.
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+#: An upload is written to disk in pieces of this size: its memory, whatever the file's size.
+UPLOAD_CHUNK_BYTES = 1024 * 1024
+
+
+class UploadError(ValueError):
+    """A file that was not taken, with the reason in words for the page."""
+
+
+def receive_upload(stream: IO[bytes], size: int, filename: str | None) -> Upload:
+    """Write the ``size`` bytes of ``stream`` (an upload's request body) to a new upload, a chunk at a time
+    (nothing is held in memory but one chunk); its name made safe for the file system. Uploads older than
+    :data:`KEEP_UPLOADS` are removed on the way. :class:`UploadError` for a file past
+    :data:`MAX_UPLOAD_BYTES` (before anything is read) or that does not arrive whole (nothing is kept)."""
+    if size > MAX_UPLOAD_BYTES:
+        raise UploadError(f"the file is {size / 1048576:,.0f} MB: the most a file may be is "
+                          f"{MAX_UPLOAD_BYTES / 1048576:,.0f} MB. Split it, or compress it (.csv.gz).")
     upload = Upload(uuid.uuid4().hex, re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or "upload.csv").name)[:200])
     remove_old_uploads(upload.path.parent.parent)
     upload.path.parent.mkdir(parents=True, exist_ok=True)
-    upload.path.write_bytes(data)
+    partial = upload.path.with_name(upload.path.name + ".part")
+    received = 0
+    try:
+        with open(partial, "wb") as out:
+            while chunk := stream.read(UPLOAD_CHUNK_BYTES):
+                received += len(chunk)
+                out.write(chunk)
+        if received != size:
+            raise UploadError(f"the file did not arrive whole ({received:,} of {size:,} bytes). Please send it again.")
+        partial.rename(upload.path)
+    except BaseException:
+        shutil.rmtree(upload.path.parent, ignore_errors=True)
+        raise
     return upload
 
 

@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 from bi_app.config import Config
 from bi_app.context import page_for
 from bi_app.errors import error_response
+from bi_app.importing import MAX_UPLOAD_BYTES, UPLOAD_CHUNK_BYTES
 from bi_app.incidents import reference_for
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,17 @@ def answer_malformed_requests(app: dash.Dash) -> None:
     callback, gets 400; a request for a script of no registered library (or outside one) gets 404;
     anything else that fails gets a 500 with a reference only (the traceback is logged under it)."""
     server = app.server
+
+    @server.after_request
+    def _read_a_refused_body(response: Response) -> Response:
+        """Read and drop the body of a request refused before it was read (no session, no CSRF token, a
+        role too low: an upload's megabytes, a callback's): gunicorn closes a connection whose body it
+        cannot skip, and nginx, still sending it, would answer 502 instead of this answer. A body past
+        the largest upload is not read: that connection closes."""
+        if response.status_code >= 400 and 0 < (request.content_length or 0) <= MAX_UPLOAD_BYTES:
+            while request.stream.read(UPLOAD_CHUNK_BYTES):
+                pass
+        return response
 
     @server.before_request
     def _check_callback_request() -> tuple[Response, int] | None:

@@ -11,15 +11,22 @@ from dash import ALL, Input, Output, State, callback, dcc, html, no_update
 
 from bi_app.auth import record
 from bi_app.busy import BusyError, heavy_work
-from bi_app.context import current_config, current_engine, current_write_engine, signed_in_user, start_training
+from bi_app.components import attributes
+from bi_app.context import (
+    IMPORT_ROLE,
+    current_config,
+    current_engine,
+    current_write_engine,
+    signed_in_user,
+    start_training,
+)
 from bi_app.importing import (
+    MAX_UPLOAD_BYTES,
     ImportOutcome,
     Upload,
     import_file,
     read_upload,
-    save_upload,
     stored_currency,
-    uploaded_bytes,
 )
 from bi_app.incidents import reference_for
 from data_layer.importer import (
@@ -41,11 +48,10 @@ log = logging.getLogger(__name__)
 # Imports need an analyst (replacing every stored order an admin: :func:`imported`); the guard of
 # bi_app.auth refuses this page and its callbacks to anyone else.
 dash.register_page(__name__, path="/data", name="Data", title="Data · E-commerce BI", order=5, filters=False,
-                   role="analyst")
+                   role=IMPORT_ROLE)
 #: Modes an analyst may import in; ``replace`` deletes every stored order and needs an admin.
-MODES = {"append": "analyst", "upsert": "analyst", "replace": "admin"}
+MODES = {"append": IMPORT_ROLE, "upsert": IMPORT_ROLE, "replace": "admin"}
 
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 PREVIEW_ROWS = 8
 SHOWN_REJECTS = 20
 REQUIRED = {"order_id", "order_date", "product"}
@@ -61,11 +67,16 @@ def layout(**_query: str) -> html.Div:
                    "what is wrong and answer what the file cannot tell, then import. Nothing is written until you "
                    "press Import, and an import is all or nothing.", className="text-muted"),
             dcc.Store(id="data-upload"),
-            dcc.Upload(
+            dcc.Store(id="data-uploaded"),  # set by assets/upload.js once POST /upload has the file
+            # dcc.Upload is the drop zone and file chooser only: assets/upload.js takes the file before it
+            # would read it into the page (base64, sent through a callback) and streams it to POST /upload.
+            html.Div(dcc.Upload(
                 id="data-file",
                 children=html.Div(["Drop a file here or ", html.A("choose one", className="link-primary")]),
-                className="upload-zone mb-3", max_size=MAX_UPLOAD_BYTES, multiple=False,
-            ),
+                className="upload-zone mb-1", multiple=False,
+            ), **attributes(data_max_bytes=str(MAX_UPLOAD_BYTES))),
+            html.Progress(id="data-upload-progress", max="100", hidden="hidden", className="w-100 mb-2",
+                          title="Sending the file"),
             dcc.Loading(html.Div(id="data-file-info"), type="dot"),
             html.Div(id="data-mapping"),
             reading_card(),
@@ -135,19 +146,17 @@ def choices_of(encoding: str | None, date_order: str | None, decimal: str | None
     Output("data-mapping", "children"),
     Output("data-reading", "style"),
     *[Output(component_id, "value") for component_id in CHOICES],
-    Input("data-file", "contents"),
-    State("data-file", "filename"),
+    Input("data-uploaded", "data"),
     prevent_initial_call=True,
 )
-def receive_file(contents: str | None, filename: str | None):  # noqa: ANN201
-    """Keep the uploaded file on the server; show its first rows, the automatic mapping and reading."""
-    if not contents:
-        return (no_update,) * (4 + len(CHOICES))
-    data = uploaded_bytes(contents)
-    if data is None:
-        return (None, dbc.Alert("The file could not be received whole. Please choose it again.", color="danger",
-                                id="data-file-error"), None, {"display": "none"}, *(None,) * len(CHOICES))
-    upload = save_upload(data, filename if isinstance(filename, str) else None)
+def receive_file(uploaded: dict | None):  # noqa: ANN201
+    """Read the file POST /upload has kept; show its first rows, the automatic mapping and reading."""
+    refused = uploaded.get("error") if isinstance(uploaded, dict) else None
+    upload = Upload.from_store(uploaded)
+    if refused or upload is None or not upload.path.is_file():
+        message = refused if isinstance(refused, str) else "The file did not arrive whole. Please choose it again."
+        return (None, dbc.Alert(message, color="danger", id="data-file-error"), None, {"display": "none"},
+                *(None,) * len(CHOICES))
     try:
         source = read_upload(upload)
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page

@@ -6,9 +6,10 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
 import subprocess
 import uuid
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pandas as pd
 import pytest
@@ -67,7 +68,7 @@ def test_the_route_list_covers_every_route_of_the_app(app) -> None:
     """Each rule of the app is matched by one of :data:`ROUTES` or :data:`PUBLIC` (a new route must be added)."""
     adapter = app.server.url_map.bind("localhost")
     reached = {adapter.match(path, method="GET")[0] for path in ROUTES + PUBLIC + ON_THE_SERVER}
-    reached |= {adapter.match("/logout", method="POST")[0], adapter.match("/_dash-update-component", method="POST")[0]}
+    reached |= {adapter.match(path, method="POST")[0] for path in ("/logout", "/_dash-update-component", "/upload")}
     assert {rule.endpoint for rule in app.server.url_map.iter_rules()} - reached == set()
 
 
@@ -176,14 +177,28 @@ def test_a_viewer_who_opens_the_data_page_in_the_app_is_told_so(secured_site: Se
     assert "not-allowed" in answer.text and "data-file" not in answer.text
 
 
-def upload_file(session: requests.Session, site: SecuredSite, dependencies, csv_text: str) -> dict:
-    import base64
+def send_file(session: requests.Session, site: SecuredSite, content: bytes, name: str = "one.csv",
+              *, csrf: bool = True) -> requests.Response:
+    """What assets/upload.js sends: the file as the body of POST /upload."""
+    headers = {"X-File-Name": quote(name), "Content-Type": "application/octet-stream"}
+    if csrf:
+        headers["X-CSRFToken"] = session.cookies.get("_csrf_token", "")
+    return session.post(f"{site.base}/upload", data=content, headers=headers, timeout=60)
 
-    contents = "data:text/csv;base64," + base64.b64encode(csv_text.encode()).decode()
+
+def upload_file(session: requests.Session, site: SecuredSite, dependencies, csv_text: str,
+                name: str = "one.csv") -> requests.Response:
+    """A file sent to POST /upload, then the page told of it (as upload.js does): the page's answer."""
+    sent = send_file(session, site, csv_text.encode(), name)
+    assert sent.status_code == 200, sent.text[:300]
     answer = callback(session, site, callback_body(by_output(dependencies, "data-upload.data"),
-                                                   {"data-file.contents": contents, "data-file.filename": "one.csv"}))
+                                                   {"data-uploaded.data": sent.json()}))
     assert answer.status_code == 200, answer.text[:300]
-    return answer.json()["response"]["data-upload"]["data"]
+    return answer
+
+
+def uploaded(session: requests.Session, site: SecuredSite, dependencies, csv_text: str) -> dict:
+    return upload_file(session, site, dependencies, csv_text).json()["response"]["data-upload"]["data"]
 
 
 def import_request(dependencies, upload: dict, mode: str) -> dict:
@@ -203,7 +218,7 @@ def test_replacing_every_order_is_refused_to_an_analyst_and_to_anyone_signed_out
                                                                                   dependencies) -> None:
     before = len(secured_site.orders())
     analyst = sign_in(secured_site, "anna")
-    upload = upload_file(analyst, secured_site, dependencies, ONE_ORDER)
+    upload = uploaded(analyst, secured_site, dependencies, ONE_ORDER)
     refused = callback(analyst, secured_site, import_request(dependencies, upload, "replace"))
     assert refused.status_code == 200 and "needs the admin role" in refused.text
     anonymous = requests.post(f"{secured_site.base}/_dash-update-component",
@@ -220,7 +235,7 @@ def test_an_analyst_imports_in_append_mode_through_the_write_url(secured_site: S
     before = secured_site.orders()
     analyst = sign_in(secured_site, "anna")
     order_id = f"A-{uuid.uuid4().hex[:8]}"
-    upload = upload_file(analyst, secured_site, dependencies, ONE_ORDER.replace("X-1", order_id))
+    upload = uploaded(analyst, secured_site, dependencies, ONE_ORDER.replace("X-1", order_id))
     done = callback(analyst, secured_site, import_request(dependencies, upload, "append"))
     assert done.status_code == 200 and "data-result-summary" in done.text, done.text[:500]
     after = secured_site.orders()
@@ -426,16 +441,41 @@ def test_an_api_token_cannot_sign_out(secured_site: SecuredSite) -> None:
 
 
 def test_the_data_page_refuses_a_file_past_the_read_limits_in_words(secured_site: SecuredSite, dependencies) -> None:
-    import base64
-
     analyst = sign_in(secured_site, "anna")
     wide = ",".join(f"c{i}" for i in range(10_000)) + "\n" + ",".join("1" * 10_000) + "\n"
-    contents = "data:text/csv;base64," + base64.b64encode(wide.encode()).decode()
-    answer = callback(analyst, secured_site, callback_body(by_output(dependencies, "data-upload.data"),
-                                                           {"data-file.contents": contents,
-                                                            "data-file.filename": "wide.csv"}))
-    assert answer.status_code == 200
+    answer = upload_file(analyst, secured_site, dependencies, wide, "wide.csv")
     assert "has 10,000 columns: an import reads at most 1,000" in answer.text
+
+
+def test_uploads_need_the_data_pages_role_and_the_csrf_token(secured_site: SecuredSite) -> None:
+    anonymous = requests.post(f"{secured_site.base}/upload", data=b"a,b\n", timeout=30)
+    assert anonymous.status_code == 401
+    viewer = sign_in(secured_site, "vera")
+    assert send_file(viewer, secured_site, b"order_id,order_date,product,amount\n").status_code == 403
+    analyst = sign_in(secured_site, "anna")
+    refused = send_file(analyst, secured_site, b"order_id,order_date,product,amount\n", csrf=False)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "csrf_failed"
+    sent = send_file(analyst, secured_site, b"order_id,order_date,product,amount\n", "../../etc/passwd")
+    assert sent.status_code == 200 and sent.json()["file"] == "passwd" and sent.json()["size"] == 35
+
+
+def test_an_upload_past_the_limit_is_refused_before_it_is_read(secured_site: SecuredSite) -> None:
+    """A declared length past the limit is refused at once; the body is never read into the server."""
+    from bi_app.importing import MAX_UPLOAD_BYTES
+
+    analyst = sign_in(secured_site, "anna")
+    address = urlsplit(secured_site.base)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as raw:
+        cookies = "; ".join(f"{name}={value}" for name, value in analyst.cookies.items())
+        raw.sendall((f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookies}\r\n"
+                     f"X-CSRFToken: {analyst.cookies.get('_csrf_token')}\r\nX-File-Name: big.csv\r\n"
+                     f"Content-Type: application/octet-stream\r\nContent-Length: {MAX_UPLOAD_BYTES + 1}\r\n"
+                     "Connection: close\r\n\r\n").encode() + b"x" * 1024)
+        received = b""
+        while chunk := raw.recv(65536):  # the server answers and closes without reading the body
+            received += chunk
+        answer = received.decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413") and "the most a file may be is 200 MB" in answer, answer[:500]
 
 
 def test_a_method_a_route_does_not_take_is_a_405_not_a_csrf_refusal(secured_site: SecuredSite) -> None:

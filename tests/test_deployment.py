@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -331,6 +332,53 @@ def test_metrics_are_for_the_operator_and_admins(deployment: Deployment) -> None
     assert served >= len(deployment.requests_logged()) - 1, "summed over both workers"
 
 
+def rss_mb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+
+
+#: What a worker's memory may grow by while it takes a 50 MB upload (it writes 1 MB pieces to disk).
+UPLOAD_MEMORY_BOUND_MB = 25
+
+
+def test_a_50_mb_upload_goes_to_disk_through_nginx_in_bounded_memory(deployment: Deployment) -> None:
+    session = deployment.sign_in("ada")
+    assert session.get(f"{deployment.https}/data", headers={"Accept": "text/html"}, timeout=60).status_code == 200
+    row = "ORD-{:08d},2024-03-{:02d},A product with a long name of a real shop,{}.99\n"
+    content = ("order_id,order_date,product,amount\n" + "".join(
+        row.format(number, number % 28 + 1, number % 500) for number in range(800_000))).encode()
+    assert len(content) > 50 * 1024 * 1024
+    workers = deployment.workers()
+    baseline = {pid: rss_mb(pid) for pid in workers}
+    peak = dict(baseline)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for pid in workers:
+                peak[pid] = max(peak[pid], rss_mb(pid))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        sent = session.post(f"{deployment.https}/upload", data=content, timeout=600,
+                            headers={"X-CSRFToken": session.cookies.get("_csrf_token", ""), "X-File-Name": "big.csv",
+                                     "Content-Type": "application/octet-stream",
+                                     "Referer": f"{deployment.https}/data"})
+    finally:
+        done.set()
+        watcher.join()
+    assert sent.status_code == 200, sent.text[:300]
+    stored = deployment.folder / "data" / "uploads" / sent.json()["id"] / "big.csv"
+    assert stored.read_bytes() == content
+    growth = max(peak[pid] - baseline[pid] for pid in workers)
+    assert growth < UPLOAD_MEMORY_BOUND_MB, f"a worker grew by {growth:.0f} MB for a {len(content) >> 20} MB upload"
+
+
 def test_a_worker_killed_is_replaced_and_no_request_fails(deployment: Deployment) -> None:
     session = deployment.sign_in("ada")
     answer = session.get(f"{deployment.https}/api/v1/kpis", timeout=60)
@@ -402,11 +450,13 @@ def test_sign_in_attempts_and_bodies_are_limited_by_nginx(deployment: Deployment
     session = deployment.session()
     statuses = [session.get(f"{deployment.https}/login", timeout=60).status_code for _ in range(20)]
     assert 429 in statuses and statuses[0] == 200, statuses
-    big = b"x" * (2 * 1024 * 1024)
+    big = b"x" * (3 * 1024 * 1024)
     assert session.post(f"{deployment.https}/api/v1/kpis", data=big, timeout=60).status_code == 413
     callback = session.post(f"{deployment.https}/_dash-update-component", data=big, timeout=60,
                             headers={"Content-Type": "application/json"})
-    assert callback.status_code != 413, "the callback route carries uploads"
+    assert callback.status_code == 413
+    upload = session.post(f"{deployment.https}/upload", data=big, timeout=60)
+    assert upload.status_code == 401, "the upload route takes large bodies (and then wants a session)"
 
 
 def test_the_deployment_guide_names_every_deploy_file_and_only_those() -> None:
