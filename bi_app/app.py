@@ -29,6 +29,8 @@ from bi_app.context import (
     from_this_machine,
 )
 from bi_app.exports import exports
+from bi_app.importing import start_cleaner
+from bi_app.prepared import EXPORTS_FOLDER
 from bi_app.security import add_security_headers, answer_malformed_requests
 from bi_app.uploads import uploads
 from data_layer.bootstrap import ensure_demo_database
@@ -76,6 +78,8 @@ def create_app(config: Config | None = None) -> dash.Dash:
     app.server.register_blueprint(api)
     app.server.register_blueprint(exports)
     app.server.register_blueprint(uploads)
+    for folder in ("uploads", EXPORTS_FOLDER):
+        start_cleaner(config.data_dir / folder)
     _register_pages()
     app.layout = shell.layout
     Compress(app.server)

@@ -182,7 +182,7 @@ def _guard(app: dash.Dash, csrf: CSRFProtect) -> ResponseReturnValue | None:
     needed = required_role(app, request.path)
     if not current_user.user.may(needed):
         if "text/html" in request.headers.get("Accept", "") and request.method == "GET":
-            return _page(f"This page needs the {needed} role; you are signed in as {current_user.user.name} "
+            return message_page(f"This page needs the {needed} role; you are signed in as {current_user.user.name} "
                          f"({current_user.user.role}).", title="Not allowed", status=403)
         return error_response(403, "forbidden", f"this needs the {needed} role; {current_user.user.name} is "
                               f"{current_user.user.role}")
@@ -258,7 +258,7 @@ def _logout_view() -> ResponseReturnValue:
     if not current_config().secret_key:  # demo mode: no one signs in or out
         return redirect("/")
     if request.method == "GET":  # a link: ask, so no page elsewhere can sign the user out
-        return _page("Sign out of E-commerce BI?", title="Sign out", form=LOGOUT_PATH, button="Sign out")
+        return message_page("Sign out of E-commerce BI?", title="Sign out", form=LOGOUT_PATH, button="Sign out")
     if current_user.session_id is None:  # an API token: nothing to sign out of (revoke it instead)
         return error_response(400, "bad_request", "an API token does not sign out; revoke it with bi-app tokens revoke")
     record("logout")
@@ -320,10 +320,13 @@ def _login_page(target: str, message: str | None = None, *, name: str = "", stat
                                   csrf_token=generate_csrf()), status
 
 
-def _page(message: str, *, title: str, status: int = 200, form: str | None = None,
-          button: str | None = None) -> tuple[str, int]:
+def message_page(message: str, *, title: str, status: int = 200, form: str | None = None,
+                 button: str | None = None, link: tuple[str, str] | None = None,
+                 refresh: tuple[int, str] | None = None) -> tuple[str, int]:
+    """A page of the app's look with ``message``: a form's ``button`` (posting to ``form``), or a ``link``
+    (address, text) above the way back; with ``refresh`` (seconds, address), the browser goes there then."""
     return render_template_string(MESSAGE_TEMPLATE, title=title, message=message, form=form, button=button,
-                                  csrf_token=generate_csrf() if form else ""), status
+                                  link=link, refresh=refresh, csrf_token=generate_csrf() if form else ""), status
 
 
 _HEAD = """<!DOCTYPE html>
@@ -332,6 +335,7 @@ _HEAD = """<!DOCTYPE html>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>{{ title }} · E-commerce BI</title>
+  {% if refresh %}<meta http-equiv="refresh" content="{{ refresh[0] }}; url={{ refresh[1] }}">{% endif %}
   <link rel="stylesheet" href="/assets/00_bootstrap_flatly.min.css">
 </head>
 <body class="bg-light">
@@ -367,6 +371,7 @@ MESSAGE_TEMPLATE = _HEAD + """
       <a class="btn btn-link" href="/">Back to the dashboard</a>
     </form>
     {% else %}
+    {% if link %}<p><a class="btn btn-primary" id="page-link" href="{{ link[0] }}">{{ link[1] }}</a></p>{% endif %}
     <a href="/">Back to the dashboard</a>
     {% endif %}
   </div>

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd
 from flask import Blueprint, Response, g, request, send_file, stream_with_context
@@ -34,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app import auth, service
 from bi_app.analytics.orders import KPI_NAMES, span_text
+from bi_app.auth import message_page
 from bi_app.busy import RETRY_AFTER_S, BusyError, heavy_work
 from bi_app.context import current_engine
 from bi_app.errors import database_error_response, error_response
@@ -41,6 +43,7 @@ from bi_app.importing import upload_folder
 from bi_app.incidents import reference_for
 from bi_app.ml import strategy
 from bi_app.money import DEFAULT_FORMAT, MoneyFormat
+from bi_app.prepared import PreparedFile
 from data_layer.filters import FilterError, Filters
 from data_layer.measures import order_line_batches, totals
 from data_layer.meta import data_version, stored_columns
@@ -51,6 +54,7 @@ log = logging.getLogger(__name__)
 exports = Blueprint("exports", __name__, url_prefix="/export")
 
 EXCEL_MAX_DATA_ROWS = 1_048_576 - 1  # one row of the sheet is the header
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 STREAM_BATCH_ROWS = 5_000
 _SCALES = {c.name: c.type.scale for c in sales.columns if isinstance(c.type, Numeric)}
 
@@ -206,13 +210,26 @@ def table_csv(name: str) -> Response | tuple[Response, int]:
     return _csv(TABLES[name](service.run(_TABLE_ANALYSIS.get(name, name), filters)), f"{name}.csv")
 
 
+#: Orders up to this many are written while the request waits (seconds); more are prepared in the background
+#: and the browser comes back for the file (a million lines took 226 s to write: past any proxy's timeout).
+XLSX_AT_ONCE_ORDERS = 20_000
+#: Lines of an orders workbook written per second here: what the waiting page announces.
+XLSX_LINES_PER_S = 4_400
+#: Seconds between two looks of the waiting page (and an API client's Retry-After).
+PREPARING_RETRY_S = 5
+
+
 @exports.get("/orders.xlsx")
-@heavy_work("downloads")
-def orders_xlsx() -> Response | tuple[Response, int]:
-    """The filtered orders as one Excel sheet, or 422 when they do not fit in one."""
-    filters, _ = service.parse_request(request.args.to_dict(flat=False))
+def orders_xlsx() -> Response | tuple[Response, int] | tuple[str, int]:
+    """The filtered orders as one Excel sheet, or 422 when they do not fit in one. A large one is prepared in
+    the background: 202 and a page that looks again every few seconds (``wait=1``), then offers the file;
+    the same address serves it once it is ready."""
+    query = request.args.to_dict(flat=False)
+    waiting = query.pop("wait", None) is not None
+    filters, _ = service.parse_request(query)
     with current_engine().connect() as conn:
         matching = int(totals(conn, filters, ("orders",))["orders"])
+        version = data_version(conn)
     if matching > EXCEL_MAX_DATA_ROWS:
         return error_response(
             422,
@@ -220,17 +237,55 @@ def orders_xlsx() -> Response | tuple[Response, int]:
             f"{matching:,} orders match, but an Excel sheet holds at most {EXCEL_MAX_DATA_ROWS:,} rows. "
             "Narrow the filters, or download CSV (/export/orders.csv), which has no limit.",
         )
+    if matching <= XLSX_AT_ONCE_ORDERS:
+        with heavy_work("downloads"):
+            spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115 - send_file closes it
+            g.download_rows = write_orders_workbook(filters, spool)
+            spool.seek(0)
+        return send_file(spool, mimetype=XLSX_TYPE, as_attachment=True, download_name="orders.xlsx")
+    prepared = PreparedFile.of("orders.xlsx", version, filters.cache_key())
+    address = f"{request.path}?{urlencode([(k, v) for k, values in query.items() for v in values])}"
+    rows = prepared.rows()
+    if rows is not None and waiting:
+        return message_page(f"orders.xlsx is ready: {rows:,} lines.", title="Download ready",
+                            link=(address, "Download orders.xlsx"))
+    if rows is not None:
+        g.download_rows = rows
+        return send_file(prepared.path, mimetype=XLSX_TYPE, as_attachment=True, download_name="orders.xlsx")
+    if waiting and prepared.failure() and not prepared.building():
+        return message_page(f"orders.xlsx could not be prepared (reference {prepared.failure()}: the details are "
+                            "in the server's log). Try again, or download the same orders as CSV, which streams "
+                            "at once.", title="Download failed", status=500,
+                            link=(address.replace("/orders.xlsx", "/orders.csv", 1), "Download orders.csv"))
+    if not prepared.building():
+        prepared.start(lambda path: write_orders_workbook(filters, path))
+    minutes = max(1, round(matching * 1.2 / XLSX_LINES_PER_S / 60))  # about 1.2 lines an order in shops we saw
+    message = (f"Preparing orders.xlsx: {matching:,} orders, about {minutes} minute{'s' * (minutes > 1)}. This page "
+               "looks again every few seconds and offers the file when it is ready; you may leave it and come back "
+               "by the same link.")
+    if "text/html" in request.headers.get("Accept", ""):
+        return message_page(message, title="Preparing the download", status=202,
+                            refresh=(PREPARING_RETRY_S, f"{address}&wait=1"))
+    response, status = error_response(202, "preparing", message)
+    response.headers["Retry-After"] = str(PREPARING_RETRY_S)
+    return response, status
+
+
+def write_orders_workbook(filters: Filters, target: Any) -> int:
+    """The orders of ``filters`` as one Excel sheet (streamed from the database, written as they come) into
+    ``target`` (a path or a binary file); the number of lines written."""
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Orders")
     columns, batches = _stream_orders(filters)
     cells = _row_cells(sheet, columns, service.money_format())
     sheet.append(list(columns))
-    g.download_rows = 0
+    written = 0
     for batch in batches:
         for row in batch:
             sheet.append(cells(row))
-        g.download_rows += len(batch)
-    return _send_workbook(workbook, "orders.xlsx")
+        written += len(batch)
+    workbook.save(target)
+    return written
 
 
 @exports.get("/report.xlsx")
@@ -480,9 +535,4 @@ def _send_workbook(workbook: Workbook, filename: str) -> Response:
     spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115 - send_file closes it
     workbook.save(spool)
     spool.seek(0)
-    return send_file(
-        spool,
-        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        as_attachment=True,
-        download_name=filename,
-    )
+    return send_file(spool, mimetype=XLSX_TYPE, as_attachment=True, download_name=filename)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import logging
 import re
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -39,6 +41,8 @@ from data_layer.loader import LoadError, load_mode, load_orders, orders_already_
 from data_layer.meta import data_currency
 from data_layer.parsing import DATE_ORDERS, DECIMAL_MARKS, Question
 
+log = logging.getLogger(__name__)
+
 LOAD_CHUNK_ROWS = 100_000
 SHOWN_REJECTS = 15
 #: What to do when an append meets orders already stored.
@@ -68,7 +72,7 @@ def upload_folder(upload_id: str) -> Path:
     return current_config().data_dir / "uploads" / upload_id
 
 
-#: What :func:`save_upload` names a file: letters, digits, ``.``, ``_`` and ``-``.
+#: What :func:`receive_upload` names a file: letters, digits, ``.``, ``_`` and ``-``.
 SAFE_FILE_NAME = r"[A-Za-z0-9._-]{1,200}"
 
 
@@ -81,7 +85,7 @@ class Upload:
 
     @classmethod
     def from_store(cls, data: Any) -> Upload | None:
-        """The upload a Data page store names (``{"id", "file", ...}``, as :func:`save_upload` made it);
+        """The upload a Data page store names (``{"id", "file", ...}``, as :func:`receive_upload` made it);
         None for anything else (a crafted callback's)."""
         if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(data.get("file"), str):
             return None
@@ -156,6 +160,29 @@ def remove_old_uploads(folder: Path, keep: timedelta = KEEP_UPLOADS) -> list[str
             shutil.rmtree(upload, ignore_errors=True)
             removed.append(upload.name)
     return removed
+
+
+#: How often each server process looks for uploads past :data:`KEEP_UPLOADS` (besides at each new upload).
+CLEAN_UPLOADS_EVERY = timedelta(hours=1)
+
+
+def start_cleaner(folder: Path, every: timedelta = CLEAN_UPLOADS_EVERY) -> threading.Event:
+    """Remove the uploads (or prepared downloads) under ``folder`` older than :data:`KEEP_UPLOADS`, now and then
+    every ``every``, in a thread of this process, until the returned event is set (a server that sees no new
+    upload for days still removes the old ones)."""
+    stop = threading.Event()
+
+    def clean() -> None:
+        while True:
+            try:
+                remove_old_uploads(folder)
+            except OSError as exc:  # a folder removed under us, a permission: try again next time
+                log.warning("Could not remove old uploads in %s: %s", folder, exc)
+            if stop.wait(every.total_seconds()):
+                return
+
+    threading.Thread(target=clean, name="upload-cleaner", daemon=True).start()
+    return stop
 
 
 @functools.lru_cache(maxsize=1)  # an upload can be 200 MB: only the latest stays

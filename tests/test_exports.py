@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 
 import openpyxl
 import pandas as pd
@@ -85,6 +86,37 @@ def test_orders_xlsx_beyond_the_sheet_limit_is_a_clear_refusal(client, monkeypat
     error = response.get_json()["error"]
     assert error["code"] == "too_many_rows"
     assert "2,000 orders match" in error["message"] and "/export/orders.csv" in error["message"]
+
+
+def test_a_large_orders_xlsx_is_prepared_in_the_background_then_offered(client, orders: pd.DataFrame,  # noqa: ANN001
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past XLSX_AT_ONCE_ORDERS the request is answered at once (202) and the file is written in the background:
+    the waiting page looks again (wait=1) until it offers the file, which the same address then serves."""
+    monkeypatch.setattr(exports, "XLSX_AT_ONCE_ORDERS", 5)
+    query = QUERY
+    html = {"Accept": "text/html"}
+    first = client.get(f"/export/orders.xlsx?{query}", headers=html)
+    assert first.status_code == 202
+    page = first.data.decode()
+    assert "Preparing orders.xlsx" in page and 'http-equiv="refresh"' in page and "wait=1" in page
+    api = client.get(f"/export/orders.xlsx?{query}")  # a client without a browser: JSON and Retry-After
+    assert api.status_code in (200, 202)
+    if api.status_code == 202:
+        assert api.get_json()["error"]["code"] == "preparing" and int(api.headers["Retry-After"]) > 0
+    deadline = time.monotonic() + 120
+    while True:
+        looked = client.get(f"/export/orders.xlsx?{query}&wait=1", headers=html)
+        if looked.status_code == 200:
+            break
+        assert looked.status_code == 202 and time.monotonic() < deadline, looked.data[:300]
+        time.sleep(0.2)
+    assert "orders.xlsx is ready" in looked.data.decode() and 'id="page-link"' in looked.data.decode()
+    served = client.get(f"/export/orders.xlsx?{query}", headers=html)
+    assert served.status_code == 200 and served.headers["Content-Disposition"].startswith("attachment")
+    rows = list(openpyxl.load_workbook(io.BytesIO(served.data), read_only=True)["Orders"].iter_rows(values_only=True))
+    expected = expected_rows(orders)
+    assert rows[0] == tuple(SALES_COLUMNS) and [r[0] for r in rows[1:]] == list(expected["order_id"])
+    assert [r[11] for r in rows[1:]] == pytest.approx(list(expected["total_amount"]))
 
 
 @pytest.mark.parametrize("path", ["orders.csv", "orders.xlsx", "report.xlsx"])

@@ -534,8 +534,13 @@ def test_old_uploads_are_removed_when_a_new_one_comes(app, tmp_path: Path) -> No
     import os
     import time
 
+    from io import BytesIO
+
     from bi_app.context import current_config
-    from bi_app.importing import save_upload
+    from bi_app.importing import receive_upload
+
+    def save_upload(content: bytes, name: str):  # noqa: ANN202 - an Upload
+        return receive_upload(BytesIO(content), len(content), name)
 
     with app.server.test_request_context("/"):
         uploads = current_config().data_dir / "uploads"
