@@ -9,6 +9,7 @@ whole page views' p50/p95/p99, errors, and the workers' memory. Statistics are r
 has signed in (signing in costs a scrypt hash, on purpose).
 
     .venv/bin/python bench/load_test.py [--orders 1000000] [--users 10,50,100] [--seconds 60] [--think 5-15]
+    .venv/bin/python bench/load_test.py --users 50 --think 1-1 --section "Load test: a page every second per user"
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60, help="measured seconds per run, after the ramp-up")
     parser.add_argument("--think", default="5-15", help="seconds a user reads a page before the next (a-b)")
     parser.add_argument("--spawn-rate", type=float, default=5.0, help="users started per second")
+    parser.add_argument("--section", default="Load test: simulated users walking the pages",
+                        help="the section of docs/BENCHMARKS.md to write")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     args = parser.parse_args()
 
@@ -70,7 +73,7 @@ def main() -> None:
     print(body)
     if not args.no_write:
         command = "python bench/load_test.py " + " ".join(sys.argv[1:])
-        write_section("load-test", command.strip(), body)
+        write_section(args.section, command.strip(), body)
 
 
 class Deployment:
@@ -241,6 +244,9 @@ def report(results: list[dict], args: argparse.Namespace, cpu: float, workers: i
         "errors | worker peak RSS MB (workers) |",
         "|---|---|---|---|---|---|",
         *(format_row(result) for result in results),
+        "",
+        "Errors: " + ("; ".join(f"{result['users']} users: {', '.join(result['failure_kinds'])}"
+                                for result in results if result["failure_kinds"]) or "none") + ".",
         "",
         "Slowest requests by p95 (ms): " + "; ".join(
             f"{result['users']} users: " + ", ".join(f"{name} {p95:.0f}" for p95, name in result["slowest"])
