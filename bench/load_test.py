@@ -10,6 +10,7 @@ has signed in (signing in costs a scrypt hash, on purpose).
 
     .venv/bin/python bench/load_test.py [--orders 1000000] [--users 10,50,100] [--seconds 60] [--think 5-15]
     .venv/bin/python bench/load_test.py --users 50 --think 1-1 --section "Load test: a page every second per user"
+    .venv/bin/python bench/load_test.py --base HEAD~1 --users 50,100 ...   # two versions, runs alternating
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -35,6 +37,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.api_latency import REDIS_URL, ensure_loaded, schema_url  # noqa: E402
+from bench.page_compare import worktree  # noqa: E402
 from bench.report import cpu_check, write_section  # noqa: E402
 from data_layer.demo_data import REGIONS, SEGMENTS  # noqa: E402
 
@@ -52,6 +55,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60, help="measured seconds per run, after the ramp-up")
     parser.add_argument("--think", default="5-15", help="seconds a user reads a page before the next (a-b)")
     parser.add_argument("--spawn-rate", type=float, default=5.0, help="users started per second")
+    parser.add_argument("--base", help="a git revision to compare the working tree with, run for run")
     parser.add_argument("--section", default="Load test: simulated users walking the pages",
                         help="the section of docs/BENCHMARKS.md to write")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
@@ -62,14 +66,23 @@ def main() -> None:
     ensure_loaded(admin_url, url, args.orders)
     cpu = cpu_check()
     results = []
-    with Deployment(url) as server, tempfile.TemporaryDirectory() as folder:
-        journeys = Path(folder) / "journeys.json"
-        journeys.write_text(json.dumps(record_journeys(server.base)))
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        versions = {"working tree": ROOT}
+        if args.base:
+            versions = {args.base: stack.enter_context(worktree(args.base)), **versions}
+        servers = {name: stack.enter_context(Deployment(url, code=code)) for name, code in versions.items()}
+        journeys = {}
+        for name, server in servers.items():
+            journeys[name] = folder / f"journeys-{len(journeys)}.json"
+            journeys[name].write_text(json.dumps(record_journeys(server.base)))
         for users in [int(n) for n in args.users.split(",")]:
-            redis.Redis.from_url(REDIS_URL).flushdb()
-            results.append(run_locust(server, users, args, journeys, Path(folder)))
-            print(format_row(results[-1]), flush=True)
-    body = report(results, args, cpu, server.workers_count)
+            for name, server in servers.items():
+                redis.Redis.from_url(REDIS_URL).flushdb()
+                results.append({**run_locust(server, users, args, journeys[name], folder), "version": name})
+                print(format_row(results[-1]), flush=True)
+        workers = next(iter(servers.values())).workers_count
+    body = report(results, args, cpu, workers)
     print(body)
     if not args.no_write:
         command = "python bench/load_test.py " + " ".join(sys.argv[1:])
@@ -79,8 +92,10 @@ def main() -> None:
 class Deployment:
     """gunicorn with deploy/gunicorn.conf.py and 'bi_app.wsgi:server()' on a free loopback port."""
 
-    def __init__(self, url: str, **settings: str) -> None:
-        """``settings``: more environment for the server (``BI_WORKERS``, ``BI_DATA_DIR``, ...)."""
+    def __init__(self, url: str, code: Path = ROOT, **settings: str) -> None:
+        """The server of the code in ``code`` (a checkout); ``settings``: more environment for it
+        (``BI_WORKERS``, ``BI_DATA_DIR``, ...)."""
+        self.code = code
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -88,15 +103,17 @@ class Deployment:
         self.folder = tempfile.TemporaryDirectory()
         self.env = {**os.environ, "BI_DATABASE_URL": url, "BI_CACHE_URL": REDIS_URL, "BI_LOG_LEVEL": "WARNING",
                     "BI_SECRET_KEY": secrets.token_urlsafe(40), "BI_BIND": f"127.0.0.1:{self.port}",
-                    "PROMETHEUS_MULTIPROC_DIR": str(Path(self.folder.name) / "metrics"), **settings}
+                    "PROMETHEUS_MULTIPROC_DIR": str(Path(self.folder.name) / "metrics"), "PYTHONPATH": str(code),
+                    **settings}
         subprocess.run([BI_APP, "users", "remove", LOAD_USER], env=self.env, capture_output=True)
         subprocess.run([BI_APP, "users", "add", LOAD_USER, "--role", "analyst"], env=self.env, check=True,
                        input=LOAD_PASSWORD + "\n", text=True, capture_output=True)
 
     def __enter__(self) -> Deployment:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "deploy" / "gunicorn.conf.py"),
-             "bi_app.wsgi:server()"], env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [sys.executable, "-m", "gunicorn", "--config", str(self.code / "deploy" / "gunicorn.conf.py"),
+             "bi_app.wsgi:server()"], env=self.env, cwd=self.code, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 600
         while True:
             try:
@@ -224,7 +241,8 @@ def percentile(values: list[float], q: int) -> float:
 
 def format_row(result: dict) -> str:
     memory = result["memory"]
-    return (f"| {result['users']} | {result['rps']:.1f} | {result['p50']:.0f} / {result['p95']:.0f} / "
+    version = f"{result['version']} | " if "version" in result else ""
+    return (f"| {version}{result['users']} | {result['rps']:.1f} | {result['p50']:.0f} / {result['p95']:.0f} / "
             f"{result['p99']:.0f} | {result['view_p50']:.0f} / {result['view_p95']:.0f} / {result['view_p99']:.0f} "
             f"({result['views']:,}) | {result['failures']} of {result['requests']:,} | "
             f"{max(memory.values(), default=0):.0f} ({len(memory)}) |")
@@ -240,11 +258,12 @@ def report(results: list[dict], args: argparse.Namespace, cpu: float, workers: i
         f"the API or a month's orders CSV, reading {args.think} s between. {args.seconds} s measured per run, "
         f"after every user has signed in. CPU check {cpu:.2f} s.",
         "",
-        "| users | requests/s | request p50 / p95 / p99 (ms) | page view p50 / p95 / p99 (ms) (views) | "
-        "errors | worker peak RSS MB (workers) |",
-        "|---|---|---|---|---|---|",
+        ("| version " if args.base else "") + "| users | requests/s | request p50 / p95 / p99 (ms) | "
+        "page view p50 / p95 / p99 (ms) (views) | errors | worker peak RSS MB (workers) |",
+        ("|---" if args.base else "") + "|---|---|---|---|---|---|",
         *(format_row(result) for result in results),
         "",
+        *ratios(results, args.base),
         "Errors: " + ("; ".join(f"{result['users']} users: {', '.join(result['failure_kinds'])}"
                                 for result in results if result["failure_kinds"]) or "none") + ".",
         "",
@@ -253,6 +272,20 @@ def report(results: list[dict], args: argparse.Namespace, cpu: float, workers: i
             for result in results) + ".",
     ]
     return "\n".join(lines) + "\n"
+
+
+def ratios(results: list[dict], base: str | None) -> list[str]:
+    """With a base version: the working tree's figures over the base's, per number of users (same run)."""
+    if not base:
+        return []
+    lines = []
+    for users in sorted({result["users"] for result in results}):
+        pair = {result["version"]: result for result in results if result["users"] == users}
+        new, old = pair["working tree"], pair[base]
+        lines.append(f"{users} users, working tree over {base}: requests/s {new['rps'] / old['rps']:.2f}x, "
+                     f"request p95 {new['p95'] / old['p95']:.2f}x, page view p50 {new['view_p50'] / old['view_p50']:.2f}x, "
+                     f"page view p95 {new['view_p95'] / old['view_p95']:.2f}x.")
+    return [*lines, ""]
 
 
 if __name__ == "__main__":

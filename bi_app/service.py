@@ -6,6 +6,7 @@ same answer for the same filters and data version.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import pandas as pd
+from plotly.io.json import to_json_plotly
 from sqlalchemy import Connection, Engine
 
 from bi_app import analytics
@@ -394,6 +396,20 @@ def trend_a_year_earlier(filters: Filters) -> pd.DataFrame:
     monthly = run("trend", earlier)["monthly"]
     moved = pd.PeriodIndex(monthly["month"], freq="M") + 12 if len(monthly) else []
     return monthly.assign(month=[str(month) for month in moved])
+
+
+def rendered_view(name: str, filters: Filters, render: Callable[[], Any], *depends_on: object) -> Any:
+    """What page ``name`` shows for ``filters`` (``render()``: its components and figures), as plain JSON values,
+    from the cache when the data is unchanged. Building and serialising plotly figures is most of the CPU of a
+    page whose answers are cached (docs/BENCHMARKS.md), so the rendering itself is kept: per data version,
+    filters with their period and comparison, the money format, and ``depends_on`` (what else the page varies
+    by: the user's right to download). A failure is not kept."""
+    with current_engine().connect() as conn:
+        version = data_version(conn)
+    key = result_key(f"view:{name}", version, filters.cache_key(), filters.period, filters.compare,
+                     repr(money_format()), *depends_on)
+    return current_cache().get_or_compute(key, lambda: json.loads(to_json_plotly(render())),
+                                          timeout=None if version else UNVERSIONED_TIMEOUT_S)
 
 
 def run_many(names: Iterable[str], filters: Filters) -> dict[str, Any]:

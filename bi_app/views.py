@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from bi_app import service
 from bi_app.components import chart, empty_state, leader_laggard, section, table
+from bi_app.context import may_download
 from bi_app.money import MoneyFormat
 from bi_app.shell import error_banner, filters_of
 from data_layer.filters import Filters
@@ -21,12 +22,16 @@ T = TypeVar("T")
 
 
 def page_view(search: str | None, draw: Callable[[Filters], T],
-              failed: Callable[[dbc.Alert], T] = lambda banner: banner) -> T:
+              failed: Callable[[dbc.Alert], T] = lambda banner: banner, *, kept_as: str | None = None) -> T:
     """``draw`` of the filters in the URL's query string; on any failure (the database down or slow,
-    a filter it cannot use) ``failed`` of a banner saying what went wrong, and the page keeps working."""
+    a filter it cannot use) ``failed`` of a banner saying what went wrong, and the page keeps working.
+    With ``kept_as``, the drawing is kept in the cache under that name (:func:`service.rendered_view`):
+    for a page that draws from the analyses' answers only (no trained models)."""
     try:
         filters, _notices = filters_of(search)  # the filter bar shows the notices
-        return draw(filters)
+        if kept_as is None:
+            return draw(filters)
+        return service.rendered_view(kept_as, filters, lambda: draw(filters), may_download())
     except Exception as exc:  # noqa: BLE001 - a banner, never a traceback
         return failed(error_banner(exc))
 

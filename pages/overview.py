@@ -142,7 +142,8 @@ CHARTS = {
 )
 def show_overview(search: str | None, _db: str) -> tuple:
     down = figures.empty("", "No figures: see the message above")
-    return page_view(search, overview, failed=lambda banner: (None, banner, *(down for _ in CHARTS)))
+    return page_view(search, overview, failed=lambda banner: (None, banner, *(down for _ in CHARTS)),
+                     kept_as="overview")
 
 
 def overview(filters: Filters) -> tuple:

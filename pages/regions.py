@@ -37,4 +37,4 @@ def layout(**_query: str) -> html.Div:
 
 @callback(Output("regions-content", "children"), Input("url", "search"), Input("db-status", "data"))
 def show_regions(search: str | None, _db: str) -> object:
-    return page_view(search, REGIONS.view)
+    return page_view(search, REGIONS.view, kept_as="regions")

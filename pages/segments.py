@@ -37,4 +37,4 @@ def layout(**_query: str) -> html.Div:
 
 @callback(Output("segments-content", "children"), Input("url", "search"), Input("db-status", "data"))
 def show_segments(search: str | None, _db: str) -> object:
-    return page_view(search, SEGMENTS.view)
+    return page_view(search, SEGMENTS.view, kept_as="segments")

@@ -23,6 +23,10 @@ def find_text(component: object, component_id: str) -> str | None:
         return None
     if component is None or isinstance(component, (str, int, float)):
         return None
+    if isinstance(component, dict):  # a component as the browser gets it (a page kept in the cache)
+        props = component.get("props", {})
+        return props.get("children") if props.get("id") == component_id else find_text(props.get("children"),
+                                                                                        component_id)
     if getattr(component, "id", None) == component_id:
         return component.children  # type: ignore[attr-defined]
     return find_text(getattr(component, "children", None), component_id)
@@ -106,3 +110,45 @@ def test_navigation_comes_from_the_page_registry(app: dash.Dash) -> None:
         shell = str(app.layout())
     for page in dash.page_registry.values():
         assert page["name"] in shell
+
+
+def test_a_page_drawn_once_is_kept_until_the_data_changes(app: dash.Dash, db_url: str, point_app_at,  # noqa: ANN001
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The overview's rendering (cards and figures) is kept per data version, filters and download right: a
+    second look draws nothing and is exactly the first; a viewer's is drawn for a viewer; a new load redraws."""
+    import json
+
+    from flask import g
+    from plotly.io.json import to_json_plotly
+
+    from bi_app import figures
+    from bi_app.context import USER_KEY
+    from data_layer.bootstrap import load_demo_data
+    from data_layer.engine import make_engine
+    from data_layer.users import User
+    from pages.overview import show_overview
+
+    engine = make_engine(db_url)
+    load_demo_data(engine, 400, 3, replace=True)
+    point_app_at(db_url)
+    drawn: list[str] = []
+    original = figures.bars
+    monkeypatch.setattr(figures, "bars", lambda *args, **kwargs: drawn.append("bars") or original(*args, **kwargs))
+
+    def look(role: str) -> str:
+        with app.server.test_request_context("/"):
+            g.setdefault(USER_KEY, User("someone", role, ()))
+            return to_json_plotly(show_overview("?period=all", "ok"))
+
+    first = look("analyst")
+    assert drawn, "the first look draws the figures"
+    drawn.clear()
+    assert look("analyst") == first and drawn == [], "the second look draws nothing"
+    viewer = look("viewer")  # may not download: its own rendering (its charts carry no CSV links)
+    assert drawn, "a viewer's page is drawn for a viewer"
+    assert json.loads(viewer)[0] == json.loads(first)[0], "the same cards"
+
+    load_demo_data(engine, 300, 4, replace=True)  # a new data version
+    drawn.clear()
+    assert look("analyst") != first and drawn, "new data is drawn anew"
+    engine.dispose()
