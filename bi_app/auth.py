@@ -336,6 +336,7 @@ _HEAD = """<!DOCTYPE html>
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>{{ title }} · E-commerce BI</title>
   {% if refresh %}<meta http-equiv="refresh" content="{{ refresh[0] }}; url={{ refresh[1] }}">{% endif %}
+  <link rel="icon" href="/_favicon.ico">
   <link rel="stylesheet" href="/assets/00_bootstrap_flatly.min.css">
 </head>
 <body class="bg-light">

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pandas as pd
-from flask import Blueprint, Response, g, request, send_file, stream_with_context
+from flask import Blueprint, Response, g, jsonify, request, send_file, stream_with_context
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
@@ -44,9 +44,10 @@ from bi_app.incidents import reference_for
 from bi_app.ml import strategy
 from bi_app.money import DEFAULT_FORMAT, MoneyFormat
 from bi_app.prepared import PreparedFile
+from data_layer.engine import is_timeout
 from data_layer.filters import FilterError, Filters
 from data_layer.measures import order_line_batches, totals
-from data_layer.meta import data_version, stored_columns
+from data_layer.meta import data_version, note_database_slow, stored_columns
 from data_layer.schema import MONEY_COLUMNS, sales
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ def _bad_filter(exc: FilterError):  # noqa: ANN202
 
 @exports.errorhandler(BusyError)
 def _busy(exc: BusyError):  # noqa: ANN202
+    if _from_a_browser():
+        return message_page(f"This download cannot start now: {exc}.", title="Busy", status=503)
     response, status = error_response(503, "busy", str(exc))
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response, status
@@ -75,7 +78,19 @@ def _busy(exc: BusyError):  # noqa: ANN202
 @exports.errorhandler(SQLAlchemyError)
 def _database_down(exc: SQLAlchemyError):  # noqa: ANN202
     reference = reference_for(log, "Export: database error", exc)
+    if is_timeout(exc):
+        note_database_slow(current_engine())
+    if _from_a_browser():
+        what = "is too slow to answer right now" if is_timeout(exc) else "cannot be reached right now"
+        return message_page(f"This download could not be made: the database {what}. Try again in a minute "
+                            f"(reference {reference}: the details are in the server's log).",
+                            title="Download not made", status=503)
     return database_error_response(exc, reference)
+
+
+def _from_a_browser() -> bool:
+    """A browser following a download link (it asks for HTML): it gets a page, not JSON."""
+    return "text/html" in request.headers.get("Accept", "")
 
 
 @exports.after_request
@@ -259,16 +274,18 @@ def orders_xlsx() -> Response | tuple[Response, int] | tuple[str, int]:
                             link=(address.replace("/orders.xlsx", "/orders.csv", 1), "Download orders.csv"))
     if not prepared.building():
         prepared.start(lambda path: write_orders_workbook(filters, path))
-    minutes = max(1, round(matching * 1.2 / XLSX_LINES_PER_S / 60))  # about 1.2 lines an order in shops we saw
-    message = (f"Preparing orders.xlsx: {matching:,} orders, about {minutes} minute{'s' * (minutes > 1)}. This page "
-               "looks again every few seconds and offers the file when it is ready; you may leave it and come back "
-               "by the same link.")
+    seconds = matching * 1.2 / XLSX_LINES_PER_S  # about 1.2 lines an order in the shops we saw
+    expected = "less than a minute" if seconds < 60 else f"about {max(1, round(seconds / 60))} minutes"
     if "text/html" in request.headers.get("Accept", ""):
-        return message_page(message, title="Preparing the download", status=202,
+        return message_page(f"Preparing orders.xlsx: {matching:,} orders, {expected}. This page looks again every "
+                            "few seconds and offers the file when it is ready; you may leave it and come back by the "
+                            "same link.", title="Preparing the download", status=202,
                             refresh=(PREPARING_RETRY_S, f"{address}&wait=1"))
-    response, status = error_response(202, "preparing", message)
+    response = jsonify(status="preparing", orders=matching, retry_after_s=PREPARING_RETRY_S,
+                       message=f"orders.xlsx is being prepared ({matching:,} orders, {expected}); ask the same address "
+                               "again after Retry-After seconds: it answers 200 with the file once it is ready")
     response.headers["Retry-After"] = str(PREPARING_RETRY_S)
-    return response, status
+    return response, 202
 
 
 def write_orders_workbook(filters: Filters, target: Any) -> int:

@@ -32,7 +32,7 @@ from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
 from bi_app.auth import METRICS_PATH
-from bi_app.context import current_cache, current_engine, current_replica, signed_in_user
+from bi_app.context import DEMO_USER, USER_KEY, current_cache, current_config, current_engine, current_replica
 from bi_app.metrics import CACHE_LOOKUPS, CONNECTIONS_IN_USE, REQUEST_SECONDS, REQUESTS
 from bi_app.security import CALLBACK_PATH, json_body
 from data_layer.meta import data_version, database_is_slow
@@ -159,10 +159,8 @@ class _RequestFields(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if _in_request():
             record.request_id = g.get("bi_request_id", "")
-            try:
-                record.user = signed_in_user().name
-            except Exception:  # noqa: BLE001 - before the guard knows the user
-                record.user = ""
+            user = g.get(USER_KEY)  # set by the guard once it knows who asks; none yet, or no one signed in
+            record.user = user.name if user is not None else ("" if current_config().secret_key else DEMO_USER.name)
         else:
             record.request_id = record.__dict__.get("request_id", "")
             record.user = record.__dict__.get("user", "")

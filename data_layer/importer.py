@@ -300,6 +300,10 @@ class ReadLimits:
     empty_rows_after_data: int = 1_000
 
 
+_CUT_SHORT = ("{name} is compressed, but the file stops before the end of its data: it was cut short (a download "
+              "or copy that did not finish). Send the whole file again")
+
+
 def read_table(path: Path, encoding: str | None = None, limits: ReadLimits = ReadLimits()) -> SourceTable:
     """The rows of a CSV (optionally gzipped) or the first sheet of an XLSX file, as text, within ``limits``.
 
@@ -315,12 +319,16 @@ def read_table(path: Path, encoding: str | None = None, limits: ReadLimits = Rea
                 raw = packed.read()
         else:
             raw = path.read_bytes()
-    except (OSError, EOFError) as exc:
+    except EOFError:
+        raise FileImportError(_CUT_SHORT.format(name=path.name)) from None
+    except OSError as exc:
         raise FileImportError(f"cannot read {path.name}: {exc}") from None
     if raw.startswith(b"\x1f\x8b") and not name.endswith(".gz"):  # gzip whose name does not say so
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except EOFError:
+            raise FileImportError(_CUT_SHORT.format(name=path.name)) from None
+        except OSError as exc:
             raise FileImportError(f"cannot read {path.name}: {exc}") from None
     if raw.startswith(b"PK\x03\x04"):  # a zip: a workbook whose name does not say so
         table = _read_xlsx(path, limits)

@@ -39,6 +39,20 @@ forwarded_allow_ips = "127.0.0.1,::1"
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("BI_LOG_LEVEL", "info").lower()
+if os.environ.get("BI_LOG_FORMAT", "text").lower() == "json":
+    # gunicorn's own lines (workers started, stopped, timed out) as JSON too; the app's own handler on the
+    # root logger adds each line's request id and user, so the root gets none here.
+    logconfig_dict = {
+        "root": {"level": "INFO", "handlers": []},
+        "loggers": {
+            "gunicorn.error": {"level": loglevel.upper(), "handlers": ["json"], "propagate": False,
+                               "qualname": "gunicorn.error"},
+            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False, "qualname": "gunicorn.access"},
+        },
+        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "formatters": {"json": {"()": "pythonjsonlogger.json.JsonFormatter", "fmt": "{asctime}{levelname}{name}{message}",
+                                "style": "{", "rename_fields": {"asctime": "time", "levelname": "level"}}},
+    }
 
 #: The metrics of every worker, summed at each scrape of /metrics (prometheus_client's multiprocess
 #: mode). Set before any worker imports the app; emptied when the server starts.

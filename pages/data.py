@@ -11,7 +11,7 @@ from dash import ALL, Input, Output, State, callback, dcc, html, no_update
 
 from bi_app.auth import record
 from bi_app.busy import BusyError, heavy_work
-from bi_app.components import attributes
+from bi_app.components import attributes, count
 from bi_app.context import (
     IMPORT_ROLE,
     current_config,
@@ -146,25 +146,33 @@ def choices_of(encoding: str | None, date_order: str | None, decimal: str | None
     Output("data-mapping", "children"),
     Output("data-reading", "style"),
     *[Output(component_id, "value") for component_id in CHOICES],
+    # A new file clears what was checked, decided and imported for the one before.
+    Output("data-validation", "children", allow_duplicate=True),
+    Output("data-import", "disabled", allow_duplicate=True),
+    Output("data-decisions", "children", allow_duplicate=True),
+    Output("data-result", "children", allow_duplicate=True),
     Input("data-uploaded", "data"),
     prevent_initial_call=True,
 )
 def receive_file(uploaded: dict | None):  # noqa: ANN201
     """Read the file POST /upload has kept; show its first rows, the automatic mapping and reading."""
+    cleared = (None, True, None, None)
     refused = uploaded.get("error") if isinstance(uploaded, dict) else None
     upload = Upload.from_store(uploaded)
     if refused or upload is None or not upload.path.is_file():
         message = refused if isinstance(refused, str) else "The file did not arrive whole. Please choose it again."
         return (None, dbc.Alert(message, color="danger", id="data-file-error"), None, {"display": "none"},
-                *(None,) * len(CHOICES))
+                *(None,) * len(CHOICES), *cleared)
     try:
         source = read_upload(upload)
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
-        return (None, dbc.Alert(f"{upload.file}: {problem(exc, 'read')}", color="danger", id="data-error"), None,
-                {"display": "none"}, *(no_update for _ in CHOICES))
+        message = problem(exc, "read")
+        shown = message if message.startswith(upload.file) else f"{upload.file}: {message}"
+        return (None, dbc.Alert(shown, color="danger", id="data-error"), None, {"display": "none"},
+                *(no_update for _ in CHOICES), *cleared)
     mapping = auto_mapping(source.columns)
     return ({"id": upload.id, "file": upload.file, "auto": mapping}, file_info(upload.file, source),
-            mapping_editor(source.columns, mapping), {}, None, None, None, False)
+            mapping_editor(source.columns, mapping), {}, None, None, None, False, *cleared)
 
 
 def file_info(name: str, source: SourceTable) -> list:
@@ -176,7 +184,7 @@ def file_info(name: str, source: SourceTable) -> list:
         size="sm", striped=True, responsive=True, id="data-preview",
     )
     return [
-        html.P(f"{name}: {source.row_count:,} rows, {len(source.columns)} columns ({source.encoding}"
+        html.P(f"{name}: {count(source.row_count, 'row')}, {count(len(source.columns), 'column')} ({source.encoding}"
                f"{f', delimiter {source.delimiter!r}' if source.delimiter else ''}); the first "
                f"{min(PREVIEW_ROWS, source.row_count)}:", id="data-file-summary"),
         html.Div(preview, className="mb-3"),

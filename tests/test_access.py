@@ -205,7 +205,8 @@ def import_request(dependencies, upload: dict, mode: str) -> dict:
     """The Import button's request, with the mapping the page proposed for ``upload``."""
     mapping = [{"id": {"type": "data-map", "field": field}, "property": "value", "value": column}
                for field, column in upload["auto"].items()]
-    return callback_body(by_output(dependencies, "data-result"), {
+    importing = next(d for d in dependencies if any(item["id"] == "data-import" for item in d["inputs"]))
+    return callback_body(importing, {
         "data-import.n_clicks": 1, "data-upload.data": upload, "data-mode.value": mode,
         "data-skip-invalid.value": False, "data-map.value": mapping,
         "data-map.id": [{**item, "property": "id", "value": item["id"]} for item in mapping]})
@@ -445,6 +446,16 @@ def test_the_data_page_refuses_a_file_past_the_read_limits_in_words(secured_site
     wide = ",".join(f"c{i}" for i in range(10_000)) + "\n" + ",".join("1" * 10_000) + "\n"
     answer = upload_file(analyst, secured_site, dependencies, wide, "wide.csv")
     assert "has 10,000 columns: an import reads at most 1,000" in answer.text
+
+
+def test_a_refused_file_clears_what_was_checked_for_the_one_before(secured_site: SecuredSite, dependencies) -> None:
+    analyst = sign_in(secured_site, "anna")
+    assert uploaded(analyst, secured_site, dependencies, ONE_ORDER)["file"] == "one.csv"
+    refused = upload_file(analyst, secured_site, dependencies, "\x00\x01\x02" * 5000, "photo.csv").json()["response"]
+    assert "photo.csv is not a text file of orders" in json.dumps(refused["data-file-info"])
+    assert "photo.csv: photo.csv" not in json.dumps(refused["data-file-info"]), "the name once"
+    assert refused["data-upload"]["data"] is None and refused["data-import"]["disabled"] is True
+    assert refused["data-validation"]["children"] is None and refused["data-result"]["children"] is None
 
 
 def test_uploads_need_the_data_pages_role_and_the_csrf_token(secured_site: SecuredSite) -> None:

@@ -262,6 +262,18 @@ def test_every_answer_carries_the_security_headers_once(deployment: Deployment) 
         "default-src" in login.headers["Content-Security-Policy"]
 
 
+def test_every_line_the_server_writes_is_json_with_the_request_and_user(deployment: Deployment) -> None:
+    session = deployment.sign_in("ada")
+    answer = session.get(f"{deployment.https}/api/v1/segments", timeout=60)
+    lines = [line for line in deployment.app_log.read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # gunicorn's own lines too
+    assert any(entry.get("name") == "gunicorn.error" and "Booting worker" in entry["message"] for entry in entries)
+    mine = deployment.requests_logged()[answer.headers["X-Request-ID"]]
+    assert mine["user"] == "ada" and mine["route"] == "/api/v1/<name>" and mine["status"] == 200
+    anonymous = [entry for entry in entries if entry.get("event") == "request" and entry["route"] == "/login"]
+    assert anonymous and all(entry["user"] in ("", "ada", "vic") for entry in anonymous), "no one is 'demo'"
+
+
 def test_sign_in_a_page_the_api_and_an_export_through_nginx(deployment: Deployment) -> None:
     anonymous = deployment.session().get(f"{deployment.https}/api/v1/kpis", timeout=60)
     assert anonymous.status_code == 401

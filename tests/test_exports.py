@@ -102,7 +102,7 @@ def test_a_large_orders_xlsx_is_prepared_in_the_background_then_offered(client, 
     api = client.get(f"/export/orders.xlsx?{query}")  # a client without a browser: JSON and Retry-After
     assert api.status_code in (200, 202)
     if api.status_code == 202:
-        assert api.get_json()["error"]["code"] == "preparing" and int(api.headers["Retry-After"]) > 0
+        assert api.get_json()["status"] == "preparing" and int(api.headers["Retry-After"]) > 0
     deadline = time.monotonic() + 120
     while True:
         looked = client.get(f"/export/orders.xlsx?{query}&wait=1", headers=html)
