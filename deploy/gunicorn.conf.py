@@ -21,7 +21,9 @@ worker_class = "gthread"
 #: The longest request (an XLSX workbook of a large filter) and nginx's proxy_read_timeout agree.
 timeout = int(os.environ.get("BI_WORKER_TIMEOUT_S", "120"))
 graceful_timeout = 30
-keepalive = 5
+#: Longer than nginx's upstream keepalive_timeout (60 s, deploy/nginx-site.conf): the proxy closes an idle
+#: connection first, never sends a request on one gunicorn is closing (a reset it would answer 502 for).
+keepalive = 75
 #: Workers are replaced after this many requests (memory that pandas and numpy leave fragmented).
 max_requests = 5000
 max_requests_jitter = 500
