@@ -116,7 +116,11 @@ UPLOAD_CHUNK_BYTES = 1024 * 1024
 
 
 class UploadError(ValueError):
-    """A file that was not taken, with the reason in words for the page."""
+    """A file that was not taken, with the reason in words for the page, and the HTTP status that says so."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def receive_upload(stream: IO[bytes], size: int, filename: str | None) -> Upload:
@@ -126,7 +130,7 @@ def receive_upload(stream: IO[bytes], size: int, filename: str | None) -> Upload
     :data:`MAX_UPLOAD_BYTES` (before anything is read) or that does not arrive whole (nothing is kept)."""
     if size > MAX_UPLOAD_BYTES:
         raise UploadError(f"the file is {size / 1048576:,.0f} MB: the most a file may be is "
-                          f"{MAX_UPLOAD_BYTES / 1048576:,.0f} MB. Split it, or compress it (.csv.gz).")
+                          f"{MAX_UPLOAD_BYTES / 1048576:,.0f} MB. Split it, or compress it (.csv.gz).", status=413)
     upload = Upload(uuid.uuid4().hex, re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or "upload.csv").name)[:200])
     remove_old_uploads(upload.path.parent.parent)
     upload.path.parent.mkdir(parents=True, exist_ok=True)

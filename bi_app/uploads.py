@@ -27,6 +27,6 @@ def upload() -> tuple[Response, int] | Response:
     try:
         received = receive_upload(request.stream, size, unquote(request.headers.get("X-File-Name", "")))
     except UploadError as exc:
-        return error_response(413 if "the most a file may be" in str(exc) else 400, "upload_refused", str(exc))
+        return error_response(exc.status, "upload_refused", str(exc))
     return jsonify(id=received.id, file=received.file, size=size)
 

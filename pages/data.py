@@ -156,6 +156,12 @@ def choices_of(encoding: str | None, date_order: str | None, decimal: str | None
 )
 def receive_file(uploaded: dict | None):  # noqa: ANN201
     """Read the file POST /upload has kept; show its first rows, the automatic mapping and reading."""
+    return received_view(uploaded)
+
+
+def received_view(uploaded: dict | None) -> tuple:
+    """The store, file summary, mapping editor, reading card and choices for the file ``uploaded`` names
+    (or the reason it was not taken), and the previous file's check, decisions and import cleared."""
     cleared = (None, True, None, None)
     refused = uploaded.get("error") if isinstance(uploaded, dict) else None
     upload = Upload.from_store(uploaded)

@@ -38,10 +38,10 @@ def test_simulated_users_walk_the_pages_without_an_error(postgres_admin, tmp_pat
         assert loaded.returncode == 0, loaded.stderr
         with Deployment(url, BI_WORKERS="2", BI_THREADS="4", BI_DATA_DIR=str(tmp_path / "data")) as server:
             journeys = record_journeys(server.base)
-            for page, waves in journeys["pages"].items():
-                calls = [call["name"] for wave in waves for call in wave]
-                assert len(waves) >= 3 and any(name.endswith("content") or name == "overview-kpis"
-                                               for name in calls), (page, calls)
+            for page, waves in journeys["pages"].items():  # (how they group in waves depends on the machine's pace)
+                calls = {call["name"] for wave in waves for call in wave}
+                assert {"page-content", "url"} <= calls and any(name.endswith("content") and name != "page-content"
+                                                                or name == "overview-kpis" for name in calls), (page, calls)
             path = tmp_path / "journeys.json"
             path.write_text(json.dumps(journeys))
             options = argparse.Namespace(seconds=15, think="0.5-1.5", spawn_rate=5.0)
