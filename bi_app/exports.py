@@ -276,7 +276,7 @@ def orders_xlsx() -> Response | tuple[Response, int] | tuple[str, int]:
         prepared.start(lambda path: write_orders_workbook(filters, path))
     seconds = matching * 1.2 / XLSX_LINES_PER_S  # about 1.2 lines an order in the shops we saw
     expected = "less than a minute" if seconds < 60 else f"about {max(1, round(seconds / 60))} minutes"
-    if "text/html" in request.headers.get("Accept", ""):
+    if _from_a_browser():
         return message_page(f"Preparing orders.xlsx: {matching:,} orders, {expected}. This page looks again every "
                             "few seconds and offers the file when it is ready; you may leave it and come back by the "
                             "same link.", title="Preparing the download", status=202,
