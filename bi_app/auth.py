@@ -46,7 +46,7 @@ from bi_app.context import (
 )
 from bi_app.errors import error_response
 from bi_app.incidents import reference_for
-from bi_app.security import CALLBACK_PATH, json_body
+from bi_app.security import CALLBACK_PATH, requested_callback
 from data_layer import audit, users
 from data_layer.users import User
 
@@ -121,9 +121,8 @@ def required_role(app: dash.Dash, path: str) -> str:
         if path.startswith(prefix):
             return role
     if path == CALLBACK_PATH:
-        body = json_body()
-        output = body.get("output") if isinstance(body, dict) else None
-        spec = app.callback_map.get(output) if isinstance(output, str) else None
+        output = requested_callback(app.callback_map)
+        spec = app.callback_map[output] if output is not None else None
         module = getattr(spec.get("callback"), "__module__", None) if spec else None
         page = dash.page_registry.get(module) if module else None
         return page.get("role", "viewer") if page else "viewer"

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import dash
-from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from flask import Flask, Response, g, has_request_context, request
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pythonjsonlogger.json import JsonFormatter
@@ -34,7 +34,7 @@ from sqlalchemy.pool import Pool
 from bi_app.auth import METRICS_PATH
 from bi_app.context import DEMO_USER, USER_KEY, current_cache, current_config, current_engine, current_replica
 from bi_app.metrics import CACHE_LOOKUPS, CONNECTIONS_IN_USE, REQUEST_SECONDS, REQUESTS
-from bi_app.security import CALLBACK_PATH, json_body
+from bi_app.security import CALLBACK_PATH, requested_callback
 from data_layer.meta import data_version, database_is_slow
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ request_log = logging.getLogger("bi_app.requests")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _WELL_FORMED_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 def install(app: dash.Dash) -> None:
     """Request ids, the request log, the metrics of every request and ``/metrics`` on ``app``'s server."""
     server: Flask = app.server
@@ -74,15 +76,9 @@ def configure_logging(level: str, json_lines: bool) -> None:
 def note_cache_lookup(result: str) -> None:
     """Count a result-cache lookup (``hit``, ``miss`` or ``error``) for the metrics and this request's log line."""
     CACHE_LOOKUPS.labels(result).inc()
-    if _in_request():
+    if has_request_context():
         tally = g.setdefault("bi_cache_tally", {})
         tally[result] = tally.get(result, 0) + 1
-
-
-def _in_request() -> bool:
-    from flask import has_request_context
-
-    return has_request_context()
 
 
 def _start() -> None:
@@ -110,24 +106,18 @@ def _route() -> str:
     """The route's rule, not its path (a path per filter would be a metric per filter); a callback by
     the first component it updates, when it names a registered callback."""
     if request.path == CALLBACK_PATH:
-        body = json_body()
-        output = body.get("output") if isinstance(body, dict) else None
-        if isinstance(output, str) and output in dash.get_app().callback_map:
-            return f"callback {output.strip('.').split('.')[0]}"
-        return "callback (unknown)"
+        output = requested_callback(dash.get_app().callback_map)
+        return f"callback {output.strip('.').split('.')[0]}" if output else "callback (unknown)"
     rule = request.url_rule
     return rule.rule if rule is not None else "(no route)"
 
 
 def _metrics() -> Response:
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    registry = CollectorRegistry()
-    if directory:
+    registry = REGISTRY  # one process: its own values
+    if directory:  # gunicorn's workers: the values every process wrote there, summed
+        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=directory)
-    else:
-        from prometheus_client import REGISTRY
-
-        registry = REGISTRY
     live = CollectorRegistry()
     live.register(_ServerState())
     body = generate_latest(registry) + generate_latest(live)
@@ -157,7 +147,7 @@ class _ServerState(Collector):
 
 class _RequestFields(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if _in_request():
+        if has_request_context():
             record.request_id = g.get("bi_request_id", "")
             user = g.get(USER_KEY)  # set by the guard once it knows who asks; none yet, or no one signed in
             record.user = user.name if user is not None else ("" if current_config().secret_key else DEMO_USER.name)

@@ -149,6 +149,14 @@ def json_body() -> Any:
         return None
 
 
+def requested_callback(callbacks: dict[str, Any]) -> str | None:
+    """The ``output`` of the registered callback this request's body names (the key of ``callbacks``, Dash's
+    callback map); None for a body that names none."""
+    body = json_body()
+    output = body.get("output") if isinstance(body, dict) else None
+    return output if isinstance(output, str) and output in callbacks else None
+
+
 def is_callback_request(body: Any, callbacks: dict[str, Any]) -> bool:
     """True for the body Dash's renderer posts for a registered callback: its ``output``; its ``outputs``,
     ``inputs`` and ``state`` naming the components and properties the callback was registered with (a

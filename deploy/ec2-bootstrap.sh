@@ -5,8 +5,10 @@
 #
 #   BI_SITE_NAME           the site's DNS name, e.g. bi.example.com (required)
 #   BI_DATABASE_URL        the database the dashboards read: the RDS primary or a read replica (required),
-#                          e.g. postgresql://bi_reader:PASSWORD@shop.xxxx.rds.amazonaws.com:5432/shop?sslmode=require
+#                          e.g. postgresql://bi_reader@shop.xxxx.rds.amazonaws.com:5432/shop?sslmode=require
 #   BI_DATABASE_WRITE_URL  the primary, as a role that may write (default: BI_DATABASE_URL)
+#   BI_PGPASS_FILE         libpq's password file with the roles' passwords (host:port:database:user:password
+#                          lines), installed for the service as /etc/bi-app/pgpass; leave the URLs without them
 #   BI_CACHE_URL           a shared Redis, e.g. ElastiCache (default: Redis installed on this instance)
 #   BI_REPO_URL, BI_REF    where the code comes from (default: this repository's origin, branch main)
 #   BI_ADMIN_NAME          the first admin (default: admin); the password is BI_ADMIN_PASSWORD, or one
@@ -60,7 +62,11 @@ if [ -f "$ENV_FILE" ] && grep -q '^BI_SECRET_KEY=.' "$ENV_FILE"; then
 fi
 BI_SECRET_KEY="${BI_SECRET_KEY:-$(python3.11 -c 'import secrets; print(secrets.token_urlsafe(48))')}"
 umask 027
+if [ -n "${BI_PGPASS_FILE:-}" ]; then
+  install -m 0600 -o bi-app -g bi-app "$BI_PGPASS_FILE" /etc/bi-app/pgpass
+fi
 cat > "$ENV_FILE.new" <<EOF
+PGPASSFILE=/etc/bi-app/pgpass
 BI_SECRET_KEY=$BI_SECRET_KEY
 BI_DATABASE_URL=$BI_DATABASE_URL
 BI_DATABASE_WRITE_URL=$BI_DATABASE_WRITE_URL

@@ -8,6 +8,7 @@ PostgreSQL variants skip, except in CI (CI=true), where they fail.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 import secrets
 import subprocess
 import uuid
@@ -49,16 +50,25 @@ def postgres_admin() -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def postgres_schema_url(postgres_admin: Engine) -> Iterator[str]:
-    """A URL whose connections work in a fresh schema of their own, dropped afterwards."""
+@contextmanager
+def private_schema(postgres_admin: Engine) -> Iterator[str]:
+    """A URL whose connections work in a fresh schema of their own, dropped when the block ends."""
     schema = f"test_{uuid.uuid4().hex[:12]}"
     with postgres_admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     separator = "&" if "?" in postgres_url() else "?"
-    yield f"{postgres_url()}{separator}options={quote(f'-csearch_path={schema}')}"
-    with postgres_admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    try:
+        yield f"{postgres_url()}{separator}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with postgres_admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_admin: Engine) -> Iterator[str]:
+    """A URL whose connections work in a fresh schema of their own, dropped afterwards."""
+    with private_schema(postgres_admin) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -27,10 +27,9 @@ from urllib.parse import quote
 import pandas as pd
 import pytest
 import requests
-from sqlalchemy import text
 
 from data_layer.engine import make_engine
-from tests.conftest import postgres_url
+from tests.conftest import private_schema
 from tests.support import BI_APP, IN_CI, USER_PASSWORD, stored_kpis
 
 pytestmark = pytest.mark.slow
@@ -163,11 +162,11 @@ def deployment(postgres_admin, tmp_path_factory: pytest.TempPathFactory) -> Iter
             pytest.fail("CI installs nginx and Redis (.ci/run); the deployment test must run there")
         pytest.skip("nginx or redis-server is not installed (apt-get install nginx-light redis-server)")
     folder = tmp_path_factory.mktemp("deployment")
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    with postgres_admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in postgres_url() else "?"
-    database_url = f"{postgres_url()}{separator}options={quote(f'-csearch_path={schema}')}"
+    with private_schema(postgres_admin) as database_url:
+        yield from _deployment(folder, database_url)
+
+
+def _deployment(folder: Path, database_url: str) -> Iterator[Deployment]:
     https_port, http_port, app_port, redis_port = free_port(), free_port(), free_port(), free_port()
     env = {**os.environ, "BI_DATA_DIR": str(folder / "data"), "BI_DATABASE_URL": database_url,
            "BI_SECRET_KEY": uuid.uuid4().hex * 2, "BI_CACHE_URL": f"redis://127.0.0.1:{redis_port}/0",
@@ -238,8 +237,6 @@ http {{
         stop(proxy)
         stop(app)
         deployment.stop_redis()
-        with postgres_admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 def test_plain_http_only_redirects_to_https(deployment: Deployment) -> None:

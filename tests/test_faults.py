@@ -12,10 +12,10 @@ import json
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
@@ -24,7 +24,7 @@ import requests
 from sqlalchemy import text
 
 from data_layer.engine import make_engine
-from tests.conftest import postgres_url
+from tests.conftest import private_schema
 from tests.support import BI_APP, callback_body, net_revenue, served
 
 pytestmark = pytest.mark.slow
@@ -42,11 +42,11 @@ class Site:
 @pytest.fixture(scope="module")
 def site(postgres_admin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:  # noqa: ANN001
     folder = tmp_path_factory.mktemp("faults")
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    with postgres_admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in postgres_url() else "?"
-    url = f"{postgres_url()}{separator}options={quote(f'-csearch_path={schema}')}"
+    with private_schema(postgres_admin) as url:
+        yield from _site(folder, url)
+
+
+def _site(folder: Path, url: str) -> Iterator[Site]:
     env = {**os.environ, "BI_DATA_DIR": str(folder / "data"), "BI_DATABASE_URL": url, "BI_COLUMNAR": "0",
            "BI_STATEMENT_TIMEOUT_MS": str(STATEMENT_TIMEOUT_MS)}
     for name in ("BI_CACHE_URL", "BI_SECRET_KEY", "BI_DATABASE_WRITE_URL"):
@@ -54,12 +54,8 @@ def site(postgres_admin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     load = subprocess.run([BI_APP, "demo-data", "--rows", "2000", "--no-train"], env=env, capture_output=True,
                           text=True)
     assert load.returncode == 0, load.stderr
-    try:
-        with served(env, folder / "server.log") as base:
-            yield Site(base, url)
-    finally:
-        with postgres_admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    with served(env, folder / "server.log") as base:
+        yield Site(base, url)
 
 
 @contextmanager

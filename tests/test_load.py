@@ -11,44 +11,32 @@ import argparse
 import json
 import os
 import subprocess
-import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from sqlalchemy import text
 
 from bench.load_test import Deployment, record_journeys, run_locust
-from tests.conftest import postgres_url
 from tests.support import BI_APP
 
 pytestmark = pytest.mark.slow
 
 
-def test_simulated_users_walk_the_pages_without_an_error(postgres_admin, tmp_path: Path) -> None:  # noqa: ANN001
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    with postgres_admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in postgres_url() else "?"
-    url = f"{postgres_url()}{separator}options={quote(f'-csearch_path={schema}')}"
-    try:
-        loaded = subprocess.run([BI_APP, "demo-data", "--rows", "4000", "--no-train"],
-                                env={**os.environ, "BI_DATABASE_URL": url, "BI_DATA_DIR": str(tmp_path / "data")},
-                                capture_output=True, text=True)
-        assert loaded.returncode == 0, loaded.stderr
-        with Deployment(url, BI_WORKERS="2", BI_THREADS="4", BI_DATA_DIR=str(tmp_path / "data")) as server:
-            journeys = record_journeys(server.base)
-            for page, waves in journeys["pages"].items():  # (how they group in waves depends on the machine's pace)
-                calls = {call["name"] for wave in waves for call in wave}
-                assert {"page-content", "url"} <= calls and any(name.endswith("content") and name != "page-content"
-                                                                or name == "overview-kpis" for name in calls), (page, calls)
-            path = tmp_path / "journeys.json"
-            path.write_text(json.dumps(journeys))
-            options = argparse.Namespace(seconds=15, think="0.5-1.5", spawn_rate=5.0)
-            result = run_locust(server, 6, options, path, tmp_path)
-    finally:
-        with postgres_admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+def test_simulated_users_walk_the_pages_without_an_error(postgres_schema_url: str, tmp_path: Path) -> None:
+    url = postgres_schema_url
+    loaded = subprocess.run([BI_APP, "demo-data", "--rows", "4000", "--no-train"],
+                            env={**os.environ, "BI_DATABASE_URL": url, "BI_DATA_DIR": str(tmp_path / "data")},
+                            capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    with Deployment(url, BI_WORKERS="2", BI_THREADS="4", BI_DATA_DIR=str(tmp_path / "data")) as server:
+        journeys = record_journeys(server.base)
+        for page, waves in journeys["pages"].items():  # (how they group in waves depends on the machine's pace)
+            calls = {call["name"] for wave in waves for call in wave}
+            assert {"page-content", "url"} <= calls and any(name.endswith("content") and name != "page-content"
+                                                            or name == "overview-kpis" for name in calls), (page, calls)
+        path = tmp_path / "journeys.json"
+        path.write_text(json.dumps(journeys))
+        options = argparse.Namespace(seconds=15, think="0.5-1.5", spawn_rate=5.0)
+        result = run_locust(server, 6, options, path, tmp_path)
     assert result["failures"] == 0, result["failure_kinds"]
     assert result["views"] >= 6, "every user finished page views"
     names = set(result["by_name"])
