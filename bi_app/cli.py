@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -24,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bi_app.config import SETTINGS, Config, ConfigError, engine_for, shown_value, write_engine_for
 from bi_app.metrics import record_work
+from data_layer import stopping
 from data_layer.audit import AuditEntry
 from data_layer.audit import entries as audit_entries
 from data_layer.audit import now as audit_now
@@ -229,10 +231,13 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None
               help="Where the report and rejects CSV go (default: beside FILE).")
 @click.option("--train/--no-train", default=True, show_default=True,
               help="Retrain the customer models after a successful import (else on first use).")
+@click.option("--time-limit", type=click.IntRange(min=1), metavar="SECONDS",
+              help="Stop the import, writing nothing, if it runs longer (default: no limit; Ctrl-C stops it too).")
 @one_line_errors
 def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None, date_order: str | None,  # noqa: PLR0913 - one per option
                    decimal: str | None, encoding: str | None, status_maps: tuple[str, ...], drop_identical: bool,
-                   mode: str, skip_invalid: bool, dry_run: bool, report_dir: Path | None, train: bool) -> None:
+                   mode: str, skip_invalid: bool, dry_run: bool, report_dir: Path | None, train: bool,
+                   time_limit: int | None) -> None:
     """Import orders from a CSV (any delimiter and encoding, .gz) or XLSX file, all or nothing."""
     from bi_app.importing import import_file, parse_choices, parse_map_options
 
@@ -246,12 +251,15 @@ def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None,
         return _Advance(bar)
 
     try:
-        outcome = import_file(write_engine_for(config), file, overrides, mode=mode, skip_invalid=skip_invalid,
-                              dry_run=dry_run, report_dir=report_dir, echo=click.echo,
-                              progress=progress if sys.stderr.isatty() else None, choices=choices,
-                              limits=config.read_limits)
+        with stopping.stop_when(stopping.time_limit(time_limit, why="--time-limit")) if time_limit else nullcontext():
+            outcome = import_file(write_engine_for(config), file, overrides, mode=mode, skip_invalid=skip_invalid,
+                                  dry_run=dry_run, report_dir=report_dir, echo=click.echo,
+                                  progress=progress if sys.stderr.isatty() else None, choices=choices,
+                                  limits=config.read_limits)
     except MissingColumnsError as exc:
         raise click.ClickException(f"{exc} (--map COLUMN=FIELD)") from None
+    except stopping.WorkStopped as exc:
+        raise click.ClickException(f"the import was stopped, nothing was written: {exc}") from None
     if not dry_run:
         with write_engine_for(config).begin() as conn:
             failed = "; failed" if outcome.failed else ""

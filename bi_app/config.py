@@ -185,6 +185,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BI_HEAVY_WORK_LIMIT", "heavy_work_limit", 2, _positive,
             "Heavy requests (customer downloads, workbooks, imports) each server process runs at once; one more "
             "is answered \"busy, try again\" (503 with Retry-After) at once instead of queueing."),
+    Setting("BI_WORK_TIME_LIMIT_S", "work_time_limit_s", 100, _positive,
+            "Seconds one request's heavy work (an import, a file's check, customer scoring, a workbook) may run; "
+            "past it, or once its client has gone, the work stops with nothing written. Keep it below the "
+            "proxy's read timeout (120 s in deploy/nginx-site.conf), so the user is told why."),
     Setting("BI_DEMO_ROWS", "demo_rows", 2000, _positive, "Orders generated when the embedded database is first made."),
     Setting("BI_DEMO_SEED", "demo_seed", 42, _int, "Random seed of those demo orders."),
     Setting("BI_CACHE_URL", "cache_url", None, _cache_url,
@@ -261,6 +265,7 @@ class Config:
     import_max_rows: int
     import_max_columns: int
     heavy_work_limit: int
+    work_time_limit_s: int
 
     @property
     def dashboard_database_url(self) -> str:

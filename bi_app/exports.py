@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bi_app import auth, service
 from bi_app.analytics.orders import KPI_NAMES, span_text
 from bi_app.auth import message_page
-from bi_app.busy import RETRY_AFTER_S, BusyError, heavy_work
+from bi_app.busy import RETRY_AFTER_S, BusyError, WorkStopped, heavy_work
 from bi_app.context import current_engine
 from bi_app.errors import database_error_response, error_response
 from bi_app.importing import upload_folder
@@ -49,6 +49,7 @@ from data_layer.filters import FilterError, Filters
 from data_layer.measures import order_line_batches, totals
 from data_layer.meta import data_version, note_database_slow, stored_columns
 from data_layer.schema import MONEY_COLUMNS, sales
+from data_layer.stopping import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ exports = Blueprint("exports", __name__, url_prefix="/export")
 EXCEL_MAX_DATA_ROWS = 1_048_576 - 1  # one row of the sheet is the header
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 STREAM_BATCH_ROWS = 5_000
+#: Rows written between two looks at whether the request must stop (:mod:`data_layer.stopping`).
+CHECK_EVERY_ROWS = 10_000
 _SCALES = {c.name: c.type.scale for c in sales.columns if isinstance(c.type, Numeric)}
 
 
@@ -73,6 +76,14 @@ def _busy(exc: BusyError):  # noqa: ANN202
     response, status = error_response(503, "busy", str(exc))
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response, status
+
+
+@exports.errorhandler(WorkStopped)
+def _stopped(exc: WorkStopped):  # noqa: ANN202 - its client may have gone: then no one reads this
+    message = f"This download was stopped: {exc}. Narrow the filters, or try again when the server is less busy."
+    if _from_a_browser():
+        return message_page(message, title="Download stopped", status=503)
+    return error_response(503, "stopped", message)
 
 
 @exports.errorhandler(SQLAlchemyError)
@@ -155,7 +166,9 @@ def customers_xlsx() -> Response | tuple[Response, int]:
     sheet = workbook.create_sheet("Customers")
     cells = _row_cells(sheet, frame.columns, service.money_format())
     sheet.append(list(frame.columns))
-    for record in frame.itertuples(index=False):
+    for number, record in enumerate(frame.itertuples(index=False)):
+        if number % CHECK_EVERY_ROWS == 0:
+            checkpoint()
         sheet.append(cells(record))
     return _send_workbook(workbook, "customers.xlsx")
 
@@ -298,6 +311,7 @@ def write_orders_workbook(filters: Filters, target: Any) -> int:
     sheet.append(list(columns))
     written = 0
     for batch in batches:
+        checkpoint()
         for row in batch:
             sheet.append(cells(row))
         written += len(batch)
@@ -310,7 +324,10 @@ def write_orders_workbook(filters: Filters, target: Any) -> int:
 def report_xlsx() -> Response:
     """Every analysis for the filters as a formatted workbook."""
     filters, _ = service.parse_request(request.args.to_dict(flat=False))
-    results = {name: service.run(name, filters) for name in REPORT_ANALYSES}
+    results = {}
+    for name in REPORT_ANALYSES:
+        checkpoint()
+        results[name] = service.run(name, filters)
     with current_engine().connect() as conn:
         version = data_version(conn)
     workbook = build_report(filters, results, version, service.money_format())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from flask import current_app
 
-from bi_app.busy import heavy_work
+from bi_app.busy import work_slot
 from bi_app.context import current_config
 from bi_app.incidents import reference_for
 
@@ -82,7 +82,7 @@ class PreparedFile:
         marker = self.folder / "building"
         if marker.exists() and not self.building():
             marker.unlink(missing_ok=True)  # its process is gone: take over
-        slot = heavy_work("downloads")
+        slot = work_slot("downloads")
         slot.__enter__()
         try:
             descriptor = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640)

@@ -65,6 +65,7 @@ from data_layer.parsing import (
     read_numbers,
 )
 from data_layer.schema import ID_LIMIT, LINE_TYPES, PRICE_DECIMALS, SALES_COLUMNS, TEXT_LIMIT
+from data_layer.stopping import checkpoint
 
 #: Fields a source column can be mapped to; the first four groups are required.
 FIELDS = (
@@ -98,6 +99,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "currency": ("currency", "currencycode"),
 }
 DELIMITERS = ",;\t|"
+#: Rows of a workbook read between two looks at whether the import must stop (:mod:`data_layer.stopping`).
+CHECK_EVERY_ROWS = 10_000
 UNKNOWN = "Unknown"
 #: Longest text each field may hold (the table's column sizes): longer values reject their row.
 MAX_LENGTH = {"order_id": ID_LIMIT, "customer_id": ID_LIMIT, "product": TEXT_LIMIT, "category": TEXT_LIMIT,
@@ -330,6 +333,7 @@ def read_table(path: Path, encoding: str | None = None, limits: ReadLimits = Rea
             raise FileImportError(_CUT_SHORT.format(name=path.name)) from None
         except OSError as exc:
             raise FileImportError(f"cannot read {path.name}: {exc}") from None
+    checkpoint()
     if raw.startswith(b"PK\x03\x04"):  # a zip: a workbook whose name does not say so
         table = _read_xlsx(path, limits)
         table.decisions.append(Decision("format", None, "Excel workbook", "the file is a workbook, whatever its "
@@ -353,8 +357,10 @@ def read_table(path: Path, encoding: str | None = None, limits: ReadLimits = Rea
     # Before reading: the header's width, and the lines after it (an upper bound of the rows).
     _check_size(path.name, len(next(csv.reader([text[:_line_end(data)]], delimiter=delimiter), [])),
                 text.count("\n", _line_end(data) + 1) + (not text.endswith("\n")), limits)
+    checkpoint()
     fast = _read_with_arrow(data, delimiter)
     frame, lines, overlong = (*fast, {}) if fast is not None else _read_with_csv_module(text, delimiter)
+    checkpoint()
     return SourceTable(frame, lines, decision.choice, delimiter, [decision], overlong)
 
 
@@ -472,6 +478,8 @@ def _read_xlsx(path: Path, limits: ReadLimits) -> SourceTable:
     empty_run = 0
     # No max_col: openpyxl would pad every row to it. Each row is as long as its last cell, cut here.
     for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+        if number % CHECK_EVERY_ROWS == 0:
+            checkpoint()
         cells = ["" if v is None else _cell_text(v) for v in values[: limits.max_columns + 1]]
         if not any(c.strip() for c in cells):
             empty_run += 1
@@ -609,6 +617,7 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
     if dates.question:
         questions.append(dates.question)
     when = dates.days
+    checkpoint()
     out.reject(raw_dates == "", "order_date", "missing order date")
     out.reject(when.isna() & (raw_dates != ""), "order_date", lambda i: f"unreadable date {raw_dates.iloc[i]!r}"
                + (f" (read {choices.date_order})" if choices.date_order else ""))
@@ -627,6 +636,7 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
     out.reject((rate < 0) | (rate >= 1), "discount_rate", "discount rate outside 0..100%")
     out.reject(numbers["refunded_amount"] < 0, "refunded_amount", "negative refunded amount")
 
+    checkpoint()
     line_type, sign = _line_types(text, order_id, product, quantity, numbers, mapping, decisions, out)
     status_class = _status_classes(text("status"), choices, questions, decisions, out) if "status" in mapping \
         else None
@@ -642,6 +652,7 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
     if questions:  # rows are judged once the file's questions are answered (an unread date is no fault)
         return Validation(lines=_empty_lines(), rows_in=n, decisions=decisions, questions=questions,
                           currency=currency)
+    checkpoint()
     keep = ~out.dropped
     excluded = out.excluded_by_status
     excluded_orders = tuple(sorted(set(order_id[excluded]) - set(order_id[keep]))) if excluded.any() else ()

@@ -47,6 +47,7 @@ from data_layer.schema import (
     metadata,
     sales,
 )
+from data_layer.stopping import checkpoint
 from data_layer.summaries import DIMENSIONS, create_daily, daily, rebuild_summaries, store_summary_meta
 
 if TYPE_CHECKING:
@@ -294,12 +295,14 @@ def _load_lines(job: _LoadJob, chunks: Iterable[pa.Table], summary: LoadSummary 
             # Arrow writes the next chunk's CSV in a thread while PostgreSQL copies this one.
             freeze = mode == "replace"
             for csv_bytes, rows in _in_background(_csv_chunks(streamed)):
+                checkpoint()
                 _copy_csv(conn, csv_bytes, freeze=freeze, table=target)
                 rows_in += rows
                 if on_progress:
                     on_progress(rows)
         else:
             for chunk in streamed:
+                checkpoint()
                 _insert_chunk(conn, chunk.select(list(SALES_COLUMNS)), table=target)
                 rows_in += chunk.num_rows
                 if on_progress:
@@ -310,6 +313,7 @@ def _load_lines(job: _LoadJob, chunks: Iterable[pa.Table], summary: LoadSummary 
         building = background.submit(summary.build) \
             if background and summary and summary.started and not lines.beyond_first else None
 
+        checkpoint()
         if primary_key:
             conn.exec_driver_sql(
                 f'ALTER TABLE {SALES_TABLE} ADD CONSTRAINT "{primary_key}" PRIMARY KEY (order_id, line_number)'
@@ -326,6 +330,7 @@ def _load_lines(job: _LoadJob, chunks: Iterable[pa.Table], summary: LoadSummary 
             problems = "; ".join(f"{c.name}: {c.failing_rows:,} rows" for c in report.failures)
             raise LoadError(f"load rolled back, the data failed its quality checks ({problems})")
         built = building.result() if building else None
+        checkpoint()  # the last: past it the load commits
         # The upgrade gave every table the ledger's columns.
         facts = built.facts if built else scan_stored_lines(conn, ledger=True)
         version = uuid.uuid4().hex

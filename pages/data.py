@@ -10,7 +10,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, dcc, html, no_update
 
 from bi_app.auth import record
-from bi_app.busy import BusyError, heavy_work
+from bi_app.busy import BusyError, WorkStopped, heavy_work, within_budget
 from bi_app.components import attributes, count
 from bi_app.context import (
     IMPORT_ROLE,
@@ -170,7 +170,8 @@ def received_view(uploaded: dict | None) -> tuple:
         return (None, dbc.Alert(message, color="danger", id="data-file-error"), None, {"display": "none"},
                 *(None,) * len(CHOICES), *cleared)
     try:
-        source = read_upload(upload)
+        with within_budget():
+            source = read_upload(upload)
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
         message = problem(exc, "read")
         shown = message if message.startswith(upload.file) else f"{upload.file}: {message}"
@@ -219,6 +220,9 @@ def problem(exc: Exception, what: str) -> str:
     (the traceback goes to the log, not the browser)."""
     if isinstance(exc, (FileImportError, LoadError)):
         return str(exc)
+    if isinstance(exc, WorkStopped):
+        return (f"the file could not be {what} in time: {exc}. Try a smaller file (or one part of it at a time), or "
+                "ask an administrator to raise the limit.")
     reference = reference_for(log, f"Upload could not be {what}", exc, traceback=True)
     return f"the file could not be {what} because of an unexpected error (logged under reference {reference})."
 
@@ -292,8 +296,8 @@ def check_file(values: list, encoding: str | None, date_order: str | None, decim
         return None, True, None
     choices = choices_of(encoding, date_order, decimal, drop_identical, statuses, status_ids)
     try:
-        result = validate(read_upload(file, choices.encoding),
-                          chosen_mapping(values, ids), choices)
+        with within_budget():
+            result = validate(read_upload(file, choices.encoding), chosen_mapping(values, ids), choices)
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
         return dbc.Alert(problem(exc, "checked"), color="warning", id="data-validation-summary"), True, None
     return validation_view(result)

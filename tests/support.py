@@ -4,6 +4,7 @@ import json
 import os
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -12,9 +13,11 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
+import requests
 
 #: A database password made for this test run (never written in the code): tests put it in URLs and check
 #: that no page, log line or message shows it.
@@ -157,3 +160,19 @@ def stored_kpis(engine) -> dict:  # noqa: ANN001
     counted = (lines["line_type"] == "sale") & (amount != 0)
     return {"revenue": round((amount - lines["refunded_amount"].astype(float)).sum(), 2),
             "orders": lines.loc[counted, "order_id"].nunique()}
+
+
+def send_and_leave(session: requests.Session, url: str, body: dict, headers: dict[str, str] | None = None) -> None:
+    """POST ``body`` (JSON) as ``session`` would, then close the connection without waiting for the answer, as a
+    closed browser tab does. Over HTTPS the session's ``verify`` names the certificate to trust."""
+    prepared = session.prepare_request(requests.Request("POST", url, json=body, headers={
+        "X-CSRFToken": session.cookies.get("_csrf_token", ""), **(headers or {})}))
+    where = urlsplit(url)
+    head = [f"POST {where.path} HTTP/1.1", f"Host: {where.netloc}", "Connection: close"]
+    head += [f"{name}: {value}" for name, value in prepared.headers.items() if name.lower() != "connection"]
+    connection = socket.create_connection((where.hostname, where.port), timeout=30)
+    if where.scheme == "https":
+        context = ssl.create_default_context(cafile=session.verify if isinstance(session.verify, str) else None)
+        connection = context.wrap_socket(connection, server_hostname=where.hostname)
+    with connection:
+        connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + prepared.body)

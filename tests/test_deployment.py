@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import pandas as pd
@@ -30,7 +31,7 @@ import requests
 
 from data_layer.engine import make_engine
 from tests.conftest import private_schema
-from tests.support import BI_APP, IN_CI, USER_PASSWORD, stored_kpis
+from tests.support import BI_APP, IN_CI, USER_PASSWORD, send_and_leave, stored_kpis
 
 pytestmark = pytest.mark.slow
 
@@ -386,6 +387,32 @@ def test_a_50_mb_upload_goes_to_disk_through_nginx_in_bounded_memory(deployment:
     assert stored.read_bytes() == content
     growth = max(peak[pid] - baseline[pid] for pid in workers)
     assert growth < UPLOAD_MEMORY_BOUND_MB, f"a worker grew by {growth:.0f} MB for a {len(content) >> 20} MB upload"
+
+
+def test_an_import_whose_browser_leaves_is_stopped_through_nginx(deployment: Deployment) -> None:
+    from tests.test_access import import_request, uploaded
+
+    session = deployment.sign_in("ada")
+    session.headers["Referer"] = f"{deployment.https}/data"  # as the browser sends it on the Data page
+    assert session.get(f"{deployment.https}/data", headers={"Accept": "text/html"}, timeout=60).status_code == 200
+    dependencies = [d for d in session.get(f"{deployment.https}/_dash-dependencies", timeout=60).json()
+                    if d.get("clientside_function") is None]
+    rows = "".join(f"LEFT-{i},2024-06-{i % 28 + 1:02d},Left {i % 300},{i % 70 + 1}.10\n" for i in range(50_000))
+    site = SimpleNamespace(base=deployment.https)
+    upload = uploaded(session, site, dependencies, "order_id,order_date,product,total_amount\n" + rows)
+    engine = make_engine(deployment.database_url)
+    before = pd.read_sql("SELECT * FROM advanced_sales_data ORDER BY order_id, line_number", engine)
+    logged = deployment.app_log.read_text().count("Work stopped, nothing written")
+    send_and_leave(session, f"{deployment.https}/_dash-update-component", import_request(dependencies, upload,
+                                                                                          "append"))
+    deadline = time.monotonic() + 120
+    while deployment.app_log.read_text().count("Work stopped, nothing written") == logged:
+        assert time.monotonic() < deadline, "nginx's upstream connection stayed open, or the import was not stopped"
+        time.sleep(0.1)
+    assert "the browser or program that asked for it has gone" in deployment.app_log.read_text()
+    after = pd.read_sql("SELECT * FROM advanced_sales_data ORDER BY order_id, line_number", engine)
+    engine.dispose()
+    pd.testing.assert_frame_equal(after, before)
 
 
 def test_a_worker_killed_is_replaced_and_no_request_fails(deployment: Deployment) -> None:

@@ -22,6 +22,7 @@ from bi_app.ml.models import BEING_TRAINED, TrainedModels
 from bi_app.ml.rfm import RFM_RULES, RFM_SEGMENTS, rfm_scores
 from bi_app.ml.segmentation import CustomerSegmentation
 from data_layer.filters import Filters
+from data_layer.stopping import checkpoint
 
 #: Points drawn in the 2-D projection (a random sample of the matching customers beyond it).
 PROJECTION_POINTS = 2_000
@@ -45,6 +46,7 @@ def scored_customers(conn: Connection, filters: Filters, models: TrainedModels,
     features = customer_features(conn, filters)
     if features.empty:
         return pd.DataFrame(columns=CUSTOMER_COLUMNS)
+    checkpoint()
     if "cluster" in labels:
         if models.segmentation is not None:
             features["cluster"] = models.segmentation.predict(features)
@@ -53,6 +55,7 @@ def scored_customers(conn: Connection, filters: Filters, models: TrainedModels,
             features["cluster"], features["cluster_name"] = -1, None
     if "rfm" in labels:
         features = with_rfm_scores(features)
+    checkpoint()
     if "churn" in labels:
         features["churn_probability"] = models.churn.churn_probability(features) if models.churn is not None \
             else np.nan
