@@ -346,20 +346,24 @@ def read_table(path: Path, encoding: str | None = None, limits: ReadLimits = Rea
     if looks_binary(text):
         raise FileImportError(f"{path.name} is not a text file of orders (CSV or XLSX): it holds binary data")
     text = text.lstrip("\ufeff")
-    data = raw.removeprefix(b"\xef\xbb\xbf") if decision.choice == "utf-8" else text.encode("utf-8")
-    if not text.strip():
+    if not text or text.isspace():
         raise FileImportError("the file is empty")
     sample = text[:65536]
+    data = raw.removeprefix(b"\xef\xbb\xbf") if decision.choice == "utf-8" else text.encode("utf-8")
+    del text, raw  # read from the UTF-8 bytes on: a 50 MB file is held once, not three times
     try:
         delimiter = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
     except csv.Error:
         delimiter = max(DELIMITERS, key=lambda d: sample.split("\n", 1)[0].count(d))
     # Before reading: the header's width, and the lines after it (an upper bound of the rows).
-    _check_size(path.name, len(next(csv.reader([text[:_line_end(data)]], delimiter=delimiter), [])),
-                text.count("\n", _line_end(data) + 1) + (not text.endswith("\n")), limits)
+    header_end = _line_end(data)
+    _check_size(path.name, len(next(csv.reader([data[:header_end].decode("utf-8")], delimiter=delimiter), [])),
+                data.count(b"\n", header_end + 1) + (not data.endswith(b"\n")), limits)
     checkpoint()
     fast = _read_with_arrow(data, delimiter)
-    frame, lines, overlong = (*fast, {}) if fast is not None else _read_with_csv_module(text, delimiter)
+    frame, lines, overlong = (*fast, {}) if fast is not None else _read_with_csv_module(data.decode("utf-8"),
+                                                                                          delimiter)
+    pa.default_memory_pool().release_unused()  # what reading freed goes back to the system now, not later
     checkpoint()
     return SourceTable(frame, lines, decision.choice, delimiter, [decision], overlong)
 
@@ -389,10 +393,17 @@ def _read_with_arrow(data: bytes, delimiter: str) -> tuple[pd.DataFrame, np.ndar
     # there are as many of them.
     if len(lines) - 1 != table.num_rows or not all(pa.types.is_string(c.type) for c in table.columns):
         return None
-    columns = [pc.utf8_trim_whitespace(column) for column in table.columns]
     names = _unique([name.strip() for name in table.column_names])
+    columns = [_trimmed(column) for column in table.columns]
+    del table
     frame = pa.table(columns, names=names).to_pandas(types_mapper=lambda t: pd.StringDtype("pyarrow"))
     return frame, lines[1:]
+
+
+def _trimmed(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``column`` without spaces around its values; itself (no copy) when none has any."""
+    padded = pc.match_substring_regex(column, r"^\s|\s$")
+    return pc.utf8_trim_whitespace(column) if pc.any(padded).as_py() else column
 
 
 def non_blank_lines(data: bytes) -> np.ndarray:
@@ -402,7 +413,8 @@ def non_blank_lines(data: bytes) -> np.ndarray:
     if not len(octets):
         return np.zeros(0, dtype=np.int64)
     if data.count(b"\r") == data.count(b"\r\n"):  # no lone \r: lines end at \n (the common case, faster)
-        ends = np.flatnonzero(octets == 10)
+        ends = np.concatenate([np.flatnonzero(octets[at:at + _BLOCK] == 10) + at  # a block at a time: the
+                               for at in range(0, len(octets), _BLOCK)])          # masks stay small
     else:
         newline, carriage = octets == 10, octets == 13
         line_end = newline.copy()
@@ -410,10 +422,19 @@ def non_blank_lines(data: bytes) -> np.ndarray:
         ends = np.flatnonzero(line_end)
     starts = np.concatenate(([0], ends + 1))
     starts = starts[starts < len(octets)]
-    content = octets > 32  # not a space, tab, line end or other control character
-    # Every segment holds at least one byte (its line end), so reduceat sees each line whole.
-    filled = np.logical_or.reduceat(content, starts)
+    filled = np.zeros(len(starts), dtype=bool)
+    # Whole lines a block at a time (each block starts where a line does).
+    firsts = np.unique(np.searchsorted(starts, np.arange(0, len(octets), _BLOCK), side="right") - 1)
+    for first, after in zip(firsts, [*firsts[1:], len(starts)], strict=True):
+        begin, end = starts[first], (starts[after] if after < len(starts) else len(octets))
+        content = octets[begin:end] > 32  # not a space, tab, line end or other control character
+        # Every segment holds at least one byte (its line end), so reduceat sees each line whole.
+        filled[first:after] = np.logical_or.reduceat(content, starts[first:after] - begin)
     return np.flatnonzero(filled) + 1
+
+
+#: Bytes of a file looked at in one piece by :func:`non_blank_lines`.
+_BLOCK = 1 << 23
 
 
 def _line_end(data: bytes) -> int:

@@ -198,12 +198,14 @@ def test_identical_lines_are_kept_and_counted_or_dropped_on_request_naming_the_l
     assert len(dropped.lines) == 6
 
 
-def test_non_blank_lines_count_lines_as_pythons_csv_module_does() -> None:
+@pytest.mark.parametrize("block", [1, 2, 5, 1 << 23])
+def test_non_blank_lines_count_lines_as_pythons_csv_module_does(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
     import io
     import random
 
-    from data_layer.importer import non_blank_lines
+    from data_layer import importer
 
+    monkeypatch.setattr(importer, "_BLOCK", block)  # a large file is looked at a block at a time: edges
     blank = "".join(map(chr, range(33)))
     pieces = ["a", "xy", " ", "\t", "\n", "\r", "\r\n", "\n\n", ","]
     generator = random.Random(11)
@@ -211,7 +213,7 @@ def test_non_blank_lines_count_lines_as_pythons_csv_module_does() -> None:
         text = "".join(generator.choice(pieces) for _ in range(generator.randint(0, 30)))
         reference = [number for number, text_line in enumerate(io.StringIO(text, newline=""), start=1)
                      if text_line.strip(blank)]
-        assert non_blank_lines(text.encode()).tolist() == reference, repr(text)
+        assert importer.non_blank_lines(text.encode()).tolist() == reference, repr(text)
 
 
 def test_gzip_and_xlsx_files(engine: Engine, tmp_path: Path) -> None:
