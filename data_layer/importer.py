@@ -997,9 +997,10 @@ def _order_lines(keep, order_id, customer, product, when, amounts, sign, line_ty
         "region": text("region")[keep].replace("", UNKNOWN),
         "customer_segment": text("customer_segment")[keep].replace("", UNKNOWN),
         "satisfaction_rating": numbers["satisfaction_rating"][keep].round(1),
-        "day_of_week": day.dt.day_name(),
+        # Labels from a list of the few there are: one string object each, not one per line.
+        "day_of_week": _DAY_NAMES[day.dt.day_of_week.to_numpy()],
         "month": month.astype(np.int64),
-        "quarter": "Q" + ((month - 1) // 3 + 1).astype(str),
+        "quarter": _QUARTERS[((month - 1) // 3).to_numpy()],
         "is_weekend": (day.dt.day_of_week >= 5).astype(np.int64),
         "is_holiday_season": (month >= 11).astype(np.int64),
         "line_type": line_type[keep],
@@ -1007,6 +1008,10 @@ def _order_lines(keep, order_id, customer, product, when, amounts, sign, line_ty
     })
     frame["line_number"] = frame.groupby("order_id", sort=False).cumcount() + 1 if several_lines else 1
     return frame.reset_index(drop=True)
+
+
+_DAY_NAMES = np.array(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"], dtype=object)
+_QUARTERS = np.array(["Q1", "Q2", "Q3", "Q4"], dtype=object)
 
 
 def _lines(n: int, noun: str = "line") -> str:
