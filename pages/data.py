@@ -297,7 +297,8 @@ def check_file(values: list, encoding: str | None, date_order: str | None, decim
     choices = choices_of(encoding, date_order, decimal, drop_identical, statuses, status_ids)
     try:
         with within_budget():
-            result = validate(read_upload(file, choices.encoding), chosen_mapping(values, ids), choices)
+            result = validate(read_upload(file, choices.encoding), chosen_mapping(values, ids), choices,
+                              check_only=True)
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
         return dbc.Alert(problem(exc, "checked"), color="warning", id="data-validation-summary"), True, None
     return validation_view(result)

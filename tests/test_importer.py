@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from bi_app.analytics import kpis
 from bi_app.importing import import_file, parse_map_options
 from data_layer.filters import Filters
-from data_layer.importer import FileImportError, auto_mapping, read_table
+from data_layer.importer import FileImportError, auto_mapping, read_table, validate
 from data_layer.parsing import read_dates, read_numbers
 from data_layer.loader import LoadError
 from data_layer.meta import data_version
@@ -556,3 +556,27 @@ def test_old_uploads_are_removed_when_a_new_one_comes(app, tmp_path: Path) -> No
         new = save_upload(b"order_id\nC\n", "new.csv")
         assert not old.path.parent.exists()
         assert recent.path.exists() and new.path.exists() and (uploads / "not-an-upload").exists()
+
+
+def test_a_check_only_validation_counts_what_the_full_one_does(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_text("order_id,order_date,product,quantity,unit_price,customer_id,status,refunded_amount\n"
+                    "A1,2024-03-01,Mug,2,5.00,C1,paid,0\n"
+                    "A1,2024-03-01,Lamp,1,20.00,C1,paid,0\n"
+                    "A2,2024-03-02,Mug,1,5.00,,paid,0\n"  # a guest
+                    "A3,2024-03-03,Mug,-1,5.00,C2,paid,0\n"  # a return
+                    "A4,2024-03-04,Lamp,1,20.00,C3,refunded,20.00\n"
+                    "A5,2024-03-05,Mug,1,0.00,C4,paid,0\n"  # zero value: no order
+                    "A6,2024-03-06,Mug,1,5.00,C5,voided,0\n"
+                    "A7,bad,Mug,1,5.00,C6,paid,0\n")  # invalid
+    source = read_table(path)
+    mapping = auto_mapping(source.columns)
+    full, checked = validate(source, mapping), validate(source, mapping, check_only=True)
+    assert len(checked.lines.columns) < len(full.lines.columns)
+    assert checked.summary() == full.summary()
+    assert (checked.orders, checked.guests, checked.line_types()) == (full.orders, full.guests, full.line_types())
+    assert [(r.line, r.column, r.reason) for r in checked.rejected] == [(r.line, r.column, r.reason)
+                                                                        for r in full.rejected]
+    lines = full.lines
+    expected_orders = lines.loc[(lines["line_type"] == "sale") & (lines["total_amount"] != 0), "order_id"].nunique()
+    assert full.orders == expected_orders and full.guests == lines["customer_id"].isna().sum() == 1
