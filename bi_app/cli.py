@@ -301,6 +301,64 @@ class _Advance:
 
 
 @main.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The file to write: .pdf (printed by headless Chromium, one A4 page), .html or .txt.")
+@click.option("--period", help="A date preset: last-7-days, previous-week, previous-month, year-to-date, ... "
+                               "(default: the dashboard's).")
+@click.option("--start", help="First day, YYYY-MM-DD (instead of --period).")
+@click.option("--end", help="Last day, YYYY-MM-DD.")
+@click.option("--compare", type=click.Choice(["previous", "last-year"]), default="previous", show_default=True,
+              help="What the movers are measured against.")
+@click.option("--region", "regions", multiple=True, help="A region to keep (repeatable); likewise --segment, "
+                                                        "--category, --product.")
+@click.option("--segment", "segments", multiple=True, hidden=True)
+@click.option("--category", "categories", multiple=True, hidden=True)
+@click.option("--product", "products", multiple=True, hidden=True)
+@click.option("--user", "user_name", help="Within this user's regions, as they would see it.")
+@one_line_errors
+def summary(out: Path, period: str | None, start: str | None, end: str | None, compare: str,  # noqa: PLR0913 - one per option
+            regions: tuple[str, ...], segments: tuple[str, ...], categories: tuple[str, ...],
+            products: tuple[str, ...], user_name: str | None) -> None:
+    """Write the executive summary (KPIs with comparisons, trend, movers, recommendations) for the filters."""
+    from bi_app import summary as executive
+    from bi_app.app import create_app
+    from bi_app.service import parse_request
+    from data_layer.filters import FilterError
+
+    if out.suffix.lower() not in (".pdf", ".html", ".txt"):
+        raise click.BadParameter("the file must end in .pdf, .html or .txt", param_hint="--out")
+    config = Config.from_env()
+    scope: tuple[str, ...] = ()
+    if user_name:
+        with write_engine_for(config).connect() as conn:
+            user = find_user(conn, user_name)
+        if user is None:
+            raise click.ClickException(f"no user {user_name!r}")
+        scope = user.regions
+    query = {name: list(values) for name, values in (
+        ("period", [period] if period else []), ("start", [start] if start else []), ("end", [end] if end else []),
+        ("compare", [compare]), ("region", regions), ("segment", segments), ("category", categories),
+        ("product", products)) if values}
+    app = create_app(config)
+    with app.server.test_request_context("/"):
+        try:
+            filters, _ = parse_request(query, scope=scope)
+        except FilterError as exc:
+            raise click.ClickException(exc.message) from None
+        made = executive.executive_summary(filters)
+        link = executive.dashboard_link(filters, config.base_url)
+        if out.suffix.lower() == ".pdf":
+            try:
+                executive.summary_pdf(executive.summary_html(made, link), out)
+            except executive.SummaryError as exc:
+                raise click.ClickException(str(exc)) from None
+        else:
+            write = executive.summary_html if out.suffix.lower() == ".html" else executive.summary_text
+            out.write_text(write(made, link), encoding="utf-8")
+    click.echo(f"Wrote {out}: {made.title}")
+
+
+@main.command()
 @one_line_errors
 def check() -> None:
     """Run the data-quality report on the stored orders; exit 1 if a check fails."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -70,6 +71,13 @@ def _positive(name: str, raw: str) -> int:
     if value < 1:
         raise ConfigError(f"{name} must be 1 or more, got {raw!r}")
     return value
+
+
+def _base_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"{name} must be an http(s) address such as https://bi.example.com, got {raw!r}")
+    return raw.strip().rstrip("/")
 
 
 def _count(name: str, raw: str) -> int:
@@ -226,9 +234,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Locale money and numbers are written in, e.g. `en_GB` or `de_DE`."),
     Setting("BI_DEFAULT_PERIOD", "default_period", None, _period,
             "The date preset the dashboard opens on: `last-7-days`, `last-30-days`, `last-90-days`, "
-            "`month-to-date`, `quarter-to-date`, `year-to-date`, `last-12-months`, `previous-month`, "
-            "`previous-quarter` or `all`. Unset: the last 90 days against the previous 90 (or 30, or 7: the "
-            "longest the data covers twice, so the cards compare like with like)."),
+            "`month-to-date`, `quarter-to-date`, `year-to-date`, `last-12-months`, `previous-week`, "
+            "`previous-month`, `previous-quarter` or `all`. Unset: the last 90 days against the previous 90 (or 30, "
+            "or 7: the longest the data covers twice, so the cards compare like with like)."),
+    Setting("BI_BASE_URL", "base_url", None, _base_url,
+            "The address people reach the dashboard at (`https://bi.example.com`): the links in emailed summaries "
+            "and alerts. Unset: emails carry no link."),
+    Setting("BI_BROWSER", "browser", None, lambda _name, raw: raw,
+            "The Chromium or Chrome that prints executive summaries to PDF. Unset: `chromium`, "
+            "`chromium-browser` or `google-chrome` from the PATH."),
     Setting("BI_TIMEZONE", "timezone", None, _timezone,
             "IANA time zone (e.g. `Europe/Paris`) that imported timestamps with a UTC offset are put on their "
             "day in. Unset: each on the calendar day it was written with."),
@@ -266,6 +280,8 @@ class Config:
     import_max_columns: int
     heavy_work_limit: int
     work_time_limit_s: int
+    browser: str | None
+    base_url: str | None
 
     @property
     def dashboard_database_url(self) -> str:

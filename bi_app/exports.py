@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,7 +34,7 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy import Numeric
 from sqlalchemy.exc import SQLAlchemyError
 
-from bi_app import auth, service
+from bi_app import auth, service, summary
 from bi_app.analytics.orders import KPI_NAMES, span_text
 from bi_app.auth import message_page
 from bi_app.busy import RETRY_AFTER_S, BusyError, WorkStopped, heavy_work
@@ -317,6 +318,31 @@ def write_orders_workbook(filters: Filters, target: Any) -> int:
         written += len(batch)
     workbook.save(target)
     return written
+
+
+@exports.get("/summary.pdf")
+@heavy_work("downloads")
+def summary_pdf() -> Response:
+    """The executive summary of the filters (within the user's scope) as a one-page A4 PDF."""
+    filters, _ = service.parse_request(request.args.to_dict(flat=False))
+    made = summary.executive_summary(filters)
+    page = summary.summary_html(made, summary.dashboard_link(filters, request.host_url))
+    g.download_rows = None  # a page of summaries: no one count of rows
+    with tempfile.TemporaryDirectory(prefix="bi-summary-") as folder:
+        path = Path(folder) / "summary.pdf"
+        summary.summary_pdf(page, path)
+        content = io.BytesIO(path.read_bytes())
+    return send_file(content, mimetype="application/pdf", as_attachment=True, download_name="summary.pdf")
+
+
+@exports.errorhandler(summary.SummaryError)
+def _not_printed(exc: summary.SummaryError):  # noqa: ANN202
+    reference = reference_for(log, "Summary not printed", exc)
+    message = (f"The summary could not be made as a PDF on this server (reference {reference}: the details are in "
+               "the server's log). The Overview shows the same figures.")
+    if _from_a_browser():
+        return message_page(message, title="Summary not made", status=503)
+    return error_response(503, "not_printed", message)
 
 
 @exports.get("/report.xlsx")

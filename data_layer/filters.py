@@ -42,6 +42,7 @@ PERIODS: dict[str, str] = {
     "quarter-to-date": "Quarter to date",
     "year-to-date": "Year to date",
     "last-12-months": "Last 12 months",
+    "previous-week": "Previous week",
     "previous-month": "Previous month",
     "previous-quarter": "Previous quarter",
     "all": "All time",
@@ -235,6 +236,9 @@ def period_dates(period: str, anchor: date | None) -> tuple[date | None, date | 
         return None, None
     if period.startswith("last-") and period.endswith("-days"):
         return anchor - timedelta(days=int(period.split("-")[1]) - 1), anchor
+    if period == "previous-week":  # Monday to Sunday, the week before the anchor's
+        monday = anchor - timedelta(days=anchor.weekday() + 7)
+        return monday, monday + timedelta(days=6)
     month = anchor.replace(day=1)
     quarter = month.replace(month=(anchor.month - 1) // 3 * 3 + 1)
     starts = {

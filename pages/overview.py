@@ -158,7 +158,9 @@ def overview(filters: Filters) -> tuple:
     kpis = results["kpis"]
     if kpis["orders"]["value"] == 0:
         return (None, empty_state(), *charts)
-    return (kpi_cards(kpis, currency, filters.compare), None, *charts)
+    summary = [] if query is None else [html.A("Executive summary (PDF)", href=f"/export/summary.pdf{query}",
+                                               id="overview-summary-pdf", className="small float-end")]
+    return ([*summary, *kpi_cards(kpis, currency, filters.compare)], None, *charts)
 
 
 def kpi_cards(kpis: dict, currency: MoneyFormat, compare: str = "previous") -> list:

@@ -57,7 +57,7 @@ ROUTES = [
     "/_dash-component-suites/plotly/package_data/plotly.min.js", "/static/x.js", "/api/v1/", "/api/v1/kpis",
     "/api/v1/openapi.json", "/export/orders.csv", "/export/customers.csv", "/export/customers.xlsx",
     "/export/targets/vip.csv", f"/export/imports/{uuid.uuid4().hex}/report.csv", "/export/regions.csv",
-    "/export/orders.xlsx", "/export/report.xlsx",
+    "/export/orders.xlsx", "/export/report.xlsx", "/export/summary.pdf",
 ]
 PUBLIC = ["/login", "/healthz", "/assets/style.css", "/_favicon.ico"]
 #: Answered without a session to a caller on the server itself only (the operator's scraper).

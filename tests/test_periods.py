@@ -59,6 +59,9 @@ def test_a_filter_wholly_outside_the_data_keeps_its_own_bounds(client, query: st
     ("year-to-date", "2024-05-10", "2024-01-01", "2024-12-31"),
     ("last-12-months", "2024-05-10", "2023-06-01", "2024-05-31"),
     ("previous-month", "2024-01-10", "2023-12-01", "2023-12-31"),
+    ("previous-week", "2024-03-10", "2024-02-26", "2024-03-03"),  # a Sunday: the week before its own
+    ("previous-week", "2024-03-04", "2024-02-26", "2024-03-03"),  # a Monday
+    ("previous-week", "2024-01-03", "2023-12-25", "2023-12-31"),  # across a year's end
     ("previous-quarter", "2024-02-29", "2023-10-01", "2023-12-31"),
     ("previous-quarter", "2024-12-31", "2024-07-01", "2024-09-30"),
 ])
