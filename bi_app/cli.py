@@ -304,7 +304,7 @@ class _Advance:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The file to write: .pdf (printed by headless Chromium, one A4 page), .html or .txt.")
 @click.option("--period", help="A date preset: last-7-days, previous-week, previous-month, year-to-date, ... "
-                               "(default: the dashboard's).")
+                               "(default: the one the dashboard opens on).")
 @click.option("--start", help="First day, YYYY-MM-DD (instead of --period).")
 @click.option("--end", help="Last day, YYYY-MM-DD.")
 @click.option("--compare", type=click.Choice(["previous", "last-year"]), default="previous", show_default=True,
@@ -322,7 +322,7 @@ def summary(out: Path, period: str | None, start: str | None, end: str | None, c
     """Write the executive summary (KPIs with comparisons, trend, movers, recommendations) for the filters."""
     from bi_app import summary as executive
     from bi_app.app import create_app
-    from bi_app.service import parse_request
+    from bi_app.service import opening_period, parse_request
     from data_layer.filters import FilterError
 
     if out.suffix.lower() not in (".pdf", ".html", ".txt"):
@@ -341,6 +341,8 @@ def summary(out: Path, period: str | None, start: str | None, end: str | None, c
         ("product", products)) if values}
     app = create_app(config)
     with app.server.test_request_context("/"):
+        if not (period or start or end):
+            query["period"] = [opening_period()]
         try:
             filters, _ = parse_request(query, scope=scope)
         except FilterError as exc:

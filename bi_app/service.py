@@ -387,6 +387,12 @@ def parse_leniently(query: Mapping[str, Iterable[str]], scope: Iterable[str] | N
     return filters, notices
 
 
+def opening_period() -> str:
+    """The period the dashboard opens on: ``BI_DEFAULT_PERIOD``, else the last 90 days when the data allows a whole
+    previous period (:func:`data_layer.filters.default_period`)."""
+    return current_config().default_period or default_period(*data_dates())
+
+
 def trend_a_year_earlier(filters: Filters) -> pd.DataFrame:
     """The monthly trend of the same filters a year earlier, its months moved a year on (``month`` is
     the month it is drawn beside), for the same-period-last-year comparison."""

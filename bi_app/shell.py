@@ -25,7 +25,7 @@ from bi_app.components import attributes, navbar
 from bi_app.context import current_config, current_engine, may_download, signed_in_user
 from bi_app.incidents import reference_for
 from data_layer.engine import DatabaseError, DatabaseSlowError, is_timeout, ping
-from data_layer.filters import COMPARISONS, LIST_PARAMETERS, PERIODS, Filters, default_period
+from data_layer.filters import COMPARISONS, LIST_PARAMETERS, PERIODS, Filters
 from data_layer.meta import OPTIONAL_FIELDS, absent_fields, data_version, database_is_slow
 from data_layer.users import User
 
@@ -56,7 +56,7 @@ def filters_of(search: str | None) -> tuple[Filters, list[str]]:
     filters, notices = service.parse_leniently(query)
     if filters.period is None and filters.start is None and filters.end is None:  # none given, or none valid
         query = {name: values for name, values in query.items() if name not in ("start", "end")}
-        query["period"] = [current_config().default_period or default_period(*service.data_dates())]
+        query["period"] = [service.opening_period()]
         filters, _again = service.parse_leniently(query)
     return filters, notices
 
