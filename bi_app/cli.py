@@ -37,6 +37,7 @@ from data_layer.info import database_info, regions_in_data
 from data_layer.loader import LoadError, LoadResult
 from data_layer.meta import changed_rows, data_version, stamped_version
 from data_layer.quality import QualityReport, quality_report
+from data_layer.reports import ReportError
 from data_layer.users import (
     ROLES,
     User,
@@ -48,6 +49,7 @@ from data_layer.users import (
     list_users,
     remove_user,
     revoke_token,
+    set_email,
     set_password,
     set_regions,
     set_role,
@@ -63,7 +65,7 @@ def one_line_errors(func: F) -> F:
     def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         try:
             return func(*args, **kwargs)
-        except (ConfigError, DatabaseError, LoadError, FileImportError, UserError) as exc:
+        except (ConfigError, DatabaseError, LoadError, FileImportError, UserError, ReportError) as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:  # a data folder that is a file, or on a read-only disk, say
             where = f" {exc.filename}" if exc.filename else ""
@@ -508,7 +510,8 @@ def _warn_of_regions_not_in_the_data(engine: Engine, user: User) -> None:
 
 
 def _described(user: User) -> str:
-    return f"{user.name} ({user.role}; {', '.join(user.regions) if user.regions else 'every region'})"
+    return (f"{user.name} ({user.role}; {', '.join(user.regions) if user.regions else 'every region'}"
+            f"{'; ' + user.email if user.email else ''})")
 
 
 @main.group()
@@ -584,6 +587,19 @@ def users_set_regions(name: str, regions: tuple[str, ...]) -> None:
         _audit(conn, "user_changed", f"now {_described(user)}")
     click.echo(f"Now {_described(user)}.")
     _warn_of_regions_not_in_the_data(engine, user)
+
+
+@users.command("set-email")
+@click.argument("name")
+@click.argument("address", required=False)
+@one_line_errors
+def users_set_email(name: str, address: str | None) -> None:
+    """Where a user's emailed reports and alerts go (no ADDRESS: nowhere)."""
+    with write_engine_for(Config.from_env()).begin() as conn:
+        user = set_email(conn, name, address)
+        _audit(conn, "user_changed", f"{user.name}'s email {'set' if user.email else 'removed'}")
+    click.echo(f"{user.name}: reports and alerts go to {user.email}." if user.email
+               else f"{user.name}: no reports or alerts by email.")
 
 
 @users.command("set-password")
@@ -672,3 +688,207 @@ def _audit(conn: Connection, action: str, detail: str, rows: int | None = None) 
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@main.command()
+@click.option("--tick", type=click.FloatRange(min=0.2), default=30, show_default=True,
+              help="Seconds between two looks for due reports and alerts.")
+@one_line_errors
+def scheduler(tick: float) -> None:
+    """Deliver subscriptions and check alerts as they fall due (one process works per database; others wait)."""
+    import signal
+
+    from bi_app.scheduler import run_scheduler
+
+    config = Config.from_env()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_args: stop.set())
+    run_scheduler(config, stop, tick)
+
+
+@main.group()
+def reports() -> None:
+    """Emailed executive summaries on a schedule (subscriptions) and alert rules; their deliveries."""
+
+
+def _report_query(period: str | None, regions: tuple[str, ...], segments: tuple[str, ...],
+                  categories: tuple[str, ...], products: tuple[str, ...], compare: str = "previous") -> dict:
+    query = {"period": [period] if period else [], "region": list(regions), "segment": list(segments),
+             "category": list(categories), "product": list(products),
+             "compare": [compare] if compare != "previous" else []}
+    return {name: values for name, values in query.items() if values}
+
+
+_VIEW_OPTIONS = [
+    click.option("--region", "regions", multiple=True, help="A region of the view (repeatable); likewise "
+                                                            "--segment, --category, --product."),
+    click.option("--segment", "segments", multiple=True, hidden=True),
+    click.option("--category", "categories", multiple=True, hidden=True),
+    click.option("--product", "products", multiple=True, hidden=True),
+    click.option("--to", "recipients", multiple=True, required=True, help="A user it goes to (repeatable)."),
+    click.option("--at", default="07:00", show_default=True, help="Time of day, HH:MM."),
+    click.option("--timezone", help="IANA time zone of --at (default: BI_TIMEZONE, else UTC)."),
+    click.option("--owner", default="admin", show_default=True, help="The user it is made for (listed as its owner)."),
+]
+
+
+def _with_view_options(func):  # noqa: ANN001, ANN202 - a click command
+    for option in reversed(_VIEW_OPTIONS):
+        func = option(func)
+    return func
+
+
+@reports.command("add")
+@click.option("--name", required=True, help="What the emails are called, e.g. 'Weekly North'.")
+@click.option("--period", default="previous-week", show_default=True, help="The view's date preset.")
+@click.option("--compare", type=click.Choice(["previous", "last-year"]), default="previous", show_default=True)
+@click.option("--every", "frequency", type=click.Choice(["daily", "weekly", "monthly"]), default="weekly",
+              show_default=True)
+@click.option("--day", help="Weekly: mon..sun (default mon); monthly: 1..28 (default 1).")
+@click.option("--workbook", is_flag=True, help="Attach the report workbook (XLSX) too.")
+@_with_view_options
+@one_line_errors
+def reports_add(name: str, period: str, compare: str, frequency: str, day: str | None, workbook: bool,  # noqa: PLR0913 - one per option
+                regions: tuple[str, ...], segments: tuple[str, ...], categories: tuple[str, ...],
+                products: tuple[str, ...], recipients: tuple[str, ...], at: str, timezone: str | None,
+                owner: str) -> None:
+    """Subscribe users to a view's executive summary, emailed on a schedule."""
+    from data_layer.reports import add_subscription, schedule_of
+
+    config = Config.from_env()
+    query = _report_query(period, regions, segments, categories, products, compare)
+    with write_engine_for(config).begin() as conn:
+        _check_recipients(conn, recipients, query)
+        item = add_subscription(conn, name=name, owner=owner, recipients=recipients, query=query,
+                                schedule=schedule_of(frequency, at, day), timezone=timezone or config.timezone or "UTC",
+                                workbook=workbook)
+        _audit(conn, "report_changed", f"subscription {item.id} {item.name!r} to {', '.join(item.recipients)}")
+    click.echo(f"Added subscription {item.id} {item.name!r}: {frequency} at {at} ({item.timezone}), first on "
+               f"{item.next_due.isoformat()}, to {', '.join(item.recipients)}.")
+
+
+@reports.command("add-alert")
+@click.option("--name", required=True, help="What the alert is called, e.g. 'North revenue down'.")
+@click.option("--measure", type=click.Choice(["revenue", "orders", "return_rate"]), required=True,
+              help="revenue: net revenue; orders: orders with a sale; return_rate: returns / gross sales.")
+@click.option("--below", "below", type=float, help="Holds when the measure is below this value.")
+@click.option("--above", "above", type=float, help="Holds when the measure is above this value.")
+@click.option("--below-last-year", type=float, metavar="PERCENT",
+              help="Holds when the measure is more than PERCENT below the same days last year.")
+@click.option("--above-last-year", type=float, metavar="PERCENT",
+              help="Holds when the measure is more than PERCENT above the same days last year.")
+@click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True,
+              help="The window: the last N days through the data's last order date (1: its last day).")
+@click.option("--every", "frequency", type=click.Choice(["daily", "weekly", "monthly"]), default="daily",
+              show_default=True, help="How often the rule is checked.")
+@_with_view_options
+@one_line_errors
+def reports_add_alert(name: str, measure: str, below: float | None, above: float | None,  # noqa: PLR0913 - one per option
+                      below_last_year: float | None, above_last_year: float | None, days: int, frequency: str,
+                      regions: tuple[str, ...], segments: tuple[str, ...], categories: tuple[str, ...],
+                      products: tuple[str, ...], recipients: tuple[str, ...], at: str, timezone: str | None,
+                      owner: str) -> None:
+    """Add an alert rule: an email when it starts to hold, one when it stops."""
+    from data_layer.reports import AlertRule, add_alert, schedule_of
+
+    given = {"below": below, "above": above, "below_last_year_pct": below_last_year,
+             "above_last_year_pct": above_last_year}
+    chosen = [(condition, value) for condition, value in given.items() if value is not None]
+    if len(chosen) != 1:
+        raise click.UsageError("give one of --below, --above, --below-last-year, --above-last-year")
+    config = Config.from_env()
+    query = _report_query(None, regions, segments, categories, products)
+    rule = AlertRule(measure, chosen[0][0], chosen[0][1], days)
+    with write_engine_for(config).begin() as conn:
+        _check_recipients(conn, recipients, query, whole_view=True)
+        item = add_alert(conn, name=name, owner=owner, recipients=recipients, query=query, rule=rule,
+                         schedule=schedule_of(frequency, at), timezone=timezone or config.timezone or "UTC")
+        _audit(conn, "report_changed", f"alert {item.id} {item.name!r} to {', '.join(item.recipients)}")
+    click.echo(f"Added alert {item.id} {item.name!r}: {rule.describe()}; checked {frequency} at {at} "
+               f"({item.timezone}), first on {item.next_due.isoformat()}.")
+
+
+def _check_recipients(conn: Connection, names: tuple[str, ...], query: dict, *, whole_view: bool = False) -> None:
+    """Every recipient is a user (with an address, else a warning); an alert's may see its whole view."""
+    from bi_app.reporting import may_see
+    from data_layer.reports import ReportError
+
+    for name in names:
+        user = find_user(conn, name)
+        if user is None:
+            raise ReportError(f"no user named {name!r} (bi-app users add)")
+        if whole_view and not may_see(user, set(query.get("region", []))):
+            raise ReportError(f"{user.name} may see only {', '.join(user.regions)}: an alert on this view cannot go "
+                              "to them (give it --region within theirs)")
+        if not user.email:
+            click.echo(f"Warning: {user.name} has no email address yet (bi-app users set-email {user.name} ADDRESS).")
+
+
+@reports.command("list")
+@one_line_errors
+def reports_list() -> None:
+    """Every subscription and alert, with its schedule and next time."""
+    from data_layer.reports import last_scheduler, list_alerts, list_subscriptions
+
+    with write_engine_for(Config.from_env()).begin() as conn:
+        subscriptions, alerts, running = list_subscriptions(conn), list_alerts(conn), last_scheduler(conn)
+    for item in subscriptions:
+        click.echo(f"{item.id}  subscription {item.name!r}: {item.query}, '{item.schedule}' {item.timezone}, next "
+                   f"{item.next_due.isoformat()}, to {', '.join(item.recipients)}"
+                   f"{', with the workbook' if item.workbook else ''}")
+    for alert in alerts:
+        click.echo(f"{alert.id}  alert {alert.name!r}: {alert.rule.describe()} {alert.query or ''}, "
+                   f"'{alert.schedule}' {alert.timezone}, next {alert.next_due.isoformat()}, {alert.state}, to "
+                   f"{', '.join(alert.recipients)}")
+    if not subscriptions and not alerts:
+        click.echo("No subscriptions or alerts yet: bi-app reports add --name NAME --to USER.")
+    click.echo(f"Scheduler: last looked {running.last_look} on {running.host} (pid {running.pid})" if running
+               else "Scheduler: none has run yet (bi-app scheduler, deploy/bi-scheduler.service).")
+
+
+@reports.command("remove")
+@click.argument("item_id")
+@one_line_errors
+def reports_remove(item_id: str) -> None:
+    """Remove a subscription or an alert (its deliveries stay in the history)."""
+    from data_layer.reports import remove
+
+    with write_engine_for(Config.from_env()).begin() as conn:
+        name = remove(conn, item_id)
+        _audit(conn, "report_changed", f"removed {item_id} {name!r}")
+    click.echo(f"Removed {name!r}.")
+
+
+@reports.command("run-now")
+@click.argument("item_id")
+@one_line_errors
+def reports_run_now(item_id: str) -> None:
+    """Deliver a subscription now (its schedule unchanged), or check an alert now."""
+    from bi_app.app import create_app
+    from bi_app.reporting import run_now
+
+    app = create_app(Config.from_env())
+    with app.server.test_request_context("/"):
+        delivery = run_now(item_id)
+    if delivery.status != "sent":
+        raise click.ClickException(f"{delivery.item_name!r} not delivered ({delivery.error}); "
+                                   f"{'tried again at ' + delivery.next_attempt if delivery.next_attempt else ''}")
+    click.echo(f"Delivered {delivery.item_name!r} ({delivery.kind}) to {', '.join(delivery.recipients)}.")
+
+
+@reports.command("history")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@one_line_errors
+def reports_history(limit: int) -> None:
+    """The latest deliveries, newest first: what, when due, to whom, and how it went."""
+    from data_layer.reports import history
+
+    with write_engine_for(Config.from_env()).begin() as conn:
+        found = history(conn, limit)
+    for delivery in found:
+        click.echo(f"{delivery.created_at}  {delivery.status:<8} {delivery.kind:<9} {delivery.item_name!r} due "
+                   f"{delivery.due} to {', '.join(delivery.recipients)}, {delivery.attempts} attempt(s)"
+                   f"{': ' + delivery.error if delivery.error else ''}")
+    if not found:
+        click.echo("No deliveries yet.")

@@ -73,6 +73,18 @@ def _positive(name: str, raw: str) -> int:
     return value
 
 
+def _smtp_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname or parts.password:
+        raise ConfigError(f"{name} must be smtp://[user@]host[:port] or smtps://[user@]host[:port] (the password "
+                          "goes in BI_SMTP_PASSWORD, never in the URL)")
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{name} has a port that is not a number: {raw!r}") from None
+    return raw.strip()
+
+
 def _base_url(name: str, raw: str) -> str:
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
@@ -240,6 +252,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BI_BASE_URL", "base_url", None, _base_url,
             "The address people reach the dashboard at (`https://bi.example.com`): the links in emailed summaries "
             "and alerts. Unset: emails carry no link."),
+    Setting("BI_SMTP_URL", "smtp_url", None, _smtp_url,
+            "The mail server emailed reports and alerts go through: `smtp://[user@]host[:587]` (upgraded to TLS "
+            "with STARTTLS when the server offers it, and only so when a user is given) or "
+            "`smtps://[user@]host[:465]` (TLS from the start). Unset: reports and alerts are not sent."),
+    Setting("BI_SMTP_PASSWORD", "smtp_password", None, lambda _name, raw: raw,
+            "The mail server user's password (kept outside git, e.g. in `/etc/bi-app/env`).", secret=True),
+    Setting("BI_MAIL_FROM", "mail_from", "bi-app@localhost", lambda _name, raw: raw,
+            "The sender of emailed reports and alerts, e.g. `Reports <bi@example.com>`."),
     Setting("BI_BROWSER", "browser", None, lambda _name, raw: raw,
             "The Chromium or Chrome that prints executive summaries to PDF. Unset: `chromium`, "
             "`chromium-browser` or `google-chrome` from the PATH."),
@@ -282,6 +302,9 @@ class Config:
     work_time_limit_s: int
     browser: str | None
     base_url: str | None
+    smtp_url: str | None
+    smtp_password: str | None
+    mail_from: str
 
     @property
     def dashboard_database_url(self) -> str:

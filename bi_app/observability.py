@@ -20,6 +20,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import dash
@@ -32,9 +33,18 @@ from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
 from bi_app.auth import METRICS_PATH
-from bi_app.context import DEMO_USER, USER_KEY, current_cache, current_config, current_engine, current_replica
+from bi_app.context import (
+    DEMO_USER,
+    USER_KEY,
+    current_cache,
+    current_config,
+    current_engine,
+    current_replica,
+    current_write_engine,
+)
 from bi_app.metrics import CACHE_LOOKUPS, CONNECTIONS_IN_USE, REQUEST_SECONDS, REQUESTS
 from bi_app.security import CALLBACK_PATH, requested_callback
+from data_layer import reports
 from data_layer.meta import data_version, database_is_slow
 
 log = logging.getLogger(__name__)
@@ -120,6 +130,7 @@ def _metrics() -> Response:
         multiprocess.MultiProcessCollector(registry, path=directory)
     live = CollectorRegistry()
     live.register(_ServerState())
+    live.register(_Reports())
     body = generate_latest(registry) + generate_latest(live)
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
@@ -143,6 +154,26 @@ class _ServerState(Collector):
         cache = GaugeMetricFamily("bi_cache_shared", "1 when the result cache is shared (Redis).")
         cache.add_metric([], 1.0 if current_cache().description.startswith("redis") else 0.0)
         yield from (slow, ready, cache)
+
+
+class _Reports(Collector):
+    """The deployment's report deliveries (from the database: every scheduler's), and the scheduler's last look."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        deliveries = GaugeMetricFamily("bi_report_deliveries", "Report and alert deliveries by kind and outcome.",
+                                       labels=["kind", "status"])
+        last_look = GaugeMetricFamily("bi_scheduler_last_look_timestamp_seconds",
+                                      "When the working scheduler last looked for due reports (Unix time).")
+        try:
+            with current_write_engine().begin() as conn:
+                counts, running = reports.delivery_counts(conn), reports.last_scheduler(conn)
+        except Exception:  # noqa: BLE001 - a scrape never fails for the database
+            return
+        for (kind, status), count in sorted(counts.items()):
+            deliveries.add_metric([kind, status], float(count))
+        if running is not None:
+            last_look.add_metric([], datetime.fromisoformat(running.last_look).timestamp())
+        yield from (deliveries, last_look)
 
 
 class _RequestFields(logging.Filter):

@@ -41,6 +41,7 @@ users = Table(
     Column("regions", Text, nullable=False, default="[]"),  # JSON list; empty: every region
     Column("password_hash", String(TEXT_LIMIT), nullable=False),
     Column("created_at", String(32), nullable=False),
+    Column("email", String(TEXT_LIMIT)),  # where emailed reports and alerts go; none: they get none
 )
 
 tokens = Table(
@@ -76,6 +77,7 @@ class User:
     name: str
     role: str
     regions: tuple[str, ...]
+    email: str | None = None
 
     def may(self, role: str) -> bool:
         """True when this user's role is ``role`` or above it."""
@@ -95,6 +97,8 @@ class Token:
 def create_users_table(conn: Connection) -> None:
     """Make ``bi_users``, ``bi_tokens`` and ``bi_sessions`` when they are not there (in the caller's transaction)."""
     users_metadata.create_all(conn, tables=[users, tokens, sessions], checkfirst=True)
+    if "email" not in {column["name"] for column in inspect(conn).get_columns(users.name)}:  # made before emails
+        conn.exec_driver_sql(f"ALTER TABLE {users.name} ADD COLUMN email VARCHAR({TEXT_LIMIT})")
 
 
 def add_user(conn: Connection, name: str, role: str, password: str, regions: Iterable[str] = ()) -> User:
@@ -130,6 +134,15 @@ def set_regions(conn: Connection, name: str, regions: Iterable[str]) -> User:
     return _existing(conn, name)
 
 
+def set_email(conn: Connection, name: str, email: str | None) -> User:
+    """Where the user's emailed reports and alerts go (None: nowhere); :class:`UserError` for an address that is
+    not one."""
+    name = _existing(conn, name).name
+    create_users_table(conn)
+    conn.execute(update(users).where(users.c.name == name).values(email=_email(email) if email else None))
+    return _existing(conn, name)
+
+
 def set_password(conn: Connection, name: str, password: str) -> None:
     """A new password; every session of the user ends (their tokens stay: ``bi-app tokens revoke`` ends those)."""
     name = _existing(conn, name).name
@@ -141,7 +154,7 @@ def list_users(conn: Connection) -> list[User]:
     """Every user, by name."""
     if not inspect(conn).has_table(users.name):
         return []
-    return [_user(row) for row in run(conn, select(users).order_by(users.c.name)).mappings()]
+    return [_user(row) for row in run(conn, select(*_user_columns(conn)).order_by(users.c.name)).mappings()]
 
 
 def authenticate(conn: Connection, name: str, password: str) -> User | None:
@@ -182,7 +195,7 @@ def session_user(conn: Connection, session_id: str) -> User | None:
     """The user of a session that has not ended (signed out, new password, user removed, or past
     :data:`MAX_SESSION_AGE`), read as they are now (role and regions); else None."""
     oldest = (datetime.now(UTC) - MAX_SESSION_AGE).isoformat(timespec="seconds")
-    query = (select(users).join(sessions, sessions.c.user_name == users.c.name)
+    query = (select(*_user_columns(conn)).join(sessions, sessions.c.user_name == users.c.name)
              .where(sessions.c.id_hash == _token_hash(session_id), sessions.c.created_at >= oldest))
     row = run(conn, query).mappings().first()
     return _user(row) if row else None
@@ -256,7 +269,21 @@ def _now() -> str:
 
 def _find(conn: Connection, name: str):  # noqa: ANN202 - a row mapping or None
     key = unicodedata.normalize("NFC", name.strip().lower())
-    return run(conn, select(users).where(users.c.name == key)).mappings().first()
+    return run(conn, select(*_user_columns(conn)).where(users.c.name == key)).mappings().first()
+
+
+_with_email: set[str] = set()
+
+
+def _user_columns(conn: Connection) -> list:
+    """The columns of ``bi_users`` to read: all but ``email`` in a table made before it (which a read-only
+    connection cannot add; the first sign-in or user change adds it)."""
+    url = conn.engine.url.render_as_string()
+    if url not in _with_email:
+        if "email" not in {column["name"] for column in inspect(conn).get_columns(users.name)}:
+            return [column for column in users.c if column.name != "email"]
+        _with_email.add(url)
+    return list(users.c)
 
 
 def _existing(conn: Connection, name: str) -> User:
@@ -267,7 +294,16 @@ def _existing(conn: Connection, name: str) -> User:
 
 
 def _user(row) -> User:  # noqa: ANN001 - a row mapping
-    return User(row["name"], row["role"], tuple(json.loads(row["regions"] or "[]")))
+    return User(row["name"], row["role"], tuple(json.loads(row["regions"] or "[]")), row.get("email"))
+
+
+def _email(email: str) -> str:
+    address = email.strip()
+    local, _at, domain = address.rpartition("@")
+    if (not local or "." not in domain or len(address) > TEXT_LIMIT
+            or any(c.isspace() or c in "<>,;\"" for c in address)):
+        raise UserError(f"{email!r} is not an email address (name@example.com)")
+    return address
 
 
 def _name(name: str) -> str:

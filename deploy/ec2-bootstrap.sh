@@ -16,6 +16,9 @@
 #   BI_SECRET_KEY          default: made here once, kept in /etc/bi-app/env
 #   BI_CERTBOT_EMAIL       when set, a Let's Encrypt certificate is fetched at once (the DNS name must
 #                          already point at this instance); else a self-signed one until you do
+#   BI_SMTP_URL            the mail server for emailed reports and alerts, e.g.
+#                          smtp://AKIA...@email-smtp.eu-west-1.amazonaws.com:587 (Amazon SES); its password is
+#                          BI_SMTP_PASSWORD; the sender BI_MAIL_FROM (default: reports@BI_SITE_NAME)
 set -euo pipefail
 
 : "${BI_SITE_NAME:?set BI_SITE_NAME to the DNS name of the site}"
@@ -34,6 +37,11 @@ say "Packages"
 packages=(python3.11 python3.11-pip git nginx openssl)
 [ -z "${BI_CACHE_URL:-}" ] && packages+=(redis6)
 dnf install -y -q "${packages[@]}"
+# The browser that prints executive summaries: Amazon Linux 2023 has no Chromium package; Google's Chrome
+# RPM brings its libraries with it (x86_64 only: on Graviton, set BI_BROWSER to a Chromium you install).
+if [ "$(uname -m)" = x86_64 ] && ! command -v google-chrome >/dev/null; then
+  dnf install -y -q https://dl.google.com/linux/direct/google-chrome-stable_current_x86_64.rpm
+fi
 
 say "The bi-app user and folders"
 id bi-app >/dev/null 2>&1 || useradd --system --home-dir /var/lib/bi-app --shell /sbin/nologin bi-app
@@ -75,6 +83,10 @@ BI_TRUSTED_PROXIES=1
 BI_HTTPS=1
 BI_LOG_LEVEL=INFO
 BI_LOG_FORMAT=json
+BI_BASE_URL=https://$BI_SITE_NAME
+BI_SMTP_URL=${BI_SMTP_URL:-}
+BI_SMTP_PASSWORD=${BI_SMTP_PASSWORD:-}
+BI_MAIL_FROM=${BI_MAIL_FROM:-reports@$BI_SITE_NAME}
 EOF
 chown root:bi-app "$ENV_FILE.new"
 mv "$ENV_FILE.new" "$ENV_FILE"
@@ -97,11 +109,12 @@ if ! run_as_app "$APP_DIR/.venv/bin/bi-app" users list | grep -q "^$BI_ADMIN_NAM
   printf '%s\n' "$BI_ADMIN_PASSWORD" | run_as_app "$APP_DIR/.venv/bin/bi-app" users add "$BI_ADMIN_NAME" --role admin
 fi
 
-say "The app's service"
+say "The app's service and the report scheduler's"
 install -m 0644 "$APP_DIR/deploy/bi-app.service" /etc/systemd/system/bi-app.service
+install -m 0644 "$APP_DIR/deploy/bi-scheduler.service" /etc/systemd/system/bi-scheduler.service
 systemctl daemon-reload
-systemctl enable bi-app
-systemctl restart bi-app
+systemctl enable bi-app bi-scheduler
+systemctl restart bi-app bi-scheduler
 
 say "nginx for $BI_SITE_NAME"
 if [ ! -s "$TLS_DIR/fullchain.pem" ]; then  # self-signed until the real certificate comes

@@ -457,17 +457,18 @@ def test_redis_stopped_costs_no_request_and_is_used_again_once_back(deployment: 
     assert logged[request_ids[-1]]["cache_hits"] > 0
 
 
-def test_the_systemd_unit_is_valid_and_sandboxed() -> None:
+@pytest.mark.parametrize("unit", ["bi-app.service", "bi-scheduler.service"])
+def test_the_systemd_units_are_valid_and_sandboxed(unit: str) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
-    verified = subprocess.run([analyze, "verify", str(DEPLOY / "bi-app.service")], capture_output=True, text=True)
+    verified = subprocess.run([analyze, "verify", str(DEPLOY / unit)], capture_output=True, text=True)
     complaints = [line for line in (verified.stdout + verified.stderr).splitlines()
-                  if line.strip() and "/opt/bi-app/.venv/bin/gunicorn is not executable" not in line]
+                  if line.strip() and not re.search(r"/opt/bi-app/\.venv/bin/\S+ is not executable", line)]
     assert complaints == [], complaints  # on a host the path exists; here only the unit's syntax is checked
-    security = subprocess.run([analyze, "security", "--offline=true", str(DEPLOY / "bi-app.service")],
+    security = subprocess.run([analyze, "security", "--offline=true", str(DEPLOY / unit)],
                               capture_output=True, text=True)
-    exposure = float(re.search(r"Overall exposure level for bi-app.service: ([0-9.]+)", security.stdout).group(1))
+    exposure = float(re.search(rf"Overall exposure level for {re.escape(unit)}: ([0-9.]+)", security.stdout).group(1))
     assert exposure <= 2.0, security.stdout[-2000:]
 
 
@@ -500,5 +501,5 @@ def test_the_deployment_guide_names_every_deploy_file_and_only_those() -> None:
     named = set(re.findall(r"deploy/([\w.-]+)", guide))
     present = {path.name for path in DEPLOY.iterdir()}
     assert named == present, (named - present, present - named)
-    run_here = {"gunicorn.conf.py", "nginx-site.conf", "bi-app.service", "ec2-bootstrap.sh"}
+    run_here = {"gunicorn.conf.py", "nginx-site.conf", "bi-app.service", "bi-scheduler.service", "ec2-bootstrap.sh"}
     assert all(name in Path(__file__).read_text() for name in run_here)
