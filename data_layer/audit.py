@@ -17,7 +17,7 @@ from data_layer.schema import ID_LIMIT, TEXT_LIMIT
 
 #: What an entry records.
 ACTIONS = ("login", "login_failed", "logout", "download", "import", "import_refused", "token_created",
-           "token_revoked", "user_changed")
+           "token_revoked", "user_changed", "report_changed")
 
 audit_metadata = MetaData()
 audit = Table(

@@ -52,7 +52,7 @@ def by_output(dependencies: list[dict], output_part: str) -> dict:
 
 # Every route the server has, with sample values for its parameters (the list is checked against the app's own).
 ROUTES = [
-    "/", "/segments", "/regions", "/clusters", "/strategy", "/data", "/no-such-page", "/_dash-layout",
+    "/", "/segments", "/regions", "/clusters", "/strategy", "/data", "/reports", "/no-such-page", "/_dash-layout",
     "/_dash-dependencies", "/_reload-hash", "/_dash-component-suites/dash/dash-renderer/build/dash_renderer.min.js",
     "/_dash-component-suites/plotly/package_data/plotly.min.js", "/static/x.js", "/api/v1/", "/api/v1/kpis",
     "/api/v1/openapi.json", "/export/orders.csv", "/export/customers.csv", "/export/customers.xlsx",
@@ -144,6 +144,7 @@ ROLE_ROUTES = [
     ("GET", "/_dash-layout", "viewer"), ("CALLBACK", "regions-content", "viewer"),
     ("GET", "/data", "analyst"), ("CALLBACK", "data-statuses", "analyst"), ("GET", "/export/regions.csv", "analyst"),
     ("GET", "/export/orders.csv", "analyst"), ("GET", "/export/report.xlsx", "analyst"),
+    ("GET", "/reports", "analyst"), ("CALLBACK", "reports-history", "analyst"),
 ]
 ROLES = ("viewer", "analyst", "admin")
 
@@ -164,6 +165,7 @@ def test_each_role_reaches_exactly_its_routes(secured_site: SecuredSite, depende
     layout = session.get(f"{secured_site.base}/_dash-layout", timeout=30).json()
     links = {node["props"]["href"] for node in components(layout) if node.get("type") == "NavLink"}
     assert ("/data" in links) == (role != "viewer")  # the menu lists the Data page to those who may open it
+    assert ("/reports" in links) == (role != "viewer")
     assert {"/", "/segments", "/regions"} <= links
     shown = [node["props"].get("children") for node in components(layout)]
     assert "Sign out" in shown and f"{user} ({role})" in shown

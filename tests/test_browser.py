@@ -24,7 +24,7 @@ from tests.support import BI_APP, IN_CI, net_revenue, served, wide_shop
 CHROMIUM = os.environ.get("BI_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 PAGES = {"overview": "/", "segments": "/segments", "regions": "/regions", "clusters": "/clusters", "data": "/data",
-         "strategy": "/strategy"}
+         "strategy": "/strategy", "reports": "/reports"}
 #: What shows that a page has drawn its content.
 DRAWN = {"overview": "#overview-kpis .kpi-value", "segments": "#segments-table", "regions": "#regions-table",
          "clusters": "#clusters-profile", "strategy": "#strategy-net-vip", "data": "#data-file"}

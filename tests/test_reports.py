@@ -282,3 +282,51 @@ def test_two_schedulers_deliver_each_report_once_and_the_second_takes_over(backe
                 scheduler.terminate()
                 scheduler.wait(timeout=30)
         engine.dispose()
+
+
+def test_the_reports_page_adds_sends_lists_and_removes_and_says_what_is_wrong(site: Engine, app, smtp) -> None:  # noqa: ANN001
+    from pages.reports import acted, history_table, new_alert, new_subscription, reports_view, saved
+
+    _url, inbox = smtp
+    schedule = ["weekly", "mon", "07:30", "Europe/Paris"]
+    with app.server.test_request_context("/"):
+        bad_zone = saved(lambda conn: new_subscription(conn, "Weekly", "previous-week", "previous", ["North"],
+                                                       ["adam"], ["weekly", "mon", "07:30", "Mars/Olympus"], False), 0)
+        nobody = saved(lambda conn: new_subscription(conn, "Weekly", "previous-week", "previous", [], [], schedule,
+                                                     False), 0)
+        made = saved(lambda conn: new_subscription(conn, "Weekly North", "previous-week", "last-year", ["North"],
+                                                   ["adam", "nora"], schedule, True), 3)
+        too_wide = saved(lambda conn: new_alert(conn, "Down", "revenue", 7, "below_last_year_pct", 25, [], ["nora"],
+                                                "daily", "", "08:00", "UTC"), 0)
+        alert = saved(lambda conn: new_alert(conn, "Down", "revenue", 7, "below_last_year_pct", 25, ["North"],
+                                             ["nora"], "daily", "", "08:00", "UTC"), 0)
+        status, subscriptions, alerts, history, *options = reports_view()
+    assert "Not saved: unknown time zone 'Mars/Olympus'" in str(bad_zone[0]) and bad_zone[1] is dash_no_update()
+    assert "Not saved: a report goes to one user at least." in str(nobody[0])
+    assert "Subscribed adam, nora to 'Weekly North'" in str(made[0]) and made[1] == 4
+    assert "Not saved: nora may see only North" in str(too_wide[0])
+    assert "Added the alert 'Down': net revenue of the last 7 days is more than 25% below the same days last year" \
+        in str(alert[0])
+    assert "Weekly North" in str(subscriptions) and "30 7 * * mon (Europe/Paris)" in str(subscriptions)
+    assert "Down" in str(alerts) and "Nothing delivered yet." in str(history)
+    assert "No scheduler has run yet" in str(status) and "adam" in str(options[1])
+    with site.connect() as conn:
+        (subscription,) = reports.list_subscriptions(conn)
+        (rule,) = reports.list_alerts(conn)
+    assert subscription.query == {"period": ["previous-week"], "compare": ["last-year"], "region": ["North"]}
+    with app.server.test_request_context("/"):
+        sent = acted("reports-run", subscription.id)
+        removed = acted("reports-remove", rule.id)
+        unknown = acted("reports-remove", "0123456789abcdef")
+        with site.connect() as conn:
+            shown = history_table(reports.history(conn))
+    assert "Sent 'Weekly North' to adam, nora." in str(sent) and len(inbox.messages) == 2
+    assert all("regions North" in pdf_of(mail) or "North" in pdf_of(mail) for mail in inbox.messages)
+    assert "Removed 'Down'." in str(removed) and "No subscription or alert '0123456789abcdef'." in str(unknown)
+    assert "Weekly North" in str(shown) and "sent" in str(shown)
+
+
+def dash_no_update():  # noqa: ANN201
+    from dash import no_update
+
+    return no_update

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import io
 import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from pypdf import PdfReader
-from sqlalchemy import Engine
 
 from bi_app.importing import import_file
+from data_layer.engine import make_engine
 from data_layer.importer import ImportChoices
+from tests.conftest import private_schema
 from tests.support import BI_APP, net_revenue, wide_shop
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -24,17 +27,30 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 A4_POINTS = (595, 842)
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shop_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+    """The wide shop imported once per backend (the tests only read it): its URL and its stored lines, read
+    with pandas."""
+    folder = tmp_path_factory.mktemp(f"shop-{request.param}")
+    with ExitStack() as stack:
+        url = f"sqlite:///{folder / 'shop.sqlite'}" if request.param == "sqlite" else \
+            stack.enter_context(private_schema(request.getfixturevalue("postgres_admin")))
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        outcome = import_file(engine, wide_shop(folder / "shop.csv"), {}, mode="replace", skip_invalid=False,
+                              dry_run=False, report_dir=folder, echo=lambda _line: None, choices=ImportChoices())
+        assert outcome.written and not outcome.failed
+        lines = pd.read_sql("SELECT * FROM advanced_sales_data", engine)
+        lines["order_date"] = pd.to_datetime(lines["order_date"]).dt.date
+        lines["net"] = net_revenue(lines)
+        yield url, lines
+
+
 @pytest.fixture
-def shop(engine: Engine, db_url: str, tmp_path: Path, app, point_app_at) -> pd.DataFrame:  # noqa: ANN001
-    """The wide shop imported into ``engine``, the app pointed at it; its stored lines read with pandas."""
-    path = wide_shop(tmp_path / "shop.csv")
-    outcome = import_file(engine, path, {}, mode="replace", skip_invalid=False, dry_run=False, report_dir=tmp_path,
-                          echo=lambda _line: None, choices=ImportChoices())
-    assert outcome.written and not outcome.failed
-    point_app_at(db_url)
-    lines = pd.read_sql("SELECT * FROM advanced_sales_data", engine)
-    lines["order_date"] = pd.to_datetime(lines["order_date"]).dt.date
-    lines["net"] = net_revenue(lines)
+def shop(shop_database: tuple, point_app_at) -> pd.DataFrame:  # noqa: ANN001
+    """The app pointed at the wide shop; its stored lines."""
+    url, lines = shop_database
+    point_app_at(url)
     return lines
 
 
