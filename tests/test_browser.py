@@ -27,7 +27,8 @@ PAGES = {"overview": "/", "segments": "/segments", "regions": "/regions", "clust
          "strategy": "/strategy", "reports": "/reports"}
 #: What shows that a page has drawn its content.
 DRAWN = {"overview": "#overview-kpis .kpi-value", "segments": "#segments-table", "regions": "#regions-table",
-         "clusters": "#clusters-profile", "strategy": "#strategy-net-vip", "data": "#data-file"}
+         "clusters": "#clusters-profile", "strategy": "#strategy-net-vip", "data": "#data-file",
+         "reports": "#reports-no-scheduler"}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -158,6 +159,8 @@ def test_browser_every_page_renders_without_errors_at_desktop_and_phone_width(br
         tab.page.wait_for_selector(DRAWN[name], timeout=60_000)
         tab.settle()
         tab.page.evaluate("window.scrollTo(0, document.body.scrollHeight)")  # what loads on scrolling, too
+        if name == "reports":  # its forms, opened, are checked too
+            tab.page.eval_on_selector_all("details", "all => all.forEach(d => d.open = true)")
         if name == "overview":
             tab.page.wait_for_function(
                 "() => document.querySelector(\"#overview-grid .ag-row [col-id='order_id']\")?.innerText.trim()",
