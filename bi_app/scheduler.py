@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,43 +53,51 @@ def _advisory_lock(engine: Engine, stop: threading.Event, wait_s: float) -> Iter
         # One lock per schema: deployments (and tests) sharing a server each have their own scheduler.
         schema = conn.execute(text("SELECT current_schema()")).scalar_one()
         key = zlib.crc32(f"bi-app scheduler {schema}".encode())
-        waited = False
-        while not conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar_one():
-            conn.rollback()
-            if not waited:
-                log.info("Another scheduler runs for this database; waiting to take over")
-                waited = True
-            if stop.wait(wait_s):
-                yield False
-                return
-        conn.commit()
+
+        def take() -> bool:
+            taken = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar_one())
+            conn.commit()  # a session lock: no transaction (and no snapshot) stays open while it is held
+            return taken
+
+        held = _taken(take, stop, wait_s)
         try:
-            yield True
+            yield held
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-            conn.commit()
+            if held:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
 
 
 @contextmanager
 def _file_lock(database: Path, stop: threading.Event, wait_s: float) -> Iterator[bool]:
     path = database.with_name(database.name + ".scheduler-lock")
     with open(path, "a") as handle:
-        waited = False
-        while True:
+
+        def take() -> bool:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if not waited:
-                    log.info("Another scheduler runs for this database; waiting to take over")
-                    waited = True
-                if stop.wait(wait_s):
-                    yield False
-                    return
+                return False
+            return True
+
+        held = _taken(take, stop, wait_s)
         try:
-            yield True
+            yield held
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if held:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _taken(take: Callable[[], bool], stop: threading.Event, wait_s: float) -> bool:
+    """Try ``take()`` every ``wait_s`` seconds until it succeeds (True) or ``stop`` is set (False)."""
+    waited = False
+    while not take():
+        if not waited:
+            log.info("Another scheduler runs for this database; waiting to take over")
+            waited = True
+        if stop.wait(wait_s):
+            return False
+    return True
 
 
 def run_scheduler(config: Config, stop: threading.Event, tick_s: float = TICK_S) -> None:

@@ -158,8 +158,9 @@ class AlertRule:
 
 
 @dataclass(frozen=True)
-class Subscription:
-    """A view's summary, emailed to ``recipients`` (user names) on ``schedule`` (cron) in ``timezone``."""
+class Scheduled:
+    """What subscriptions and alerts share: a name, who made it, who gets it (user names), its view (filters as
+    query parameters), its schedule (cron) in ``timezone``, and when it is next due (UTC)."""
 
     id: str
     name: str
@@ -168,23 +169,21 @@ class Subscription:
     query: dict[str, list[str]]
     schedule: str
     timezone: str
-    workbook: bool
     next_due: datetime
 
 
 @dataclass(frozen=True)
-class Alert:
-    """An alert rule on the view ``query``, checked on ``schedule``; ``state`` says whether it holds now."""
+class Subscription(Scheduled):
+    """A view's executive summary, emailed on its schedule (``workbook``: the report workbook attached)."""
 
-    id: str
-    name: str
-    owner: str
-    recipients: tuple[str, ...]
-    query: dict[str, list[str]]
-    rule: AlertRule
-    schedule: str
-    timezone: str
-    next_due: datetime
+    workbook: bool = False
+
+
+@dataclass(frozen=True)
+class Alert(Scheduled):
+    """An alert rule on the view, checked on its schedule; ``state`` says whether it held at the last check."""
+
+    rule: AlertRule = AlertRule("revenue", "below", 0.0)
     state: str = "clear"
     last_value: dict[str, Any] = field(default_factory=dict)
     checked_at: str | None = None
@@ -258,13 +257,9 @@ def add_subscription(conn: Connection, *, name: str, owner: str, recipients: Ite
                      now: datetime | None = None) -> Subscription:
     """Store a subscription, first due at the schedule's next time after ``now``."""
     create_report_tables(conn)
-    names = _recipients(recipients)
-    due = next_due(schedule, timezone, now or _now())
-    item_id = secrets.token_hex(8)
-    conn.execute(insert(subscriptions).values(
-        id=item_id, name=_name(name), owner=owner, recipients=json.dumps(names), query=json.dumps(dict(query)),
-        schedule=schedule, timezone=timezone, workbook=int(workbook), next_due=_iso(due), created_at=_iso(_now())))
-    return get_subscription(conn, item_id)
+    values = _new_item(name, owner, recipients, query, schedule, timezone, now)
+    conn.execute(insert(subscriptions).values(**values, workbook=int(workbook)))
+    return get_subscription(conn, values["id"])
 
 
 def add_alert(conn: Connection, *, name: str, owner: str, recipients: Iterable[str],  # noqa: PLR0913 - keyword-only
@@ -272,14 +267,19 @@ def add_alert(conn: Connection, *, name: str, owner: str, recipients: Iterable[s
               now: datetime | None = None) -> Alert:
     """Store an alert rule, first checked at the schedule's next time after ``now``."""
     create_report_tables(conn)
-    names = _recipients(recipients)
-    due = next_due(schedule, timezone, now or _now())
-    item_id = secrets.token_hex(8)
-    conn.execute(insert(alerts).values(
-        id=item_id, name=_name(name), owner=owner, recipients=json.dumps(names), query=json.dumps(dict(query)),
-        rule=json.dumps(rule.__dict__), schedule=schedule, timezone=timezone, next_due=_iso(due), state="clear",
-        created_at=_iso(_now())))
-    return get_alert(conn, item_id)
+    values = _new_item(name, owner, recipients, query, schedule, timezone, now)
+    conn.execute(insert(alerts).values(**values, rule=json.dumps(rule.__dict__), state="clear"))
+    return get_alert(conn, values["id"])
+
+
+def _new_item(name: str, owner: str, recipients: Iterable[str], query: Mapping[str, list[str]],
+              schedule: str, timezone: str, now: datetime | None) -> dict[str, Any]:
+    """The columns subscriptions and alerts share, checked: :class:`ReportError` for a name, recipients, schedule
+    or time zone that cannot be used."""
+    return {"id": secrets.token_hex(8), "name": _name(name), "owner": owner,
+            "recipients": json.dumps(_recipients(recipients)), "query": json.dumps(dict(query)),
+            "schedule": schedule, "timezone": timezone, "next_due": _iso(next_due(schedule, timezone, now or _now())),
+            "created_at": _iso(_now())}
 
 
 def list_subscriptions(conn: Connection) -> list[Subscription]:
@@ -442,16 +442,19 @@ def _moment(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _shared(row: Any) -> dict[str, Any]:  # a row mapping
+    return {"id": row["id"], "name": row["name"], "owner": row["owner"],
+            "recipients": tuple(json.loads(row["recipients"])), "query": json.loads(row["query"]),
+            "schedule": row["schedule"], "timezone": row["timezone"], "next_due": _moment(row["next_due"])}
+
+
 def _subscription(row: Any) -> Subscription:  # a row mapping
-    return Subscription(row["id"], row["name"], row["owner"], tuple(json.loads(row["recipients"])),
-                        json.loads(row["query"]), row["schedule"], row["timezone"], bool(row["workbook"]),
-                        _moment(row["next_due"]))
+    return Subscription(**_shared(row), workbook=bool(row["workbook"]))
 
 
 def _alert(row: Any) -> Alert:  # a row mapping
-    return Alert(row["id"], row["name"], row["owner"], tuple(json.loads(row["recipients"])), json.loads(row["query"]),
-                 AlertRule(**json.loads(row["rule"])), row["schedule"], row["timezone"], _moment(row["next_due"]),
-                 row["state"], json.loads(row["last_value"] or "{}"), row["checked_at"])
+    return Alert(**_shared(row), rule=AlertRule(**json.loads(row["rule"])), state=row["state"],
+                 last_value=json.loads(row["last_value"] or "{}"), checked_at=row["checked_at"])
 
 
 def _delivery(row: Any) -> Delivery:  # a row mapping
