@@ -779,7 +779,8 @@ def reports_add(name: str, period: str, compare: str, frequency: str, day: str |
 @click.option("--above-last-year", type=float, metavar="PERCENT",
               help="Holds when the measure is more than PERCENT above the same days last year.")
 @click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True,
-              help="The window: the last N days through the data's last order date (1: its last day).")
+              help="The window: the last N complete days (through the data's last order date, or yesterday "
+                   "while orders still come in today; 1: yesterday on a live shop).")
 @click.option("--every", "frequency", type=click.Choice(["daily", "weekly", "monthly"]), default="daily",
               show_default=True, help="How often the rule is checked.")
 @_with_view_options

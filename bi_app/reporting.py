@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bi_app import service, summary
 from bi_app.context import current_config, current_engine, current_write_engine
@@ -100,7 +101,7 @@ def check_alert(alert: Alert, now: datetime, *, move: bool = True) -> Delivery |
     """Measure ``alert``'s rule and store the result; the delivery to attempt when its state changed (once per
     due time), else None."""
     try:
-        measured = measure(alert)
+        measured = measure(alert, now)
     except FilterError as exc:
         log.warning("Alert %r not checked: %s", alert.name, exc.message)
         measured = {"holds": None, "error": exc.message}
@@ -121,12 +122,15 @@ def check_alert(alert: Alert, now: datetime, *, move: bool = True) -> Delivery |
     return delivery
 
 
-def measure(alert: Alert) -> dict[str, Any]:
-    """The alert's measure over its window (the last ``days`` days through the data's last order date) and the same
-    days a year earlier, and whether the rule holds (None when it cannot be told: nothing a year earlier)."""
+def measure(alert: Alert, now: datetime | None = None) -> dict[str, Any]:
+    """The alert's measure over its window and the same days a year earlier, and whether the rule holds (None when
+    it cannot be told: nothing a year earlier). The window is the last ``days`` complete days of the data: through
+    its last order date, or through yesterday when orders are still coming in today (in ``BI_TIMEZONE``)."""
     last = service.data_dates()[1]
     if last is None:
         return {"holds": None, "reason": "no orders"}
+    today = (now or datetime.now(UTC)).astimezone(ZoneInfo(current_config().timezone or "UTC")).date()
+    last = min(last, today - timedelta(days=1))
     rule = alert.rule
     start = last - timedelta(days=rule.days - 1)
     query = {k: v for k, v in alert.query.items() if k not in ("period", "start", "end")}

@@ -130,8 +130,9 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class AlertRule:
-    """``measure`` over the last ``days`` days of the data (through its last order date) ``condition``
-    ``threshold`` (a value, or a percentage against the same days a year earlier)."""
+    """``measure`` over the last ``days`` complete days of the data (through its last order date, or yesterday
+    while orders still come in today) ``condition`` ``threshold`` (a value, or a percentage against the same days
+    a year earlier)."""
 
     measure: str
     condition: str
@@ -151,7 +152,7 @@ class AlertRule:
     def describe(self, written: str | None = None) -> str:
         """"net revenue of the last 7 days is more than 25% below the same days last year" (``written``: the
         threshold as it should be written, money in its currency, say)."""
-        window = "yesterday (the data's last day)" if self.days == 1 else f"the last {self.days} days"
+        window = "the last complete day" if self.days == 1 else f"the last {self.days} days"
         threshold = written or f"{self.threshold:g}"
         return f"{ALERT_MEASURES[self.measure]} of {window} " + ALERT_CONDITIONS[self.condition].format(
             threshold=threshold)

@@ -330,3 +330,22 @@ def dash_no_update():  # noqa: ANN201
     from dash import no_update
 
     return no_update
+
+
+def test_an_alerts_window_is_the_last_complete_days(site: Engine, app) -> None:  # noqa: ANN001
+    from bi_app.reporting import measure
+
+    lines = stored(site)
+    last = lines["order_date"].max()
+    rule = reports.AlertRule("orders", "above", 0, 3)
+    with site.begin() as conn:
+        alert = reports.add_alert(conn, name="Busy", owner="adam", recipients=("adam",), query={}, rule=rule,
+                                  schedule="0 8 * * *", timezone="UTC")
+    for now, end in ((datetime(last.year, last.month, last.day, 12, tzinfo=UTC), last - timedelta(days=1)),
+                     (datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=30), last)):
+        with app.server.test_request_context("/"):
+            measured = measure(alert, now)
+        window = lines[(lines["order_date"] > end - timedelta(days=3)) & (lines["order_date"] <= end)]
+        counted = window[(window["line_type"] == "sale") & (window["total_amount"] != 0)]["order_id"].nunique()
+        assert (measured["start"], measured["end"]) == ((end - timedelta(days=2)).isoformat(), end.isoformat())
+        assert measured["value"] == counted and measured["holds"] is (counted > 0)
