@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import select
 import socket
@@ -16,14 +17,21 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
+import pyarrow as pa
 from flask import g, has_request_context, request
 
 from bi_app.context import current_config
-from data_layer.stopping import StopTest, WorkStopped, stop_when, time_limit
+from data_layer.stopping import WorkStopped, stop_when, time_limit
 
-__all__ = ["RETRY_AFTER_S", "BusyError", "WorkStopped", "client_gone", "heavy_work", "within_budget", "work_slot"]
+__all__ = ["RETRY_AFTER_S", "BusyError", "WorkStopped", "client_gone", "give_back_memory", "heavy_work",
+           "within_budget", "work_slot"]
 
 log = logging.getLogger(__name__)
+
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6")  # glibc (malloc_trim); not on other C libraries
+except OSError:
+    _LIBC = None
 
 #: Seconds a refused request is told to wait (``Retry-After``).
 RETRY_AFTER_S = 30
@@ -42,9 +50,20 @@ class BusyError(RuntimeError):
 @contextmanager
 def heavy_work(what: str) -> Iterator[None]:
     """Run the block in a slot for heavy work (:class:`BusyError`, naming ``what``, when none is free) and
-    within the request's budget (:func:`within_budget`)."""
-    with work_slot(what), within_budget():
-        yield
+    within the request's budget (:func:`within_budget`); then give the memory it freed back to the system."""
+    try:
+        with work_slot(what), within_budget():
+            yield
+    finally:
+        give_back_memory()
+
+
+def give_back_memory() -> None:
+    """Return freed memory to the system now: Arrow's pool keeps what it freed, and glibc's heap keeps freed
+    blocks below its top; after a large file's read or check a worker held hundreds of MB it no longer used."""
+    pa.default_memory_pool().release_unused()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 @contextmanager
@@ -64,7 +83,7 @@ def within_budget() -> AbstractContextManager[None]:
     ``BI_WORK_TIME_LIMIT_S`` or its client has gone. Outside one (commands, background jobs): no bound."""
     if not has_request_context():
         return nullcontext()
-    return _logged(stop_when(_request_stop_test(current_config().work_time_limit_s)))
+    return _logged(stop_when(_RequestBudget(current_config().work_time_limit_s)))
 
 
 @contextmanager
@@ -77,17 +96,19 @@ def _logged(bounded: AbstractContextManager[None]) -> Iterator[None]:
         raise
 
 
-def _request_stop_test(limit_s: float) -> StopTest:
-    # From when the request came (bi_app.observability notes it).
-    spent = time_limit(limit_s, g.get("bi_started"), "the longest one request may take on this server")
-    client = request.environ.get("gunicorn.socket")  # None under a test client or another server
+class _RequestBudget:
+    """Why the current request's work must stop: its client has gone, or its time is spent (from when it came,
+    as bi_app.observability noted it)."""
 
-    def test() -> str | None:
-        if client is not None and client_gone(client):
+    def __init__(self, limit_s: float) -> None:
+        self.spent = time_limit(limit_s, g.get("bi_started"), ", the most this server gives one task")
+        self.deadline = self.spent.deadline
+        self.client = request.environ.get("gunicorn.socket")  # None under a test client or another server
+
+    def __call__(self) -> str | None:
+        if self.client is not None and client_gone(self.client):
             return "the browser or program that asked for it has gone"
-        return spent()
-
-    return test
+        return self.spent()
 
 
 def client_gone(connection: socket.socket) -> bool:

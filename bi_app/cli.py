@@ -253,7 +253,8 @@ def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None,
         return _Advance(bar)
 
     try:
-        with stopping.stop_when(stopping.time_limit(time_limit, why="--time-limit")) if time_limit else nullcontext():
+        bounded = stopping.stop_when(stopping.time_limit(time_limit, why=" (--time-limit)")) if time_limit else None
+        with bounded or nullcontext():
             outcome = import_file(write_engine_for(config), file, overrides, mode=mode, skip_invalid=skip_invalid,
                                   dry_run=dry_run, report_dir=report_dir, echo=click.echo,
                                   progress=progress if sys.stderr.isatty() else None, choices=choices,
@@ -262,6 +263,8 @@ def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None,
         raise click.ClickException(f"{exc} (--map COLUMN=FIELD)") from None
     except stopping.WorkStopped as exc:
         raise click.ClickException(f"the import was stopped, nothing was written: {exc}") from None
+    except KeyboardInterrupt:
+        raise click.ClickException("stopped (Ctrl-C): nothing was written") from None
     if not dry_run:
         with write_engine_for(config).begin() as conn:
             failed = "; failed" if outcome.failed else ""

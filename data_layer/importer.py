@@ -650,6 +650,7 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
                lambda i: f"date {raw_dates.iloc[i]!r} outside {EARLIEST} .. {latest}")
 
     numbers = _read_number_columns(text, mapping, choices, decisions, questions, out)
+    checkpoint()
     quantity = numbers["quantity"] if "quantity" in mapping else pd.Series(np.ones(n))
     out.reject(quantity.notna() & (quantity != quantity.round()), "quantity", "quantity must be a whole number")
     out.reject(quantity == 0, "quantity", "quantity is 0")
@@ -668,6 +669,7 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
 
     repeated = _repeated(order_id)
     copies = _copies(frame, repeated, text, mapping, choices, out)
+    checkpoint()
     amounts = resolve_amounts(quantity.abs(), {name: numbers[name].abs() if name in _MONEY_FIELDS else numbers[name]
                                                for name in numbers})
     out.reject(amounts["inconsistent"], mapping.get("total_amount", "total_amount"),

@@ -9,11 +9,13 @@ from __future__ import annotations
 import io
 import logging
 import queue
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Literal, TypeVar
@@ -25,7 +27,7 @@ from sqlalchemy import Connection, Engine, MetaData, Numeric, String, delete, fu
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, DefaultClause, DropIndex
 
-from data_layer.engine import describe_error, driver_connection, is_postgres, run
+from data_layer.engine import describe_error, driver_connection, is_postgres, is_timeout, run
 from data_layer.meta import (
     change_fingerprint,
     count_multi_line_orders,
@@ -47,7 +49,7 @@ from data_layer.schema import (
     metadata,
     sales,
 )
-from data_layer.stopping import checkpoint
+from data_layer.stopping import WorkStopped, checkpoint, seconds_left, stop_reason
 from data_layer.summaries import DIMENSIONS, create_daily, daily, rebuild_summaries, store_summary_meta
 
 if TYPE_CHECKING:
@@ -252,13 +254,18 @@ def _load_lines(job: _LoadJob, chunks: Iterable[pa.Table], summary: LoadSummary 
     started, postgres, currency, configured_currency = job.started, job.postgres, job.currency, job.configured_currency
     remove_orders = job.remove_orders
     built = None
-    with engine.begin() as conn:
+    with ExitStack() as stack, _stopped_statements(), engine.begin() as conn:
         create_schema(conn)
         unwatch_changes(conn)  # our own rows are not an outside change; the version below records them
         stored_currency = read_meta(conn).get("currency") or None
         if postgres:
-            # A batch job, not an app query: no time limit, and it waits for readers to let go of the table.
-            conn.exec_driver_sql("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
+            # A batch job, not an app query: no time limit but the work's own (stopping), and it waits for
+            # readers to let go of the table.
+            left = seconds_left()
+            timeout = 0 if left is None else max(1, int(left * 1000))
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {timeout}; SET LOCAL lock_timeout = 0")
+        else:
+            stack.enter_context(_asked_between_steps(conn))
         rows_before = 0
         primary_key = None
         if mode == "replace":
@@ -378,6 +385,31 @@ def _load_lines(job: _LoadJob, chunks: Iterable[pa.Table], summary: LoadSummary 
         quality=report,
         summary_seconds=summary_seconds,
     )
+
+
+@contextmanager
+def _stopped_statements() -> Iterator[None]:
+    """A statement the database cancelled because the work ran out of time (PostgreSQL's statement_timeout set
+    from it, SQLite's progress handler) is the work stopping (:class:`WorkStopped`), not a database failure."""
+    try:
+        yield
+    except (SQLAlchemyError, sqlite3.OperationalError) as exc:
+        cancelled = is_timeout(exc) or "interrupted" in str(exc)
+        if cancelled and (reason := stop_reason()):
+            raise WorkStopped(reason) from None
+        raise
+
+
+@contextmanager
+def _asked_between_steps(conn: Connection) -> Iterator[None]:
+    """SQLite asks whether the work must stop every few thousand steps of a statement (an upsert's comparison
+    with the stored lines, an index build) and interrupts it if so."""
+    driver = driver_connection(conn)
+    driver.set_progress_handler(lambda: 1 if stop_reason() else 0, 200_000)
+    try:
+        yield
+    finally:
+        driver.set_progress_handler(None, 0)
 
 
 def _check_currency(currency: str | None, stored: str | None, rows_before: int) -> None:

@@ -12,11 +12,17 @@ next look, and the item moves on to the next time after now (never a burst of ca
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import secrets
-from collections.abc import Iterable, Mapping
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -24,6 +30,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import (
     Column,
     Connection,
+    Engine,
     Integer,
     MetaData,
     String,
@@ -33,12 +40,15 @@ from sqlalchemy import (
     delete,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
-from data_layer.engine import run
+from data_layer.engine import is_postgres, run
 from data_layer.schema import ID_LIMIT, TEXT_LIMIT
+
+log = logging.getLogger(__name__)
 
 reports_metadata = MetaData()
 subscriptions = Table(
@@ -494,3 +504,70 @@ def last_scheduler(conn: Connection) -> SchedulerState | None:
     row = run(conn, select(scheduler_state).where(scheduler_state.c.id == 1)).mappings().first()
     return None if row is None else SchedulerState(row["host"], row["pid"], row["started_at"], row["last_look"],
                                                    row["looks"])
+
+
+@contextmanager
+def scheduler_lock(engine: Engine, stop: threading.Event, wait_s: float) -> Iterator[bool]:
+    """Hold the database's scheduler lock while the block runs, waiting for it (trying every ``wait_s`` seconds)
+    while another process holds it; yields False when ``stop`` was set before it was had. PostgreSQL: a session
+    advisory lock per schema, held by a connection of its own and freed by the server when the process or its
+    connection ends; SQLite: an exclusive lock on a file beside the database (which is on this machine)."""
+    if is_postgres(engine):
+        with _advisory_lock(engine, stop, wait_s) as held:
+            yield held
+    else:
+        with _file_lock(Path(engine.url.database or "bi.sqlite"), stop, wait_s) as held:
+            yield held
+
+
+@contextmanager
+def _advisory_lock(engine: Engine, stop: threading.Event, wait_s: float) -> Iterator[bool]:
+    with engine.connect() as conn:
+        # One lock per schema: deployments (and tests) sharing a server each have their own scheduler.
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        key = zlib.crc32(f"bi-app scheduler {schema}".encode())
+
+        def take() -> bool:
+            taken = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar_one())
+            conn.commit()  # a session lock: no transaction (and no snapshot) stays open while it is held
+            return taken
+
+        held = _taken(take, stop, wait_s)
+        try:
+            yield held
+        finally:
+            if held:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
+
+
+@contextmanager
+def _file_lock(database: Path, stop: threading.Event, wait_s: float) -> Iterator[bool]:
+    path = database.with_name(database.name + ".scheduler-lock")
+    with open(path, "a") as handle:
+
+        def take() -> bool:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+        held = _taken(take, stop, wait_s)
+        try:
+            yield held
+        finally:
+            if held:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _taken(take: Callable[[], bool], stop: threading.Event, wait_s: float) -> bool:
+    """Try ``take()`` every ``wait_s`` seconds until it succeeds (True) or ``stop`` is set (False)."""
+    waited = False
+    while not take():
+        if not waited:
+            log.info("Another scheduler runs for this database; waiting to take over")
+            waited = True
+        if stop.wait(wait_s):
+            return False
+    return True

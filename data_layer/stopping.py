@@ -35,19 +35,38 @@ def stop_when(test: StopTest) -> Iterator[None]:
 
 def checkpoint() -> None:
     """Raise :class:`WorkStopped` if the work running in this context must stop; else return at once."""
-    test = _stop_test.get()
-    if test is not None and (reason := test()):
+    if reason := stop_reason():
         raise WorkStopped(reason)
 
 
-def time_limit(seconds: float, started: float | None = None, why: str = "") -> StopTest:
-    """A test that gives a reason ("it ran past 100 seconds" and ``why``) once ``seconds`` have passed since
-    ``started`` (a :func:`time.perf_counter` reading; by default, now)."""
-    since = time.perf_counter() if started is None else started
+def stop_reason() -> str | None:
+    """Why the work running in this context must stop now, or None (and None when nothing bounds it)."""
+    test = _stop_test.get()
+    return test() if test is not None else None
 
-    def test() -> str | None:
-        if time.perf_counter() - since <= seconds:
+
+def seconds_left() -> float | None:
+    """Seconds before the work running in this context reaches its time limit (None: it has none), for a long
+    statement the database itself should stop."""
+    deadline = getattr(_stop_test.get(), "deadline", None)
+    return None if deadline is None else deadline - time.perf_counter()
+
+
+class TimeLimit:
+    """A stop test that gives a reason ("it ran past 100 seconds", then ``why``) once ``seconds`` have passed
+    since ``started`` (a :func:`time.perf_counter` reading; by default, now). Its ``deadline`` lets a database stop a
+    long statement in time (:func:`seconds_left`)."""
+
+    def __init__(self, seconds: float, started: float | None = None, why: str = "") -> None:
+        self.seconds, self.why = seconds, why
+        self.deadline = (time.perf_counter() if started is None else started) + seconds
+
+    def __call__(self) -> str | None:
+        if time.perf_counter() <= self.deadline:
             return None
-        return f"it ran past {seconds:g} seconds" + (f", {why}" if why else "")
+        return f"it ran past {self.seconds:g} seconds{self.why}"
 
-    return test
+
+def time_limit(seconds: float, started: float | None = None, why: str = "") -> TimeLimit:
+    """:class:`TimeLimit` of ``seconds`` from ``started``."""
+    return TimeLimit(seconds, started, why)

@@ -10,7 +10,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, dcc, html, no_update
 
 from bi_app.auth import record
-from bi_app.busy import BusyError, WorkStopped, heavy_work, within_budget
+from bi_app.busy import BusyError, WorkStopped, heavy_work
 from bi_app.components import attributes, count
 from bi_app.context import (
     IMPORT_ROLE,
@@ -170,7 +170,7 @@ def received_view(uploaded: dict | None) -> tuple:
         return (None, dbc.Alert(message, color="danger", id="data-file-error"), None, {"display": "none"},
                 *(None,) * len(CHOICES), *cleared)
     try:
-        with within_budget():
+        with heavy_work("file checks"):
             source = read_upload(upload)
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
         message = problem(exc, "read")
@@ -223,6 +223,10 @@ def problem(exc: Exception, what: str) -> str:
     if isinstance(exc, WorkStopped):
         return (f"the file could not be {what} in time: {exc}. Try a smaller file (or one part of it at a time), or "
                 "ask an administrator to raise the limit.")
+    if isinstance(exc, BusyError):
+        return f"{exc}."
+    if "database is locked" in str(exc):  # SQLite: another import holds the database
+        return "another import is being written right now; wait for it to finish, then try again."
     reference = reference_for(log, f"Upload could not be {what}", exc, traceback=True)
     return f"the file could not be {what} because of an unexpected error (logged under reference {reference})."
 
@@ -296,11 +300,12 @@ def check_file(values: list, encoding: str | None, date_order: str | None, decim
         return None, True, None
     choices = choices_of(encoding, date_order, decimal, drop_identical, statuses, status_ids)
     try:
-        with within_budget():
+        with heavy_work("file checks"):
             result = validate(read_upload(file, choices.encoding), chosen_mapping(values, ids), choices,
                               check_only=True)
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
-        return dbc.Alert(problem(exc, "checked"), color="warning", id="data-validation-summary"), True, None
+        return dbc.Alert(f"{file.file}: {problem(exc, 'checked')}", color="warning", id="data-validation-summary"), \
+            True, None
     return validation_view(result)
 
 
@@ -341,6 +346,7 @@ def validation_view(result: Validation) -> tuple:
     State("data-mode", "value"),
     State("data-skip-invalid", "value"),
     prevent_initial_call=True,
+    running=[(Output("data-import", "disabled"), True, False)],  # one press, one import
 )
 def run_import(_clicks: int, values: list, ids: list[dict], encoding: str | None, date_order: str | None,  # noqa: ANN201, PLR0913 - one per input
                decimal: str | None, drop_identical: bool | None, statuses: list, status_ids: list[dict],
@@ -370,10 +376,12 @@ def imported(file: Upload, automatic: Any, chosen: dict[str, str], choices: Impo
             outcome = import_file(current_write_engine(), file.path, changed, mode=mode, without=dropped,
                                   skip_invalid=skip_invalid, dry_run=False, report_dir=file.path.parent,
                                   echo=messages.append, choices=choices, limits=current_config().read_limits)
-    except BusyError as exc:
-        return dbc.Alert(f"Nothing was written: {exc}.", color="warning", id="data-result-summary")
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
-        return dbc.Alert(f"Nothing was written: {problem(exc, 'imported')}", color="danger", id="data-result-summary")
+        said = problem(exc, "imported")
+        record("import", rows=0, detail=f"{file.file} ({mode}; not written: {said[:200]})")
+        return dbc.Alert(said[:1].upper() + said[1:] if "nothing was written" in said else f"Nothing was written: "
+                         f"{said}", color="warning" if isinstance(exc, BusyError) else "danger",
+                         id="data-result-summary")
     record("import", rows=outcome.written, detail=f"{file.file} ({mode}; {outcome.rejected:,} rejected"
            f"{'; failed' if outcome.failed else ''})")
     if outcome.written:

@@ -184,7 +184,10 @@ DIRECT_EXECUTE = {
     "queries.read_frame",  # DuckDB's own columnar result, timed and logged as run does
     "users.add_user", "users.remove_user", "users.set_role", "users.set_regions", "users.set_password",
     "users.create_token", "users.revoke_token", "users.start_session", "users.end_session", "users.end_sessions",
-    "audit.record",
+    "audit.record", "users.set_email",
+    # The report tables' writes and the scheduler lock's (a session lock, not a read).
+    "reports.add_subscription", "reports.add_alert", "reports.remove", "reports.claim", "reports.move_on",
+    "reports.record_check", "reports.finish", "reports.take_retry", "reports.note_look", "reports._advisory_lock", "reports._advisory_lock.take",
 }
 
 
