@@ -159,7 +159,7 @@ def overview(filters: Filters) -> tuple:
     if kpis["orders"]["value"] == 0:
         return (None, empty_state(), *charts)
     summary = [] if query is None else [html.A("Executive summary (PDF)", href=f"/export/summary.pdf{query}",
-                                               id="overview-summary-pdf", className="small float-end")]
+                                               id="overview-summary-pdf", className="small float-end link-primary")]
     return ([*summary, *kpi_cards(kpis, currency, filters.compare)], None, *charts)
 
 

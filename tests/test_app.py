@@ -105,7 +105,7 @@ def test_a_failure_that_is_not_the_database_says_so(app: dash.Dash, monkeypatch:
 
 def test_navigation_comes_from_the_page_registry(app: dash.Dash) -> None:
     paths = {page["path"] for page in dash.page_registry.values()}
-    assert paths == {"/", "/segments", "/regions", "/clusters", "/strategy", "/data"}
+    assert paths == {"/", "/segments", "/regions", "/clusters", "/strategy", "/data", "/reports"}
     with app.server.test_request_context("/"):
         shell = str(app.layout())
     for page in dash.page_registry.values():
@@ -146,7 +146,9 @@ def test_a_page_drawn_once_is_kept_until_the_data_changes(app: dash.Dash, db_url
     assert look("analyst") == first and drawn == [], "the second look draws nothing"
     viewer = look("viewer")  # may not download: its own rendering (its charts carry no CSV links)
     assert drawn, "a viewer's page is drawn for a viewer"
-    assert json.loads(viewer)[0] == json.loads(first)[0], "the same cards"
+    summary_link, *cards = json.loads(first)[0]  # an analyst may download the summary; a viewer may not
+    assert summary_link["props"]["id"] == "overview-summary-pdf"
+    assert json.loads(viewer)[0] == cards, "the same cards"
 
     load_demo_data(engine, 300, 4, replace=True)  # a new data version
     drawn.clear()

@@ -8,6 +8,7 @@ directly to the generated orders, not from the code under test.
 from __future__ import annotations
 
 import math
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -635,6 +636,10 @@ def test_a_page_does_not_wait_for_the_first_models_another_process_is_training(d
         # `bi-app serve` just started `bi-app train`, which has not reached the lock yet: no training here either.
         starting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "bi_app.cli", "train"])
         try:
+            deadline = time.monotonic() + 60
+            while b"bi_app.cli\x00train" not in Path(f"/proc/{starting.pid}/cmdline").read_bytes():
+                assert time.monotonic() < deadline, "the stand-in training process did not start"
+                time.sleep(0.01)  # until it has replaced the forked copy of this process (a busy machine is slow)
             ModelStore(folder).started_training(starting.pid)
             assert service.run("clusters", Filters())["pending"]
         finally:
