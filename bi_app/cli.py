@@ -762,11 +762,11 @@ def reports_add(name: str, period: str, compare: str, frequency: str, day: str |
     config = Config.from_env()
     query = _report_query(period, regions, segments, categories, products, compare)
     with write_engine_for(config).begin() as conn:
-        _check_recipients(conn, recipients, query)
         item = add_subscription(conn, name=name, owner=owner, recipients=recipients, query=query,
                                 schedule=schedule_of(frequency, at, day), timezone=timezone or config.timezone or "UTC",
                                 workbook=workbook)
         _audit(conn, "report_changed", f"subscription {item.id} {item.name!r} to {', '.join(item.recipients)}")
+        _warn_of_missing_addresses(conn, item.recipients)
     click.echo(f"Added subscription {item.id} {item.name!r}: {frequency} at {at} ({item.timezone}), first on "
                f"{item.next_due.isoformat()}, to {', '.join(item.recipients)}.")
 
@@ -805,27 +805,18 @@ def reports_add_alert(name: str, measure: str, below: float | None, above: float
     query = _report_query(None, regions, segments, categories, products)
     rule = AlertRule(measure, chosen[0][0], chosen[0][1], days)
     with write_engine_for(config).begin() as conn:
-        _check_recipients(conn, recipients, query, whole_view=True)
         item = add_alert(conn, name=name, owner=owner, recipients=recipients, query=query, rule=rule,
                          schedule=schedule_of(frequency, at), timezone=timezone or config.timezone or "UTC")
         _audit(conn, "report_changed", f"alert {item.id} {item.name!r} to {', '.join(item.recipients)}")
+        _warn_of_missing_addresses(conn, item.recipients)
     click.echo(f"Added alert {item.id} {item.name!r}: {rule.describe()}; checked {frequency} at {at} "
                f"({item.timezone}), first on {item.next_due.isoformat()}.")
 
 
-def _check_recipients(conn: Connection, names: tuple[str, ...], query: dict, *, whole_view: bool = False) -> None:
-    """Every recipient is a user (with an address, else a warning); an alert's may see its whole view."""
-    from bi_app.reporting import may_see
-    from data_layer.reports import ReportError
-
+def _warn_of_missing_addresses(conn: Connection, names: tuple[str, ...]) -> None:
     for name in names:
         user = find_user(conn, name)
-        if user is None:
-            raise ReportError(f"no user named {name!r} (bi-app users add)")
-        if whole_view and not may_see(user, set(query.get("region", []))):
-            raise ReportError(f"{user.name} may see only {', '.join(user.regions)}: an alert on this view cannot go "
-                              "to them (give it --region within theirs)")
-        if not user.email:
+        if user is not None and not user.email:
             click.echo(f"Warning: {user.name} has no email address yet (bi-app users set-email {user.name} ADDRESS).")
 
 
@@ -833,18 +824,22 @@ def _check_recipients(conn: Connection, names: tuple[str, ...], query: dict, *, 
 @one_line_errors
 def reports_list() -> None:
     """Every subscription and alert, with its schedule and next time."""
-    from data_layer.reports import last_scheduler, list_alerts, list_subscriptions
+    from data_layer.filters import PERIODS
+    from data_layer.reports import describe_schedule, describe_view, last_scheduler, list_alerts, list_subscriptions
 
     with write_engine_for(Config.from_env()).begin() as conn:
         subscriptions, alerts, running = list_subscriptions(conn), list_alerts(conn), last_scheduler(conn)
     for item in subscriptions:
-        click.echo(f"{item.id}  subscription {item.name!r}: {item.query}, '{item.schedule}' {item.timezone}, next "
-                   f"{item.next_due.isoformat()}, to {', '.join(item.recipients)}"
-                   f"{', with the workbook' if item.workbook else ''}")
+        workbook = " (with the workbook)" if item.workbook else ""
+        click.echo(f"{item.id}  subscription {item.name!r}: {describe_view(item.query, PERIODS)}{workbook}; "
+                   f"{describe_schedule(item.schedule, item.timezone)}, next {item.next_due:%Y-%m-%d %H:%M} UTC; "
+                   f"to {', '.join(item.recipients)}")
     for alert in alerts:
-        click.echo(f"{alert.id}  alert {alert.name!r}: {alert.rule.describe()} {alert.query or ''}, "
-                   f"'{alert.schedule}' {alert.timezone}, next {alert.next_due.isoformat()}, {alert.state}, to "
-                   f"{', '.join(alert.recipients)}")
+        where = ", ".join(value for values in alert.query.values() for value in values) or "all orders"
+        click.echo(f"{alert.id}  alert {alert.name!r}: {alert.rule.describe()} ({where}); "
+                   f"{'holds now' if alert.state == 'firing' else 'does not hold'}; checked "
+                   f"{describe_schedule(alert.schedule, alert.timezone)}, next {alert.next_due:%Y-%m-%d %H:%M} UTC; "
+                   f"to {', '.join(alert.recipients)}")
     if not subscriptions and not alerts:
         click.echo("No subscriptions or alerts yet: bi-app reports add --name NAME --to USER.")
     click.echo(f"Scheduler: last looked {running.last_look} on {running.host} (pid {running.pid})" if running
@@ -875,9 +870,11 @@ def reports_run_now(item_id: str) -> None:
     app = create_app(Config.from_env())
     with app.server.test_request_context("/"):
         delivery = run_now(item_id)
+    if isinstance(delivery, str):  # an alert whose state did not change
+        click.echo(delivery)
+        return
     if delivery.status != "sent":
-        raise click.ClickException(f"{delivery.item_name!r} not delivered ({delivery.error}); "
-                                   f"{'tried again at ' + delivery.next_attempt if delivery.next_attempt else ''}")
+        raise click.ClickException(f"{delivery.item_name!r} not delivered: {delivery.error}")
     click.echo(f"Delivered {delivery.item_name!r} ({delivery.kind}) to {', '.join(delivery.recipients)}.")
 
 

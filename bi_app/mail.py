@@ -68,9 +68,13 @@ def send(config: Config, mail: EmailMessage) -> None:
             refused = server.send_message(mail)
     except MailError:
         raise
+    except smtplib.SMTPRecipientsRefused as exc:
+        refused = exc.recipients
     except smtplib.SMTPException as exc:
         raise MailError(f"the mail server {host}:{port} refused the mail: {exc}") from None
     except OSError as exc:
         raise MailError(f"the mail server {host}:{port} cannot be reached: {exc.strerror or exc}") from None
     if refused:
-        raise MailError(f"the mail server refused {', '.join(refused)}")
+        said = "; ".join(f"{address} ({code} {reply.decode(errors='replace')})" for address, (code, reply)
+                         in refused.items())
+        raise MailError(f"the mail server refused {said}")

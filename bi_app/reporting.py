@@ -73,9 +73,10 @@ def run_due(now: datetime | None = None) -> Outcome:
     return outcome
 
 
-def run_now(item_id: str) -> Delivery:
-    """Deliver a subscription now (its schedule unchanged), or check an alert now; the delivery made (an alert
-    whose state did not change makes none: :class:`data_layer.reports.ReportError` says so)."""
+def run_now(item_id: str) -> Delivery | str:
+    """Deliver a subscription now (its schedule unchanged), or check an alert now: the delivery made (one that
+    fails is not tried again later: the person who asked sees why), or, for an alert whose state did not change,
+    what the check found."""
     now = datetime.now(UTC).replace(microsecond=0)
     with current_write_engine().begin() as conn:
         subscriptions = {s.id: s for s in reports.list_subscriptions(conn)}
@@ -89,12 +90,12 @@ def run_now(item_id: str) -> Delivery:
         delivery = check_alert(replace(alerts[item_id], next_due=now), now, move=False)
         if delivery is None:
             state = "holds" if _reloaded_alert(item_id).state == "firing" else "does not hold"
-            raise reports.ReportError(f"checked: the rule {state}, as at its last check; nothing to send")
+            return f"Checked: the rule {state}, as at its last check; nothing to send."
     else:
         raise reports.ReportError(f"no subscription or alert {item_id!r}")
     if delivery is None:
         raise reports.ReportError("this subscription was delivered for this very second already")
-    return _attempt(delivery, now)
+    return _attempt(delivery, now, retry=False)
 
 
 def check_alert(alert: Alert, now: datetime, *, move: bool = True) -> Delivery | None:
@@ -188,9 +189,11 @@ def alert_message(alert: Alert, measured: dict[str, Any], *, started: bool) -> d
     return {"subject": subject, "text": "\n".join(lines)}
 
 
-def _attempt(delivery: Delivery, now: datetime) -> Delivery:
-    """Send ``delivery`` once; record how it went."""
-    permanent = False
+def _attempt(delivery: Delivery, now: datetime, *, retry: bool = True) -> Delivery:
+    """Send ``delivery`` once (to the recipients who do not have it yet); record how it went. A failure is tried
+    again later when ``retry`` and it may pass (the mail server, the browser), never when it cannot (no one to send
+    to, a view the data no longer has)."""
+    permanent = not retry
     try:
         if delivery.kind == "summary":
             _send_summary(delivery)
@@ -199,7 +202,9 @@ def _attempt(delivery: Delivery, now: datetime) -> Delivery:
         error = None
     except _NoRecipientError as exc:
         error, permanent = str(exc), True
-    except MailError as exc:
+    except FilterError as exc:
+        error, permanent = f"the view cannot be shown: {exc.message}", True
+    except (MailError, summary.SummaryError) as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - recorded, retried, logged with its traceback; the scheduler goes on
         reference = reference_for(log, f"Delivery of {delivery.item_name!r}", exc, traceback=True)
@@ -209,7 +214,8 @@ def _attempt(delivery: Delivery, now: datetime) -> Delivery:
     if error:
         log.warning("Delivery of %r (%s, due %s) failed, attempt %d: %s; %s", delivery.item_name, delivery.kind,
                     delivery.due, finished.attempts, error,
-                    f"next try at {finished.next_attempt}" if finished.status == "retrying" else "given up")
+                    f"it will be tried again at {finished.next_attempt}" if finished.status == "retrying"
+                    else "not tried again")
     else:
         log.info("Delivered %r (%s, due %s) to %s", delivery.item_name, delivery.kind, delivery.due,
                  ", ".join(delivery.recipients))
@@ -225,12 +231,15 @@ def _send_summary(delivery: Delivery) -> None:
         subscription = reports.get_subscription(conn, delivery.item)
         people = [find_user(conn, name) for name in delivery.recipients]
     config = current_config()
-    reachable = [user for user in people if user is not None and user.email]
+    regions = set(subscription.query.get("region", []))
+    reachable = [user for user in people
+                 if user is not None and user.email and reports.may_see(user, regions, whole=False)]
     if not reachable:
-        raise _NoRecipientError("no recipient has an email address (bi-app users set-email NAME ADDRESS)")
+        raise _NoRecipientError("no recipient has an email address and may see this view")
     by_scope: dict[tuple[str, ...], list[User]] = defaultdict(list)
     for user in reachable:
-        by_scope[user.regions].append(user)
+        if user.name not in delivery.sent_to:
+            by_scope[user.regions].append(user)
     for scope, users in by_scope.items():
         filters = _view(subscription, scope)
         made = summary.executive_summary(filters)
@@ -243,14 +252,15 @@ def _send_summary(delivery: Delivery) -> None:
         for user in users:
             send(config, message(config, user.email or "", f"{subscription.name}: {made.title}", text, html,
                                  attachments))
+            _note_sent(delivery, user)
 
 
 def _view(subscription: Subscription, scope: tuple[str, ...]) -> Filters:
-    """The subscription's view within ``scope``: its regions that the scope allows (all of the scope when it
-    names none), dates from its period as the data stands now."""
+    """The subscription's view within ``scope``: its regions that the scope allows, dates from its period as the
+    data stands now."""
     query = dict(subscription.query)
-    if scope and query.get("region"):
-        query["region"] = [region for region in query["region"] if region in scope] or list(scope)
+    if scope and query.get("region"):  # a recipient sees the view's regions within theirs (some, checked above)
+        query["region"] = [region for region in query["region"] if region in scope]
     if not (query.get("period") or query.get("start") or query.get("end")):
         query["period"] = [service.opening_period()]
     filters, _ = service.parse_request(query, scope=scope)
@@ -281,17 +291,19 @@ def _send_alert(delivery: Delivery) -> None:
         people = [find_user(conn, name) for name in delivery.recipients]
     config = current_config()
     regions = set(alert.query.get("region", []))
-    allowed = [user for user in people if user is not None and user.email and may_see(user, regions)]
+    allowed = [user for user in people if user is not None and user.email and reports.may_see(user, regions)]
     if not allowed:
         raise _NoRecipientError("no recipient with an email address may see this alert's view")
     content = json.loads(delivery.detail or "{}")
     for user in allowed:
-        send(config, message(config, user.email or "", content["subject"], content["text"]))
+        if user.name not in delivery.sent_to:
+            send(config, message(config, user.email or "", content["subject"], content["text"]))
+            _note_sent(delivery, user)
 
 
-def may_see(user: User, regions: set[str]) -> bool:
-    """True when ``user``'s scope covers a view of ``regions`` (none: every region)."""
-    return not user.regions or bool(regions) and regions <= set(user.regions)
+def _note_sent(delivery: Delivery, user: User) -> None:
+    with current_write_engine().begin() as conn:
+        reports.note_sent(conn, delivery, user.name)
 
 
 def _reloaded_alert(item_id: str, conn: Any = None) -> Alert:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import re
 import secrets
 import threading
 import zlib
@@ -46,7 +47,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from data_layer.engine import is_postgres, run
+from data_layer.filters import FilterError, parse_filters
 from data_layer.schema import ID_LIMIT, TEXT_LIMIT
+from data_layer.summaries import dimension_values, order_source, stored_dimension_values
+from data_layer.users import User, find_user
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +100,7 @@ deliveries = Table(
     Column("recipients", Text, nullable=False),  # JSON list of user names
     Column("detail", Text),  # an alert's message (JSON: subject, text, html), sent again on a retry
     Column("error", Text),  # why the last attempt failed
+    Column("sent_to", Text),  # JSON list of the recipients who have it: a retry sends to the others only
     Column("created_at", String(32), nullable=False),
     Column("finished_at", String(32)),
     UniqueConstraint("item", "kind", "due", name="bi_deliveries_once"),
@@ -217,6 +222,7 @@ class Delivery:
     created_at: str
     finished_at: str | None
     error: str | None = None
+    sent_to: tuple[str, ...] = ()
 
 
 def create_report_tables(conn: Connection) -> None:
@@ -227,13 +233,13 @@ def create_report_tables(conn: Connection) -> None:
 def schedule_of(frequency: str, at: str, day: str | None = None) -> str:
     """The cron expression of "daily at 07:30", "weekly on mon at 07:30", "monthly on 1 at 07:30";
     :class:`ReportError` for anything else."""
-    try:
-        hour, minute = (int(part) for part in at.split(":"))
-        if not (0 <= hour < 24 and 0 <= minute < 60):
-            raise ValueError
-    except ValueError:
-        raise ReportError(f"the time is HH:MM, 00:00 to 23:59, got {at!r}") from None
+    written = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", at.strip())
+    if written is None:
+        raise ReportError(f"the time is HH:MM, 00:00 to 23:59, got {at!r}")
+    hour, minute = int(written[1]), int(written[2])
     if frequency == "daily":
+        if day:
+            raise ReportError("a daily report has no day; give --every weekly or monthly with a day")
         return f"{minute} {hour} * * *"
     if frequency == "weekly":
         if (day or "mon").lower()[:3] not in WEEKDAYS:
@@ -244,6 +250,32 @@ def schedule_of(frequency: str, at: str, day: str | None = None) -> str:
             raise ReportError(f"the day of a monthly report is 1 to 28, got {day!r}")
         return f"{minute} {hour} {int(day or '1')} * *"
     raise ReportError(f"the frequency is one of {', '.join(FREQUENCIES)}, got {frequency!r}")
+
+
+def describe_schedule(schedule: str, timezone: str) -> str:
+    """"weekly on mon at 07:30 (Europe/Paris)" for the schedules :func:`schedule_of` makes; else the cron."""
+    parts = schedule.split()
+    if len(parts) == 5 and parts[0].isdigit() and parts[1].isdigit() and parts[3] == "*":
+        at = f"{int(parts[1]):02d}:{int(parts[0]):02d}"
+        if parts[2] == "*" and parts[4] == "*":
+            return f"daily at {at} ({timezone})"
+        if parts[2] == "*" and parts[4] in WEEKDAYS:
+            return f"weekly on {parts[4]} at {at} ({timezone})"
+        if parts[2].isdigit() and parts[4] == "*":
+            return f"monthly on day {parts[2]} at {at} ({timezone})"
+    return f"cron '{schedule}' ({timezone})"
+
+
+def describe_view(query: Mapping[str, list[str]], periods: Mapping[str, str]) -> str:
+    """"Previous week · North, South · vs same period last year" (``periods``: preset -> its name)."""
+    period = (query.get("period") or [""])[0]
+    chosen = [value for name, values in query.items() if name not in ("period", "compare", "start", "end")
+              for value in values]
+    parts = [periods.get(period, "the dashboard's period") if period or not query.get("start") else
+             f"{(query.get('start') or [''])[0]} to {(query.get('end') or [''])[0]}", ", ".join(chosen)]
+    if query.get("compare") == ["last-year"]:
+        parts.append("vs same period last year")
+    return " · ".join(part for part in parts if part)
 
 
 def next_due(schedule: str, timezone: str, after: datetime) -> datetime:
@@ -266,8 +298,10 @@ def next_due(schedule: str, timezone: str, after: datetime) -> datetime:
 def add_subscription(conn: Connection, *, name: str, owner: str, recipients: Iterable[str],  # noqa: PLR0913 - keyword-only
                      query: Mapping[str, list[str]], schedule: str, timezone: str, workbook: bool = False,
                      now: datetime | None = None) -> Subscription:
-    """Store a subscription, first due at the schedule's next time after ``now``."""
+    """Store a subscription, first due at the schedule's next time after ``now``; :class:`ReportError` for a view
+    the data does not have, or a recipient who may see none of it."""
     create_report_tables(conn)
+    check_view(conn, query, recipients, whole=False)
     values = _new_item(name, owner, recipients, query, schedule, timezone, now)
     conn.execute(insert(subscriptions).values(**values, workbook=int(workbook)))
     return get_subscription(conn, values["id"])
@@ -276,11 +310,43 @@ def add_subscription(conn: Connection, *, name: str, owner: str, recipients: Ite
 def add_alert(conn: Connection, *, name: str, owner: str, recipients: Iterable[str],  # noqa: PLR0913 - keyword-only
               query: Mapping[str, list[str]], rule: AlertRule, schedule: str, timezone: str,
               now: datetime | None = None) -> Alert:
-    """Store an alert rule, first checked at the schedule's next time after ``now``."""
+    """Store an alert rule, first checked at the schedule's next time after ``now``; :class:`ReportError` for a view
+    the data does not have, or a recipient who may not see all of it."""
     create_report_tables(conn)
+    check_view(conn, query, recipients, whole=True)
     values = _new_item(name, owner, recipients, query, schedule, timezone, now)
     conn.execute(insert(alerts).values(**values, rule=json.dumps(rule.__dict__), state="clear"))
     return get_alert(conn, values["id"])
+
+
+def check_view(conn: Connection, query: Mapping[str, list[str]], recipients: Iterable[str], *,
+               whole: bool) -> None:
+    """:class:`ReportError` unless ``query`` is a view of the data (known period and values) and each recipient is
+    a user who may see it: all of it (``whole``: an alert's numbers are of the whole view), else some of it (a
+    summary is cut to each recipient's regions)."""
+    known = stored_dimension_values(conn) or dimension_values(conn, order_source(conn))
+    try:
+        parse_filters(query, known_values=known)
+    except FilterError as exc:
+        raise ReportError(f"the view cannot be shown: {exc.message}") from None
+    regions = set(query.get("region", []))
+    for name in recipients:
+        user = find_user(conn, name)
+        if user is None:
+            raise ReportError(f"no user named {name!r}")
+        if not may_see(user, regions, whole=whole):
+            raise ReportError(f"{user.name} may see only {', '.join(user.regions)}: this "
+                              f"{'alert' if whole else 'view'} cannot go to them (choose regions within theirs)")
+
+
+def may_see(user: User, regions: set[str], *, whole: bool = True) -> bool:
+    """True when ``user``'s scope covers a view of ``regions`` (none: every region): all of them (``whole``), else
+    one at least (a view of every region: their own)."""
+    if not user.regions:
+        return True
+    if not regions:
+        return not whole
+    return regions <= set(user.regions) if whole else bool(regions & set(user.regions))
 
 
 def _new_item(name: str, owner: str, recipients: Iterable[str], query: Mapping[str, list[str]],
@@ -378,7 +444,7 @@ def finish(conn: Connection, delivery: Delivery, error: str | None, now: datetim
     spent (or at once when the failure is ``permanent``: no one to send to). The attempt is counted either way."""
     attempts = delivery.attempts + 1
     if error is None:
-        values: dict[str, Any] = {"status": "sent", "finished_at": _iso(now), "next_attempt": None}
+        values: dict[str, Any] = {"status": "sent", "finished_at": _iso(now), "next_attempt": None, "error": None}
     elif attempts <= len(RETRY_MINUTES) and not permanent:
         values = {"status": "retrying", "next_attempt": _iso(now + timedelta(minutes=RETRY_MINUTES[attempts - 1])),
                   "error": error}
@@ -386,6 +452,14 @@ def finish(conn: Connection, delivery: Delivery, error: str | None, now: datetim
         values = {"status": "failed", "finished_at": _iso(now), "next_attempt": None, "error": error}
     conn.execute(update(deliveries).where(deliveries.c.id == delivery.id).values(attempts=attempts, **values))
     return get_delivery(conn, delivery.id)
+
+
+def note_sent(conn: Connection, delivery: Delivery, recipient: str) -> None:
+    """Record that ``recipient`` has the delivery (a retry after a failure for another sends them nothing)."""
+    sent = json.loads(run(conn, select(deliveries.c.sent_to).where(deliveries.c.id == delivery.id)).scalar_one()
+                      or "[]")
+    conn.execute(update(deliveries).where(deliveries.c.id == delivery.id).values(
+        sent_to=json.dumps(sorted({*sent, recipient}))))
 
 
 def retries_due(conn: Connection, now: datetime) -> list[Delivery]:
@@ -471,7 +545,7 @@ def _alert(row: Any) -> Alert:  # a row mapping
 def _delivery(row: Any) -> Delivery:  # a row mapping
     return Delivery(row["id"], row["item"], row["item_name"], row["kind"], row["due"], row["status"], row["attempts"],
                     row["next_attempt"], tuple(json.loads(row["recipients"])), row["detail"], row["created_at"],
-                    row["finished_at"], row["error"])
+                    row["finished_at"], row["error"], tuple(json.loads(row["sent_to"] or "[]")))
 
 
 @dataclass(frozen=True)

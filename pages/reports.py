@@ -15,7 +15,7 @@ from bi_app.busy import BusyError, heavy_work
 from bi_app.components import section
 from bi_app.context import current_config, current_write_engine, signed_in_user
 from bi_app.incidents import reference_for
-from bi_app.reporting import may_see, run_now
+from bi_app.reporting import run_now
 from bi_app.service import known_values
 from data_layer import reports
 from data_layer.filters import PERIODS
@@ -126,7 +126,7 @@ def reports_view() -> tuple:
         with current_write_engine().begin() as conn:
             subscriptions, alerts = reports.list_subscriptions(conn), reports.list_alerts(conn)
             deliveries, running, people = reports.history(conn, 50), reports.last_scheduler(conn), list_users(conn)
-        regions = [{"label": r, "value": r} for r in known_values().get("regions", [])]
+        regions = [{"label": r, "value": r} for r in known_values().get("region", [])]
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
         reference = reference_for(log, "Reports page", exc)
         down = dbc.Alert(f"The reports cannot be shown right now (reference {reference}). Try again in a minute.",
@@ -163,25 +163,24 @@ def items_table(items: list, kind: str) -> dbc.Table | html.P:
     if not items:
         return html.P(f"No {kind}s yet.", className="text-muted small")
     rows = [html.Tr([
-        html.Td(item.name), html.Td(view_words(item)), html.Td(f"{item.schedule} ({item.timezone})"),
+        html.Td(item.name), html.Td(view_words(item)), html.Td(reports.describe_schedule(item.schedule, item.timezone)),
         html.Td(item.next_due.strftime("%Y-%m-%d %H:%M UTC")), html.Td(", ".join(item.recipients)),
         html.Td([dbc.Button("Send now" if kind == "subscription" else "Check now", size="sm", color="secondary",
                             id={"type": "reports-run", "item": item.id}, className="me-1"),
                  dbc.Button("Remove", size="sm", color="danger", outline=True,
                             id={"type": "reports-remove", "item": item.id})]),
     ]) for item in items]
-    head = ["Name", "What", "Schedule (cron)", "Next", "To", ""]
+    head = ["Name", "What", "When", "Next", "To", ""]
     return dbc.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)], size="sm",
                      responsive=True, id=f"reports-{kind}-table")
 
 
 def view_words(item: Any) -> str:
-    scope = ", ".join(v for key, values in item.query.items() if key not in ("period", "compare") for v in values)
     if isinstance(item, reports.Alert):
-        return item.rule.describe() + (f" · {item.state}" if item.state == "firing" else "") + \
-            (f" ({scope})" if scope else "")
-    period = PERIODS.get((item.query.get("period") or [""])[0], "the dashboard's period")
-    return f"{period}{' · ' + scope if scope else ''}{' · with the workbook' if item.workbook else ''}"
+        where = ", ".join(value for values in item.query.values() for value in values)
+        return item.rule.describe() + (f" ({where})" if where else "") + (" · holds now" if item.state == "firing"
+                                                                         else "")
+    return reports.describe_view(item.query, PERIODS) + (" · with the workbook" if item.workbook else "")
 
 
 def history_table(deliveries: list[reports.Delivery]) -> dbc.Table | html.P:
@@ -255,11 +254,6 @@ def new_alert(conn: Any, name: Any, measure: Any, days: Any, condition: Any, thr
         raise ReportError(str(exc) if isinstance(exc, ReportError) else
                           "the window is a whole number of days and the threshold a number") from None
     query = {"region": [str(r) for r in regions]} if regions else {}
-    people = {u.name: u for u in list_users(conn)}
-    for name_ in recipients or []:
-        if name_ in people and not may_see(people[name_], set(query.get("region", []))):
-            raise ReportError(f"{name_} may see only {', '.join(people[name_].regions)}: choose regions within "
-                              "theirs, or another recipient")
     cron, zone = schedule_of(list(schedule))
     item = reports.add_alert(conn, name=str(name or ""), owner=signed_in_user().name,
                              recipients=[str(r) for r in recipients or []], query=query, rule=rule, schedule=cron,
@@ -317,8 +311,9 @@ def acted(action: str, item_id: str) -> dbc.Alert:
     except Exception as exc:  # noqa: BLE001 - a message, never a dead page
         return dbc.Alert(f"Not done (reference {reference_for(log, 'Reports page', exc)}).", color="danger",
                          id="reports-action")
+    if isinstance(delivery, str):  # an alert whose state did not change
+        return dbc.Alert(delivery, color="info", id="reports-action")
     if delivery.status == "sent":
         return dbc.Alert(f"Sent {delivery.item_name!r} to {', '.join(delivery.recipients)}.", color="success",
                          id="reports-action")
-    return dbc.Alert(f"Not sent: {delivery.error}. It is tried again later; see the deliveries below.",
-                     color="warning", id="reports-action")
+    return dbc.Alert(f"Not sent: {delivery.error}.", color="warning", id="reports-action")

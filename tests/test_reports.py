@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -307,7 +308,9 @@ def test_the_reports_page_adds_sends_lists_and_removes_and_says_what_is_wrong(si
     assert "Not saved: nora may see only North" in str(too_wide[0])
     assert "Added the alert 'Down': net revenue of the last 7 days is more than 25% below the same days last year" \
         in str(alert[0])
-    assert "Weekly North" in str(subscriptions) and "30 7 * * mon (Europe/Paris)" in str(subscriptions)
+    assert "Weekly North" in str(subscriptions) and "weekly on mon at 07:30 (Europe/Paris)" in str(subscriptions)
+    assert "Previous week · North · vs same period last year · with the workbook" in str(subscriptions)
+    assert options[0] == [{"label": region, "value": region} for region in ("East", "North", "South", "West")]
     assert "Down" in str(alerts) and "Nothing delivered yet." in str(history)
     assert "No scheduler has run yet" in str(status) and "adam" in str(options[1])
     with site.connect() as conn:
@@ -349,3 +352,67 @@ def test_an_alerts_window_is_the_last_complete_days(site: Engine, app) -> None: 
         counted = window[(window["line_type"] == "sale") & (window["total_amount"] != 0)]["order_id"].nunique()
         assert (measured["start"], measured["end"]) == ((end - timedelta(days=2)).isoformat(), end.isoformat())
         assert measured["value"] == counted and measured["holds"] is (counted > 0)
+
+
+def test_a_retry_after_one_recipient_was_refused_sends_only_to_the_others(site: Engine, app, smtp) -> None:  # noqa: ANN001
+    from bi_app.reporting import run_due
+
+    _url, inbox = smtp
+    refusing = {"nora@example.com"}
+
+    async def handle_RCPT(server, session, envelope, address, options):  # noqa: ANN001, ANN202, N802 - aiosmtpd's hook
+        if address in refusing:
+            return "450 4.2.1 Mailbox busy, try later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    inbox.handle_RCPT = handle_RCPT
+    subscribe(site)  # to adam and nora
+    now = datetime.now(UTC).replace(microsecond=0)
+    with app.server.test_request_context("/"):
+        run_due(now)
+        with site.connect() as conn:
+            (delivery,) = reports.history(conn)
+        assert delivery.status == "retrying" and delivery.sent_to == ("adam",)
+        assert "the mail server refused nora@example.com (450 4.2.1 Mailbox busy, try later)" in delivery.error
+        refusing.clear()
+        run_due(now + timedelta(minutes=2))
+    with site.connect() as conn:
+        (delivery,) = reports.history(conn)
+    assert [m["To"] for m in inbox.messages] == ["adam@example.com", "nora@example.com"], "adam got it once"
+    assert (delivery.status, delivery.error, delivery.sent_to) == ("sent", None, ("adam", "nora"))
+
+
+def test_a_view_the_data_does_not_have_or_a_recipient_who_may_see_none_of_it_is_refused(site: Engine) -> None:
+    cases = [({"period": ["last-fortnight"]}, ("adam",), "the view cannot be shown: unknown period 'last-fortnight'"),
+             ({"region": ["Atlantis"]}, ("adam",), "the view cannot be shown: unknown region 'Atlantis'"),
+             ({"region": ["South"]}, ("nora",), "nora may see only North: this view cannot go to them"),
+             ({"period": ["previous-week"]}, ("ghost",), "no user named 'ghost'")]
+    for query, recipients, reason in cases:
+        with site.begin() as conn, pytest.raises(reports.ReportError, match=re.escape(reason)):
+            reports.add_subscription(conn, name="X", owner="adam", recipients=recipients, query=query,
+                                     schedule="0 7 * * *", timezone="UTC")
+    with site.begin() as conn:  # some of a view within her regions: she gets that part
+        reports.add_subscription(conn, name="X", owner="adam", recipients=("nora",),
+                                 query={"region": ["North", "South"]}, schedule="0 7 * * *", timezone="UTC")
+    with pytest.raises(reports.ReportError, match="a daily report has no day"):
+        reports.schedule_of("daily", "07:00", "fri")
+    with pytest.raises(reports.ReportError, match=r"the time is HH:MM, 00:00 to 23:59, got '7:5'"):
+        reports.schedule_of("weekly", "7:5", "mon")
+
+
+def test_a_send_now_that_fails_is_not_sent_again_later(site: Engine, app, smtp,  # noqa: ANN001
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from bi_app.reporting import run_due, run_now
+
+    _url, inbox = smtp
+    item = subscribe(site, recipients=("adam",), due_ago=timedelta(days=-3))  # due in days: only sent now
+    down = replace(app.server.config[CONFIG_KEY], smtp_url=f"smtp://127.0.0.1:{free_port()}")
+    monkeypatch.setitem(app.server.config, CONFIG_KEY, down)
+    with app.server.test_request_context("/"):
+        failed = run_now(item.id)
+    assert failed.status == "failed" and "cannot be reached" in failed.error
+    monkeypatch.undo()
+    with app.server.test_request_context("/"):
+        later = run_due(datetime.now(UTC) + timedelta(hours=3))
+    assert not later.sent and inbox.messages == []
