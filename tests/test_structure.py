@@ -187,7 +187,8 @@ DIRECT_EXECUTE = {
     "audit.record", "users.set_email",
     # The report tables' writes and the scheduler lock's (a session lock, not a read).
     "reports.add_subscription", "reports.add_alert", "reports.remove", "reports.claim", "reports.move_on",
-    "reports.record_check", "reports.finish", "reports.take_retry", "reports.note_look", "reports._advisory_lock", "reports._advisory_lock.take",
+    "reports.record_check", "reports.finish", "reports.take_retry", "reports.note_look", "reports.note_sent",
+    "reports._advisory_lock", "reports._advisory_lock.take",
 }
 
 
