@@ -17,7 +17,7 @@
 #   BI_CERTBOT_EMAIL       when set, a Let's Encrypt certificate is fetched at once (the DNS name must
 #                          already point at this instance); else a self-signed one until you do
 #   BI_SMTP_URL            the mail server for emailed reports and alerts, e.g.
-#                          smtp://AKIA...@email-smtp.eu-west-1.amazonaws.com:587 (Amazon SES); its password is
+#                          smtp://SMTP_USER@email-smtp.eu-west-1.amazonaws.com:587 (Amazon SES); its password is
 #                          BI_SMTP_PASSWORD; the sender BI_MAIL_FROM (default: reports@BI_SITE_NAME)
 set -euo pipefail
 
