@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlencode
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import ALL, Input, NoUpdate, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash import Input, NoUpdate, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 from dash.development.base_component import Component
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy.exc import SQLAlchemyError
@@ -182,7 +182,7 @@ def sync_filters(search: str | None, period: str | None, start: str | None, end:
     new_search = search_of(filters)
     # The bar always shows what the figures use (a date it could not use, a reset, a preset's days).
     return (new_search if new_search != (search or "") else no_update, *bar_values(filters, last),
-            *option_lists(options), filter_notice(notices))
+            *option_lists(options, ctx.triggered_id), filter_notice(notices))
 
 
 def filters_from_bar(changed: str, search: str | None, period: str | None, start: str | None, end: str | None,
@@ -203,8 +203,12 @@ def filters_from_bar(changed: str, search: str | None, period: str | None, start
     return service.parse_leniently({k: v for k, v in query.items() if v})
 
 
-def option_lists(options: dict[str, list[str]]) -> list[list[dict[str, str]]]:
-    """The list filters' dropdown options: every value in the data, each whole on hover."""
+def option_lists(options: dict[str, list[str]], changed: str | None) -> list[list[dict[str, str]] | NoUpdate]:
+    """The list filters' dropdown options: every value in the data, each whole on hover; sent on a page's
+    first call and when the URL or the data ``changed``, not after a choice in the bar (it cannot change them,
+    and a browser redrawing every list made a filter change slower)."""
+    if changed not in (None, "url", "db-status"):
+        return [no_update] * len(LIST_FILTERS)
     return [[{"label": value, "value": value, "title": value} for value in options.get(name, [])]
             for name in LIST_FILTERS]
 
@@ -273,7 +277,7 @@ def show_chips_and_downloads(search: str | None, pathname: str | None) -> tuple[
     if not (page_for(pathname) or {}).get("filters", True):
         return [], [], None, {"display": "none"}
     filters, _ = filters_of(search)
-    return chips(filters), downloads(filters, pathname), data_notice(), {}
+    return chips(filters, pathname), downloads(filters, pathname), data_notice(), {}
 
 
 def data_notice() -> dbc.Alert | None:
@@ -290,43 +294,33 @@ def data_notice() -> dbc.Alert | None:
                      color="info", id="data-notice-alert", className="py-2")
 
 
-def chips(filters: Filters) -> list:
-    """One removable chip per active filter value (the period by its name; all time has none)."""
-    buttons = []
+def chips(filters: Filters, pathname: str | None = None) -> list:
+    """One chip per active filter value (the period by its name; all time has none): a link to the same
+    page without that value, so removing it needs no callback."""
+    links = []
     for parameter, value in filters.to_query():
         if parameter == "compare" or (parameter == "period" and value == "all"):
             continue
         label = {"start": "From", "end": "To", "period": "Period"}.get(parameter, LABELS.get(parameter, parameter))
         shown = PERIODS[value] if parameter == "period" else value
-        buttons.append(
+        links.append(
             dbc.Button(
                 [f"{label}: {shown} ", html.Span("×", className="ms-1", **attributes(aria_hidden="true"))],
-                id={"type": "filter-chip", "parameter": parameter, "value": value},
+                href=f"{pathname or '/'}{search_without(filters, parameter, value)}",
                 color="primary", outline=True, size="sm", className="rounded-pill filter-chip",
                 title=f"Remove this filter ({label}: {shown})",
             )
         )
-    return buttons
+    return links
 
 
-@callback(
-    Output("url", "search", allow_duplicate=True),
-    Input({"type": "filter-chip", "parameter": ALL, "value": ALL}, "n_clicks"),
-    State("url", "search"),
-    prevent_initial_call=True,
-)
-def remove_chip(clicks: list[int | None], search: str | None) -> str | NoUpdate:
-    """Drop the clicked chip's value from the URL."""
-    if not ctx.triggered_id or not any(clicks):
-        return no_update
-    removed = ctx.triggered_id
-    query = query_of(search)
-    query[removed["parameter"]] = [v for v in query.get(removed["parameter"], []) if v != removed["value"]]
-    if removed["parameter"] in ("period", "start", "end") and not any(
-            query.get(name) for name in ("period", "start", "end")):
-        query["period"] = ["all"]  # no dates left is all time, not the default period
-    filters, _ = service.parse_leniently({k: v for k, v in query.items() if v})
-    return search_of(filters)
+def search_without(filters: Filters, parameter: str, value: str) -> str:
+    """The query string of ``filters`` without one of their values (in :meth:`Filters.to_query`'s order);
+    with no dates left, all time (not the default period)."""
+    pairs = [pair for pair in filters.to_query() if pair != (parameter, value)]
+    if not any(name in ("period", "start", "end") for name, _value in pairs):
+        pairs.insert(0, ("period", "all"))
+    return f"?{urlencode(pairs)}"
 
 
 def account(user: User) -> Component:

@@ -284,6 +284,31 @@ def test_browser_a_shared_url_reproduces_the_view(tab: Tab, orders: pd.DataFrame
     assert tab.errors == []
 
 
+def test_browser_a_filter_chip_removes_its_value(tab: Tab, orders: pd.DataFrame) -> None:
+    """A chip is a link to the same view without its value: the URL, the bar and the figures follow; the last
+    date chip leaves all time, not the default period."""
+    tab.open("/?start=2024-01-01&end=2024-06-30&region=East&region=West")
+
+    def shows_net(rows: pd.DataFrame) -> None:
+        tab.page.wait_for_function(
+            "expected => document.querySelector('#overview-kpi-revenue')?.innerText.trim() === expected",
+            arg=money(round(rows["net"].sum(), 2)), timeout=20_000)
+
+    first_half = orders["order_date"].between("2024-01-01", "2024-06-30")
+    shows_net(orders[first_half & orders["region"].isin(["East", "West"])])
+    tab.page.get_by_title("Remove this filter (Region: East)").click()
+    tab.page.wait_for_url(re.compile(r"\?start=2024-01-01&end=2024-06-30&region=West$"), timeout=20_000)
+    shows_net(orders[first_half & orders["region"].eq("West")])
+    assert "East" not in tab.page.inner_text("#filter-region") and "Region: East" not in tab.text("#filter-chips")
+
+    tab.page.get_by_title("Remove this filter (From: 2024-01-01)").click()
+    tab.page.wait_for_url(re.compile(r"\?end=2024-06-30&region=West$"), timeout=20_000)
+    tab.page.get_by_title("Remove this filter (To: 2024-06-30)").click()
+    tab.page.wait_for_url(re.compile(r"\?period=all&region=West$"), timeout=20_000)
+    shows_net(orders[orders["region"].eq("West")])
+    assert tab.errors == []
+
+
 def test_browser_bad_url_parameters_show_a_notice_and_defaults(tab: Tab, orders: pd.DataFrame) -> None:
     tab.open("/?region=Atlantis&start=2024-13-45&foo=bar")
     notice = tab.text("#filter-notice")
