@@ -7,6 +7,8 @@ browser's back and forward buttons work.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from datetime import date
 from typing import Any
@@ -70,6 +72,7 @@ def layout() -> html.Div:
             # Checks the database every few seconds; pages redraw when it comes back.
             dcc.Interval(id="db-retry", interval=5000),
             dcc.Store(id="db-status", data="ok"),
+            dcc.Store(id="filter-options-tag"),  # which option lists the filter bar holds (see option_lists)
             dcc.Store(id="page-titles", data={p["path"]: p["title"] for p in dash.page_registry.values()}),
             html.A("Skip to the figures", href="#page-content", className="visually-hidden-focusable"),
             navbar([page for page in dash.page_registry.values() if may_open(user, page)], account(user)),
@@ -154,6 +157,7 @@ def filter_bar() -> dbc.Card:
     Output("filter-compare", "value"),
     *[Output(f"filter-{name}", "value") for name in LIST_FILTERS],
     *[Output(f"filter-{name}", "options") for name in LIST_FILTERS],
+    Output("filter-options-tag", "data"),
     Output("filter-notice", "children"),
     Input("url", "search"),
     Input("filter-period", "value"),
@@ -163,6 +167,7 @@ def filter_bar() -> dbc.Card:
     *[Input(f"filter-{name}", "value") for name in LIST_FILTERS],
     Input("filter-reset", "n_clicks"),
     Input("db-status", "data"),
+    State("filter-options-tag", "data"),
 )
 def sync_filters(search: str | None, period: str | None, start: str | None, end: str | None, compare: str | None,
                  *values: Any) -> tuple:
@@ -173,7 +178,7 @@ def sync_filters(search: str | None, period: str | None, start: str | None, end:
         options = service.known_values()
         _first, last = service.data_dates()
     except Exception as exc:  # noqa: BLE001 - the banner says the database is unreachable
-        return (no_update, *(no_update,) * (5 + 2 * len(LIST_FILTERS)), error_banner(exc))
+        return (no_update, *(no_update,) * (6 + 2 * len(LIST_FILTERS)), error_banner(exc))
     if ctx.triggered_id in (None, "url", "db-status", "filter-reset"):
         filters, notices = filters_of("" if ctx.triggered_id == "filter-reset" else search)
     else:
@@ -182,7 +187,7 @@ def sync_filters(search: str | None, period: str | None, start: str | None, end:
     new_search = search_of(filters)
     # The bar always shows what the figures use (a date it could not use, a reset, a preset's days).
     return (new_search if new_search != (search or "") else no_update, *bar_values(filters, last),
-            *option_lists(options, ctx.triggered_id), filter_notice(notices))
+            *option_lists(options, shown=values[-1]), filter_notice(notices))
 
 
 def filters_from_bar(changed: str, search: str | None, period: str | None, start: str | None, end: str | None,
@@ -203,14 +208,15 @@ def filters_from_bar(changed: str, search: str | None, period: str | None, start
     return service.parse_leniently({k: v for k, v in query.items() if v})
 
 
-def option_lists(options: dict[str, list[str]], changed: str | None) -> list[list[dict[str, str]] | NoUpdate]:
-    """The list filters' dropdown options: every value in the data, each whole on hover; sent on a page's
-    first call and when the URL or the data ``changed``, not after a choice in the bar (it cannot change them,
-    and a browser redrawing every list made a filter change slower)."""
-    if changed not in (None, "url", "db-status"):
-        return [no_update] * len(LIST_FILTERS)
-    return [[{"label": value, "value": value, "title": value} for value in options.get(name, [])]
-            for name in LIST_FILTERS]
+def option_lists(options: dict[str, list[str]], shown: str | None) -> list:
+    """The list filters' dropdown options (every value in the data, each whole on hover) and their tag, when
+    they differ from the lists the bar holds (tagged ``shown``); else unchanged (``no_update``): a browser
+    redrawing every list at each choice made a filter change slower."""
+    tag = hashlib.blake2b(json.dumps(options, sort_keys=True).encode(), digest_size=8).hexdigest()
+    if tag == shown:
+        return [no_update] * (len(LIST_FILTERS) + 1)
+    return [*([{"label": value, "value": value, "title": value} for value in options.get(name, [])]
+              for name in LIST_FILTERS), tag]
 
 
 def filter_notice(notices: list[str]) -> dbc.Alert | None:

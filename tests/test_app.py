@@ -154,3 +154,30 @@ def test_a_page_drawn_once_is_kept_until_the_data_changes(app: dash.Dash, db_url
     drawn.clear()
     assert look("analyst") != first and drawn, "new data is drawn anew"
     engine.dispose()
+
+
+def test_the_filter_bar_gets_its_option_lists_only_when_they_differ_from_what_it_holds(client) -> None:
+    """The option lists go to the browser on its first call and whenever the data's values differ from the lists
+    it holds (their tag), not at every choice in the bar: redrawing each list slowed every filter change."""
+    from tests.support import callback_body
+
+    orders = generate_orders_frame(2000, seed=42)  # what the first run seeds
+    sync = next(d for d in client.get("/_dash-dependencies").json if "filter-options-tag.data" in d["output"])
+
+    def bar(tag: str | None, changed: dict[str, object]) -> dict:
+        body = callback_body(sync, {"url.search": "?period=all", "filter-options-tag.data": tag, **changed})
+        body["state"] = [{**entry, "value": tag} for entry in body["state"]]
+        answer = client.post("/_dash-update-component", json=body)
+        assert answer.status_code == 200
+        return answer.json["response"]
+
+    first = bar(None, {})
+    assert [o["value"] for o in first["filter-region"]["options"]] == sorted(orders["region"].unique())
+    assert [o["value"] for o in first["filter-product"]["options"]] == sorted(orders["product"].unique())
+    tag = first["filter-options-tag"]["data"]
+    picked = bar(tag, {"filter-region.value": ["West"]})
+    assert "filter-region" not in picked or "options" not in picked["filter-region"]
+    assert "filter-options-tag" not in picked
+    stale = bar("a tag of other lists", {"filter-region.value": ["West"]})
+    assert stale["filter-options-tag"]["data"] == tag
+    assert len(stale["filter-region"]["options"]) == orders["region"].nunique()
