@@ -373,10 +373,11 @@ def answer_default_view(engine: Engine, models: TrainedModels) -> dict[str, Any]
 
 def parse_leniently(query: Mapping[str, Iterable[str]], scope: Iterable[str] | None = None
                     ) -> tuple[Filters, list[str]]:
-    """Like :func:`parse_request` for pages: drop each bad parameter, say why, keep the rest."""
+    """Like :func:`parse_request` for pages: drop each bad parameter (of a list filter, only its bad values:
+    ``region=Atlantis&region=West`` keeps West), say why, keep the rest."""
     values = {name: list(v) if not isinstance(v, str) else [v] for name, v in query.items()}
     notices: list[str] = []
-    for _ in range(len(values) + 1):
+    for _ in range(sum(map(len, values.values())) + 1):
         try:
             filters, _parameters = parse_request(values, scope=scope)
             return filters, notices
@@ -384,7 +385,9 @@ def parse_leniently(query: Mapping[str, Iterable[str]], scope: Iterable[str] | N
             notices.append(f"{exc.parameter}: {exc.message}")
             if exc.parameter not in values:  # an unreadable name: drop what is not a known parameter
                 values = {k: v for k, v in values.items() if k in FILTER_PARAMETERS}
-            values.pop(exc.parameter, None)
+            kept = [value for value in values.pop(exc.parameter, []) if exc.values and value not in exc.values]
+            if kept:
+                values[exc.parameter] = kept
     filters, _parameters = parse_request({}, scope=scope)  # nothing usable: no filter, within the scope
     return filters, notices
 

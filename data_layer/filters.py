@@ -58,15 +58,18 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class FilterError(ValueError):
-    """A query parameter that cannot be used; ``parameter`` names it."""
+    """A query parameter that cannot be used; ``parameter`` names it, and ``values`` its values at fault
+    when the others are good (unknown or out-of-scope values of a list filter; empty: the parameter as a
+    whole)."""
 
     #: The HTTP status an API or export answers it with.
     status = 400
 
-    def __init__(self, parameter: str, message: str) -> None:
+    def __init__(self, parameter: str, message: str, values: tuple[str, ...] = ()) -> None:
         super().__init__(f"{parameter}: {message}")
         self.parameter = parameter
         self.message = message
+        self.values = values
 
 
 class OutOfScopeError(FilterError):
@@ -213,7 +216,8 @@ def parse_filters(
             _check_text(parameter, value)
         outside = sorted(set(values) - set(scope)) if scope and parameter == "region" else []
         if outside:
-            raise OutOfScopeError(parameter, f"{_quote(outside[0])} is not among the regions you may see")
+            raise OutOfScopeError(parameter, f"{_quote(outside[0])} is not among the regions you may see",
+                                  tuple(outside))
         if known_values is not None and values:
             known = set(known_values.get(parameter, ()))
             if scope and parameter == "region":
@@ -223,7 +227,8 @@ def parse_filters(
                 listed = sorted(known)
                 more = f", ... ({len(listed):,} in all)" if len(listed) > 8 else ""
                 shown = ", ".join(map(_quote, listed[:8])) + more
-                raise FilterError(parameter, f"unknown {parameter} {_quote(unknown[0])}; known: {shown or '(none)'}")
+                raise FilterError(parameter, f"unknown {parameter} {_quote(unknown[0])}; known: {shown or '(none)'}",
+                                  tuple(unknown))
         chosen[name] = tuple(values)
     return Filters(start=start, end=end, period=period, compare=compare, scope=scope, **chosen)
 

@@ -42,3 +42,20 @@ def test_filter_options_list_only_the_regions_in_scope(app) -> None:  # noqa: AN
         scoped = service.known_values(["North", "Nowhere"])
     assert set(everything["region"]) >= {"North", "East"} and scoped["region"] == ["North"]
     assert scoped["product"] == everything["product"]
+
+
+def test_a_page_drops_only_the_unknown_or_forbidden_values_of_a_list_filter(app) -> None:  # noqa: ANN001
+    """``region=Atlantis&region=West`` on a page keeps West (and says Atlantis was not used); a scoped viewer's
+    region outside the scope is dropped alone the same way; a list left with no good value is dropped."""
+    from bi_app import service
+
+    with app.server.test_request_context():
+        known = service.known_values()
+        filters, notices = service.parse_leniently({"region": ["Atlantis", "West"], "segment": [known["segment"][0]],
+                                                    "product": ["Nothing", "Nowhere"]})
+        scoped, scoped_notices = service.parse_leniently({"region": ["North", "South"]}, scope=["North"])
+    assert filters.regions == ("West",) and filters.segments == (known["segment"][0],) and filters.products == ()
+    assert len(notices) == 2 and notices[0].startswith("region: unknown region 'Atlantis'")
+    assert notices[1].startswith("product: unknown product 'Nothing'")
+    assert scoped.regions == ("North",) and scoped.scope == ("North",)
+    assert scoped_notices == ["region: 'South' is not among the regions you may see"]
