@@ -41,4 +41,6 @@ def test_simulated_users_walk_the_pages_without_an_error(postgres_schema_url: st
     assert result["views"] >= 6, "every user finished page views"
     names = set(result["by_name"])
     assert {"GET /", "GET /segments", "GET /regions", "callback overview-kpis"} <= names, names
-    assert result["requests"] >= 8 * result["views"], "each page view is the page, layout, dependencies and its callbacks"
+    # The page, its layout and dependencies, and its callbacks: the router, the filter bar, the chips and the
+    # page's content (a view the server rewrites, such as one without dates, has one more).
+    assert result["requests"] >= 7 * result["views"], "each page view is the page, layout, dependencies and its callbacks"
