@@ -825,7 +825,14 @@ def _warn_of_missing_addresses(conn: Connection, names: tuple[str, ...]) -> None
 def reports_list() -> None:
     """Every subscription and alert, with its schedule and next time."""
     from data_layer.filters import PERIODS
-    from data_layer.reports import describe_schedule, describe_view, last_scheduler, list_alerts, list_subscriptions
+    from data_layer.reports import (
+        describe_schedule,
+        describe_view,
+        describe_where,
+        last_scheduler,
+        list_alerts,
+        list_subscriptions,
+    )
 
     with write_engine_for(Config.from_env()).begin() as conn:
         subscriptions, alerts, running = list_subscriptions(conn), list_alerts(conn), last_scheduler(conn)
@@ -835,8 +842,7 @@ def reports_list() -> None:
                    f"{describe_schedule(item.schedule, item.timezone)}, next {item.next_due:%Y-%m-%d %H:%M} UTC; "
                    f"to {', '.join(item.recipients)}")
     for alert in alerts:
-        where = ", ".join(value for values in alert.query.values() for value in values) or "all orders"
-        click.echo(f"{alert.id}  alert {alert.name!r}: {alert.rule.describe()} ({where}); "
+        click.echo(f"{alert.id}  alert {alert.name!r}: {alert.rule.describe()} ({describe_where(alert.query)}); "
                    f"{'holds now' if alert.state == 'firing' else 'does not hold'}; checked "
                    f"{describe_schedule(alert.schedule, alert.timezone)}, next {alert.next_due:%Y-%m-%d %H:%M} UTC; "
                    f"to {', '.join(alert.recipients)}")

@@ -48,7 +48,7 @@ from data_layer.filters import (
     period_dates,
 )
 from data_layer.meta import data_version, database_is_slow, note_database_slow, stamped_version
-from data_layer.summaries import dimension_values, order_source, stored_dimension_values
+from data_layer.summaries import known_dimension_values, order_source
 
 if TYPE_CHECKING:
     from bi_app.ml.models import TrainedModels
@@ -273,7 +273,7 @@ def _known_values() -> dict[str, list[str]]:
         def compute() -> dict[str, list[str]]:
             stored = _precomputed(version, key, None)
             return stored if stored is not None else on_fastest_engine(conn, version, "filter values",
-                                                                       _dimension_values)
+                                                                       known_dimension_values)
 
         return current_cache().get_or_compute(key, compute, timeout=None if version else UNVERSIONED_TIMEOUT_S)
 
@@ -290,10 +290,6 @@ def data_dates() -> tuple[date | None, date | None]:
                 conn, version, "data dates", lambda c: queries.date_bounds(c, order_source(c), Filters()))
 
         return current_cache().get_or_compute(key, compute, timeout=None if version else UNVERSIONED_TIMEOUT_S)
-
-
-def _dimension_values(conn: Connection) -> dict[str, list[str]]:
-    return stored_dimension_values(conn) or dimension_values(conn, order_source(conn))
 
 
 def _parse_int(parameter: Parameter, raw: list[str]) -> int:
@@ -328,7 +324,7 @@ def precompute_default_views(snapshot: Engine, version: str, period: str | None 
     """Every analysis for each of :func:`precomputed_views` (``period``: the configured default
     period, if any), keyed as :func:`run` looks them up."""
     with snapshot.connect() as conn:
-        values = _dimension_values(conn)
+        values = known_dimension_values(conn)
         dates = queries.date_bounds(conn, order_source(conn), Filters())
         results: dict[str, Any] = {result_key("dimension_values", version): values,
                                    result_key("data_dates", version): dates}

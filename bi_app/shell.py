@@ -300,7 +300,7 @@ def data_notice() -> dbc.Alert | None:
                      color="info", id="data-notice-alert", className="py-2")
 
 
-def chips(filters: Filters, pathname: str | None = None) -> list:
+def chips(filters: Filters, pathname: str | None) -> list:
     """One chip per active filter value (the period by its name; all time has none): a link to the same
     page without that value, so removing it needs no callback."""
     links = []

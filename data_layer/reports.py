@@ -49,7 +49,7 @@ from sqlalchemy.exc import IntegrityError
 from data_layer.engine import is_postgres, run
 from data_layer.filters import FilterError, parse_filters
 from data_layer.schema import ID_LIMIT, TEXT_LIMIT
-from data_layer.summaries import dimension_values, order_source, stored_dimension_values
+from data_layer.summaries import known_dimension_values
 from data_layer.users import User, find_user
 
 log = logging.getLogger(__name__)
@@ -278,6 +278,11 @@ def describe_view(query: Mapping[str, list[str]], periods: Mapping[str, str]) ->
     return " · ".join(part for part in parts if part)
 
 
+def describe_where(query: Mapping[str, list[str]]) -> str:
+    """An alert's view in words: its values ("North, Office"), or "all orders"."""
+    return ", ".join(value for values in query.values() for value in values) or "all orders"
+
+
 def next_due(schedule: str, timezone: str, after: datetime) -> datetime:
     """The first time ``schedule`` (cron, in ``timezone``) falls after ``after`` (UTC); :class:`ReportError`
     for a schedule or zone that cannot be read."""
@@ -324,9 +329,8 @@ def check_view(conn: Connection, query: Mapping[str, list[str]], recipients: Ite
     """:class:`ReportError` unless ``query`` is a view of the data (known period and values) and each recipient is
     a user who may see it: all of it (``whole``: an alert's numbers are of the whole view), else some of it (a
     summary is cut to each recipient's regions)."""
-    known = stored_dimension_values(conn) or dimension_values(conn, order_source(conn))
     try:
-        parse_filters(query, known_values=known)
+        parse_filters(query, known_values=known_dimension_values(conn))
     except FilterError as exc:
         raise ReportError(f"the view cannot be shown: {exc.message}") from None
     regions = set(query.get("region", []))

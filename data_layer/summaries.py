@@ -431,6 +431,11 @@ def stored_dimension_values(conn: Connection) -> dict[str, list[str]] | None:
     return json.loads(raw) if raw else None
 
 
+def known_dimension_values(conn: Connection) -> dict[str, list[str]]:
+    """The list filters' values: those stored by the last summary rebuild when current, else read from the orders."""
+    return stored_dimension_values(conn) or dimension_values(conn, order_source(conn))
+
+
 def summaries_are_current(conn: Connection) -> bool:
     """True when the summary was built from the current data version (not before another tool's change)."""
     version = data_version(conn)

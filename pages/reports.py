@@ -177,9 +177,8 @@ def items_table(items: list, kind: str) -> dbc.Table | html.P:
 
 def view_words(item: Any) -> str:
     if isinstance(item, reports.Alert):
-        where = ", ".join(value for values in item.query.values() for value in values)
-        return item.rule.describe() + (f" ({where})" if where else "") + (" · holds now" if item.state == "firing"
-                                                                         else "")
+        where = f" ({reports.describe_where(item.query)})" if item.query else ""
+        return item.rule.describe() + where + (" · holds now" if item.state == "firing" else "")
     return reports.describe_view(item.query, PERIODS) + (" · with the workbook" if item.workbook else "")
 
 

@@ -362,7 +362,7 @@ def test_the_audit_log_records_sign_ins_failures_and_downloads_with_their_rows(s
     south = orders[orders["region"] == "South"]
     failed = requests.Session()
     token = re.search(r'name="csrf_token" value="([^"]+)"', failed.get(f"{secured_site.base}/login").text).group(1)
-    failed.post(f"{secured_site.base}/login", data={"csrf_token": token, "name": "ghost", "password": "x" * 9})
+    failed.post(f"{secured_site.base}/login", data={"csrf_token": token, "name": "ghost", "password": NEW_PASSWORD + "!"})
     sam = sign_in(secured_site, "sam")
     assert sam.get(f"{secured_site.base}/export/orders.csv?category=Office", timeout=120).status_code == 200
     expected_rows = int(((orders["region"] == "South") & (orders["category"] == "Office")).sum())
