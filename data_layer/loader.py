@@ -1,4 +1,5 @@
-"""Bulk loading of orders: PostgreSQL through COPY, SQLite through executemany.
+"""Bulk loading of orders: PostgreSQL through COPY (binary where every column's type allows), SQLite
+through executemany.
 
 Every load is one transaction: the rows, the index rebuild, the quality check
 and the new data version commit together or not at all.
@@ -23,7 +24,9 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from pgpq import ArrowToPostgresBinaryEncoder
 from sqlalchemy import Connection, Engine, MetaData, Numeric, String, delete, func, inspect, select
+from sqlalchemy import types as sqltypes
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, DefaultClause, DropIndex
 
@@ -299,11 +302,13 @@ def _load_lines(job: _LoadJob, chunks: Iterable[pa.Table], summary: LoadSummary 
                 else f"CREATE TEMP TABLE {STAGING_TABLE} AS SELECT * FROM {SALES_TABLE} WHERE 0"
             )
         if postgres:
-            # Arrow writes the next chunk's CSV in a thread while PostgreSQL copies this one.
+            # The next chunk is encoded in a thread while PostgreSQL copies this one (the staging table is
+            # made LIKE the orders table: the same types).
             freeze = mode == "replace"
-            for csv_bytes, rows in _in_background(_csv_chunks(streamed)):
+            copy = _CopyFormat.of(conn, SALES_TABLE, SALES_COLUMNS)
+            for data, rows in _in_background(copy.encode(streamed)):
                 checkpoint()
-                _copy_csv(conn, csv_bytes, freeze=freeze, table=target)
+                copy.send(conn, data, freeze=freeze, table=target)
                 rows_in += rows
                 if on_progress:
                     on_progress(rows)
@@ -476,14 +481,6 @@ class _LineWatch:
             yield chunk
 
 
-def _csv_chunks(chunks: Iterable[pa.Table], columns: Sequence[str] = SALES_COLUMNS) -> Iterator[tuple[bytes, int]]:
-    options = pacsv.WriteOptions(include_header=False)
-    for chunk in chunks:
-        buffer = io.BytesIO()
-        pacsv.write_csv(chunk.select(list(columns)), buffer, options)
-        yield buffer.getvalue(), chunk.num_rows
-
-
 def _in_background(items: Iterator[T], depth: int = 2) -> Iterator[T]:
     """Run ``items`` in a thread, ``depth`` ahead of the consumer; re-raise its errors here."""
     buffer: queue.Queue = queue.Queue(maxsize=depth)
@@ -530,25 +527,97 @@ def _store_summary(conn: Connection, built: LinesSummary, version: str) -> None:
     conn.execute(delete(daily))
     rows = built.daily_rows
     if rows.num_rows and conn.dialect.name == "postgresql":
-        _copy_csv(conn, next(_csv_chunks([rows], rows.column_names))[0], freeze=False, table=daily.name,
-                  columns=rows.column_names)
+        copy = _CopyFormat.of(conn, daily.name, rows.column_names)
+        copy.send(conn, next(copy.encode([rows]))[0], freeze=False, table=daily.name)
         conn.exec_driver_sql(f"ANALYZE {daily.name} ({', '.join(DIMENSIONS)})")
     elif rows.num_rows:
         _insert_chunk(conn, rows, table=daily.name)
     store_summary_meta(conn, version, built.values)
 
 
-def _copy_csv(conn: Connection, csv_bytes: bytes, *, freeze: bool, table: str = SALES_TABLE,
-              columns: Sequence[str] = SALES_COLUMNS) -> None:
-    buffer = io.BytesIO(csv_bytes)
-    names = ", ".join(columns)
-    # FREEZE is allowed (and saves a later rewrite) only right after our TRUNCATE.
-    options = "FORMAT csv, FREEZE true" if freeze else "FORMAT csv"
-    cursor = driver_connection(conn).cursor()
+@dataclass(frozen=True)
+class _CopyFormat:
+    """How lines travel to PostgreSQL's COPY: its binary format when every column's type has an Arrow twin
+    (about 30% less work for the server than parsing CSV, measured in docs/BENCHMARKS.md), else CSV."""
+
+    columns: tuple[str, ...]
+    #: The Arrow type of each column in binary format; None: CSV.
+    binary: pa.Schema | None
+
+    @classmethod
+    def of(cls, conn: Connection, table: str, columns: Sequence[str]) -> _CopyFormat:
+        """The format for ``columns`` of ``table`` as the database holds them (a seed-made table may differ)."""
+        stored = {column["name"]: column["type"] for column in inspect(conn).get_columns(table)}
+        types = [_arrow_twin(stored.get(name)) for name in columns]
+        binary = None if None in types else pa.schema(list(zip(columns, types, strict=True)))
+        return cls(tuple(columns), binary)
+
+    def encode(self, chunks: Iterable[pa.Table]) -> Iterator[tuple[bytes, int]]:
+        """Each chunk as one COPY's data, with its number of lines. :class:`LoadError` for a value that
+        does not fit its column's type (a quantity beyond a 32-bit integer, say)."""
+        for chunk in chunks:
+            if self.binary is None:
+                buffer = io.BytesIO()
+                pacsv.write_csv(chunk.select(list(self.columns)), buffer, pacsv.WriteOptions(include_header=False))
+                yield buffer.getvalue(), chunk.num_rows
+                continue
+            typed = pa.Table.from_arrays([_as_type(chunk.column(f.name), f) for f in self.binary],
+                                         schema=self.binary)
+            encoder = ArrowToPostgresBinaryEncoder(self.binary)
+            parts = [encoder.write_header(), *(encoder.write_batch(batch) for batch in typed.to_batches()),
+                     encoder.finish()]
+            yield b"".join(parts), chunk.num_rows
+
+    def send(self, conn: Connection, data: bytes, *, freeze: bool, table: str) -> None:
+        """COPY one chunk's ``data`` into ``table``."""
+        options = ["FORMAT binary" if self.binary is not None else "FORMAT csv"]
+        if freeze:  # allowed (and it saves a later rewrite) only right after our TRUNCATE
+            options.append("FREEZE true")
+        cursor = driver_connection(conn).cursor()
+        try:
+            cursor.copy_expert(f"COPY {table} ({', '.join(self.columns)}) FROM STDIN WITH ({', '.join(options)})",
+                               io.BytesIO(data), size=1 << 20)
+        finally:
+            cursor.close()
+
+
+def _arrow_twin(type_: object) -> pa.DataType | None:
+    """The Arrow type whose binary COPY form PostgreSQL reads into a column of SQL type ``type_``; None
+    for a type without one here (unconstrained NUMERIC, time zones, JSON, ...)."""
+    if isinstance(type_, sqltypes.Boolean):
+        return pa.bool_()
+    if isinstance(type_, sqltypes.Integer):  # BigInteger and SmallInteger are Integers too
+        return pa.int64() if isinstance(type_, sqltypes.BigInteger) else \
+            pa.int16() if isinstance(type_, sqltypes.SmallInteger) else pa.int32()
+    if isinstance(type_, sqltypes.Float):  # REAL, or DOUBLE PRECISION (a FLOAT's default)
+        single = isinstance(type_, sqltypes.REAL) or (type_.precision is not None and type_.precision <= 24)
+        return pa.float32() if single else pa.float64()
+    if isinstance(type_, sqltypes.Numeric):
+        precision, scale = type_.precision, type_.scale
+        return pa.decimal128(precision, scale) if precision and scale is not None and precision <= 38 else None
+    if isinstance(type_, sqltypes.DateTime):
+        return None if type_.timezone else pa.timestamp("us")
+    if isinstance(type_, sqltypes.Date):
+        return pa.date32()
+    if isinstance(type_, sqltypes.String) and not isinstance(type_, sqltypes.Enum):
+        return pa.string()
+    return None
+
+
+def _as_type(values: pa.ChunkedArray, target: pa.Field) -> pa.ChunkedArray:
+    """``values`` as ``target``'s type. Binary numbers bound for a NUMERIC are rounded half away from zero
+    at its scale, as PostgreSQL rounds the same numbers written out (0.125 -> 0.13)."""
     try:
-        cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH ({options})", buffer, size=1 << 20)
-    finally:
-        cursor.close()
+        if pa.types.is_decimal(target.type) and pa.types.is_floating(values.type):
+            unit = 10.0 ** target.type.scale
+            # The nudge: 1.005 is held as 1.00499999...; written out it reads 1.005, which rounds up.
+            steps = pc.floor(pc.add(pc.multiply(pc.abs(values), unit), 0.5 + 1e-7))
+            values = pc.divide(pc.multiply(pc.sign(values), steps), unit)
+        elif pa.types.is_decimal(target.type) and pa.types.is_decimal(values.type):
+            values = pc.round(values, ndigits=target.type.scale, round_mode="half_away_from_zero")
+        return pc.cast(values, target.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise LoadError(f"the {target.name} values do not fit the database's column ({exc})") from None
 
 
 def _insert_chunk(conn: Connection, chunk: pa.Table, table: str = SALES_TABLE) -> None:

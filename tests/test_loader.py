@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -10,6 +12,7 @@ from sqlalchemy import Engine, func, inspect, select
 from data_layer.bootstrap import load_demo_data
 from data_layer.columnar import LoadSummary
 from data_layer.demo_data import generate_orders, generate_orders_frame
+from data_layer.engine import make_engine
 from data_layer.loader import LoadError, load_orders
 from data_layer.info import database_info
 from data_layer.meta import data_version, read_meta, scan_stored_lines
@@ -89,6 +92,59 @@ def test_rows_failing_the_quality_checks_roll_back(engine: Engine) -> None:
         load_orders(engine, iter([pa.Table.from_pandas(chunk, preserve_index=False)]), mode="replace")
     assert len(stored(engine)) == 200
     assert current_version(engine) == before.data_version
+
+
+#: Amounts at a half cent as decimal text; as binary floats 1.005 and 2.675 lie just below the half.
+HALF_CENTS = [0.125, 1.005, 2.675, -0.125, -2.675, 10.005]
+
+
+def test_amounts_at_half_a_cent_are_stored_rounded_as_written_half_away_from_zero(engine: Engine) -> None:
+    """The float a file's 1.005 becomes is stored as 1.01, as the decimal text rounds (PostgreSQL's binary COPY
+    and SQLite alike): the expected cents come from the decimal text with Python's decimal module."""
+    chunk = next(generate_orders(len(HALF_CENTS), 5, first_order_number=7000)).to_pandas()
+    signs = [1 if amount > 0 else -1 for amount in HALF_CENTS]
+    chunk["quantity"] = signs
+    chunk["unit_price"] = [abs(amount) for amount in HALF_CENTS]
+    for column in ("subtotal", "total_amount"):
+        chunk[column] = HALF_CENTS
+    chunk["discount_amount"] = chunk["shipping_cost"] = chunk["discount_rate"] = 0.0
+    load_orders(engine, iter([pa.Table.from_pandas(chunk, preserve_index=False)]), mode="replace")
+    got = stored(engine)
+    expected = [float(Decimal(repr(amount)).quantize(Decimal("0.01"), ROUND_HALF_UP)) for amount in HALF_CENTS]
+    if engine.dialect.name == "postgresql":  # SQLite keeps the float as it came (its NUMERIC has no scale)
+        assert list(got["total_amount"]) == expected
+        assert list(got["subtotal"]) == expected
+    assert list(got["unit_price"]) == [abs(amount) for amount in HALF_CENTS]  # six decimals: nothing to round
+
+
+def test_a_value_beyond_its_column_is_a_load_error_and_nothing_is_written(postgres_schema_url: str) -> None:
+    engine = make_engine(postgres_schema_url)  # SQLite's INTEGER holds it
+    before = load_demo_data(engine, 100, 1, replace=True)
+    chunk = next(generate_orders(10, 6, first_order_number=8000)).to_pandas()
+    chunk["quantity"] = chunk["quantity"].astype("int64")
+    chunk.loc[3, "quantity"] = 2**40  # beyond the INTEGER column
+    with pytest.raises(LoadError, match="the quantity values do not fit the database's column"):
+        load_orders(engine, iter([pa.Table.from_pandas(chunk, preserve_index=False)]), mode="replace")
+    assert len(stored(engine)) == 100
+    assert current_version(engine) == before.data_version
+    engine.dispose()
+
+
+def test_a_column_type_without_a_binary_twin_is_copied_as_text(postgres_schema_url: str) -> None:
+    """An orders table made by another tool with a NUMERIC of no fixed scale (no Arrow decimal matches it)
+    still loads, every amount as written."""
+    engine = make_engine(postgres_schema_url)
+    load_demo_data(engine, 10, 1, replace=True)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ALTER COLUMN unit_price TYPE NUMERIC")
+    chunks = list(generate_orders(500, 8, chunk_rows=200))
+    expected = pd.concat([chunk.to_pandas() for chunk in chunks]).sort_values("order_id")
+    load_orders(engine, iter(chunks), mode="replace")
+    got = stored(engine)
+    assert got["unit_price"].map(lambda price: len(repr(price).partition(".")[2])).max() > 1  # cents at least
+    assert list(got["unit_price"]) == list(expected["unit_price"])
+    assert list(got["total_amount"]) == list(expected["total_amount"])
+    engine.dispose()
 
 
 def test_progress_is_reported_per_chunk(engine: Engine) -> None:
