@@ -52,6 +52,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from sqlalchemy import Numeric
 
 from data_layer.parsing import (
     DECIMAL_NAMES,
@@ -64,7 +65,7 @@ from data_layer.parsing import (
     read_dates,
     read_numbers,
 )
-from data_layer.schema import ID_LIMIT, LINE_TYPES, PRICE_DECIMALS, SALES_COLUMNS, TEXT_LIMIT
+from data_layer.schema import ID_LIMIT, LINE_TYPES, PRICE_DECIMALS, SALES_COLUMNS, TEXT_LIMIT, sales
 from data_layer.stopping import checkpoint
 
 #: Fields a source column can be mapped to; the first four groups are required.
@@ -676,6 +677,7 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
                                                for name in numbers})
     out.reject(amounts["inconsistent"], mapping.get("total_amount", "total_amount"),
                "amounts do not add up (total = quantity x unit price - discount + shipping)")
+    _reject_beyond_columns(amounts, mapping, out)
     refunded = _refunds(amounts["total_amount"], sign, numbers["refunded_amount"], order_id, status_class, mapping,
                         out)
     if questions:  # rows are judged once the file's questions are answered (an unread date is no fault)
@@ -890,7 +892,7 @@ def _refunds(total: pd.Series, sign: pd.Series, given: pd.Series, order_id: pd.S
         every, some = by_order.transform("all"), by_order.transform("any")
         order_refund = given.groupby(order_id.to_numpy()).transform("sum")
         order_total = total.where(sale, 0.0).groupby(order_id.to_numpy()).transform("sum")
-        spread = (order_refund * total / order_total.where(order_total > 0)).round(2)
+        spread = half_away(order_refund * total / order_total.where(order_total > 0))
         given = given.where(every, spread.where(some & sale))
     refunded = given
     if status_class is not None:
@@ -901,7 +903,7 @@ def _refunds(total: pd.Series, sign: pd.Series, given: pd.Series, order_id: pd.S
                    else "partially refunded, but the file has no refunded amount column to say how much")
     refunded = refunded.fillna(0.0).where(sale, 0.0)
     out.reject(refunded > total + 0.005, column, "refunded amount larger than the line's amount")
-    return refunded.round(2)
+    return half_away(refunded)
 
 
 def _empty_lines() -> pd.DataFrame:
@@ -949,6 +951,29 @@ class _Outcome:
         self.reject(mask, field_name, reason, blocking=False)
 
 
+#: The database's integer column (quantity): 32 bits.
+_LARGEST_QUANTITY = 2**31 - 1
+
+
+def _reject_beyond_columns(amounts: pd.DataFrame, mapping: dict[str, str], out: _Outcome) -> None:
+    """Lines with a quantity or an amount (given or worked out) larger than its column holds (99,999,999.99
+    for a line's money), named by the file's column for it, else its total's: said here with the line, not
+    by the database refusing the whole load."""
+    limits = {}  # the total first: its column names the fault when a worked-out amount is beyond too
+    for name in ("total_amount", "subtotal", "unit_price", "discount_amount", "shipping_cost"):
+        kind = sales.c[name].type
+        assert isinstance(kind, Numeric) and kind.precision is not None and kind.scale is not None, name
+        limits[name] = (10.0 ** (kind.precision - kind.scale) - 10.0 ** -kind.scale, kind.scale)
+    limits["quantity"] = (float(_LARGEST_QUANTITY), 0)
+    for name, (largest, places) in limits.items():
+        values = amounts[name]
+        said = name.replace("_", " ")
+        out.reject(values.abs() > largest, name if name in mapping else "total_amount",
+                   lambda i, said=said, values=values, largest=largest, places=places:
+                   f"{said} {values.iloc[i]:,.{places}f} is more than a line can hold ({largest:,.{places}f})"
+                   if np.isfinite(values.iloc[i]) else f"{said} is not a finite number")
+
+
 def resolve_amounts(quantity: pd.Series, numbers: dict[str, pd.Series]) -> pd.DataFrame:
     """Quantity, unit price, subtotal, discount (and rate), shipping and total of each line, each
     from its column or, when the file has none, from the others.
@@ -958,34 +983,41 @@ def resolve_amounts(quantity: pd.Series, numbers: dict[str, pd.Series]) -> pd.Da
     amounts cannot add up is marked ``inconsistent``.
     """
     q = quantity.fillna(1.0)
-    price, given_subtotal, total = numbers["unit_price"], numbers["subtotal"], numbers["total_amount"]
-    rate, discount, shipping = numbers["discount_rate"], numbers["discount_amount"], numbers["shipping_cost"]
-    subtotal = given_subtotal.fillna(cents(q * price))
-    discount = discount.fillna((subtotal * rate).round(2))
+    # Each given amount rounded as its column keeps it first, as the file's figures read: numpy's own
+    # rounding goes to the even cent (0.125 -> 0.12) and a binary 1.005 falls below the half.
+    price = half_away(numbers["unit_price"], PRICE_DECIMALS)
+    given_subtotal, total = half_away(numbers["subtotal"]), half_away(numbers["total_amount"])
+    discount, shipping = half_away(numbers["discount_amount"]), half_away(numbers["shipping_cost"])
+    rate = half_away(numbers["discount_rate"], 4)
+    subtotal = given_subtotal.fillna(half_away(q * price))
+    discount = discount.fillna(half_away(subtotal * rate))
     only_total = subtotal.isna()
-    subtotal = subtotal.fillna((total + discount.fillna(0.0) - shipping.fillna(0.0)).round(2))
-    gap = (subtotal - total).round(2)  # = discount - shipping, where both amounts are known
+    subtotal = subtotal.fillna(half_away(total + discount.fillna(0.0) - shipping.fillna(0.0)))
+    gap = half_away(subtotal - total)  # = discount - shipping, where both amounts are known
     both_unknown = discount.isna() & shipping.isna() & total.notna() & ~only_total
     discount = discount.where(~both_unknown, gap.clip(lower=0))
     shipping = shipping.where(~both_unknown, (-gap).clip(lower=0))
     discount = discount.fillna((gap + shipping).where(total.notna())).fillna(0.0)
     shipping = shipping.fillna((discount - gap).where(total.notna())).fillna(0.0)
-    total = total.fillna(subtotal - discount + shipping).round(2)
-    rate = rate.fillna((discount / subtotal.where(subtotal > 0)).fillna(0.0)).round(4)
-    price = price.fillna((subtotal / q).round(PRICE_DECIMALS))
+    total = half_away(total.fillna(subtotal - discount + shipping))
+    rate = half_away(rate.fillna((discount / subtotal.where(subtotal > 0)).fillna(0.0)), 4)
+    price = price.fillna(half_away(subtotal / q, PRICE_DECIMALS))
     inconsistent = ((total - (subtotal - discount + shipping)).abs() > 0.005) | (discount < -0.005) \
         | (shipping < -0.005) | ((discount - subtotal * rate).abs() > 0.015 + subtotal.abs() * 0.00005) \
         | ((subtotal - q * price).abs() > 0.005 * q.abs() + 1e-9)
-    return pd.DataFrame({"quantity": q, "unit_price": price.round(PRICE_DECIMALS), "subtotal": subtotal.round(2),
-                         "discount_rate": rate, "discount_amount": discount.round(2),
-                         "shipping_cost": shipping.round(2), "total_amount": total,
+    return pd.DataFrame({"quantity": q, "unit_price": price, "subtotal": half_away(subtotal),
+                         "discount_rate": rate, "discount_amount": half_away(discount),
+                         "shipping_cost": half_away(shipping), "total_amount": total,
                          "inconsistent": inconsistent.fillna(False)}, copy=False)  # see _order_lines
 
 
-def cents(amounts: pd.Series) -> pd.Series:
-    """Amounts rounded to cents half away from zero, as invoices round (1 x 0.125 is 0.13; numpy's
-    own rounding goes to the even cent, and binary fractions such as 1.005 fall below the half)."""
-    return np.sign(amounts) * np.floor(amounts.abs() * 100 + 0.5 + 1e-7) / 100
+def half_away(amounts: pd.Series, decimals: int = 2) -> pd.Series:
+    """Amounts rounded to ``decimals`` (cents by default) half away from zero, as invoices round and as
+    the database rounds the figures written out (1 x 0.125 is 0.13; numpy's own rounding goes to the even
+    cent, and binary fractions such as 1.005 fall below the half). Exact up to about 10 million at cents
+    (the nudge of 1e-7 of a unit must exceed the float's error)."""
+    unit = 10.0 ** decimals
+    return np.sign(amounts) * np.floor(amounts.abs() * unit + 0.5 + 1e-7) / unit
 
 
 def _order_lines(keep, order_id, customer, product, when, amounts, sign, line_type, refunded, numbers, text, *,  # noqa: ANN001, PLR0913 - the columns read
@@ -1009,7 +1041,7 @@ def _order_lines(keep, order_id, customer, product, when, amounts, sign, line_ty
         "total_amount": kept["total_amount"] * signed,
         "region": text("region")[keep].replace("", UNKNOWN),
         "customer_segment": text("customer_segment")[keep].replace("", UNKNOWN),
-        "satisfaction_rating": numbers["satisfaction_rating"][keep].round(1),
+        "satisfaction_rating": half_away(numbers["satisfaction_rating"][keep], 1),
         # Labels from a list of the few there are: one string object each, not one per line.
         "day_of_week": _DAY_NAMES[day.dt.day_of_week.to_numpy()],
         "month": month.astype(np.int64),

@@ -451,6 +451,62 @@ def test_half_cents_round_up_as_invoices_do(engine: Engine, tmp_path: Path) -> N
             == 0.03125
 
 
+def half_up(written: str, places: str = "0.01") -> float:
+    """A figure as written, rounded half away from zero with exact decimals."""
+    return float(Decimal(written).quantize(Decimal(places), ROUND_HALF_UP))
+
+
+def test_given_totals_and_prices_at_a_half_round_up_as_written(engine: Engine, tmp_path: Path) -> None:
+    """Totals a file gives at half a cent (0.125, 1.005, 2.675), with or without quantity and price, and a unit
+    price at half a millionth: stored as the written figure rounds, not rejected as amounts that do not add up
+    and not a cent low with a made-up discount (numpy's rounding and binary floats did both)."""
+    totals = ["0.125", "1.005", "2.675", "-2.675", "1234567.005", "653.825"]
+    only_totals = write(tmp_path, "totals.csv", [f"{i},2024-03-01,Item {i},{total}" for i, total in enumerate(totals)],
+                        header="Order,Date,Product,Total")
+    outcome, printed = run(engine, only_totals, mode="replace")
+    assert (outcome.written, outcome.rejected) == (len(totals), 0), printed
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT order_id, total_amount, discount_amount, shipping_cost "
+                                   "FROM advanced_sales_data")).all()
+    assert {row[0]: float(row[1]) for row in stored} == {str(i): half_up(t) for i, t in enumerate(totals)}
+    assert all(float(row[2]) == 0 and float(row[3]) == 0 for row in stored)
+
+    lines = [("1", "1", "1.005", "1.005"), ("2", "1", "0.125", "0.125"), ("3", "2", "326.9125", "653.825"),
+             ("4", "1", "24.0070345", "24.01")]
+    given = write(tmp_path, "given.csv", [f"{o},2024-03-01,Item {o},{q},{p},{t}" for o, q, p, t in lines],
+                  header="Order,Date,Product,Qty,Price,Total")
+    outcome, printed = run(engine, given, mode="replace")
+    assert (outcome.written, outcome.rejected) == (len(lines), 0), printed
+    with engine.connect() as conn:
+        stored = {row[0]: row[1:] for row in conn.execute(text(
+            "SELECT order_id, unit_price, total_amount, discount_amount FROM advanced_sales_data")).all()}
+    for order, _, price, total in lines:
+        assert float(stored[order][0]) == half_up(price, "0.000001"), order
+        assert float(stored[order][1]) == half_up(total), order
+        assert float(stored[order][2]) == 0, order  # no cent of discount made up
+
+
+def test_amounts_and_quantities_beyond_their_columns_are_rejected_with_their_lines(engine: Engine,
+                                                                                    tmp_path: Path) -> None:
+    """Figures no line can hold (the database would refuse the whole load, naming no line) are invalid rows of
+    the report; the other lines load with --skip-invalid and what was stored stays otherwise."""
+    rows = ["1,2024-03-01,Ok,1,10.00,10.00", "2,2024-03-01,Huge,1,123456789012.34,123456789012.34",
+            "3,2024-03-01,Many,5000000000,0.00001,50000.00", "4,2024-03-01,Endless,1,inf,inf",
+            "5,2024-03-01,Twice,2,60000000.00,120000000.00"]
+    path = write(tmp_path, "huge.csv", rows, header="Order,Date,Product,Qty,Price,Total")
+    outcome, printed = run(engine, path, mode="replace")
+    assert (outcome.written, outcome.rejected) == (0, len(rows)), printed
+    assert "4 invalid" in printed, printed
+    assert "line 3, Total: total amount 123,456,789,012.34 is more than a line can hold (99,999,999.99)" in printed
+    assert "line 4, Qty: quantity 5,000,000,000 is more than a line can hold (2,147,483,647)" in printed
+    report = pd.read_csv(outcome.report)
+    assert sorted(report["line"].dropna().astype(int)) == [3, 4, 5, 6], report
+    outcome, printed = run(engine, path, mode="replace", skip_invalid=True)
+    assert (outcome.written, outcome.rejected) == (1, 4), printed
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT order_id FROM advanced_sales_data")).scalars().all() == ["1"]
+
+
 def test_a_file_without_a_currency_takes_the_stored_one_and_the_configured_currency_counts(engine: Engine,
                                                                                         tmp_path: Path) -> None:
     gbp = write(tmp_path, "gbp.csv", ["1,2024-03-01,Mug,1,5.00,C1,North,GBP"], header=HEADER + ",Currency")
