@@ -156,9 +156,15 @@ def _narrower(stored: object, wanted: object) -> bool:
 
 
 def _add_line_numbers(conn: Connection, columns: dict) -> None:
-    log.info("Upgrading %s: adding line_number (every stored order becomes line 1)", SALES_TABLE)
+    """Number each stored order's rows 1, 2, ... in the order they are stored (a table written by other tools,
+    pandas' to_sql say, may hold an order in several rows)."""
+    log.info("Upgrading %s: adding line_number (each stored order's rows numbered from 1)", SALES_TABLE)
     if is_postgres(conn.engine):
         conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ADD COLUMN line_number INTEGER NOT NULL DEFAULT 1")
+        conn.exec_driver_sql(
+            f"UPDATE {SALES_TABLE} SET line_number = numbered.n FROM (SELECT ctid AS place, row_number() OVER "
+            f"(PARTITION BY order_id ORDER BY ctid) AS n FROM {SALES_TABLE}) AS numbered "
+            f"WHERE {SALES_TABLE}.ctid = numbered.place AND numbered.n > 1")
         conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ALTER COLUMN customer_id DROP NOT NULL, "
                              "ALTER COLUMN satisfaction_rating DROP NOT NULL")
         primary_key = inspect(conn).get_pk_constraint(SALES_TABLE).get("name")
@@ -171,7 +177,8 @@ def _add_line_numbers(conn: Connection, columns: dict) -> None:
     staging.indexes.clear()  # the old table still holds the index names; they are made after the swap
     staging.create(conn)
     seed_columns = ", ".join(name for name in SALES_COLUMNS if name in columns)
-    conn.exec_driver_sql(f"INSERT INTO {staging.name} ({seed_columns}) SELECT {seed_columns} FROM {SALES_TABLE}")
+    conn.exec_driver_sql(f"INSERT INTO {staging.name} ({seed_columns}, line_number) SELECT {seed_columns}, "
+                         f"row_number() OVER (PARTITION BY order_id ORDER BY rowid) FROM {SALES_TABLE}")
     conn.exec_driver_sql(f"DROP TABLE {SALES_TABLE}")
     conn.exec_driver_sql(f"ALTER TABLE {staging.name} RENAME TO {SALES_TABLE}")
     for index in SALES_INDEXES:

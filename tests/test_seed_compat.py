@@ -109,6 +109,26 @@ def test_a_load_upgrades_a_seed_made_table_to_order_lines(plain_engine: Engine, 
         assert kpis(conn, Filters())["orders"]["value"] == 1300
 
 
+def test_a_table_of_other_tools_with_orders_of_several_rows_is_numbered_and_takes_new_orders(
+        plain_engine: Engine, engine: Engine) -> None:
+    """pandas' to_sql of line-level data: an order in several rows (no key to stop it). The upgrade numbers
+    each order's rows from 1 in their stored order; a load of new orders then appends (it failed on the key,
+    reported as orders already stored)."""
+    frame = seed_frame()
+    several = frame.iloc[:30].copy()
+    several["order_id"] = [f"MULTI-{i // 3}" for i in range(30)]  # ten orders of three rows each
+    frame = pd.concat([several, frame.iloc[30:]], ignore_index=True)
+    make_seed_table(plain_engine, frame, "to_sql-replace")
+    load_demo_data(engine, 50, 12, replace=False)
+    with engine.connect() as conn:
+        stored = pd.read_sql(text("SELECT order_id, line_number, total_amount FROM advanced_sales_data"), conn)
+    assert len(stored) == len(frame) + 50
+    multi = stored[stored["order_id"].str.startswith("MULTI-")].sort_values(["order_id", "line_number"])
+    assert multi.groupby("order_id")["line_number"].apply(list).tolist() == [[1, 2, 3]] * 10
+    expected = several.groupby("order_id")["total_amount"].sum().round(2).sort_index()
+    assert multi.groupby("order_id")["total_amount"].sum().round(2).sort_index().tolist() == expected.tolist()
+
+
 def test_a_table_of_the_line_schema_is_read_as_is_then_upgraded_to_the_ledger(plain_engine: Engine, engine: Engine,
                                                                             tmp_path) -> None:  # noqa: ANN001
     """A table loaded by the previous version (line numbers, 20-character regions, no ledger columns):
