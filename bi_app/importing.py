@@ -368,8 +368,9 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
         echo("Every order in the file is already stored exactly so: nothing changed.")
         return outcome(len(result.lines), failed=False, how="already stored as they are")
     record_work("import", loaded.seconds)
-    echo(f"Loaded {loaded.rows_in:,} lines ({mode}) in {loaded.seconds:.2f} s; summary tables {loaded.summary_note}; "
-         f"{loaded.rows_stored:,} lines stored; data version {loaded.data_version}")
+    echo(f"Loaded {loaded.rows_in:,} line{'s' if loaded.rows_in != 1 else ''} ({mode}) in {loaded.seconds:.2f} s; "
+         f"summary tables {loaded.summary_note}; {loaded.rows_stored:,} line{'s' if loaded.rows_stored != 1 else ''} "
+         f"stored; data version {loaded.data_version}")
     return outcome(loaded.rows_in, failed=False)
 
 

@@ -867,7 +867,10 @@ def _copies(frame: pd.DataFrame, repeated: pd.Series, text, mapping: dict[str, s
         shared = (line_id != "") & (first != np.arange(len(frame)))
         out.exclude(shared, "line_id", lambda i: f"same line id as line {out.line[first.iloc[i]]}: a copy")
         return 0
-    copies = _earlier_copies(frame[repeated], [mapping["order_id"], mapping["product"]])
+    numbers = [mapping[name] for name in ("total_amount", "quantity", "unit_price") if name in mapping]
+    order = [*numbers, *(column for column in frame.columns if column not in numbers)]  # amounts tell most apart
+    copies = _earlier_copies(frame[order] if repeated.all() else frame.loc[repeated, order],
+                             [mapping["order_id"], mapping["product"]])
     if len(copies) and choices.drop_identical:
         out.exclude(pd.Series(frame.index.isin(copies.index), index=frame.index), "order_id",
                     lambda i: f"identical to line {out.line[copies[i]]}")
@@ -913,16 +916,26 @@ def _empty_lines() -> pd.DataFrame:
 def _earlier_copies(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
     """For each row equal in every cell to an earlier row of ``frame``: the position of the first such row.
 
-    Only rows whose ``keys`` cells repeat together can be copies, so the cell-by-cell
-    comparison runs on those alone (few, even with many lines per order).
+    Only rows whose ``keys`` cells repeat together can be copies; the other columns then narrow them
+    one at a time, in ``frame``'s order, each compared on the rows still alike: few are left after a
+    column or two, where selecting every column of the candidates and grouping by all of them took 0.7 s
+    per million lines of five-line orders.
     """
-    if frame.empty:
-        return pd.Series(dtype=np.int64)
-    candidates = frame[frame[keys].duplicated(keep=False)]
-    if candidates.empty:
-        return pd.Series(dtype=np.int64)
-    group = candidates.groupby(list(candidates.columns), sort=False, dropna=False).ngroup()
-    first = pd.Series(candidates.index, index=candidates.index).groupby(group).transform("first")
+    empty = pd.Series(dtype=np.int64)
+    rows = np.arange(len(frame))
+    codes = np.zeros(len(frame), dtype=np.int64)
+    for name in [*keys, *(column for column in frame.columns if column not in keys)]:
+        if not len(rows):
+            return empty
+        cells, values = pd.factorize(frame[name].iloc[rows] if len(rows) < len(frame) else frame[name],
+                                     use_na_sentinel=False)
+        codes = pd.factorize(codes * len(values) + cells)[0]
+        still = pd.Series(codes).duplicated(keep=False).to_numpy()
+        rows, codes = rows[still], pd.factorize(codes[still])[0]
+    if not len(rows):
+        return empty
+    labels = frame.index[rows]
+    first = pd.Series(labels, index=labels).groupby(codes).transform("first")
     return first[first != first.index]
 
 

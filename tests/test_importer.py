@@ -198,6 +198,34 @@ def test_identical_lines_are_kept_and_counted_or_dropped_on_request_naming_the_l
     assert len(dropped.lines) == 6
 
 
+def test_identical_lines_are_the_rows_pandas_finds_equal_to_an_earlier_one(tmp_path: Path) -> None:
+    """A file of few orders, products and amounts (many lines alike in some cells, some in all, blanks
+    among them): the identical lines dropped on request are those pandas' duplicated() finds on the file's
+    cells, each naming the first line it repeats."""
+    import random
+
+    from data_layer.importer import ImportChoices
+
+    generator = random.Random(5)
+    rows = [[f"O{generator.randint(1, 40)}", "2024-03-01", generator.choice(["Mug", "Pen", "Cap"]),
+             str(generator.randint(1, 2)), generator.choice(["1.50", "2.00"]), generator.choice(["", "C1", "C2"]),
+             generator.choice(["", "North"])] for _ in range(600)]
+    for row in rows:
+        row.append(f"{int(row[3]) * float(row[4]):.2f}")
+    path = tmp_path / "alike.csv"
+    pd.DataFrame(rows, columns=["Order", "Date", "Product", "Qty", "Price", "Customer", "Region", "Total"]).to_csv(
+        path, index=False)
+    cells = pd.read_csv(path, dtype=str, keep_default_na=False)
+    repeats = cells.duplicated(keep="first")
+    first_line = {i: cells.index[(cells == cells.iloc[i]).all(axis=1)][0] + 2 for i in cells.index[repeats]}
+    source = read_table(path)
+    dropped = validate(source, auto_mapping(source.columns), ImportChoices(drop_identical=True))
+    assert 0 < repeats.sum() < len(cells)
+    assert dropped.identical == repeats.sum()
+    assert sorted((r.line, r.reason) for r in dropped.rejected) == sorted(
+        (i + 2, f"identical to line {line}") for i, line in first_line.items())
+
+
 @pytest.mark.parametrize("block", [1, 2, 5, 1 << 23])
 def test_non_blank_lines_count_lines_as_pythons_csv_module_does(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
     import io
