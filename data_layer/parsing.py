@@ -386,8 +386,9 @@ def read_numbers(values: pd.Series, column: str, *, decimal: str | None = None, 
     text = _text(values)
     plain = _plain_numbers(text)
     if plain is not None and decimal != ",":
-        ambiguous = _matching(text, _GROUPED_POINT)
-        example = _point_example(text)
+        distinct = pc.unique(_arrow(text))  # Arrow's hash, once for both looks
+        ambiguous = _matching(distinct, _GROUPED_POINT)
+        example = _point_example(distinct)
         reading = NumberReading(plain)
         if ambiguous and not decimal and not example and fallback != ".":
             if fallback == ",":
@@ -470,15 +471,13 @@ def _clean(uniques: pd.Series) -> pd.Series:
     return uniques.astype(str).str.replace(_NOISE, "", regex=True)
 
 
-def _matching(text: pd.Series, pattern: re.Pattern) -> tuple[str, ...]:
-    """Up to three distinct cells matching ``pattern`` (Arrow's regex: no Python string per cell)."""
-    distinct = pc.unique(_arrow(text))
+def _matching(distinct: pa.Array, pattern: re.Pattern) -> tuple[str, ...]:
+    """Up to three of the ``distinct`` cells matching ``pattern`` (Arrow's regex: no Python string per cell)."""
     return tuple(distinct.filter(pc.match_substring_regex(distinct, pattern.pattern)).slice(0, 3).to_pylist())
 
 
-def _point_example(text: pd.Series) -> str | None:
-    """The first value whose point cannot be a thousands separator (0.125, 12.5, 12.50), if any."""
-    distinct = pc.unique(_arrow(text))
+def _point_example(distinct: pa.Array) -> str | None:
+    """The first of the ``distinct`` cells whose point cannot be a thousands separator (0.125, 12.5, 12.50)."""
     dotted = pc.and_(pc.match_substring(distinct, "."),
                      pc.invert(pc.match_substring_regex(distinct, _GROUPED_POINT.pattern)))
     found = distinct.filter(dotted).slice(0, 1).to_pylist()
