@@ -380,7 +380,9 @@ def _read_with_arrow(data: bytes, delimiter: str) -> tuple[pd.DataFrame, np.ndar
     try:
         table = pacsv.read_csv(
             io.BytesIO(data),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            # Without a quote in the file no value can hold a line break, and Arrow splits the work on any
+            # line end (0.5 s instead of 0.85 s for 75 MB).
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=b'"' in data),
             # Every cell as text: inferring types would turn an id such as 007 into 7.
             convert_options=pacsv.ConvertOptions(strings_can_be_null=False, quoted_strings_can_be_null=False,
                                                  column_types={name: pa.string() for name in header},
