@@ -679,7 +679,7 @@ def validate(source: SourceTable, mapping: dict[str, str], choices: ImportChoice
                                                for name in numbers})
     out.reject(amounts["inconsistent"], mapping.get("total_amount", "total_amount"),
                "amounts do not add up (total = quantity x unit price - discount + shipping)")
-    _reject_beyond_columns(amounts, mapping, out)
+    _reject_beyond_columns(text, numbers | {"quantity": quantity}, amounts, mapping, out)
     refunded = _refunds(amounts["total_amount"], sign, numbers["refunded_amount"], order_id, status_class, mapping,
                         out)
     if questions:  # rows are judged once the file's questions are answered (an unread date is no fault)
@@ -970,23 +970,33 @@ class _Outcome:
 _LARGEST_QUANTITY = 2**31 - 1
 
 
-def _reject_beyond_columns(amounts: pd.DataFrame, mapping: dict[str, str], out: _Outcome) -> None:
-    """Lines with a quantity or an amount (given or worked out) larger than its column holds (99,999,999.99
-    for a line's money), named by the file's column for it, else its total's: said here with the line, not
-    by the database refusing the whole load."""
-    limits = {}  # the total first: its column names the fault when a worked-out amount is beyond too
-    for name in ("total_amount", "subtotal", "unit_price", "discount_amount", "shipping_cost"):
+def _reject_beyond_columns(text, numbers: dict[str, pd.Series], amounts: pd.DataFrame,  # noqa: ANN001
+                           mapping: dict[str, str], out: _Outcome) -> None:
+    """Lines with a quantity or an amount larger than its column holds (99,999,999.99 for a line's money),
+    said with the line, not by the database refusing the whole load: a figure the file gives, as written
+    and under its own column first; then one worked out from them (2 x 60,000,000), under the total's."""
+    limits: dict[str, tuple[float, float, int]] = {"quantity": (-(_LARGEST_QUANTITY + 1.0), _LARGEST_QUANTITY, 0)}
+    for name in ("unit_price", "discount_amount", "shipping_cost", "subtotal", "total_amount"):
         kind = sales.c[name].type
         assert isinstance(kind, Numeric) and kind.precision is not None and kind.scale is not None, name
-        limits[name] = (10.0 ** (kind.precision - kind.scale) - 10.0 ** -kind.scale, kind.scale)
-    limits["quantity"] = (float(_LARGEST_QUANTITY), 0)
-    for name, (largest, places) in limits.items():
+        largest = 10.0 ** (kind.precision - kind.scale) - 10.0 ** -kind.scale
+        limits[name] = (-largest, largest, kind.scale)
+
+    def beyond(said: str, lowest: float, largest: float, places: int) -> str:
+        return f"{said} is beyond what a line can hold ({lowest:,.{places}f} to {largest:,.{places}f})"
+
+    for name, (lowest, largest, places) in limits.items():
+        if name in mapping:
+            values, written = numbers[name], text(name)
+            out.reject((values < lowest) | (values > largest), name,
+                       lambda i, name=name, written=written, limit=(lowest, largest, places):
+                       beyond(f"{name.replace('_', ' ')} {written.iloc[i]!r}", *limit))
+    for name, (lowest, largest, places) in limits.items():
         values = amounts[name]
-        said = name.replace("_", " ")
-        out.reject(values.abs() > largest, name if name in mapping else "total_amount",
-                   lambda i, said=said, values=values, largest=largest, places=places:
-                   f"{said} {values.iloc[i]:,.{places}f} is more than a line can hold ({largest:,.{places}f})"
-                   if np.isfinite(values.iloc[i]) else f"{said} is not a finite number")
+        out.reject((values < lowest) | (values > largest), "total_amount",
+                   lambda i, name=name, values=values, limit=(lowest, largest, places):
+                   beyond(f"{name.replace('_', ' ')} {values.iloc[i]:,.{limit[2]}f}", *limit)
+                   if np.isfinite(values.iloc[i]) else f"{name.replace('_', ' ')} is not a finite number")
 
 
 def resolve_amounts(quantity: pd.Series, numbers: dict[str, pd.Series]) -> pd.DataFrame:
@@ -998,12 +1008,13 @@ def resolve_amounts(quantity: pd.Series, numbers: dict[str, pd.Series]) -> pd.Da
     amounts cannot add up is marked ``inconsistent``.
     """
     q = quantity.fillna(1.0)
-    # Each given amount rounded as its column keeps it first, as the file's figures read: numpy's own
-    # rounding goes to the even cent (0.125 -> 0.12) and a binary 1.005 falls below the half.
-    price = half_away(numbers["unit_price"], PRICE_DECIMALS)
+    # Given amounts in cents are rounded as their columns keep them first, as the file's figures read
+    # (numpy's own rounding goes to the even cent, 0.125 -> 0.12, and a binary 1.005 falls below the half).
+    # A unit price and a rate enter the arithmetic as written and are rounded as stored at the end:
+    # 3,000 x 0.0004184 is 1.26, where the stored price's 0.000418 would make it 1.25.
+    price, rate = numbers["unit_price"], numbers["discount_rate"]
     given_subtotal, total = half_away(numbers["subtotal"]), half_away(numbers["total_amount"])
     discount, shipping = half_away(numbers["discount_amount"]), half_away(numbers["shipping_cost"])
-    rate = half_away(numbers["discount_rate"], 4)
     subtotal = given_subtotal.fillna(half_away(q * price))
     discount = discount.fillna(half_away(subtotal * rate))
     only_total = subtotal.isna()
@@ -1016,12 +1027,12 @@ def resolve_amounts(quantity: pd.Series, numbers: dict[str, pd.Series]) -> pd.Da
     shipping = shipping.fillna((discount - gap).where(total.notna())).fillna(0.0)
     total = half_away(total.fillna(subtotal - discount + shipping))
     rate = half_away(rate.fillna((discount / subtotal.where(subtotal > 0)).fillna(0.0)), 4)
-    price = price.fillna(half_away(subtotal / q, PRICE_DECIMALS))
+    price = price.fillna(subtotal / q)
     inconsistent = ((total - (subtotal - discount + shipping)).abs() > 0.005) | (discount < -0.005) \
         | (shipping < -0.005) | ((discount - subtotal * rate).abs() > 0.015 + subtotal.abs() * 0.00005) \
         | ((subtotal - q * price).abs() > 0.005 * q.abs() + 1e-9)
-    return pd.DataFrame({"quantity": q, "unit_price": price, "subtotal": half_away(subtotal),
-                         "discount_rate": rate, "discount_amount": half_away(discount),
+    return pd.DataFrame({"quantity": q, "unit_price": half_away(price, PRICE_DECIMALS),
+                         "subtotal": half_away(subtotal), "discount_rate": rate, "discount_amount": half_away(discount),
                          "shipping_cost": half_away(shipping), "total_amount": total,
                          "inconsistent": inconsistent.fillna(False)}, copy=False)  # see _order_lines
 

@@ -472,37 +472,58 @@ def test_given_totals_and_prices_at_a_half_round_up_as_written(engine: Engine, t
     assert all(float(row[2]) == 0 and float(row[3]) == 0 for row in stored)
 
     lines = [("1", "1", "1.005", "1.005"), ("2", "1", "0.125", "0.125"), ("3", "2", "326.9125", "653.825"),
-             ("4", "1", "24.0070345", "24.01")]
+             ("4", "1", "24.0070345", "24.01"), ("5", "3000", "0.0004184", "1.2552"), ("6", "-3000", "0.0004115", "-1.2345")]
     given = write(tmp_path, "given.csv", [f"{o},2024-03-01,Item {o},{q},{p},{t}" for o, q, p, t in lines],
                   header="Order,Date,Product,Qty,Price,Total")
     outcome, printed = run(engine, given, mode="replace")
     assert (outcome.written, outcome.rejected) == (len(lines), 0), printed
     with engine.connect() as conn:
         stored = {row[0]: row[1:] for row in conn.execute(text(
-            "SELECT order_id, unit_price, total_amount, discount_amount FROM advanced_sales_data")).all()}
+            "SELECT order_id, unit_price, total_amount, discount_amount, shipping_cost, subtotal "
+            "FROM advanced_sales_data")).all()}
     for order, _, price, total in lines:
         assert float(stored[order][0]) == half_up(price, "0.000001"), order
         assert float(stored[order][1]) == half_up(total), order
-        assert float(stored[order][2]) == 0, order  # no cent of discount made up
+        # No cent of discount or shipping made up (the line's amount is quantity x the price as written).
+        assert (float(stored[order][2]), float(stored[order][3])) == (0, 0), order
+        assert float(stored[order][4]) == half_up(total), order
+
+    prices = [("7", "1000", "0.0012345"), ("8", "3", "0.335")]  # no total: quantity x price as written
+    worked_out = write(tmp_path, "prices.csv", [f"{o},2024-03-01,Item {o},{q},{p}" for o, q, p in prices],
+                       header="Order,Date,Product,Qty,Price")
+    outcome, printed = run(engine, worked_out, mode="replace")
+    assert (outcome.written, outcome.rejected) == (len(prices), 0), printed
+    with engine.connect() as conn:
+        totals = dict(conn.execute(text("SELECT order_id, total_amount FROM advanced_sales_data")).all())
+    assert {order: float(total) for order, total in totals.items()} == {
+        o: float((Decimal(q) * Decimal(p)).quantize(Decimal("0.01"), ROUND_HALF_UP)) for o, q, p in prices}
 
 
 def test_amounts_and_quantities_beyond_their_columns_are_rejected_with_their_lines(engine: Engine,
                                                                                     tmp_path: Path) -> None:
     """Figures no line can hold (the database would refuse the whole load, naming no line) are invalid rows of
     the report; the other lines load with --skip-invalid and what was stored stays otherwise."""
-    rows = ["1,2024-03-01,Ok,1,10.00,10.00", "2,2024-03-01,Huge,1,123456789012.34,123456789012.34",
-            "3,2024-03-01,Many,5000000000,0.00001,50000.00", "4,2024-03-01,Endless,1,inf,inf",
-            "5,2024-03-01,Twice,2,60000000.00,120000000.00"]
-    path = write(tmp_path, "huge.csv", rows, header="Order,Date,Product,Qty,Price,Total")
+    rows = ["1,2024-03-01,Ok,1,10.00,10.00,0", "2,2024-03-01,Huge,1,123456789012.34,123456789012.34,0",
+            "3,2024-03-01,Many,-5000000000,0.00001,-50000.00,0", "4,2024-03-01,Endless,1,inf,inf,0",
+            "5,2024-03-01,Twice,2,60000000.00,120000000.00,0", "6,2024-03-01,Far,1,5.00,100000005.00,100000000",
+            "7,2024-03-01,Worked out,2,60000000.00,,0"]
+    path = write(tmp_path, "huge.csv", rows, header="Order,Date,Product,Qty,Price,Total,Shipping")
     outcome, printed = run(engine, path, mode="replace")
     assert (outcome.written, outcome.rejected) == (0, len(rows)), printed
-    assert "4 invalid" in printed, printed
-    assert "line 3, Total: total amount 123,456,789,012.34 is more than a line can hold (99,999,999.99)" in printed
-    assert "line 4, Qty: quantity 5,000,000,000 is more than a line can hold (2,147,483,647)" in printed
+    assert f"{len(rows) - 1} invalid" in printed, printed
+    for said in ("line 3, Price: unit price '123456789012.34' is beyond what a line can hold "
+                 "(-99,999,999.999999 to 99,999,999.999999)",
+                 "line 4, Qty: quantity '-5000000000' is beyond what a line can hold (-2,147,483,648 to 2,147,483,647)",
+                 "line 5, Price: unit price 'inf' is beyond",
+                 "line 6, Total: total amount '120000000.00' is beyond what a line can hold "
+                 "(-99,999,999.99 to 99,999,999.99)",
+                 "line 7, Shipping: shipping cost '100000000' is beyond",
+                 "line 8, Total: subtotal 120,000,000.00 is beyond"):  # worked out: under the total's column
+        assert said in printed, (said, printed)
     report = pd.read_csv(outcome.report)
-    assert sorted(report["line"].dropna().astype(int)) == [3, 4, 5, 6], report
+    assert sorted(report["line"].dropna().astype(int)) == list(range(3, len(rows) + 2)), report
     outcome, printed = run(engine, path, mode="replace", skip_invalid=True)
-    assert (outcome.written, outcome.rejected) == (1, 4), printed
+    assert (outcome.written, outcome.rejected) == (1, len(rows) - 1), printed
     with engine.connect() as conn:
         assert conn.execute(text("SELECT order_id FROM advanced_sales_data")).scalars().all() == ["1"]
 
