@@ -437,7 +437,8 @@ def read_numbers(values: pd.Series, column: str, *, decimal: str | None = None, 
 def _mark_question(column: str, examples: tuple[str, ...]) -> Question:
     return Question("decimal", column,
                     f"The numbers in {column!r} (e.g. {', '.join(repr(e) for e in examples)}) read as well with a "
-                    "decimal comma (thousands) as with a decimal point. Which mark does the file use?", examples)
+                    "decimal comma as with a decimal point (the other mark then separating thousands). Which mark "
+                    "does the file use?", examples)
 
 
 def _with_mark(text: pd.Series, mark: str, column: str, percent: bool, reason: str,
