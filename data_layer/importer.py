@@ -65,7 +65,7 @@ from data_layer.parsing import (
     read_dates,
     read_numbers,
 )
-from data_layer.schema import ID_LIMIT, LINE_TYPES, PRICE_DECIMALS, SALES_COLUMNS, TEXT_LIMIT, sales
+from data_layer.schema import ID_LIMIT, LINE_TYPES, PRICE_DECIMALS, SALES_COLUMNS, TEXT_LIMIT, half_away, sales
 from data_layer.stopping import checkpoint
 
 #: Fields a source column can be mapped to; the first four groups are required.
@@ -1035,15 +1035,6 @@ def resolve_amounts(quantity: pd.Series, numbers: dict[str, pd.Series]) -> pd.Da
                          "subtotal": half_away(subtotal), "discount_rate": rate, "discount_amount": half_away(discount),
                          "shipping_cost": half_away(shipping), "total_amount": total,
                          "inconsistent": inconsistent.fillna(False)}, copy=False)  # see _order_lines
-
-
-def half_away(amounts: pd.Series, decimals: int = 2) -> pd.Series:
-    """Amounts rounded to ``decimals`` (cents by default) half away from zero, as invoices round and as
-    the database rounds the figures written out (1 x 0.125 is 0.13; numpy's own rounding goes to the even
-    cent, and binary fractions such as 1.005 fall below the half). Exact up to about 10 million at cents
-    (the nudge of 1e-7 of a unit must exceed the float's error)."""
-    unit = 10.0 ** decimals
-    return np.sign(amounts) * np.floor(amounts.abs() * unit + 0.5 + 1e-7) / unit
 
 
 def _order_lines(keep, order_id, customer, product, when, amounts, sign, line_type, refunded, numbers, text, *,  # noqa: ANN001, PLR0913 - the columns read

@@ -49,6 +49,7 @@ from data_layer.schema import (
     SALES_INDEXES,
     SALES_TABLE,
     SCHEMA_VERSION,
+    half_away,
     metadata,
     sales,
 )
@@ -616,12 +617,8 @@ def _as_type(values: pa.ChunkedArray, target: pa.Field) -> pa.ChunkedArray:
     at its scale, as PostgreSQL rounds the same numbers written out (0.125 -> 0.13)."""
     try:
         if pa.types.is_decimal(target.type) and pa.types.is_floating(values.type):
-            unit = 10.0 ** target.type.scale
-            # The nudge: 1.005 is held as 1.00499999...; written out it reads 1.005, which rounds up.
-            steps = pc.floor(pc.add(pc.multiply(pc.abs(values), unit), 0.5 + 1e-7))
-            values = pc.divide(pc.multiply(pc.sign(values), steps), unit)
-        elif pa.types.is_decimal(target.type) and pa.types.is_decimal(values.type):
-            values = pc.round(values, ndigits=target.type.scale, round_mode="half_away_from_zero")
+            rounded = half_away(values.to_numpy(zero_copy_only=False), target.type.scale)  # nulls: NaN
+            values = pa.chunked_array([pa.array(rounded, from_pandas=True)])
         return pc.cast(values, target.type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise LoadError(f"the {target.name} values do not fit the database's column ({exc})") from None

@@ -24,6 +24,9 @@ database, and every reader copes with that.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
 from sqlalchemy import (
     Column,
     Date,
@@ -36,6 +39,9 @@ from sqlalchemy import (
     Text,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 metadata = MetaData()
 
 #: The longest product, category, region and segment name stored (and accepted in a URL).
@@ -46,6 +52,19 @@ ID_LIMIT = 64
 PRICE_DECIMALS = 6
 #: What a line is: merchandise sold, merchandise returned or cancelled, or an adjustment or fee.
 LINE_TYPES = ("sale", "return", "adjustment", "fee")
+
+
+Amounts = TypeVar("Amounts", "np.ndarray", "pd.Series")
+
+
+def half_away(amounts: Amounts, decimals: int = 2) -> Amounts:
+    """Amounts (a numpy array or pandas Series of floats) rounded to ``decimals`` (cents by default) half
+    away from zero, as invoices round and as the database rounds the figures written out (1 x 0.125 is 0.13;
+    numpy's own rounding goes to the even cent, and binary fractions such as 1.005 fall below the half).
+    Exact up to about 10 million at cents (the nudge of 1e-7 of a unit must exceed the float's error)."""
+    unit = 10.0 ** decimals
+    return np.sign(amounts) * np.floor(np.abs(amounts) * unit + 0.5 + 1e-7) / unit
+
 
 SALES_TABLE = "advanced_sales_data"
 METADATA_TABLE = "bi_metadata"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-import secrets
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from data_layer.engine import make_engine
 from data_layer.users import add_user
-from tests.support import BI_APP, IN_CI, USER_PASSWORD, net_revenue, served
+from tests.support import BI_APP, IN_CI, SECRET_KEY, USER_PASSWORD, net_revenue, served
 
 DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -168,7 +167,7 @@ def secured_site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     """`bi-app serve` with sign-in on, on SQLite or on PostgreSQL. On PostgreSQL the server reads as a
     role that may only SELECT (``BI_DATABASE_URL``) and writes as another (``BI_DATABASE_WRITE_URL``)."""
     folder = tmp_path_factory.mktemp(f"secured-{request.param}")
-    env = {**os.environ, "BI_DATA_DIR": str(folder / "data"), "BI_SECRET_KEY": secrets.token_urlsafe(40),
+    env = {**os.environ, "BI_DATA_DIR": str(folder / "data"), "BI_SECRET_KEY": SECRET_KEY,
            "BI_COLUMNAR": "0", "BI_DEMO_ROWS": "2000"}
     env.pop("BI_CACHE_URL", None)
     schema = None

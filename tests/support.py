@@ -24,6 +24,8 @@ import requests
 URL_PASSWORD = secrets.token_hex(12)
 #: The passwords of the users tests add (and the one they change to), made for this run too.
 USER_PASSWORD, NEW_PASSWORD = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
+#: The BI_SECRET_KEY of servers and commands with sign-in on, made for this run too.
+SECRET_KEY = secrets.token_urlsafe(40)
 #: In CI every test that needs a real service must run, never skip.
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BI_APP = str(Path(sys.executable).with_name("bi-app"))

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ import requests
 
 from data_layer.engine import make_engine
 from tests.conftest import private_schema
-from tests.support import BI_APP, IN_CI, USER_PASSWORD, send_and_leave, stored_kpis
+from tests.support import BI_APP, IN_CI, SECRET_KEY, USER_PASSWORD, send_and_leave, stored_kpis
 
 pytestmark = pytest.mark.slow
 
@@ -170,7 +169,7 @@ def deployment(postgres_admin, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def _deployment(folder: Path, database_url: str) -> Iterator[Deployment]:
     https_port, http_port, app_port, redis_port = free_port(), free_port(), free_port(), free_port()
     env = {**os.environ, "BI_DATA_DIR": str(folder / "data"), "BI_DATABASE_URL": database_url,
-           "BI_SECRET_KEY": uuid.uuid4().hex * 2, "BI_CACHE_URL": f"redis://127.0.0.1:{redis_port}/0",
+           "BI_SECRET_KEY": SECRET_KEY, "BI_CACHE_URL": f"redis://127.0.0.1:{redis_port}/0",
            "BI_TRUSTED_PROXIES": "1", "BI_HTTPS": "1", "BI_LOG_FORMAT": "json", "BI_COLUMNAR": "0",
            "BI_BIND": f"127.0.0.1:{app_port}", "BI_WORKERS": "2", "BI_THREADS": "4",
            "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics")}

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import requests
 from sqlalchemy import text
 
 from data_layer.engine import make_engine
-from tests.support import BI_APP, IN_CI, USER_PASSWORD, served, stored_kpis
+from tests.support import BI_APP, IN_CI, SECRET_KEY, USER_PASSWORD, served, stored_kpis
 
 pytestmark = pytest.mark.slow
 
@@ -183,7 +182,7 @@ def test_two_instances_read_the_replica_and_follow_a_load_on_the_primary(cluster
     replicated(primary, replica)
 
     settings = {"BI_DATABASE_URL": primary.url(), "BI_DATABASE_READ_URL": replica.url(),
-                "BI_CACHE_URL": "redis://127.0.0.1:6379/0", "BI_SECRET_KEY": uuid.uuid4().hex * 2}
+                "BI_CACHE_URL": "redis://127.0.0.1:6379/0", "BI_SECRET_KEY": SECRET_KEY}
     with ExitStack() as stack:
         bases = [stack.enter_context(served(app_env(tmp_path / f"app-{n}", **settings), tmp_path / f"app-{n}.log"))
                  for n in range(2)]

@@ -4,15 +4,16 @@ cache-key rule, thin callbacks."""
 from __future__ import annotations
 
 import ast
-import re
 import os
-import secrets
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from tests.support import SECRET_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bi_app", "data_layer", "pages")
@@ -108,7 +109,7 @@ def test_every_module_imports_alone() -> None:
     """Each module in a fresh interpreter: none relies on another having been imported first (a page
     registers itself with Dash, which wants an app first: a bare one, not ours; the deployments' WSGI
     entry wants sign-in configured)."""
-    env = {**os.environ, "BI_SECRET_KEY": secrets.token_urlsafe(40)}
+    env = {**os.environ, "BI_SECRET_KEY": SECRET_KEY}
 
     def import_alone(module: str) -> tuple[str, int, list[str]]:
         before = "import dash; dash.Dash(__name__, use_pages=False, pages_folder=''); " \

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
 from bi_app.cli import main
-from tests.support import NEW_PASSWORD, USER_PASSWORD
+from tests.support import NEW_PASSWORD, SECRET_KEY, USER_PASSWORD
 from data_layer.users import (
     ROLES,
     User,
@@ -89,7 +89,7 @@ def test_roles_rank_viewer_analyst_admin() -> None:
 
 
 def test_users_are_managed_from_the_command_line_and_passwords_never_echoed(db_url: str) -> None:
-    env = {"BI_DATABASE_URL": db_url, "BI_SECRET_KEY": "k" * 40}
+    env = {"BI_DATABASE_URL": db_url, "BI_SECRET_KEY": SECRET_KEY}
     runner = CliRunner()
     added = runner.invoke(main, ["users", "add", "ana", "--role", "analyst", "--region", "North"],
                           input=PASSWORD + "\n", env=env)
