@@ -119,7 +119,8 @@ def main() -> None:
         "sharing an order id and product. Every date, number and id column is read by the rules that",
         "decide from all the values (decimal mark, date order, ids written as floats).",
     ]
-    publish("Importing a CSV (PostgreSQL)", f"python bench/import_rate.py --lines {args.lines}", lines)
+    publish("Importing a CSV (PostgreSQL)",
+            f"python bench/import_rate.py --lines {args.lines} --repeat {args.repeat}", lines)
 
 
 if __name__ == "__main__":
