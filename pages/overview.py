@@ -45,7 +45,7 @@ def layout(**_query: str) -> html.Div:
         [
             html.H1("Overview", className="h2 mb-3"),
             html.Div(id="overview-status"),
-            dcc.Loading(html.Div(id="overview-kpis", style={"minHeight": "140px"}), type="dot", delay_show=300),
+            dcc.Loading(html.Div(id="overview-kpis", className="kpi-slot"), type="dot", delay_show=300),
             dbc.Row(
                 [
                     dbc.Col(section(None, graph("overview-trend")), lg=8, className="mb-3"),
@@ -157,7 +157,7 @@ def overview(filters: Filters) -> tuple:
     charts = [draw(results[name], currency, query) for name, draw in CHARTS.values()]
     kpis = results["kpis"]
     if kpis["orders"]["value"] == 0:
-        return (None, empty_state(), *charts)
+        return (empty_state(), None, *charts)
     summary = [] if query is None else [html.A("Executive summary (PDF)", href=f"/export/summary.pdf{query}",
                                                id="overview-summary-pdf", className="small float-end link-primary")]
     return ([*summary, *kpi_cards(kpis, currency, filters.compare)], None, *charts)
@@ -205,7 +205,7 @@ def period_caption(kpis: dict) -> html.Div:
     compared = list(dict.fromkeys(span_text(span["start"], span["end"]) for span, count_then in spans if count_then))
     if compared:
         text += f"; compared with {' and with '.join(compared)}"
-    empty = [span_text(span["start"], span["end"]) for span, count_then in spans if not count_then]
+    empty = list(dict.fromkeys(span_text(span["start"], span["end"]) for span, count_then in spans if not count_then))
     if empty:
         text += f"; no orders {' nor '.join(empty)} to compare with"
     return html.Div(text + ".", id="overview-period", className="text-muted small mb-2")

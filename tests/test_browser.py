@@ -677,6 +677,18 @@ def test_browser_charts_draw_without_margin_redraw_loops(tab: Tab, width: int) -
     assert tab.errors == [], tab.errors
 
 
+def test_browser_an_empty_filter_says_so_where_the_kpis_go(tab: Tab) -> None:
+    """No orders match: the empty state takes the KPI cards' place, with no blank room held for them."""
+    tab.open("/?start=2030-01-01&end=2030-02-01")
+    tab.page.wait_for_selector("#overview-kpis .empty-state", timeout=60_000)
+    tab.settle()
+    notice = tab.page.eval_on_selector("#overview-kpis .empty-state", "e => e.getBoundingClientRect().bottom")
+    chart = tab.page.eval_on_selector("#overview-trend", "e => e.getBoundingClientRect().top")
+    assert 0 <= chart - notice <= 40, f"{chart - notice:.0f}px between the notice and the first chart"
+    assert tab.page.locator("#overview-kpis .kpi-value").count() == 0
+    assert tab.errors == [], tab.errors
+
+
 def test_browser_keyboard_focus_is_always_visible(tab: Tab) -> None:
     """Tabbing through the page: every element that takes focus shows an outline or a focus ring."""
     tab.open("/?period=all")

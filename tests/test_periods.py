@@ -113,3 +113,17 @@ def test_the_last_30_days_are_compared_with_the_30_days_before_even_when_they_ar
     by_days = parse_filters({"period": ["last-30-days"]}, data_dates=(D("2024-01-01"), D("2025-06-30")))
     typed = parse_filters({"start": ["2025-06-01"], "end": ["2025-06-30"]})
     assert by_days.by_days and not typed.by_days and by_days.cache_key() != typed.cache_key()
+
+
+def test_a_year_is_compared_with_the_year_before_named_once(client) -> None:  # noqa: ANN001
+    """A year's previous period is also its same period last year: the caption names it once, with
+    orders or without (the demo orders start in 2023)."""
+    from pages.overview import period_caption
+
+    for year in (2023, 2024):
+        data = client.get(f"/api/v1/kpis?start={year}-01-01&end={year}-12-31").get_json()["data"]
+        assert data["previous_period"] == data["same_period_last_year"]
+        before = f"{data['previous_period']['start']} to {data['previous_period']['end']}"
+        caption = period_caption(data).children
+        assert caption.count(before) == 1, caption
+        assert ("no orders " in caption) == (data["orders"]["previous"] == 0) == (year == 2023), caption
