@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
@@ -337,11 +337,9 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
         return outcome(0, failed=True)
     if dry_run:
         echo("Dry run: nothing written.")
-        already = _orders_already_stored(engine, result.lines["order_id"].unique()) if mode == "append" else 0
+        already = _already_stored(engine, result.lines["order_id"].unique()) if mode == "append" else ""
         if already:
-            echo(f"{already:,} order{'s' if already != 1 else ''} of the file "
-                 f"{'are' if already != 1 else 'is'} already stored, so an append would write nothing: "
-                 f"{TO_REPLACE_STORED}")
+            echo(f"{already}, so an append would write nothing: {TO_REPLACE_STORED}")
             return outcome(0, failed=True, how="to write")
         return outcome(len(result.lines), failed=False, how="to write")
     if result.lines.empty and not (mode == "upsert" and result.excluded_orders):
@@ -362,8 +360,9 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     except (IntegrityError, sqlite3.IntegrityError, psycopg2.IntegrityError) as exc:
         if not _is_duplicate_key(exc):
             raise LoadError(f"the database refused the lines, so nothing was written: {describe_error(exc)}") from None
-        raise LoadError(f"some orders in the file are already stored, so nothing was written: {TO_REPLACE_STORED}"
-                        ) from None
+        already = (_already_stored(engine, result.lines["order_id"].unique())
+                   or "some orders of the file are already stored")
+        raise LoadError(f"{already}, so nothing was written: {TO_REPLACE_STORED}") from None
     if not loaded.changed:
         echo("Every order in the file is already stored exactly so: nothing changed.")
         return outcome(len(result.lines), failed=False, how="already stored as they are")
@@ -374,13 +373,20 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     return outcome(loaded.rows_in, failed=False)
 
 
-def _orders_already_stored(engine: Engine, order_ids: Iterable[str]) -> int:
-    """How many of the file's orders are stored already (0 when the database cannot say: the import will)."""
+def _already_stored(engine: Engine, order_ids: Sequence[str]) -> str:
+    """How many of the file's orders are stored already, with the first few ids ("2 orders of the file are
+    already stored (A-1, A-7)"); "" when none are or the database cannot say (the import will)."""
     try:
         with engine.connect() as conn:
-            return orders_already_stored(conn, list(order_ids))
+            count, named = orders_already_stored(conn, list(order_ids))
     except SQLAlchemyError:
-        return 0
+        return ""
+    if not count:
+        return ""
+    listed = ", ".join(name if len(name) <= 40 else name[:39] + "…" for name in named) + (
+        ", ..." if count > len(named) else "")
+    return (f"{count:,} order{'s' if count != 1 else ''} of the file {'are' if count != 1 else 'is'} already stored "
+            f"({listed})")
 
 
 def stored_currency(engine: Engine) -> str | None:

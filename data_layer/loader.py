@@ -464,16 +464,20 @@ def _merge_staged(conn: Connection, rows_in: int, rows_before: int, remove_order
     return deleted + removed
 
 
-def orders_already_stored(conn: Connection, order_ids: Sequence[str], batch: int = 5_000) -> int:
-    """How many of ``order_ids`` (distinct ids) have lines stored: lines an append of them would refuse."""
+def orders_already_stored(conn: Connection, order_ids: Sequence[str], batch: int = 5_000,
+                          examples: int = 3) -> tuple[int, list[str]]:
+    """How many of ``order_ids`` (distinct ids) have lines stored (lines an append of them would refuse),
+    and the first ``examples`` of those ids in the file's order."""
     if not inspect(conn).has_table(SALES_TABLE):
-        return 0
+        return 0, []
     found = 0
+    named: list[str] = []
     for start in range(0, len(order_ids), batch):
         part = list(order_ids[start:start + batch])
-        found += run(conn, select(func.count(func.distinct(sales.c.order_id)))
-                     .where(sales.c.order_id.in_(part))).scalar_one()
-    return found
+        stored = {row[0] for row in run(conn, select(sales.c.order_id).distinct().where(sales.c.order_id.in_(part)))}
+        found += len(stored)
+        named += [order_id for order_id in part if order_id in stored][: examples - len(named)]
+    return found, named
 
 
 class _LineWatch:
