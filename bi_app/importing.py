@@ -370,6 +370,9 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     echo(f"Loaded {loaded.rows_in:,} line{'s' if loaded.rows_in != 1 else ''} ({mode}) in {loaded.seconds:.2f} s; "
          f"summary tables {loaded.summary_note}; {loaded.rows_stored:,} line{'s' if loaded.rows_stored != 1 else ''} "
          f"stored; data version {loaded.data_version}")
+    if loaded.upgrades:
+        echo("The orders table was made by another tool or an older version of this app, and now has this app's "
+             f"layout: {'; '.join(loaded.upgrades)}.")
     return outcome(loaded.rows_in, failed=False)
 
 

@@ -97,6 +97,8 @@ class LoadResult:
     summary_with_load: bool = False
     #: False when an upsert found every order already stored exactly so (nothing was written).
     changed: bool = True
+    #: What the load changed in an orders table made by another tool or an older version (in words).
+    upgrades: tuple[str, ...] = ()
 
     @property
     def rows_per_second(self) -> float:
@@ -110,26 +112,31 @@ class LoadResult:
         return f"{'built with the load' if self.summary_with_load else 'rebuilt'} in {self.summary_seconds:.2f} s"
 
 
-def create_schema(conn: Connection) -> None:
-    """Create the app's tables and indexes where they do not exist yet; upgrade an older orders table."""
-    if inspect(conn).has_table(SALES_TABLE):
-        upgrade_sales_table(conn)
+def create_schema(conn: Connection) -> list[str]:
+    """Create the app's tables and indexes where they do not exist yet; upgrade an older orders table
+    (what changed in it, in words: see :func:`upgrade_sales_table`)."""
+    upgrades = upgrade_sales_table(conn) if inspect(conn).has_table(SALES_TABLE) else []
     metadata.create_all(conn, checkfirst=True)
+    return upgrades
 
 
-def upgrade_sales_table(conn: Connection) -> None:
-    """Bring a seed-made (or older) orders table to the current schema.
+def upgrade_sales_table(conn: Connection) -> list[str]:
+    """Bring a seed-made (or older) orders table to the current schema; what changed, in words.
 
     Version 2: ``line_number``, the (order_id, line_number) key and nullable customer_id
     and satisfaction_rating; stored rows become line 1 of their order. Version 3: the
     ledger columns (stored lines are sale lines, nothing refunded) and text columns wide
     enough for real names (:data:`data_layer.schema.TEXT_LIMIT`).
     """
+    changed = []
     columns = {c["name"]: c for c in inspect(conn).get_columns(SALES_TABLE)}
     if "line_number" not in columns:
         _add_line_numbers(conn, columns)
+        changed.append("each stored order's rows numbered as its lines (line_number)")
         columns = {c["name"]: c for c in inspect(conn).get_columns(SALES_TABLE)}
     missing = [name for name in LEDGER_COLUMNS if name not in columns]
+    if missing:
+        changed.append(f"columns added ({', '.join(missing)}: stored lines are sales, nothing refunded)")
     for name in missing:
         log.info("Upgrading %s: adding %s", SALES_TABLE, name)
         column = sales.c[name]
@@ -138,11 +145,15 @@ def upgrade_sales_table(conn: Connection) -> None:
         assert isinstance(default, DefaultClause), f"{name} has a server default in the schema"
         conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ADD COLUMN {name} {type_} NOT NULL DEFAULT {default.arg!r}")
     if is_postgres(conn.engine):  # SQLite enforces neither a VARCHAR's length nor a NUMERIC's scale
-        changes = [f"ALTER COLUMN {name} TYPE {sales.c[name].type.compile(conn.dialect)}"
-                   for name, info in columns.items() if name in sales.c and _narrower(info["type"], sales.c[name].type)]
-        if changes:
-            log.info("Upgrading %s: %s", SALES_TABLE, ", ".join(changes))
-            conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} " + ", ".join(changes))
+        widened = [name for name, info in columns.items()
+                   if name in sales.c and _narrower(info["type"], sales.c[name].type)]
+        if widened:
+            changes = ", ".join(f"ALTER COLUMN {name} TYPE {sales.c[name].type.compile(conn.dialect)}"
+                                for name in widened)
+            log.info("Upgrading %s: %s", SALES_TABLE, changes)
+            conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} {changes}")
+            changed.append(f"columns widened for longer names or more decimals ({', '.join(widened)})")
+    return changed
 
 
 def _narrower(stored: object, wanted: object) -> bool:
@@ -266,7 +277,7 @@ def _load_lines(job: _LoadJob, chunks: Iterable[pa.Table], summary: LoadSummary 
     remove_orders = job.remove_orders
     built = None
     with ExitStack() as stack, _stopped_statements(), engine.begin() as conn:
-        create_schema(conn)
+        upgrades = create_schema(conn)
         unwatch_changes(conn)  # our own rows are not an outside change; the version below records them
         stored_currency = read_meta(conn).get("currency") or None
         if postgres:
@@ -382,7 +393,7 @@ def _load_lines(job: _LoadJob, chunks: Iterable[pa.Table], summary: LoadSummary 
     if built:
         return LoadResult(mode=mode, rows_in=rows_in, rows_stored=report.row_count, seconds=seconds,
                           data_version=version, quality=report, summary_seconds=built.seconds,
-                          summary_with_load=True)
+                          summary_with_load=True, upgrades=tuple(upgrades))
     try:
         summary_seconds: float | None = rebuild_summaries(engine, facts)
     except SQLAlchemyError as exc:
@@ -397,6 +408,7 @@ def _load_lines(job: _LoadJob, chunks: Iterable[pa.Table], summary: LoadSummary 
         data_version=version,
         quality=report,
         summary_seconds=summary_seconds,
+        upgrades=tuple(upgrades),
     )
 
 

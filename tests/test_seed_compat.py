@@ -155,9 +155,16 @@ def test_a_table_of_the_line_schema_is_read_as_is_then_upgraded_to_the_ledger(pl
     path = tmp_path / "more.csv"
     path.write_text(f"Order,Date,Product,Qty,Price,Region\nX1,2024-03-01,Lamp,1,10.00,{region}\n"
                     "X2,2024-03-02,Lamp,-1,10.00,North\nX3,2024-03-02,Teacup,12,0.065,North\n")  # DECIMAL(10,2) before
+    printed: list[str] = []
     outcome = import_file(engine, path, {}, mode="append", skip_invalid=False, dry_run=False, report_dir=tmp_path,
-                          echo=lambda _line: None)
+                          echo=printed.append)
     assert outcome.written == 3
+    upgraded = [line for line in printed if line.startswith("The orders table was made by another tool")]
+    assert len(upgraded) == 1 and f"columns added ({', '.join(LEDGER_COLUMNS)}:" in upgraded[0], printed
+    # SQLite enforces no VARCHAR length or NUMERIC scale: only PostgreSQL's columns are widened.
+    assert ("columns widened" in upgraded[0]) == (engine.dialect.name == "postgresql"), upgraded
+    if engine.dialect.name == "postgresql":
+        assert all(name in upgraded[0].split("columns widened")[1] for name in ("region", "unit_price")), upgraded
     inspector = inspect(engine)
     columns = {c["name"]: c for c in inspector.get_columns("advanced_sales_data")}
     assert {"line_type", "refunded_amount"} <= set(columns)
@@ -172,6 +179,12 @@ def test_a_table_of_the_line_schema_is_read_as_is_then_upgraded_to_the_ledger(pl
     assert got["gross_sales"]["value"] == pytest.approx(round(frame["total_amount"].sum() + 10.78, 2), abs=0.005)
     assert got["returns"]["value"] == pytest.approx(10.0)
     assert got["orders"]["value"] == len(frame) + 2
+    printed.clear()  # the next import finds the table upgraded
+    again = tmp_path / "again.csv"
+    again.write_text("Order,Date,Product,Qty,Price,Region\nX4,2024-03-03,Lamp,1,10.00,North\n")
+    import_file(engine, again, {}, mode="append", skip_invalid=False, dry_run=False, report_dir=tmp_path,
+                echo=printed.append)
+    assert not any(line.startswith("The orders table was made") for line in printed), printed
 
 
 def test_rows_other_tools_add_to_a_table_we_never_loaded_reach_the_kpis(plain_engine: Engine, db_url: str, client,  # noqa: ANN001
