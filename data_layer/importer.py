@@ -42,6 +42,7 @@ import csv
 import gzip
 import io
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -74,30 +75,48 @@ FIELDS = (
     "category", "region", "customer_segment", "satisfaction_rating", "discount_rate", "discount_amount",
     "shipping_cost", "status", "refunded_amount", "line_type", "line_id", "currency",
 )
-#: Names (lower case, letters and digits only) recognised for each field.
+#: Names (lower case, letters and digits only, accents dropped) recognised for each field: English, then the
+#: German, French, Spanish, Italian and Dutch words shop exports use.
 SYNONYMS: dict[str, tuple[str, ...]] = {
-    "order_id": ("orderid", "invoiceno", "invoice", "invoiceid", "invoicenumber", "ordernumber", "orderno", "order"),
+    "order_id": ("orderid", "invoiceno", "invoice", "invoiceid", "invoicenumber", "ordernumber", "orderno", "order",
+                 "bestellnummer", "bestellnr", "bestellung", "auftragsnummer", "rechnungsnummer", "rechnungsnr",
+                 "numerodecommande", "commande", "numerodefacture", "numerodepedido", "pedido", "numeroordine",
+                 "ordine", "bestelnummer", "ordernummer"),
     "order_date": ("orderdate", "invoicedate", "date", "purchasedate", "orderdatetime", "createdat", "datetime",
-                   "paidat"),
+                   "paidat", "datum", "bestelldatum", "rechnungsdatum", "datedecommande", "fecha", "fechadepedido",
+                   "dataordine", "data", "besteldatum"),
     "product": ("product", "productname", "description", "item", "itemname", "itemdescription", "title",
-                "lineitemname"),
-    "customer_id": ("customerid", "customer", "customerno", "customernumber", "clientid", "buyerid", "userid"),
-    "quantity": ("quantity", "qty", "units", "count", "lineitemquantity"),
-    "unit_price": ("unitprice", "price", "itemprice", "priceeach", "unitcost", "lineitemprice"),
-    "total_amount": ("totalamount", "total", "amount", "linetotal", "revenue", "sales", "totalprice", "value"),
-    "subtotal": ("subtotal",),
-    "category": ("category", "productcategory", "department", "productline", "productgroup"),
-    "region": ("region", "country", "state", "area", "territory", "market"),
-    "customer_segment": ("customersegment", "segment", "customertype", "tier"),
-    "satisfaction_rating": ("satisfactionrating", "satisfaction", "rating", "reviewscore", "score"),
+                "lineitemname", "produkt", "artikel", "artikelname", "bezeichnung", "artikelbezeichnung", "produit",
+                "designation", "producto", "articulo", "prodotto", "articolo", "productnaam", "omschrijving"),
+    "customer_id": ("customerid", "customer", "customerno", "customernumber", "clientid", "buyerid", "userid",
+                    "kunde", "kundennummer", "kundennr", "client", "numeroclient", "cliente", "klant",
+                    "klantnummer"),
+    "quantity": ("quantity", "qty", "units", "count", "lineitemquantity", "menge", "anzahl", "stuck", "quantite",
+                 "cantidad", "quantita", "aantal"),
+    "unit_price": ("unitprice", "price", "itemprice", "priceeach", "unitcost", "lineitemprice", "preis",
+                   "einzelpreis", "stuckpreis", "prixunitaire", "prix", "preciounitario", "precio", "prezzounitario",
+                   "prezzo", "prijs", "stukprijs"),
+    "total_amount": ("totalamount", "total", "amount", "linetotal", "revenue", "sales", "totalprice", "value",
+                     "betrag", "gesamt", "gesamtbetrag", "gesamtpreis", "umsatz", "montant", "montanttotal",
+                     "importe", "importetotal", "importo", "totale", "bedrag", "totaal"),
+    "subtotal": ("subtotal", "zwischensumme", "soustotal"),
+    "category": ("category", "productcategory", "department", "productline", "productgroup", "kategorie",
+                 "warengruppe", "categorie", "categoria"),
+    "region": ("region", "country", "state", "area", "territory", "market", "land", "bundesland", "pays",
+               "pais", "paese", "regione"),
+    "customer_segment": ("customersegment", "segment", "customertype", "tier", "kundengruppe", "segmento"),
+    "satisfaction_rating": ("satisfactionrating", "satisfaction", "rating", "reviewscore", "score", "bewertung"),
     "discount_rate": ("discountrate", "discountpercent", "discountpct"),
-    "discount_amount": ("discountamount", "discount"),
-    "shipping_cost": ("shippingcost", "shipping", "freight", "delivery"),
-    "status": ("status", "orderstatus", "financialstatus", "paymentstatus", "state_"),
-    "refunded_amount": ("refundedamount", "refundamount", "amountrefunded", "refunded", "refund", "orderrefundamount"),
+    "discount_amount": ("discountamount", "discount", "rabatt", "remise", "descuento", "sconto", "korting"),
+    "shipping_cost": ("shippingcost", "shipping", "freight", "delivery", "versand", "versandkosten",
+                      "fraisdeport", "livraison", "envio", "spedizione", "verzendkosten"),
+    "status": ("status", "orderstatus", "financialstatus", "paymentstatus", "state_", "bestellstatus", "statut",
+               "estado", "stato"),
+    "refunded_amount": ("refundedamount", "refundamount", "amountrefunded", "refunded", "refund", "orderrefundamount",
+                        "erstattung", "erstattungsbetrag", "remboursement", "reembolso", "rimborso"),
     "line_type": ("linetype", "lineitemtype", "transactiontype"),
     "line_id": ("lineid", "lineitemid", "orderlineid", "itemid"),
-    "currency": ("currency", "currencycode"),
+    "currency": ("currency", "currencycode", "wahrung", "devise", "moneda", "valuta"),
 }
 DELIMITERS = ",;\t|"
 #: Rows of a workbook read between two looks at whether the import must stop (:mod:`data_layer.stopping`).
@@ -553,7 +572,9 @@ def _unique(names: list[str]) -> list[str]:
 
 
 def _key(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+    """A column name as :data:`SYNONYMS` holds it: lower case, accents dropped, letters and digits only."""
+    unaccented = unicodedata.normalize("NFKD", name.lower()).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]", "", unaccented)
 
 
 def auto_mapping(columns: Iterable[str]) -> dict[str, str]:

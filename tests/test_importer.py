@@ -327,6 +327,22 @@ def test_mapping_by_name_and_by_option(tmp_path: Path) -> None:
     assert table.delimiter == ";" and table.columns == ["Ref", "When", "What", "Paid"]
 
 
+@pytest.mark.parametrize(("header", "sep"), [
+    ("Bestellnummer;Bestelldatum;Artikel;Menge;Einzelpreis;Kundennummer;Land", ";"),
+    ("Numéro de commande;Date;Désignation;Quantité;Prix unitaire;Client;Pays", ";"),
+    ("Número de pedido\tFecha\tProducto\tCantidad\tPrecio unitario\tCliente\tPaís", "\t"),
+])
+def test_a_shop_exports_headers_in_german_french_or_spanish_map_without_help(engine: Engine, tmp_path: Path,
+                                                                              header: str, sep: str) -> None:
+    """Decimal commas, the shop's own language for its column names, accents and all: no mapping given."""
+    path = tmp_path / "export.csv"
+    path.write_text(csv_text(good_lines(sep, price=lambda p: f"{p:.2f}".replace(".", ",")), header=header),
+                    encoding="utf-8")
+    outcome, printed = run(engine, path)
+    assert (outcome.written, outcome.rejected) == (5, 0), printed
+    assert_kpis(engine, good_rows())
+
+
 def test_cli_import_prints_the_mapping_and_the_counts(db_url: str, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
