@@ -208,7 +208,8 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool) -> None
 @main.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
-              help="Map a source column to a field (repeatable); overrides the automatic match.")
+              help="Map a source column to a field (repeatable); overrides the automatic match. "
+                   "COLUMN=none leaves a column out.")
 @click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help='A JSON file of {"COLUMN": "FIELD", ...}, or of {"columns": {...}, "statuses": {"STATUS": '
                    '"counted"}, "date_order": "dmy", "decimal": ",", "encoding": "cp1252", "drop_identical": true}.')
@@ -244,7 +245,7 @@ def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None,
     from bi_app.importing import import_file, parse_choices, parse_map_options
 
     config = Config.from_env()
-    overrides = parse_map_options(maps, mapping_file)
+    overrides, unused_columns = parse_map_options(maps, mapping_file)
     choices = parse_choices(mapping_file, date_order=date_order, decimal=decimal, encoding=encoding,
                             status_maps=status_maps, drop_identical=drop_identical, timezone=config.timezone,
                             currency=config.currency)
@@ -257,6 +258,7 @@ def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None,
         with bounded or nullcontext():
             outcome = import_file(write_engine_for(config), file, overrides, mode=mode, skip_invalid=skip_invalid,
                                   dry_run=dry_run, report_dir=report_dir, echo=click.echo,
+                                  unused_columns=unused_columns,
                                   progress=progress if sys.stderr.isatty() else None, choices=choices,
                                   limits=config.read_limits)
     except MissingColumnsError as exc:

@@ -254,31 +254,40 @@ def parse_choices(mapping_file: Path | None = None, *, date_order: str | None = 
                          timezone=timezone, currency=currency)
 
 
-def parse_map_options(maps: Iterable[str], mapping_file: Path | None) -> dict[str, str]:
-    """``COLUMN=FIELD`` options and a mapping file's columns -> field -> column."""
+#: The field that leaves a column out of the import (``--map COLUMN=none``), whatever its name matched.
+UNUSED = "none"
+
+
+def parse_map_options(maps: Iterable[str], mapping_file: Path | None) -> tuple[dict[str, str], set[str]]:
+    """``COLUMN=FIELD`` options and a mapping file's columns: field -> column, and the columns to leave
+    unused (``COLUMN=none``)."""
     pairs: dict[str, str] = dict(read_mapping_file(mapping_file).get("columns", {}))
     for option in maps:
         column, separator, field_name = option.rpartition("=")
         if not separator or not column or not field_name:
-            raise FileImportError(f"--map {option!r}: write it as COLUMN=FIELD")
+            raise FileImportError(f"--map {option!r}: write it as COLUMN=FIELD (or COLUMN={UNUSED} to leave it out)")
         pairs[column] = field_name
     mapping: dict[str, str] = {}
     for column, field_name in pairs.items():
-        if field_name not in FIELDS:
-            raise FileImportError(f"--map {column}={field_name}: unknown field; fields: {', '.join(FIELDS)}")
-        mapping[field_name] = column
-    return mapping
+        if field_name not in (*FIELDS, UNUSED):
+            raise FileImportError(f"--map {column}={field_name}: unknown field; fields: {', '.join(FIELDS)} "
+                                  f"(or {UNUSED} to leave the column out)")
+        if field_name != UNUSED:
+            mapping[field_name] = column
+    return mapping, {column for column, field_name in pairs.items() if field_name == UNUSED}
 
 
 def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: str, skip_invalid: bool,  # noqa: PLR0913 - keyword-only options
                 dry_run: bool, report_dir: Path | None, echo: Callable[[str], None],
-                without: Iterable[str] = (), choices: ImportChoices = ImportChoices(),
+                without: Iterable[str] = (), unused_columns: Iterable[str] = (),
+                choices: ImportChoices = ImportChoices(),
                 progress: Callable[[int], AbstractContextManager[Callable[[int], None]]] | None = None,
                 limits: ReadLimits = ReadLimits()) -> ImportOutcome:
     """Import ``path`` into ``engine``'s database in one transaction, printing what happens.
 
     ``overrides`` (field -> column) go on top of the automatic mapping; ``without``
-    names fields to leave unmapped even when a column matched; ``choices`` answer what
+    names fields to leave unmapped even when a column matched, ``unused_columns`` columns to leave out
+    whatever their names match; ``choices`` answer what
     the file cannot tell (the outcome's ``questions`` say what is left to answer).
     ``progress(total)`` gives a context whose value is called with each loaded chunk's
     line count. A file past ``limits`` is refused (:class:`FileImportError`) before it is read on.
@@ -288,8 +297,8 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
     echo(f"Read {path.name}: {source.row_count:,} rows, {len(source.columns)} columns "
          f"({source.encoding}{f', delimiter {source.delimiter!r}' if source.delimiter else ''}) "
          f"in {time.perf_counter() - started:.2f} s")
-    skipped = set(without)
-    automatic = {f: c for f, c in auto_mapping(source.columns).items()
+    skipped, left_out = set(without), set(unused_columns)
+    automatic = {f: c for f, c in auto_mapping(c for c in source.columns if c not in left_out).items()
                  if c not in overrides.values() and f not in skipped}
     mapping = {**automatic, **overrides}
     echo("Column mapping:")

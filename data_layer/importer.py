@@ -76,7 +76,8 @@ FIELDS = (
     "shipping_cost", "status", "refunded_amount", "line_type", "line_id", "currency",
 )
 #: Names (lower case, letters and digits only, accents dropped) recognised for each field: English, then the
-#: German, French, Spanish, Italian and Dutch words shop exports use.
+#: German, French, Spanish, Italian and Dutch words shop exports use. The first name a column has wins: a
+#: specific name ("einzelpreis", unit price) comes before a general one ("preis", which may be a line's total).
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "order_id": ("orderid", "invoiceno", "invoice", "invoiceid", "invoicenumber", "ordernumber", "orderno", "order",
                  "bestellnummer", "bestellnr", "bestellung", "auftragsnummer", "rechnungsnummer", "rechnungsnr",
@@ -86,15 +87,15 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
                    "paidat", "datum", "bestelldatum", "rechnungsdatum", "datedecommande", "fecha", "fechadepedido",
                    "dataordine", "data", "besteldatum"),
     "product": ("product", "productname", "description", "item", "itemname", "itemdescription", "title",
-                "lineitemname", "produkt", "artikel", "artikelname", "bezeichnung", "artikelbezeichnung", "produit",
+                "lineitemname", "artikelbezeichnung", "artikelname", "bezeichnung", "produkt", "artikel", "produit",
                 "designation", "producto", "articulo", "prodotto", "articolo", "productnaam", "omschrijving"),
     "customer_id": ("customerid", "customer", "customerno", "customernumber", "clientid", "buyerid", "userid",
-                    "kunde", "kundennummer", "kundennr", "client", "numeroclient", "cliente", "klant",
-                    "klantnummer"),
+                    "kundennummer", "kundennr", "kunde", "numeroclient", "client", "cliente", "klantnummer",
+                    "klant"),
     "quantity": ("quantity", "qty", "units", "count", "lineitemquantity", "menge", "anzahl", "stuck", "quantite",
                  "cantidad", "quantita", "aantal"),
-    "unit_price": ("unitprice", "price", "itemprice", "priceeach", "unitcost", "lineitemprice", "preis",
-                   "einzelpreis", "stuckpreis", "prixunitaire", "prix", "preciounitario", "precio", "prezzounitario",
+    "unit_price": ("unitprice", "price", "itemprice", "priceeach", "unitcost", "lineitemprice", "einzelpreis",
+                   "stuckpreis", "preis", "prixunitaire", "prix", "preciounitario", "precio", "prezzounitario",
                    "prezzo", "prijs", "stukprijs"),
     "total_amount": ("totalamount", "total", "amount", "linetotal", "revenue", "sales", "totalprice", "value",
                      "betrag", "gesamt", "gesamtbetrag", "gesamtpreis", "umsatz", "montant", "montanttotal",
@@ -864,7 +865,8 @@ def _status_classes(status: pd.Series, choices: ImportChoices, questions: list[Q
             "status", out.mapping.get("status"), f"The vocabulary does not know these statuses: {listed}. "
             "Say for each whether its orders count as sales (counted), are left out (excluded: never paid, "
             "voided) or were refunded (refunded).", tuple(unknown)))
-    kind = status.map(classes).fillna("counted").astype(str)
+    # An unknown status is asked about above (the import stops there): counted until it is answered.
+    kind = status.map({value: found or "counted" for value, found in classes.items()}).fillna("counted").astype(str)
     excluded = kind == "excluded"
     out.exclude(excluded, "status", lambda i: f"status {status.iloc[i]!r}: not counted")
     out.excluded_by_status = excluded.to_numpy() & out.rule_dropped.to_numpy()

@@ -318,7 +318,8 @@ def test_mapping_by_name_and_by_option(tmp_path: Path) -> None:
     assert auto_mapping(["InvoiceNo", "InvoiceDate", "UnitPrice", "CustomerID", "StockCode", "Description"]) == {
         "order_id": "InvoiceNo", "order_date": "InvoiceDate", "unit_price": "UnitPrice",
         "customer_id": "CustomerID", "product": "Description"}
-    assert parse_map_options(["Ref=order_id", "When=order_date"], None) == {"order_id": "Ref", "order_date": "When"}
+    assert parse_map_options(["Ref=order_id", "When=order_date", "Note=none"], None) == (
+        {"order_id": "Ref", "order_date": "When"}, {"Note"})
     with pytest.raises(FileImportError, match="unknown field"):
         parse_map_options(["Ref=orderid"], None)
     path = tmp_path / "plain.csv"
@@ -341,6 +342,34 @@ def test_a_shop_exports_headers_in_german_french_or_spanish_map_without_help(eng
     outcome, printed = run(engine, path)
     assert (outcome.written, outcome.rejected) == (5, 0), printed
     assert_kpis(engine, good_rows())
+
+
+def test_a_specific_column_name_wins_over_a_general_one() -> None:
+    """A German export with a unit price and a line price, a customer number and a customer's name."""
+    mapping = auto_mapping(["Bestellnummer", "Datum", "Artikelnummer", "Artikelbezeichnung", "Menge", "Preis",
+                            "Einzelpreis", "Kunde", "Kundennummer"])
+    assert (mapping["unit_price"], mapping["customer_id"], mapping["product"]) == (
+        "Einzelpreis", "Kundennummer", "Artikelbezeichnung")
+
+
+def test_a_column_whose_name_misleads_is_left_out_with_none(engine: Engine, tmp_path: Path) -> None:
+    """'Land' (freehold or leasehold) and 'Client' (the app it was bought in) match region and customer id
+    by name: COLUMN=none leaves them out."""
+    path = tmp_path / "tenure.csv"
+    path.write_text("Order,Date,Product,Qty,Price,Land,Client\n1,2024-03-01,Lamp,1,10.00,Freehold,web\n"
+                    "2,2024-03-02,Desk,1,20.00,Leasehold,ios\n")
+    _outcome, printed = run(engine, path, dry_run=True)
+    assert "region               <- Land" in printed and "customer_id          <- Client" in printed
+    overrides, unused = parse_map_options(["Land=none", "Client=none"], None)
+    messages: list[str] = []
+    outcome = import_file(engine, path, overrides, unused_columns=unused, mode="append", skip_invalid=False,
+                          dry_run=False, report_dir=tmp_path, echo=messages.append)
+    printed = "\n".join(messages)
+    assert outcome.written == 2 and "<- Land" not in printed and "<- Client" not in printed, printed
+    assert "not used: Land, Client" in printed, printed
+    with engine.connect() as conn:
+        got = kpis(conn, Filters())
+    assert (got["revenue"]["value"], got["orders"]["value"], got["customers"]["value"]) == (30.0, 2, 0)
 
 
 def test_cli_import_prints_the_mapping_and_the_counts(db_url: str, tmp_path: Path,

@@ -127,6 +127,18 @@ def test_each_status_class_and_an_unknown_status_answered(engine: Engine, tmp_pa
                                ("6", "C6", 60.0, 60.0, "sale"), ("7", "C7", 70.0, 0, "sale")))
 
 
+def test_a_file_whose_every_status_is_unknown_is_asked_about(engine: Engine, tmp_path: Path) -> None:
+    """No status the vocabulary knows (a column of Mexican states named Estado, say): a question, not a crash."""
+    path = write(tmp_path, "unknown.csv", ["1,2024-03-01,Lamp,1,10.00,C1,North,Jalisco",
+                                           "2,2024-03-02,Desk,1,20.00,C2,North,Jalisco"], header=HEADER + ",Status")
+    outcome, printed = run(engine, path)
+    assert outcome.failed and outcome.written == 0 and [q.setting for q in outcome.questions] == ["status"], printed
+    assert "'Jalisco' (2 lines)" in printed
+    outcome, printed = run(engine, path, ImportChoices(statuses={"Jalisco": "counted"}))
+    assert (outcome.rows_in, outcome.written, outcome.rejected) == (2, 2, 0), printed
+    assert_kpis(engine, ledger(("1", "C1", 10.0, 0, "sale"), ("2", "C2", 20.0, 0, "sale")))
+
+
 def test_reimporting_an_order_as_refunded_or_voided_in_upsert_mode_updates_it(engine: Engine, tmp_path: Path) -> None:
     first = write(tmp_path, "first.csv", ["1,2024-03-01,Lamp,1,100.00,C1,North,paid",
                                           "2,2024-03-02,Desk,1,300.00,C2,North,paid"], header=HEADER + ",Status")
