@@ -93,8 +93,11 @@ def trend(monthly: pd.DataFrame, money: MoneyFormat = DEFAULT_FORMAT, *,
             type="scatter", x=monthly["month"], y=monthly["moving_average_3"], name="3-month average (whole months)",
             mode="lines", hovertemplate=f"%{{x}}<br>3-month average {money.hover('y')}<extra></extra>",
         ))
-    # Months as categories: a time axis of one month's bar would tick hours ("23:59:59.9996").
-    return _figure("Monthly net revenue", "", traces, xaxis={"type": "category"}, yaxis=money.axis(),
+    # Months as categories: a time axis of one month's bar would tick hours ("23:59:59.9996"). Their
+    # labels, turned when they crowd, may reach past the plot's right end: the margin grows for them
+    # (categories keep their places whatever the width: one more draw at most, never a loop).
+    return _figure("Monthly net revenue", "", traces, xaxis={"type": "category", "automargin": True},
+                   yaxis=money.axis(),
                    separators=money.separators, **LEGEND_UNDER_TITLE)
 
 
@@ -157,15 +160,17 @@ def bars(frame: pd.DataFrame, category: str, value: str, title: str, *,
     )
     xaxis: dict[str, Any] = money.axis() if money else {"separatethousands": True}
     largest = max(values[: len(shown)])
+    annotations = []
     if len(values) > len(shown) and values[-1] > 1.5 * largest > 0:
         # An "Other" bar far longer than the top bars would flatten them: the axis stops past the
-        # largest of them and the Other bar, cut there, carries its value.
+        # largest of them and the Other bar, cut there, carries its value at the cut.
         xaxis["range"] = [0, largest * 1.25]
-        bar.update(text=[(money(values[-1], whole=True) if money else f"{values[-1]:,.0f}") + " ▸"]
-                   + [""] * (len(values) - 1), textposition="inside", insidetextanchor="end")
+        annotations.append(dict(x=largest * 1.25, y=names[-1], xref="x", yref="y", xanchor="right", showarrow=False,
+                                text=(money(values[-1], whole=True) if money else f"{values[-1]:,.0f}") + " ▸",
+                                font=dict(color="white"), name="other-value"))
     return _figure(title, subtitle, [bar], xaxis=xaxis,
                    yaxis=dict(type="category", tickmode="array", tickvals=names, ticktext=[shorten(n) for n in names]),
-                   **({"separators": money.separators} if money else {}))
+                   annotations=annotations, **({"separators": money.separators} if money else {}))
 
 
 def share_pie(frame: pd.DataFrame, category: str, value: str, title: str, money: MoneyFormat = DEFAULT_FORMAT

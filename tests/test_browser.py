@@ -622,8 +622,9 @@ def test_browser_a_wide_catalogue_is_readable(browser, wide_server: str, width: 
     tab.close()
 
 
-#: Draws ``figure`` into a new element of ``width`` pixels and answers the DOM changes it took; with
-#: ``oneDraw``, with the margins fixed as given (one draw: no push of a legend, title or tick label).
+#: Draws ``figure`` into a new element of ``width`` pixels: the DOM changes it took, its last x tick label
+#: and how far that label reaches past the figure's right edge (px); with ``oneDraw``, with the margins
+#: fixed as given (one draw: no push of a legend, title or tick label).
 DRAW_COUNTING_CHANGES = """async ([figure, width, oneDraw]) => {
     const element = document.createElement('div');
     element.style.width = width + 'px';
@@ -635,18 +636,24 @@ DRAW_COUNTING_CHANGES = """async ([figure, width, oneDraw]) => {
     await Plotly.newPlot(element, figure.data, figure.layout, {responsive: false});
     await new Promise(resolve => setTimeout(resolve, 0));
     observer.disconnect();
+    const labels = [...element.querySelectorAll('.xtick text')].filter(label => label.textContent);
+    const last = labels[labels.length - 1];
+    const overhang = last ? last.getBoundingClientRect().right
+        - element.querySelector('svg.main-svg').getBoundingClientRect().right : 0;
+    const answer = [changes, last ? last.textContent : null, overhang];
     Plotly.purge(element);
     element.remove();
-    return changes;
+    return answer;
 }"""
 
 
-@pytest.mark.parametrize("width", [385, 350])
+@pytest.mark.parametrize("width", [385, 350, 880])
 def test_browser_charts_draw_without_margin_redraw_loops(tab: Tab, width: int) -> None:
     """A tick label at the end of a money axis once set plotly's margins oscillating: some ten redraws
-    of the order-value histogram (a region's filter change drew in 0.47 s instead of 0.3 s). Each
-    histogram and bar chart over a sweep of axis ends draws with at most the DOM changes of two draws
-    (a margin pushed once by a legend or a label's depth), counted, not timed."""
+    of the order-value histogram (a region's filter change drew in 0.47 s instead of 0.3 s). Over a sweep
+    of axis ends, each histogram and bar chart draws with at most the DOM changes of two draws (a margin
+    pushed once by a legend or a label's depth), counted, not timed. The trend's month labels, turned
+    when they crowd, may push the right margin once more (three draws) and are never cut off."""
     import json
 
     import numpy as np
@@ -656,25 +663,63 @@ def test_browser_charts_draw_without_margin_redraw_loops(tab: Tab, width: int) -
 
     tab.open("/?period=all")
     tab.page.wait_for_selector(DRAWN["overview"], timeout=60_000)
-    built = []
+    built = []  # (figure, most draws)
     for right in np.linspace(4000, 6000, 21):  # the axis ends where a tick sits at every distance from it
         edges = np.linspace(0, right * 20 / 21, 21)
         bins = [{"bin_start": float(a), "bin_end": float(b), "orders": int(20000 / (i + 1)), "overflow": False}
                 for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
         bins.append({"bin_start": float(edges[-1]), "bin_end": float(right * 3), "orders": 500, "overflow": True})
-        built.append(figures.histogram(bins, {"median": right / 17, "mean": right / 8}))
+        built.append((figures.histogram(bins, {"median": right / 17, "mean": right / 8}), 2))
         sales = pd.DataFrame({"product": [f"Product {i}" for i in range(8)],
                               "revenue": [right * 2500 / (i + 1) for i in range(8)]})
-        built.append(figures.bars(sales, "product", "revenue", "Revenue by product"))
-    loops = []
-    for number, figure in enumerate(built):
+        built.append((figures.bars(sales, "product", "revenue", "Revenue by product"), 2))
+    for count in (2, 6, 12, 18, 23, 26, 36):
+        months = pd.period_range("2023-01", periods=count, freq="M").astype(str)
+        built.append((figures.trend(pd.DataFrame({"month": months, "revenue": 4e6, "growth": 0.0,
+                                                  "moving_average_3": 4e6})), 2.5))
+    loops, cut = [], []
+    for number, (figure, most) in enumerate(built):
         drawn = json.loads(pio.to_json(figure))
-        as_built = tab.page.evaluate(DRAW_COUNTING_CHANGES, [drawn, width, False])
-        one_draw = tab.page.evaluate(DRAW_COUNTING_CHANGES, [drawn, width, True])
-        if as_built > 2 * one_draw:
+        as_built, last_label, overhang = tab.page.evaluate(DRAW_COUNTING_CHANGES, [drawn, width, False])
+        one_draw, _label, _overhang = tab.page.evaluate(DRAW_COUNTING_CHANGES, [drawn, width, True])
+        if as_built > most * one_draw:
             loops.append((number, drawn["layout"]["xaxis"].get("range"), as_built, one_draw))
+        if overhang > 0.5:
+            cut.append((number, last_label, overhang))
     assert loops == [], loops
+    assert cut == [], cut
     assert tab.errors == [], tab.errors
+
+
+@pytest.mark.parametrize("width", [385, 350])
+def test_browser_an_other_bar_cut_at_the_axis_end_shows_its_value(tab: Tab, width: int) -> None:
+    """1,500 products: "Other" holds far more than the top bar, so the axis stops past the top bar and
+    the Other bar, cut there, carries its value, drawn whole inside the plot."""
+    import json
+
+    import plotly.io as pio
+
+    from bi_app import figures
+
+    sales = pd.DataFrame({"product": [f"Product {i:04d} with a name of some sixty characters, give or take"
+                                      for i in range(1500)], "revenue": [1000.0 + (i % 7) for i in range(1500)]})
+    figure = json.loads(pio.to_json(figures.bars(sales, "product", "revenue", "Revenue by product")))
+    tab.open("/?period=all")
+    tab.page.wait_for_selector(DRAWN["overview"], timeout=60_000)
+    text, inside = tab.page.evaluate("""async ([figure, width]) => {
+        const element = document.createElement('div');
+        element.style.width = width + 'px';
+        document.body.appendChild(element);
+        await Plotly.newPlot(element, figure.data, figure.layout, {responsive: false});
+        const value = element.querySelector('.annotation'), box = value.getBoundingClientRect();
+        const area = element.querySelector('.nsewdrag').getBoundingClientRect();
+        const answer = [value.textContent, box.width > 0 && box.left >= area.left && box.right <= area.right + 1];
+        Plotly.purge(element);
+        element.remove();
+        return answer;
+    }""", [figure, width])
+    other = sales["revenue"].sort_values(ascending=False).iloc[figures.TOP_BARS:].sum()
+    assert (text, inside) == (f"${other:,.0f} ▸", True)
 
 
 def test_browser_an_empty_filter_says_so_where_the_kpis_go(tab: Tab) -> None:
