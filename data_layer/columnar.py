@@ -303,6 +303,10 @@ def build_snapshot(source: Engine, path: Path, memory_limit: str = "2GB") -> str
                 f"delim = ',', quote = '\"', escape = '\"', columns = {{{columns}}}) ORDER BY order_date, order_id",
                 [orders_csv.name],
             )
+            # Counted in the rows copied, whatever the last load stamped: other tools may have added lines.
+            meta["multi_line_orders"] = str(duck.execute(
+                f"SELECT count(*) FROM (SELECT order_id FROM {SALES_TABLE} GROUP BY order_id HAVING count(*) > 1)"
+            ).fetchone()[0])
             duck.execute(f"CREATE TABLE {METADATA_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
             if meta:
                 duck.executemany(f"INSERT INTO {METADATA_TABLE} VALUES (?, ?)", list(meta.items()))

@@ -367,7 +367,9 @@ def _load_lines(job: _LoadJob, chunks: Iterable[pa.Table], summary: LoadSummary 
         version = uuid.uuid4().hex
         watch_changes(conn)
         before = read_meta(conn).get("multi_line_orders") if mode == "append" else "0"
-        if mode == "upsert":  # replaced orders may have had several lines
+        if mode == "upsert" or before is None:
+            # Replaced orders may have had several lines; rows no load of ours counted (another tool's,
+            # just numbered by the upgrade) may hold orders of several.
             lines.beyond_first = True
         write_meta(
             conn,

@@ -304,8 +304,11 @@ def data_currency(conn: Connection) -> str | None:
 
 
 def has_multi_line_orders(conn: Connection) -> bool:
-    """True when some order has more than one line (order counts must then count distinct orders)."""
-    return int(read_meta(conn).get("multi_line_orders") or 0) > 0
+    """True when some order has more than one line (order counts must then count distinct orders), or when
+    no load of ours has counted them: another tool's table (pandas' ``to_sql`` has no key) may hold an
+    order in several rows. (A columnar snapshot counts them in the rows it copied.)"""
+    counted = read_meta(conn).get("multi_line_orders")
+    return counted is None or int(counted or 0) > 0
 
 
 #: Optional fields a shop's data may lack, with what is missing when it does (for notices).

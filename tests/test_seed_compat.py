@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -109,8 +110,19 @@ def test_a_load_upgrades_a_seed_made_table_to_order_lines(plain_engine: Engine, 
         assert kpis(conn, Filters())["orders"]["value"] == 1300
 
 
+def orders_counted(engine: Engine, snapshot: Path) -> tuple[int, int]:
+    """The orders KPI read from the database, and from a columnar snapshot of it made at ``snapshot``."""
+    from data_layer.columnar import ColumnarReplica, build_snapshot
+
+    with engine.connect() as conn:
+        from_database = kpis(conn, Filters())["orders"]["value"]
+    build_snapshot(engine, snapshot)
+    with ColumnarReplica(engine, snapshot.parent)._open(snapshot).connect() as conn:
+        return from_database, kpis(conn, Filters())["orders"]["value"]
+
+
 def test_a_table_of_other_tools_with_orders_of_several_rows_is_numbered_and_takes_new_orders(
-        plain_engine: Engine, engine: Engine) -> None:
+        plain_engine: Engine, engine: Engine, tmp_path: Path) -> None:
     """pandas' to_sql of line-level data: an order in several rows (no key to stop it). The upgrade numbers
     each order's rows from 1 in their stored order; a load of new orders then appends (it failed on the key,
     reported as orders already stored)."""
@@ -119,7 +131,10 @@ def test_a_table_of_other_tools_with_orders_of_several_rows_is_numbered_and_take
     several["order_id"] = [f"MULTI-{i // 3}" for i in range(30)]  # ten orders of three rows each
     frame = pd.concat([several, frame.iloc[30:]], ignore_index=True)
     make_seed_table(plain_engine, frame, "to_sql-replace")
+    orders = frame["order_id"].nunique()  # 980: an order of three rows is one order
+    assert orders_counted(engine, tmp_path / "before.duckdb") == (orders, orders)  # read as it is
     load_demo_data(engine, 50, 12, replace=False)
+    assert orders_counted(engine, tmp_path / "after.duckdb") == (orders + 50, orders + 50)
     with engine.connect() as conn:
         stored = pd.read_sql(text("SELECT order_id, line_number, total_amount FROM advanced_sales_data"), conn)
     assert len(stored) == len(frame) + 50
