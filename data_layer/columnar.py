@@ -304,9 +304,10 @@ def build_snapshot(source: Engine, path: Path, memory_limit: str = "2GB") -> str
                 [orders_csv.name],
             )
             # Counted in the rows copied, whatever the last load stamped: other tools may have added lines.
-            meta["multi_line_orders"] = str(duck.execute(
+            [(several,)] = duck.execute(
                 f"SELECT count(*) FROM (SELECT order_id FROM {SALES_TABLE} GROUP BY order_id HAVING count(*) > 1)"
-            ).fetchone()[0])
+            ).fetchall()
+            meta["multi_line_orders"] = str(several)
             duck.execute(f"CREATE TABLE {METADATA_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
             if meta:
                 duck.executemany(f"INSERT INTO {METADATA_TABLE} VALUES (?, ?)", list(meta.items()))
