@@ -42,6 +42,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
+    TypeDecorator,
     create_engine,
     func,
     inspect,
@@ -78,7 +79,7 @@ MISSING_COLUMN_VALUES = {"line_number": "1", "line_type": "'sale'", "refunded_am
 def _duck_type(column: Column) -> str:
     """The DuckDB type of one of the orders' columns: money stays an exact decimal, with two more digits
     than the schema's (a table made by another tool may hold larger numbers than ours would)."""
-    kind = column.type
+    kind = column.type.impl_instance if isinstance(column.type, TypeDecorator) else column.type
     if isinstance(kind, Numeric) and kind.precision is not None:
         return f"DECIMAL({kind.precision + 2},{kind.scale or 0})"
     if isinstance(kind, String):

@@ -144,6 +144,11 @@ def upgrade_sales_table(conn: Connection) -> list[str]:
         default = column.server_default
         assert isinstance(default, DefaultClause), f"{name} has a server default in the schema"
         conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ADD COLUMN {name} {type_} NOT NULL DEFAULT {default.arg!r}")
+    if is_postgres(conn.engine) and isinstance(columns["order_date"]["type"], sqltypes.DateTime):
+        # pandas' to_sql writes dates as timestamps: days, as this app keeps them (SQLite's copy above).
+        log.info("Upgrading %s: order_date to DATE", SALES_TABLE)
+        conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ALTER COLUMN order_date TYPE DATE USING order_date::date")
+        changed.append("order dates kept as days (they were timestamps)")
     if is_postgres(conn.engine):  # SQLite enforces neither a VARCHAR's length nor a NUMERIC's scale
         widened = [name for name, info in columns.items()
                    if name in sales.c and _narrower(info["type"], sales.c[name].type)]
@@ -188,8 +193,10 @@ def _add_line_numbers(conn: Connection, columns: dict) -> None:
     staging = sales.to_metadata(MetaData(), name=f"{SALES_TABLE}__upgrade")
     staging.indexes.clear()  # the old table still holds the index names; they are made after the swap
     staging.create(conn)
-    seed_columns = ", ".join(name for name in SALES_COLUMNS if name in columns)
-    conn.exec_driver_sql(f"INSERT INTO {staging.name} ({seed_columns}, line_number) SELECT {seed_columns}, "
+    seed_columns = [name for name in SALES_COLUMNS if name in columns]
+    # Days as ISO dates: pandas' to_sql writes timestamps ("2024-01-01 00:00:00.000000") as text.
+    values = ", ".join("substr(order_date, 1, 10)" if name == "order_date" else name for name in seed_columns)
+    conn.exec_driver_sql(f"INSERT INTO {staging.name} ({', '.join(seed_columns)}, line_number) SELECT {values}, "
                          f"row_number() OVER (PARTITION BY order_id ORDER BY rowid) FROM {SALES_TABLE}")
     conn.exec_driver_sql(f"DROP TABLE {SALES_TABLE}")
     conn.exec_driver_sql(f"ALTER TABLE {staging.name} RENAME TO {SALES_TABLE}")

@@ -24,6 +24,7 @@ database, and every reader copes with that.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -37,12 +38,34 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
 
 if TYPE_CHECKING:
     import pandas as pd
 
 metadata = MetaData()
+
+class Day(TypeDecorator):
+    """A day, read as a ``date`` from another tool's timestamps too (pandas' to_sql writes dates as
+    timestamps: a TIMESTAMP column on PostgreSQL, text such as "2024-01-01 00:00:00.000000" on SQLite)."""
+
+    impl = Date
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine:
+        if dialect.name == "sqlite":  # the value's leading date, whatever follows it
+            return dialect.type_descriptor(sqlite.DATE(regexp=r"(\d{4})-(\d{2})-(\d{2})"))
+        return dialect.type_descriptor(Date())
+
+    def process_result_value(self, value: object, dialect: Dialect) -> object:
+        return value.date() if isinstance(value, datetime) else value
+
+
+DAY = Day()
 
 #: The longest product, category, region and segment name stored (and accepted in a URL).
 TEXT_LIMIT = 255
@@ -74,7 +97,7 @@ sales = Table(
     metadata,
     Column("order_id", String(ID_LIMIT), primary_key=True),
     Column("customer_id", String(ID_LIMIT)),
-    Column("order_date", Date, nullable=False),
+    Column("order_date", DAY, nullable=False),
     Column("category", String(TEXT_LIMIT), nullable=False),
     Column("product", String(TEXT_LIMIT), nullable=False),
     Column("quantity", Integer, nullable=False),

@@ -35,7 +35,6 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
-    Date,
     Double,
     Engine,
     Index,
@@ -66,7 +65,7 @@ from data_layer.meta import (
     scan_stored_lines,
     write_meta,
 )
-from data_layer.schema import TEXT_LIMIT, metadata, sales
+from data_layer.schema import DAY, TEXT_LIMIT, metadata, sales
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +279,7 @@ def _measure_type(name: str):  # noqa: ANN202
 daily = Table(
     "bi_daily",
     metadata,
-    Column("order_date", Date, nullable=False),
+    Column("order_date", DAY, nullable=False),
     Column("region", String(TEXT_LIMIT)),
     Column("customer_segment", String(TEXT_LIMIT)),
     Column("category", String(TEXT_LIMIT)),

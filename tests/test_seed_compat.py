@@ -234,6 +234,42 @@ def test_rows_other_tools_add_to_a_table_we_never_loaded_reach_the_kpis(plain_en
     assert healthz_version() not in (before, None)
 
 
+def test_a_table_of_timestamps_gives_its_days_to_the_grid_the_export_and_a_snapshot(
+        plain_engine: Engine, engine: Engine, db_url: str, client, point_app_at, tmp_path: Path) -> None:  # noqa: ANN001
+    """pandas' to_sql writes order_date as a timestamp (on SQLite, text: "2023-01-01 00:00:00.000000"): the
+    grid's page, the orders CSV and a columnar snapshot read the days, before and after an import into it."""
+    import csv
+    import io
+
+    from bi_app.importing import import_file
+    from data_layer.columnar import build_snapshot
+    from data_layer.queries import orders_page
+
+    frame = seed_frame()
+    make_seed_table(plain_engine, frame, "to_sql-replace")
+    point_app_at(db_url)
+
+    def exported() -> pd.DataFrame:
+        answer = client.get("/export/orders.csv?period=all")
+        assert answer.status_code == 200, answer.data[:300]
+        return pd.DataFrame(list(csv.DictReader(io.StringIO(answer.data.decode("utf-8-sig")))))
+
+    def check(days: pd.Series, snapshot: Path) -> None:
+        rows = exported()
+        assert sorted(rows["order_date"]) == sorted(days.dt.strftime("%Y-%m-%d"))
+        with engine.connect() as conn:
+            page, _total = orders_page(conn, Filters(), offset=0, limit=5, sort=[("order_date", False)])
+        assert [row["order_date"] for row in page] == sorted(days.dt.strftime("%Y-%m-%d"))[:5]
+        assert build_snapshot(engine, snapshot)
+
+    check(frame["order_date"], tmp_path / "before.duckdb")
+    path = tmp_path / "more.csv"
+    path.write_text("Order,Date,Product,Qty,Price\nNEW-1,2024-12-30,Lamp,1,10.00\n")
+    assert import_file(engine, path, {}, mode="append", skip_invalid=False, dry_run=False, report_dir=tmp_path,
+                       echo=lambda _line: None).written == 1
+    check(pd.concat([frame["order_date"], pd.Series(pd.to_datetime(["2024-12-30"]))]), tmp_path / "after.duckdb")
+
+
 def test_models_of_a_table_we_never_loaded_are_retrained_once_other_tools_added_a_tenth(
         plain_engine: Engine, db_url: str, client, point_app_at, monkeypatch) -> None:  # noqa: ANN001
     """No load of ours stamps such a table, so its models are never "of a load": other tools' rows (counted
