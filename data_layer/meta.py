@@ -209,7 +209,11 @@ def change_fingerprint(conn: Connection, *, pending: bool = False) -> str | None
         return ":".join(str(value) for value in row) if row else None
     if conn.dialect.name == "sqlite":
         tables = inspect(conn)
-        if not tables.has_table(CHANGES_TABLE):
+        # Another tool that replaced the table (pandas' to_sql) dropped our triggers with it: the counter
+        # no longer counts, the file's size and time still change.
+        if not tables.has_table(CHANGES_TABLE) or run(conn, text(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :table"
+                " AND name LIKE :ours"), {"table": SALES_TABLE, "ours": f"{CHANGES_TABLE}%"}).scalar_one() < 3:
             return _file_fingerprint(conn.engine.url.database) if tables.has_table(SALES_TABLE) else None
         return str(run(conn, text(f"SELECT changes FROM {CHANGES_TABLE}")).scalar_one())
     return None
@@ -283,9 +287,31 @@ def unwatch_changes(conn: Connection) -> None:
 
 def stored_columns(conn: Connection) -> tuple[str, ...]:
     """The order columns the table has: all of them once a load upgraded it, the line columns of
-    schema version 2, else the seed's 20."""
+    schema version 2, else the seed's 20; as the database lists them once another tool has changed the
+    table since the last load (it may have replaced it: ``to_sql(if_exists="replace")``)."""
+    if changed_by_others(conn):
+        key = (conn.engine.url.render_as_string(hide_password=False), _watched_fingerprint(conn))
+        with _fingerprints_lock:
+            listed = _listed_columns.get(key)
+        if listed is None:
+            present = {column["name"] for column in inspect(conn).get_columns(SALES_TABLE)}
+            listed = tuple(name for name in SALES_COLUMNS if name in present)
+            with _fingerprints_lock:
+                _listed_columns[key] = listed
+        return listed
     version = read_meta(conn).get("schema_version")
     return {SCHEMA_VERSION: SALES_COLUMNS, "2": LINE_COLUMNS}.get(version or "", SEED_COLUMNS)
+
+
+#: The columns the database listed for a table changed by other tools: (database, fingerprint) -> names.
+_listed_columns: dict[tuple[str, str | None], tuple[str, ...]] = {}
+
+
+def changed_by_others(conn: Connection) -> bool:
+    """True when another tool has written to the orders table since the last load of ours (or no load of
+    ours ever stamped it): what that load recorded about it may no longer hold."""
+    fingerprint = _watched_fingerprint(conn)
+    return fingerprint is not None and fingerprint != read_meta(conn).get("fingerprint")
 
 
 def has_ledger(conn: Connection) -> bool:
@@ -305,10 +331,10 @@ def data_currency(conn: Connection) -> str | None:
 
 def has_multi_line_orders(conn: Connection) -> bool:
     """True when some order has more than one line (order counts must then count distinct orders), or when
-    no load of ours has counted them: another tool's table (pandas' ``to_sql`` has no key) may hold an
-    order in several rows. (A columnar snapshot counts them in the rows it copied.)"""
+    no load of ours has counted them in the rows as they are: another tool's table (pandas' ``to_sql`` has
+    no key) may hold an order in several rows. (A columnar snapshot counts them in the rows it copied.)"""
     counted = read_meta(conn).get("multi_line_orders")
-    return counted is None or int(counted or 0) > 0
+    return counted is None or int(counted or 0) > 0 or changed_by_others(conn)
 
 
 #: Optional fields a shop's data may lack, with what is missing when it does (for notices).

@@ -270,6 +270,29 @@ def test_a_table_of_timestamps_gives_its_days_to_the_grid_the_export_and_a_snaps
     check(pd.concat([frame["order_date"], pd.Series(pd.to_datetime(["2024-12-30"]))]), tmp_path / "after.duckdb")
 
 
+def test_a_table_another_tool_replaced_after_our_load_is_read_as_it_now_is(
+        plain_engine: Engine, engine: Engine, db_url: str, client, point_app_at, monkeypatch) -> None:  # noqa: ANN001
+    """Loaded by us, then replaced by pandas' to_sql (the seed's 20 columns, no ledger, an order in two rows):
+    our metadata describes the table we left, so the columns and the order count come from the table."""
+    import data_layer.meta as meta
+
+    monkeypatch.setattr(meta, "FRESHNESS_S", 0.0)  # look at every request (the app looks every 5 s)
+    load_demo_data(engine, 200, 3, replace=True)
+    point_app_at(db_url)
+    assert client.get("/api/v1/kpis").status_code == 200
+    frame = seed_frame()
+    frame.loc[1, "order_id"] = frame.loc[0, "order_id"]  # one order in two rows
+    with plain_engine.begin() as conn:
+        if db_url.startswith("postgresql"):  # its statistics published as it commits, not up to 10 s later
+            conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+        frame.to_sql("advanced_sales_data", conn, if_exists="replace", index=False)
+    answer = client.get("/api/v1/kpis")
+    assert answer.status_code == 200, answer.data[:300]
+    data = answer.get_json()["data"]
+    assert data["revenue"]["value"] == pytest.approx(round(frame["total_amount"].sum(), 2), abs=0.005)
+    assert data["orders"]["value"] == frame["order_id"].nunique() == len(frame) - 1
+
+
 def test_models_of_a_table_we_never_loaded_are_retrained_once_other_tools_added_a_tenth(
         plain_engine: Engine, db_url: str, client, point_app_at, monkeypatch) -> None:  # noqa: ANN001
     """No load of ours stamps such a table, so its models are never "of a load": other tools' rows (counted
