@@ -273,7 +273,7 @@ def import_command(file: Path, maps: tuple[str, ...], mapping_file: Path | None,
             _audit(conn, "import", f"{file.name} ({mode}; {outcome.rejected:,} rejected{failed})", rows=outcome.written)
     for question in outcome.questions:
         click.echo(f"Answer with {ANSWERS[question.setting](question)}")
-    if outcome.failed and not outcome.questions and not skip_invalid:
+    if outcome.failed and not outcome.questions and not outcome.refused and not skip_invalid:
         click.echo("--skip-invalid imports the valid rows only.")
     if outcome.written and train:
         try:

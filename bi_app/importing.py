@@ -61,6 +61,8 @@ class ImportOutcome:
     report: Path | None
     rejects: Path | None
     questions: tuple[Question, ...] = ()
+    #: True when the load as a whole would be refused (an append of orders already stored), not its rows.
+    refused: bool = False
 
 
 def upload_folder(upload_id: str) -> Path:
@@ -349,7 +351,8 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
         already = _already_stored(engine, result.lines["order_id"].unique()) if mode == "append" else ""
         if already:
             echo(f"{already}, so an append would write nothing: {TO_REPLACE_STORED}")
-            return outcome(0, failed=True, how="to write")
+            echo(f"{result.rows_in:,} row{'s' if result.rows_in != 1 else ''} in = 0 to write (the append is refused)")
+            return ImportOutcome(result.rows_in, 0, result.rows_in, True, report, rejects, refused=True)
         return outcome(len(result.lines), failed=False, how="to write")
     if result.lines.empty and not (mode == "upsert" and result.excluded_orders):
         echo("Nothing to write.")
@@ -395,7 +398,8 @@ def _already_stored(engine: Engine, order_ids: Sequence[str]) -> str:
         return ""
     if not count:
         return ""
-    listed = ", ".join(name if len(name) <= 40 else name[:39] + "…" for name in named) + (
+    # A long id keeps its start and its end (ids that differ only at the end stay apart).
+    listed = ", ".join(name if len(name) <= 40 else f"{name[:19]}…{name[-20:]}" for name in named) + (
         ", ..." if count > len(named) else "")
     return (f"{count:,} order{'s' if count != 1 else ''} of the file {'are' if count != 1 else 'is'} already stored "
             f"({listed})")

@@ -130,13 +130,14 @@ def upgrade_sales_table(conn: Connection) -> list[str]:
     """
     changed = []
     columns = {c["name"]: c for c in inspect(conn).get_columns(SALES_TABLE)}
-    if "line_number" not in columns:
-        _add_line_numbers(conn, columns)
-        changed.append("each stored order's rows numbered as its lines (line_number)")
-        columns = {c["name"]: c for c in inspect(conn).get_columns(SALES_TABLE)}
     missing = [name for name in LEDGER_COLUMNS if name not in columns]
     if missing:
         changed.append(f"columns added ({', '.join(missing)}: stored lines are sales, nothing refunded)")
+    if "line_number" not in columns:
+        _add_line_numbers(conn, columns)  # on SQLite a copy into the whole schema: the columns above too
+        changed.insert(0, "each stored order's rows numbered as its lines (line_number)")
+        columns = {c["name"]: c for c in inspect(conn).get_columns(SALES_TABLE)}
+        missing = [name for name in LEDGER_COLUMNS if name not in columns]
     for name in missing:
         log.info("Upgrading %s: adding %s", SALES_TABLE, name)
         column = sales.c[name]
@@ -157,12 +158,16 @@ def upgrade_sales_table(conn: Connection) -> list[str]:
                                 for name in widened)
             log.info("Upgrading %s: %s", SALES_TABLE, changes)
             conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} {changes}")
-            changed.append(f"columns widened for longer names or more decimals ({', '.join(widened)})")
+            changed.append("columns widened for longer names, more decimals or ids with letters "
+                           f"({', '.join(widened)})")
     return changed
 
 
 def _narrower(stored: object, wanted: object) -> bool:
-    """A stored VARCHAR shorter, or NUMERIC with fewer decimals, than the schema's."""
+    """A stored VARCHAR shorter, or NUMERIC with fewer decimals, than the schema's; or numbers where the
+    schema keeps text (pandas' to_sql writes ids of digits as BIGINT: an id such as 'NEW-1' would not fit)."""
+    if isinstance(wanted, String) and isinstance(stored, (sqltypes.Integer, Numeric)):
+        return True
     if isinstance(wanted, String) and isinstance(stored, String):
         has, needs = stored.length, wanted.length
     elif isinstance(wanted, Numeric) and isinstance(stored, Numeric):

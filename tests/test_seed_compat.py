@@ -144,6 +144,32 @@ def test_a_table_of_other_tools_with_orders_of_several_rows_is_numbered_and_take
     assert multi.groupby("order_id")["total_amount"].sum().round(2).sort_index().tolist() == expected.tolist()
 
 
+def test_a_pandas_table_of_ids_in_digits_takes_ids_with_letters(plain_engine: Engine, engine: Engine,
+                                                                 tmp_path: Path) -> None:
+    """pandas writes ids made of digits as integers (BIGINT on PostgreSQL): the first import into the
+    table keeps them as text, says what it changed, and takes ids such as 'NEW-1'."""
+    from bi_app.importing import import_file
+
+    frame = seed_frame()
+    frame["order_id"] = range(1, len(frame) + 1)
+    frame["customer_id"] = frame["customer_id"].str.extract(r"(\d+)$", expand=False).astype(int)
+    make_seed_table(plain_engine, frame, "to_sql-replace")
+    path = tmp_path / "more.csv"
+    path.write_text("Order,Date,Product,Qty,Price,Customer\nNEW-1,2024-03-01,Lamp,2,10.00,C-77\n")
+    printed: list[str] = []
+    outcome = import_file(engine, path, {}, mode="append", skip_invalid=False, dry_run=False, report_dir=tmp_path,
+                          echo=printed.append)
+    assert outcome.written == 1, printed
+    [upgraded] = [line for line in printed if line.startswith("The orders table was made by another tool")]
+    assert "line_number" in upgraded and f"columns added ({', '.join(LEDGER_COLUMNS)}:" in upgraded
+    if engine.dialect.name == "postgresql":  # SQLite keeps any value in any column
+        assert "ids with letters (order_id, customer_id)" in upgraded, upgraded
+    with engine.connect() as conn:
+        got = kpis(conn, Filters())
+    assert got["revenue"]["value"] == pytest.approx(round(frame["total_amount"].sum() + 20.0, 2), abs=0.005)
+    assert (got["orders"]["value"], got["customers"]["value"]) == (len(frame) + 1, frame["customer_id"].nunique() + 1)
+
+
 def test_a_table_of_the_line_schema_is_read_as_is_then_upgraded_to_the_ledger(plain_engine: Engine, engine: Engine,
                                                                             tmp_path) -> None:  # noqa: ANN001
     """A table loaded by the previous version (line numbers, 20-character regions, no ledger columns):
