@@ -140,6 +140,14 @@ def covered_titles(tab: Tab) -> list[str]:
     return tab.page.evaluate(COVERED_TITLES)
 
 
+def covered_donuts(tab: Tab) -> list[str]:
+    """The charts whose legend lies over their donut (a legend of two rows once covered its bottom)."""
+    return tab.page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].filter(plot => {
+        const pie = plot.querySelector('.pielayer .trace'), legend = plot.querySelector('.legend');
+        return pie && legend && pie.getBoundingClientRect().bottom > legend.getBoundingClientRect().top + 1;
+    }).map(plot => plot.parentElement.id || plot.id)""")
+
+
 def accessibility_problems(tab: Tab) -> list[str]:
     """What axe-core (WCAG 2.x A and AA rules and best practices) finds moderate, serious or critical on the
     page (only minor findings are let through)."""
@@ -170,6 +178,7 @@ def test_browser_every_page_renders_without_errors_at_desktop_and_phone_width(br
         overflow = tab.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width}px"
         assert covered_titles(tab) == [], f"{name} at {width}px"
+        assert covered_donuts(tab) == [], f"{name} at {width}px"
         assert accessibility_problems(tab) == [], f"{name} at {width}px"
         actions = tab.page.eval_on_selector_all(".modebar-btn", "buttons => buttons.map(b => b.dataset.title)")
         assert set(actions) <= LOCAL_CHART_ACTIONS, f"{name}: chart toolbar offers {set(actions) - LOCAL_CHART_ACTIONS}"
