@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import dash_bootstrap_components as dbc
 import pandas as pd
 import plotly.graph_objects as go
+from dash import html
 
 from bi_app import service
 from bi_app.components import chart, empty_state, leader_laggard, section, table
@@ -59,6 +60,8 @@ class Breakdown:
     money: tuple[str, ...]
     percent: tuple[str, ...] = ()
     decimals: tuple[str, ...] = field(default=("satisfaction",))
+    #: What the table's figures mean where a reader could take them otherwise (under the table).
+    note: str = ""
 
     def view(self, filters: Filters) -> Any:
         """The page's content for ``filters``: callout, charts and table, or the empty state."""
@@ -70,6 +73,7 @@ class Breakdown:
                                  f"{self.analysis}-callout", money)
         charts = [dbc.Col(section(None, chart(one.graph_id, one.figure(frame, money))), lg=one.width,
                           className="mb-3") for one in self.charts]
-        return [callout, dbc.Row(charts),
-                section(self.title, table(frame, table_id=f"{self.analysis}-table", money=self.money,
-                                          percent=self.percent, decimals=self.decimals, currency=money))]
+        listed = table(frame, table_id=f"{self.analysis}-table", money=self.money, percent=self.percent,
+                       decimals=self.decimals, currency=money)
+        notes = [html.P(self.note, className="text-muted small mt-2 mb-0")] if self.note else []
+        return [callout, dbc.Row(charts), section(self.title, html.Div([listed, *notes]))]

@@ -23,6 +23,9 @@ REGIONS = Breakdown(
                                                          "Revenue per customer", money=money, additive=False)),
     ),
     money=("revenue", "revenue_per_customer", "guest_revenue"), percent=("customer_share",),
+    note="Customer share: a region's customers among all the matching customers; a customer who ordered in "
+         "several regions counts in each, so the shares can add up to more than 100%. Revenue per customer: "
+         "registered customers' net revenue per registered customer; guests' revenue is beside it.",
 )
 
 
