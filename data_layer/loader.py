@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from pgpq import ArrowToPostgresBinaryEncoder
-from sqlalchemy import Connection, Engine, MetaData, Numeric, String, delete, func, inspect, select
+from sqlalchemy import Column, Connection, Engine, MetaData, Numeric, String, delete, func, inspect, select
 from sqlalchemy import types as sqltypes
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, DefaultClause, DropIndex
@@ -134,8 +134,8 @@ def upgrade_sales_table(conn: Connection) -> list[str]:
     if missing:
         changed.append(f"columns added ({', '.join(missing)}: stored lines are sales, nothing refunded)")
     if "line_number" not in columns:
-        _add_line_numbers(conn, columns)  # on SQLite a copy into the whole schema: the columns above too
-        changed.insert(0, "each stored order's rows numbered as its lines (line_number)")
+        copied = _add_line_numbers(conn, columns)  # on SQLite a copy into the whole schema: the columns above too
+        changed[:0] = ["each stored order's rows numbered as its lines (line_number)", *copied]
         columns = {c["name"]: c for c in inspect(conn).get_columns(SALES_TABLE)}
         missing = [name for name in LEDGER_COLUMNS if name not in columns]
     for name in missing:
@@ -177,9 +177,10 @@ def _narrower(stored: object, wanted: object) -> bool:
     return has is not None and needs is not None and has < needs
 
 
-def _add_line_numbers(conn: Connection, columns: dict) -> None:
+def _add_line_numbers(conn: Connection, columns: dict) -> list[str]:
     """Number each stored order's rows 1, 2, ... in the order they are stored (a table written by other tools,
-    pandas' to_sql say, may hold an order in several rows)."""
+    pandas' to_sql say, may hold an order in several rows). On SQLite, what else the copy it takes changed
+    (in words)."""
     log.info("Upgrading %s: adding line_number (each stored order's rows numbered from 1)", SALES_TABLE)
     if is_postgres(conn.engine):
         conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ADD COLUMN line_number INTEGER NOT NULL DEFAULT 1")
@@ -193,20 +194,30 @@ def _add_line_numbers(conn: Connection, columns: dict) -> None:
         if primary_key:
             conn.exec_driver_sql(f'ALTER TABLE {SALES_TABLE} DROP CONSTRAINT "{primary_key}"')
         conn.exec_driver_sql(f"ALTER TABLE {SALES_TABLE} ADD PRIMARY KEY (order_id, line_number)")
-        return
-    # SQLite cannot change a key or a NOT NULL in place: copy into a new table.
+        return []
+    # SQLite cannot change a key or a NOT NULL in place: copy into a new table, with the other tool's own
+    # columns too (pandas' "index", a "notes" column), as they are.
     staging = sales.to_metadata(MetaData(), name=f"{SALES_TABLE}__upgrade")
     staging.indexes.clear()  # the old table still holds the index names; they are made after the swap
+    theirs = [name for name in columns if name not in sales.c]
+    for name in theirs:
+        staging.append_column(Column(name, columns[name]["type"]))
     staging.create(conn)
-    seed_columns = [name for name in SALES_COLUMNS if name in columns]
+    quote = conn.dialect.identifier_preparer.quote
+    copied = [name for name in SALES_COLUMNS if name in columns] + theirs
     # Days as ISO dates: pandas' to_sql writes timestamps ("2024-01-01 00:00:00.000000") as text.
-    values = ", ".join("substr(order_date, 1, 10)" if name == "order_date" else name for name in seed_columns)
-    conn.exec_driver_sql(f"INSERT INTO {staging.name} ({', '.join(seed_columns)}, line_number) SELECT {values}, "
-                         f"row_number() OVER (PARTITION BY order_id ORDER BY rowid) FROM {SALES_TABLE}")
+    timestamps = run(conn, select(func.count()).where(func.length(sales.c.order_date) > 10)).scalar_one()
+    values = ", ".join("substr(order_date, 1, 10)" if name == "order_date" else quote(name) for name in copied)
+    conn.exec_driver_sql(f"INSERT INTO {staging.name} ({', '.join(map(quote, copied))}, line_number) SELECT "
+                         f"{values}, row_number() OVER (PARTITION BY order_id ORDER BY rowid) FROM {SALES_TABLE}")
     conn.exec_driver_sql(f"DROP TABLE {SALES_TABLE}")
     conn.exec_driver_sql(f"ALTER TABLE {staging.name} RENAME TO {SALES_TABLE}")
     for index in SALES_INDEXES:
         conn.execute(CreateIndex(index, if_not_exists=True))
+    numbers = [name for name in ("order_id", "customer_id")
+               if name in columns and isinstance(columns[name]["type"], (sqltypes.Integer, Numeric))]
+    return ([f"ids kept as text ({', '.join(numbers)})"] if numbers else []) + (
+        ["order dates kept as days (they were timestamps)"] if timestamps else [])
 
 
 def load_orders(  # noqa: PLR0913 - keyword-only options

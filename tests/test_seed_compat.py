@@ -153,7 +153,9 @@ def test_a_pandas_table_of_ids_in_digits_takes_ids_with_letters(plain_engine: En
     frame = seed_frame()
     frame["order_id"] = range(1, len(frame) + 1)
     frame["customer_id"] = frame["customer_id"].str.extract(r"(\d+)$", expand=False).astype(int)
-    make_seed_table(plain_engine, frame, "to_sql-replace")
+    frame["notes"] = [f"note {i}" for i in range(len(frame))]  # a column of the other tool's own
+    with plain_engine.begin() as conn:  # pandas' default: its index as a column named "index"
+        frame.to_sql("advanced_sales_data", conn, if_exists="replace", method="multi")
     path = tmp_path / "more.csv"
     path.write_text("Order,Date,Product,Qty,Price,Customer\nNEW-1,2024-03-01,Lamp,2,10.00,C-77\n")
     printed: list[str] = []
@@ -162,8 +164,11 @@ def test_a_pandas_table_of_ids_in_digits_takes_ids_with_letters(plain_engine: En
     assert outcome.written == 1, printed
     [upgraded] = [line for line in printed if line.startswith("The orders table was made by another tool")]
     assert "line_number" in upgraded and f"columns added ({', '.join(LEDGER_COLUMNS)}:" in upgraded
-    if engine.dialect.name == "postgresql":  # SQLite keeps any value in any column
-        assert "ids with letters (order_id, customer_id)" in upgraded, upgraded
+    assert ("ids with letters (order_id, customer_id)" if engine.dialect.name == "postgresql"
+            else "ids kept as text (order_id, customer_id)") in upgraded, upgraded
+    with engine.connect() as conn:  # the other tool's columns are kept, and their values
+        kept = pd.read_sql(text('SELECT "index", notes FROM advanced_sales_data WHERE notes IS NOT NULL'), conn)
+    assert sorted(kept["notes"]) == sorted(frame["notes"]) and sorted(kept["index"]) == list(range(len(frame)))
     with engine.connect() as conn:
         got = kpis(conn, Filters())
     assert got["revenue"]["value"] == pytest.approx(round(frame["total_amount"].sum() + 20.0, 2), abs=0.005)
