@@ -25,10 +25,9 @@ dash.register_page(__name__, path="/", name="Overview", title="Overview · E-com
 
 GRID_HEIGHT = "420px"
 def grid_columns(money: MoneyFormat) -> list[dict]:
-    """The grid's columns: money written in the data's currency and the user's locale (by the browser)."""
-    formatter = {"function": f"params.value == null ? '' : new Intl.NumberFormat("
-                             f"{money.locale.replace('_', '-')!r}, {{style: 'currency', currency: "
-                             f"{money.currency!r}}}).format(params.value)"}
+    """The grid's columns: money written in the data's currency and locale (by the browser, with
+    ``money`` of assets/dashAgGridFunctions.js)."""
+    formatter = {"function": f"money(params.value, {money.locale.replace('_', '-')!r}, {money.currency!r})"}
     return [{"field": name, "headerName": name.replace("_", " ").capitalize(), "sortable": True,
              **({"valueFormatter": formatter, "type": "rightAligned"} if name in MONEY_COLUMNS else {})}
             for name in SALES_COLUMNS]

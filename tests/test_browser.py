@@ -372,6 +372,10 @@ def test_browser_transactions_grid_pages_and_filters_on_the_server(tab: Tab, ord
     laptops = orders[orders["product"] == "Laptop"].sort_values("order_id")
     assert first_ids[0] == laptops["order_id"].iloc[0]
     assert set(first_ids) <= set(laptops["order_id"])
+    # Money in the data's currency (the demo's: dollars, en_US), in the first row's unit price (a column in
+    # view: the grid draws only those).
+    price = tab.page.locator("#overview-grid .ag-row[row-index='0'] [col-id='unit_price']").inner_text().strip()
+    assert price == money(laptops["unit_price"].iloc[0])
 
 
 def test_browser_drill_down_on_a_product_bar_and_a_month(tab: Tab, orders: pd.DataFrame) -> None:
