@@ -300,6 +300,9 @@ def import_file(engine: Engine, path: Path, overrides: dict[str, str], *, mode: 
          f"({source.encoding}{f', delimiter {source.delimiter!r}' if source.delimiter else ''}) "
          f"in {time.perf_counter() - started:.2f} s")
     skipped, left_out = set(without), set(unused_columns)
+    if not_there := sorted(left_out - set(source.columns)):  # a typo must not leave the column in use
+        raise FileImportError(f"no column {', '.join(map(repr, not_there))} in the file; "
+                              f"columns: {', '.join(source.columns)}")
     automatic = {f: c for f, c in auto_mapping(c for c in source.columns if c not in left_out).items()
                  if c not in overrides.values() and f not in skipped}
     mapping = {**automatic, **overrides}

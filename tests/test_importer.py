@@ -360,6 +360,9 @@ def test_a_column_whose_name_misleads_is_left_out_with_none(engine: Engine, tmp_
                     "2,2024-03-02,Desk,1,20.00,Leasehold,ios\n")
     _outcome, printed = run(engine, path, dry_run=True)
     assert "region               <- Land" in printed and "customer_id          <- Client" in printed
+    with pytest.raises(FileImportError, match="no column 'client' in the file"):  # names are matched exactly
+        import_file(engine, path, {}, unused_columns={"client"}, mode="append", skip_invalid=False, dry_run=True,
+                    report_dir=tmp_path, echo=lambda _line: None)
     overrides, unused = parse_map_options(["Land=none", "Client=none"], None)
     messages: list[str] = []
     outcome = import_file(engine, path, overrides, unused_columns=unused, mode="append", skip_invalid=False,
