@@ -181,7 +181,8 @@ def share_pie(frame: pd.DataFrame, category: str, value: str, title: str, money:
     if len(frame) == 1:
         return only_one(title, category, frame[category].iloc[0])
     pie = dict(type="pie", labels=frame[category], values=frame[value], hole=0.45, customdata=frame[category],
-               hovertemplate=f"%{{label}}<br>{money.hover('value')} (%{{percent}})<extra></extra>", sort=False)
+               hovertemplate=f"%{{label}}<br>{money.hover('value')} (%{{percent}})<extra></extra>", sort=False,
+               texttemplate="%{percent:.1%}")  # plotly's own shows 3 digits: 57.8%, 13%, 4.63%
     # The legend at the chart's foot, placed in the container's terms: placed under the plot area, it kept
     # its first place when the page resized the chart, and a second row covered the donut's bottom.
     return _figure(title, "", [pie], legend=dict(orientation="h", yref="container", yanchor="bottom", y=0.02,
