@@ -158,7 +158,8 @@ def overview(filters: Filters) -> tuple:
     if kpis["orders"]["value"] == 0:
         return (empty_state(), None, *charts)
     summary = [] if query is None else [html.A("Executive summary (PDF)", href=f"/export/summary.pdf{query}",
-                                               id="overview-summary-pdf", className="small float-end link-primary ms-3")]
+                                               id="overview-summary-pdf",
+                                               className="small float-end link-primary ms-3")]
     return ([*summary, *kpi_cards(kpis, currency, filters.compare)], None, *charts)
 
 
