@@ -150,7 +150,8 @@ def ensure_loaded(admin_url: str, url: str, size: int) -> None:
 
 
 #: The user a benchmark signs in as, when the server has sign-in on (its password made for this run).
-BENCH_USER, BENCH_PASSWORD = "bench", secrets.token_urlsafe(18)
+BENCH_USER = "bench"
+BENCH_PASSWORD = secrets.token_urlsafe(18)
 
 
 class Server:

@@ -42,7 +42,8 @@ from bench.report import cpu_check, write_section  # noqa: E402
 from data_layer.demo_data import REGIONS, SEGMENTS  # noqa: E402
 
 BI_APP = str(Path(sys.executable).with_name("bi-app"))
-LOAD_USER, LOAD_PASSWORD = "loadtest", secrets.token_urlsafe(18)
+LOAD_USER = "loadtest"
+LOAD_PASSWORD = secrets.token_urlsafe(18)  # made for each run
 PAGES = ("/", "/segments", "/regions")
 MARKER = {"region": "North", "segment": "Premium", "period": "last-90-days"}
 WAVE_GAP_S = 0.04  # callbacks the renderer sends within this of each other go side by side

@@ -151,11 +151,10 @@ _versions_lock = threading.Lock()
 
 
 def _current_version(conn: Connection) -> str | None:
-    meta = read_meta(conn)
-    stamped = meta.get("data_version")
-    fingerprint = _watched_fingerprint(conn)
-    if fingerprint is None or fingerprint == meta.get("fingerprint"):
+    stamped = read_meta(conn).get("data_version")
+    if not changed_by_others(conn):
         return stamped
+    fingerprint = str(_watched_fingerprint(conn))
     return f"{stamped or 'external'}+{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
 
 

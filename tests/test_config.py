@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from bi_app.config import Config, ConfigError, normalise_database_url
+from tests.support import URL_PASSWORD
 
 
 def test_unset_url_means_embedded_sqlite_under_the_data_dir(tmp_path: Path) -> None:
@@ -20,8 +21,8 @@ def test_bi_database_url_wins_over_database_url() -> None:
 
 
 def test_database_url_is_accepted_and_postgres_scheme_normalised() -> None:
-    config = Config.from_env({"DATABASE_URL": "postgres://u:p@db.example:5432/shop?sslmode=require"})
-    assert config.database_url == "postgresql://u:p@db.example:5432/shop?sslmode=require"
+    config = Config.from_env({"DATABASE_URL": f"postgres://u:{URL_PASSWORD}@db.example:5432/shop?sslmode=require"})
+    assert config.database_url == f"postgresql://u:{URL_PASSWORD}@db.example:5432/shop?sslmode=require"
 
 
 def test_unsupported_scheme_is_a_clear_error() -> None:
